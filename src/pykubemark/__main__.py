@@ -1,0 +1,3 @@
+from pykubemark.cli import main
+
+main()

@@ -1,0 +1,211 @@
+"""The `pykubemark` command: each subcommand is a thin call into a package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pykubemark import __version__
+from pykubemark.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+bin_dir_option = click.option(
+    "--bin-dir", type=click.Path(path_type=Path), default=None,
+    help="Directory with kube-apiserver, kube-scheduler, kube-controller-manager "
+    "(and optionally etcd, kubemark, kubectl). Default: $PYKUBEMARK_BIN_DIR, PATH, the cache.",
+)
+name_option = click.option("--name", default="pykubemark", show_default=True,
+                           help="Cluster name; several can run at once.")
+
+
+def hollow_options(func):
+    """Options shared by `hollow` and `up --nodes`."""
+    options = [
+        click.option("--prefix", default="hollow", show_default=True,
+                     help="Node names are PREFIX-0, PREFIX-1, ...; one prefix per shard."),
+        click.option("--fidelity", type=click.Choice(["kubelet", "lite"]), default="kubelet",
+                     show_default=True,
+                     help="kubelet: every node watches like kubelet/kube-proxy; lite: one shared "
+                     "watch per resource for the process."),
+        click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+                     help="Processes (event loops) to spread the nodes over."),
+        click.option("--profile", "profile_file", type=click.Path(path_type=Path), default=None,
+                     help="YAML file overriding hollow-node behaviour (see hollow/profile.py)."),
+        click.option("--events/--no-events", default=False,
+                     help="Post the events a real kubelet posts "
+                     "(Pulled, Created, Started, Killing)."),
+        click.option("--endpoint-slices", is_flag=True,
+                     help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
+        click.option("--register-rate", type=float, default=50.0, show_default=True,
+                     help="Nodes started per second (0: all at once)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _profile(profile_file: Path | None, fidelity: str, events: bool, endpoint_slices: bool):
+    from pykubemark.hollow.profile import load_profile
+
+    return load_profile(profile_file, fidelity=fidelity, events=events or None,
+                        proxy_endpoints="endpointslices" if endpoint_slices else None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pykubemark")
+def cli() -> None:
+    """Kubemark in Python: hollow nodes against a real Kubernetes control plane."""
+
+
+@cli.command()
+@bin_dir_option
+@click.option("--no-build", is_flag=True, help="Fail instead of building when nothing is found.")
+def provision(bin_dir: Path | None, no_build: bool) -> None:
+    """Find or build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubemark."""
+    from pykubemark.provision import ensure_binaries
+
+    found = ensure_binaries(bin_dir, allow_build=not no_build)
+    table = Table(title=f"binaries (from {found.source})")
+    table.add_column("binary")
+    table.add_column("path")
+    table.add_column("version")
+    for name in ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager",
+                 "kubemark", "kubectl"):
+        path = found.path(name)
+        table.add_row(name, str(path) if path else "-", found.versions.get(name, "-"))
+    console.print(table)
+
+
+@cli.command()
+@name_option
+@bin_dir_option
+@click.option("--port", "apiserver_port", type=int, default=None,
+              help="kube-apiserver port on 127.0.0.1 (default: a free one).")
+@click.option("--audit/--no-audit", default=False,
+              help="Write the apiserver's audit log (Metadata level) to the state dir.")
+@click.option("--etcd-tmpfs", is_flag=True, help="Keep etcd's data in /dev/shm.")
+@click.option("--apiserver-arg", "apiserver_args", multiple=True,
+              help="Extra kube-apiserver flag, e.g. --apiserver-arg=--max-requests-inflight=800")
+@click.option("--nodes", type=click.IntRange(0, 100_000), default=0, show_default=True,
+              help="Hollow nodes to start with the cluster (stopped by `down`).")
+@hollow_options
+def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
+       etcd_tmpfs: bool, apiserver_args: tuple[str, ...], nodes: int, prefix: str,
+       fidelity: str, processes: int, profile_file: Path | None, events: bool,
+       endpoint_slices: bool, register_rate: float) -> None:
+    """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
+    from pykubemark.cluster.control_plane import LocalCluster, UpOptions
+    from pykubemark.cluster.hollow import HollowArgs, start_hollow
+    from pykubemark.provision import ensure_binaries
+
+    _profile(profile_file, fidelity, events, endpoint_slices)  # bad input fails before `up`
+    options = UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
+                        etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args)
+    hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity, processes=processes,
+                             profile=profile_file, events=events, endpoint_slices=endpoint_slices,
+                             register_rate=register_rate)
+    binaries = ensure_binaries(bin_dir)
+    with err_console.status(f"starting cluster '{name}'") as shown:
+        cluster = LocalCluster.up(
+            options, binaries,
+            extra=(lambda c: start_hollow(c, hollow_args, shown.update)) if nodes else None)
+    kubeconfig = cluster.state.kubeconfig
+    console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
+                  + (f" with {nodes} hollow nodes" if nodes else ""))
+    console.print(f"  kubeconfig: {kubeconfig}")
+    console.print(f"  export KUBECONFIG={kubeconfig}")
+    kubectl = binaries.kubectl or "kubectl"
+    console.print(f"  {kubectl} --kubeconfig {kubeconfig} get --raw /readyz")
+    console.print(f"  stop it with: pykubemark down --name {name}")
+
+
+@cli.command()
+@click.option("--kubeconfig", type=click.Path(path_type=Path), default=None,
+              help="Kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--proxy-kubeconfig", type=click.Path(path_type=Path), default=None,
+              help="Separate credentials for the hollow kube-proxies (default: --kubeconfig).")
+@click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
+@hollow_options
+@click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
+def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
+           fidelity: str, processes: int, profile_file: Path | None, events: bool,
+           endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
+           verbose: bool) -> None:
+    """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
+    import logging
+    import sys
+
+    from pykubemark.hollow.fleet import FleetOptions, run_fleet
+    from pykubemark.kube.config import load_kubeconfig
+    from pykubemark.kube.probe import check_server
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s")
+    profile = _profile(profile_file, fidelity, events, endpoint_slices)
+    config = load_kubeconfig(kubeconfig)
+    version = check_server(config)
+    if proxy_kubeconfig is not None:
+        check_server(load_kubeconfig(proxy_kubeconfig))
+    err_console.print(
+        f"{nodes} hollow nodes ({fidelity}) against {config.server} "
+        f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
+    )
+    run_fleet(FleetOptions(kubeconfig=Path(config.source), proxy_kubeconfig=proxy_kubeconfig,
+                           nodes=nodes, prefix=prefix, processes=processes,
+                           register_rate=register_rate, profile=profile,
+                           delete_nodes_on_exit=delete_nodes_on_exit))
+
+
+@cli.command()
+@name_option
+@click.option("--purge", is_flag=True, help="Also delete the state directory (certs, logs).")
+def down(name: str, purge: bool) -> None:
+    """Stop every process of a local cluster."""
+    import shutil
+
+    from pykubemark.cluster.control_plane import LocalCluster
+
+    cluster = LocalCluster.load(name)
+    stopped = cluster.down()
+    if stopped:
+        console.print(f"cluster '{name}' stopped: {', '.join(stopped)}")
+    else:
+        console.print(f"cluster '{name}' was not running")
+    if purge:
+        shutil.rmtree(cluster.dir, ignore_errors=True)
+
+
+@cli.command()
+@click.option("--name", default=None, help="One cluster (default: all).")
+def status(name: str | None) -> None:
+    """Show each component of the local clusters: pid, port, health."""
+    from pykubemark.cluster.control_plane import LocalCluster
+    from pykubemark.cluster.state import all_names
+
+    names = [name] if name else all_names()
+    if not names:
+        console.print("no clusters")
+        return
+    for cluster_name in names:
+        cluster = LocalCluster.load(cluster_name)
+        table = Table(title=f"{cluster_name}  {cluster.state.server}  {cluster.state.kubeconfig}")
+        for column in ("component", "pid", "port", "health"):
+            table.add_column(column)
+        for row in cluster.status():
+            table.add_row(str(row["component"]), str(row["pid"] or "-"),
+                          str(row["port"] or "-"), str(row["health"]))
+        console.print(table)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except UserError as exc:  # raised outside click's own handling
+        exc.show()
+        raise SystemExit(2) from None

@@ -1,0 +1,282 @@
+"""A local Kubernetes control plane as child processes: `up`, `status`, `down`.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler run unmodified, each on
+a free loopback port, with certificates, tokens, kubeconfigs and logs in the cluster's
+state directory. Two names never share a port or a file, so clusters run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pykubemark.cluster import health, ports, processes
+from pykubemark.cluster.kubeconfig import write_kubeconfig
+from pykubemark.cluster.pki import write_pki
+from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, validate_name
+from pykubemark.errors import UserError
+from pykubemark.provision import Binaries
+
+SERVICE_CIDR = "10.0.0.0/16"
+#: Users in the token file: (user, groups). The hollow kubelet and proxy get users of
+#: their own so the apiserver's audit log tells their requests apart.
+USERS = {
+    "admin": ("admin", "system:masters"),
+    "scheduler": ("system:kube-scheduler", ""),
+    "controller-manager": ("system:kube-controller-manager", ""),
+    "hollow-kubelet": ("pykubemark:hollow-kubelet", "system:masters,system:nodes"),
+    "hollow-proxy": ("pykubemark:hollow-proxy", "system:masters"),
+}
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+"""
+
+
+@dataclass
+class UpOptions:
+    name: str
+    apiserver_port: int | None = None
+    audit: bool = False
+    etcd_tmpfs: bool = False
+    apiserver_args: tuple[str, ...] = ()
+    timeout: float = 120.0
+
+
+def _wait(what: str, check: Callable[[], bool], proc: Proc | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and not proc.alive():
+            raise UserError(
+                f"{proc.name} exited during start-up: {processes.last_lines(proc.log, 2)} "
+                f"(log: {proc.log})"
+            )
+        time.sleep(0.25)
+    where = f" (log: {proc.log})" if proc else ""
+    raise UserError(f"timed out after {timeout:.0f}s waiting for {what}{where}")
+
+
+class LocalCluster:
+    """Start, inspect and stop one named local control plane."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+
+    @property
+    def dir(self) -> Path:
+        return self.state.path
+
+    def token(self, user: str) -> str:
+        return json.loads((self.dir / "tokens.json").read_text())[user]
+
+    def kubeconfig_for(self, user: str) -> Path:
+        return self.dir / f"{user}.kubeconfig"
+
+    # -- lifecycle ---------------------------------------------------------------
+    @classmethod
+    def up(cls, options: UpOptions, binaries: Binaries, *,
+           extra: Callable[[LocalCluster], None] | None = None) -> LocalCluster:
+        name = validate_name(options.name)
+        directory = cluster_dir(name)
+        if (directory / "state.json").is_file():
+            old = load(name)
+            if old.running():
+                raise UserError(
+                    f"cluster '{name}' is already running (pykubemark down --name {name})"
+                )
+            shutil.rmtree(directory)
+        if options.apiserver_port is not None:
+            ports.require_free(options.apiserver_port, "apiserver")
+        wanted = ports.free_ports(
+            5, taken={options.apiserver_port} if options.apiserver_port else None
+        )
+        port = dict(zip(["apiserver", "etcd", "etcd-peer", "scheduler", "controller-manager"],
+                        wanted, strict=True))
+        if options.apiserver_port is not None:
+            port["apiserver"] = options.apiserver_port
+        directory.mkdir(parents=True)
+        directory.chmod(0o700)
+        server = f"https://127.0.0.1:{port['apiserver']}"
+        state = ClusterState(
+            name=name, directory=str(directory), server=server,
+            kubeconfig=str(directory / "kubeconfig"), ports=port,
+            options={"audit": options.audit, "etcd_tmpfs": options.etcd_tmpfs},
+        )
+        cluster = cls(state)
+        state.save()
+        try:
+            cluster._start(options, binaries)
+            if extra is not None:
+                extra(cluster)
+        except BaseException:
+            cluster.down()
+            raise
+        return cluster
+
+    def _write_credentials(self) -> dict[str, Path]:
+        pki = write_pki(self.dir / "pki")
+        tokens = {user: secrets.token_hex(16) for user in USERS}
+        lines = [f'{tokens[u]},{USERS[u][0]},{USERS[u][0]},"{USERS[u][1]}"' for u in USERS]
+        token_file = self.dir / "tokens.csv"
+        token_file.touch(mode=0o600)
+        token_file.write_text("\n".join(lines) + "\n")
+        (self.dir / "tokens.json").write_text(json.dumps(tokens))
+        (self.dir / "tokens.json").chmod(0o600)
+        for user in USERS:
+            target = self.dir / "kubeconfig" if user == "admin" else self.kubeconfig_for(user)
+            write_kubeconfig(target, server=self.state.server, ca_cert=pki["ca_cert"],
+                             user=USERS[user][0], token=tokens[user], cluster=self.state.name)
+        return pki
+
+    def _launch(self, name: str, argv: list[str], *, port: int, health_url: str) -> Proc:
+        proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log", port=port,
+                               health_url=health_url)
+        self.state.processes.append(proc)
+        self.state.save()
+        return proc
+
+    def _start(self, options: UpOptions, binaries: Binaries) -> None:
+        pki = self._write_credentials()
+        port = self.state.ports
+        d = self.dir
+        etcd_data = d / "etcd"
+        if options.etcd_tmpfs:
+            etcd_data = Path("/dev/shm") / f"pykubemark-{self.state.name}-etcd"
+            shutil.rmtree(etcd_data, ignore_errors=True)
+            self.state.options["etcd_data"] = str(etcd_data)
+        etcd_url = f"http://127.0.0.1:{port['etcd']}"
+        peer_url = f"http://127.0.0.1:{port['etcd-peer']}"
+        etcd = self._launch("etcd", [
+            str(binaries.etcd), "--name", "default", "--data-dir", str(etcd_data),
+            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"default={peer_url}", "--quota-backend-bytes", str(8 << 30),
+        ], port=port["etcd"], health_url=f"{etcd_url}/health")
+        _wait("etcd to be healthy", lambda: health.healthy(etcd.health_url or ""), etcd,
+              options.timeout)
+
+        apiserver_argv = [
+            str(binaries.kube_apiserver),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={port['apiserver']}", "--insecure-port=0",
+            f"--tls-cert-file={pki['server_cert']}", f"--tls-private-key-file={pki['server_key']}",
+            f"--client-ca-file={pki['ca_cert']}",
+            f"--token-auth-file={d / 'tokens.csv'}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki['sa_pub']}",
+            f"--service-account-signing-key-file={pki['sa_key']}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Loopback addresses may not be endpoints of the `kubernetes` service.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--profiling=true",
+        ]
+        if options.audit:
+            (d / "audit-policy.yaml").write_text(AUDIT_POLICY)
+            apiserver_argv += [
+                f"--audit-policy-file={d / 'audit-policy.yaml'}",
+                f"--audit-log-path={d / 'logs' / 'audit.log'}",
+                "--audit-log-format=json", "--audit-log-mode=batch",
+                "--audit-log-maxsize=2000",
+            ]
+        apiserver_argv += list(options.apiserver_args)
+        apiserver = self._launch("kube-apiserver", apiserver_argv, port=port["apiserver"],
+                                 health_url=f"{self.state.server}/readyz")
+        admin_token = self.token("admin")
+        _wait("kube-apiserver /readyz",
+              lambda: health.healthy(self.state.server + "/readyz", token=admin_token,
+                                     ca_cert=pki["ca_cert"]),
+              apiserver, options.timeout)
+
+        cm_config = self.kubeconfig_for("controller-manager")
+        cm = self._launch("kube-controller-manager", [
+            str(binaries.kube_controller_manager),
+            f"--kubeconfig={cm_config}", f"--authentication-kubeconfig={cm_config}",
+            f"--authorization-kubeconfig={cm_config}",
+            "--bind-address=127.0.0.1", f"--secure-port={port['controller-manager']}",
+            "--port=0", "--leader-elect=false", f"--cluster-name={self.state.name}",
+            f"--service-account-private-key-file={pki['sa_key']}",
+            f"--root-ca-file={pki['ca_cert']}",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+        ], port=port["controller-manager"],
+            health_url=f"https://127.0.0.1:{port['controller-manager']}/healthz")
+        sched_config = self.kubeconfig_for("scheduler")
+        sched = self._launch("kube-scheduler", [
+            str(binaries.kube_scheduler),
+            f"--kubeconfig={sched_config}", f"--authentication-kubeconfig={sched_config}",
+            f"--authorization-kubeconfig={sched_config}",
+            "--bind-address=127.0.0.1", f"--secure-port={port['scheduler']}",
+            "--port=0", "--leader-elect=false",
+        ], port=port["scheduler"], health_url=f"https://127.0.0.1:{port['scheduler']}/healthz")
+        for proc in (cm, sched):
+            _wait(f"{proc.name} /healthz",
+                  lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
+        _wait("the default service account's token", self._default_sa_has_token, cm,
+              options.timeout)
+
+    def _default_sa_has_token(self) -> bool:
+        status, body = health.get(
+            self.state.server + "/api/v1/namespaces/default/serviceaccounts/default",
+            token=self.token("admin"), ca_cert=self.dir / "pki" / "ca.crt",
+        )
+        return status == 200 and bool(json.loads(body).get("secrets"))
+
+    def add_process(self, name: str, argv: list[str], *, health_url: str | None = None) -> Proc:
+        """Run another child (e.g. a hollow fleet) that `down` stops with the rest."""
+        proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log",
+                               health_url=health_url)
+        self.state.processes.append(proc)
+        self.state.save()
+        return proc
+
+    def down(self) -> list[str]:
+        """Stop every process this cluster started, newest first; return their names."""
+        live = self.state.running()
+        processes.stop(list(reversed(live)))
+        etcd_data = self.state.options.get("etcd_data")
+        if isinstance(etcd_data, str):
+            shutil.rmtree(etcd_data, ignore_errors=True)
+        self.state.options["stopped"] = True
+        self.state.save()
+        return [p.name for p in live]
+
+    def status(self) -> list[dict[str, object]]:
+        rows = []
+        ca = self.dir / "pki" / "ca.crt"
+        for proc in self.state.processes:
+            alive = proc.alive()
+            url = proc.health_url
+            if not alive:
+                verdict = "stopped"
+            elif url is None:
+                verdict = "running"
+            else:
+                token = self.token("admin") if url.startswith(self.state.server) else None
+                ok = health.healthy(url, token=token,
+                                    ca_cert=ca if url.startswith(self.state.server) else None)
+                verdict = "healthy" if ok else "unhealthy"
+            rows.append({"component": proc.name, "pid": proc.pid if alive else None,
+                         "port": proc.port, "health": verdict, "log": proc.log})
+        return rows
+
+    @classmethod
+    def load(cls, name: str) -> LocalCluster:
+        return cls(load(name))
+
+
+def python_argv(*args: str) -> list[str]:
+    """argv that runs pykubemark with this interpreter, wherever it is installed."""
+    return [sys.executable, "-m", "pykubemark", *args]

@@ -1,0 +1,76 @@
+"""Hollow nodes as part of a local cluster: started by `up --nodes`, stopped by `down`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pykubemark.cluster import health
+from pykubemark.cluster.control_plane import LocalCluster, python_argv
+from pykubemark.errors import UserError
+
+
+@dataclass
+class HollowArgs:
+    nodes: int
+    prefix: str = "hollow"
+    fidelity: str = "kubelet"
+    processes: int = 1
+    profile: Path | None = None
+    events: bool = False
+    endpoint_slices: bool = False
+    register_rate: float = 50.0
+
+    def argv(self, cluster: LocalCluster) -> list[str]:
+        args = [
+            "hollow", "--kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet")),
+            "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
+            "--nodes", str(self.nodes), "--prefix", self.prefix, "--fidelity", self.fidelity,
+            "--processes", str(self.processes), "--register-rate", str(self.register_rate),
+        ]
+        if self.profile:
+            args += ["--profile", str(self.profile.resolve())]
+        if self.events:
+            args.append("--events")
+        if self.endpoint_slices:
+            args.append("--endpoint-slices")
+        return python_argv(*args)
+
+
+def ready_nodes(cluster: LocalCluster, prefix: str) -> int:
+    status, body = health.get(cluster.state.server + "/api/v1/nodes",
+                              token=cluster.token("admin"), ca_cert=cluster.dir / "pki" / "ca.crt",
+                              timeout=30)
+    if status != 200:
+        return 0
+    count = 0
+    for node in json.loads(body).get("items", []):
+        if not node["metadata"]["name"].startswith(prefix + "-"):
+            continue
+        conditions = node.get("status", {}).get("conditions", [])
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            count += 1
+    return count
+
+
+def start_hollow(cluster: LocalCluster, args: HollowArgs,
+                 progress: Callable[[str], None] = lambda _msg: None) -> None:
+    proc = cluster.add_process("hollow", args.argv(cluster))
+    timeout = 60 + args.nodes / 10
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = ready_nodes(cluster, args.prefix)
+        progress(f"hollow nodes Ready: {ready}/{args.nodes}")
+        if ready >= args.nodes:
+            return
+        if not proc.alive():
+            from pykubemark.cluster.processes import last_lines
+
+            raise UserError(f"hollow nodes exited: {last_lines(proc.log, 2)} (log: {proc.log})")
+        if time.monotonic() > deadline:
+            raise UserError(f"only {ready}/{args.nodes} hollow nodes Ready after {timeout:.0f}s "
+                            f"(log: {proc.log})")
+        time.sleep(1.0)

@@ -1,0 +1,33 @@
+"""Kubeconfig files for the local cluster's users (admin, components, hollow nodes)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import yaml
+
+
+def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, user: str, token: str,
+                     cluster: str) -> Path:
+    data = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": cluster,
+            "cluster": {
+                "server": server,
+                "certificate-authority-data": base64.b64encode(ca_cert.read_bytes()).decode(),
+            },
+        }],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+        "current-context": cluster,
+        "preferences": {},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(path)
+    return path

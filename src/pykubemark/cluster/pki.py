@@ -1,0 +1,101 @@
+"""Certificates and keys for a local control plane.
+
+One CA signs the apiserver's serving certificate, so kubeconfigs can verify the server
+instead of skipping TLS checks; a separate key pair signs service-account tokens.
+EC P-256 keys keep ``up`` fast (RSA key generation is the slow part of a cold start).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+SERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+SERVER_IPS = ("127.0.0.1", "10.0.0.1")
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _builder(subject: str, issuer: str, public_key, days: int) -> x509.CertificateBuilder:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
+
+
+def write_pki(directory: Path) -> dict[str, Path]:
+    """Write CA, serving cert/key and service-account keys; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    ca_key = _key()
+    ca_cert = (
+        _builder("pykubemark-ca", "pykubemark-ca", ca_key.public_key(), 3650)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = _key()
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    server_cert = (
+        _builder("kube-apiserver", "pykubemark-ca", server_key.public_key(), 365)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = _key()
+    paths = {
+        "ca_cert": directory / "ca.crt",
+        "ca_key": directory / "ca.key",
+        "server_cert": directory / "apiserver.crt",
+        "server_key": directory / "apiserver.key",
+        "sa_key": directory / "sa.key",
+        "sa_pub": directory / "sa.pub",
+    }
+    _write_cert(paths["ca_cert"], ca_cert)
+    _write_key(paths["ca_key"], ca_key)
+    _write_cert(paths["server_cert"], server_cert)
+    _write_key(paths["server_key"], server_key)
+    _write_key(paths["sa_key"], sa_key)
+    paths["sa_pub"].write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return paths

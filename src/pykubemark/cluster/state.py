@@ -1,0 +1,103 @@
+"""What `up` leaves on disk for `status` and `down`: one directory per cluster name.
+
+The state file records every child process with its start time, so `down` can stop
+exactly what `up` started — never a stranger that reused the pid.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from pykubemark.errors import UserError
+from pykubemark.paths import state_home
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class Proc(msgspec.Struct):
+    name: str
+    pid: int
+    create_time: float
+    argv: list[str]
+    log: str
+    port: int | None = None
+    health_url: str | None = None
+
+    def process(self) -> psutil.Process | None:
+        """The live process, if it is still the one we started."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 1.0:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+class ClusterState(msgspec.Struct):
+    name: str
+    directory: str
+    server: str
+    kubeconfig: str
+    ports: dict[str, int] = {}
+    processes: list[Proc] = []
+    options: dict[str, str | int | bool | None] = {}
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
+
+    def save(self) -> None:
+        target = self.path / "state.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(self)))
+        tmp.replace(target)
+
+    def proc(self, name: str) -> Proc | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+    def running(self) -> list[Proc]:
+        return [p for p in self.processes if p.alive()]
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise UserError(
+            f"cluster name '{name}' is not valid: use 1-40 lowercase letters, digits and '-'"
+        )
+    return name
+
+
+def clusters_dir() -> Path:
+    return state_home() / "clusters"
+
+
+def cluster_dir(name: str) -> Path:
+    return clusters_dir() / validate_name(name)
+
+
+def load(name: str) -> ClusterState:
+    path = cluster_dir(name) / "state.json"
+    if not path.is_file():
+        known = ", ".join(all_names()) or "none"
+        raise UserError(f"no cluster named '{name}' (known: {known})")
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=ClusterState)
+    except msgspec.DecodeError as exc:
+        raise UserError(f"state of cluster '{name}' at {path} is unreadable: {exc}") from None
+
+
+def all_names() -> list[str]:
+    base = clusters_dir()
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / "state.json").is_file())

@@ -1,0 +1,283 @@
+"""Many hollow nodes in one event loop, and shards of them over processes.
+
+`kubelet` fidelity gives every node its own watches, as real nodes have; `lite` opens
+one watch per resource for the whole process and routes events to nodes by name, so
+the apiserver sees the lease and status traffic of N nodes but the watch load of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
+from pykubemark.hollow.objects import ARCH, NodeIdentity
+from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
+from pykubemark.hollow.profile import Profile
+from pykubemark.hollow.proxy import HollowProxy, endpoints_path, proxy_watches
+from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.config import KubeConfig, load_kubeconfig
+from pykubemark.kube.ratelimit import TokenBucket
+from pykubemark.kube.types import MetaOnly, Node, Pod
+from pykubemark.kube.watch import Reflector, cancel_all
+
+log = logging.getLogger("pykubemark.hollow")
+
+
+@dataclass
+class FleetOptions:
+    kubeconfig: Path | None
+    nodes: int
+    prefix: str = "hollow"
+    proxy_kubeconfig: Path | None = None
+    processes: int = 1
+    register_rate: float = 50.0
+    delete_nodes_on_exit: bool = False
+    profile: Profile = field(default_factory=Profile)
+    report_every: float = 30.0
+    shard: int = 0
+
+    def names(self) -> list[tuple[int, str]]:
+        return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
+                if i % self.processes == self.shard]
+
+
+class PodRouter:
+    """The shared pods informer of `lite` mode: one store, events routed by nodeName."""
+
+    def __init__(self) -> None:
+        self.by_node: dict[str, dict[str, Pod]] = {}
+        self.kubelets: dict[str, PodLifecycle] = {}
+        self.synced = False
+
+    def subscribe(self, name: str, lifecycle: PodLifecycle) -> None:
+        self.kubelets[name] = lifecycle
+        if self.synced:
+            lifecycle.on_list(list(self.by_node.get(name, {}).values()))
+
+    def on_list(self, items: list[Pod]) -> None:
+        self.by_node = {}
+        for pod in items:
+            self.by_node.setdefault(pod.spec.nodeName, {})[pod.metadata.uid] = pod
+        self.synced = True
+        for name, lifecycle in self.kubelets.items():
+            lifecycle.on_list(list(self.by_node.get(name, {}).values()))
+
+    def on_event(self, kind: str, pod: Pod) -> None:
+        store = self.by_node.setdefault(pod.spec.nodeName, {})
+        if kind == "DELETED":
+            store.pop(pod.metadata.uid, None)
+        else:
+            store[pod.metadata.uid] = pod
+        if lifecycle := self.kubelets.get(pod.spec.nodeName):
+            lifecycle.on_event(kind, pod)
+
+
+class NodeRouter:
+    """The shared nodes informer of `lite` mode: a deleted Node re-registers."""
+
+    def __init__(self, kubelets: dict[str, HollowKubelet]) -> None:
+        self.kubelets = kubelets
+
+    def on_list(self, items: list[Node]) -> None:
+        present = {n.metadata.name for n in items}
+        for name, kubelet in self.kubelets.items():
+            if kubelet.registered.is_set() and name not in present:
+                kubelet.node_deleted()
+
+    def on_event(self, kind: str, obj: Node) -> None:
+        kubelet = self.kubelets.get(obj.metadata.name)
+        if kind == "DELETED" and kubelet and obj.metadata.uid == kubelet.node_uid:
+            kubelet.node_deleted()
+
+
+def user_agent(component: str, version: str) -> str:
+    return f"{component}/{version} (linux/{ARCH}) pykubemark"
+
+
+class Fleet:
+    def __init__(self, options: FleetOptions, kubelet_config: KubeConfig,
+                 proxy_config: KubeConfig) -> None:
+        self.options = options
+        self.profile = options.profile
+        self.client = Client(kubelet_config)
+        self.proxy_client = (Client(proxy_config) if proxy_config is not kubelet_config
+                             else self.client)
+        self.kubelets: dict[str, HollowKubelet] = {}
+        self.proxies: dict[str, HollowProxy] = {}
+        self.shared: list[Reflector[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        profile = self.profile
+        lite = profile.fidelity == "lite"
+        loop = asyncio.get_running_loop()
+        endpoints = await endpoints_path(self.proxy_client, profile.proxy_endpoints)
+        pod_router = PodRouter()
+        if lite:
+            self.shared = [
+                Reflector(self.client, "/api/v1/pods", Pod, pod_router,
+                          params={"fieldSelector": "spec.nodeName!="}),
+                Reflector(self.client, "/api/v1/nodes", Node, NodeRouter(self.kubelets)),
+                *(Reflector(self.client, path, MetaOnly, IGNORE) for path, _ in CLUSTER_WATCHES),
+                *proxy_watches(self.proxy_client, endpoints),
+            ]
+            self._tasks += [loop.create_task(r.run()) for r in self.shared]
+        version = profile.kubelet_version
+        events_limiter = TokenBucket(5, 10)
+        interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
+        reporter = loop.create_task(self._report(stop))
+        try:
+            for index, name in self.options.names():
+                if stop.is_set():
+                    break
+                kubelet_client = self.client.with_identity(
+                    user_agent=user_agent("kubelet", version),
+                    limiter=TokenBucket(profile.kubelet_qps, profile.kubelet_burst))
+                events = (self.client.with_identity(user_agent=user_agent("kubelet", version),
+                                                    limiter=events_limiter)
+                          if profile.events else None)
+                kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
+                                        profile, events=events, shared=lite)
+                proxy = HollowProxy(name, self.proxy_client.with_identity(
+                    user_agent=user_agent("kube-proxy", version),
+                    limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
+                    endpoints, shared=lite)
+                self.kubelets[name] = kubelet
+                self.proxies[name] = proxy
+                if lite:
+                    pod_router.subscribe(name, kubelet.pods)
+                self._tasks.append(loop.create_task(kubelet.run()))
+                self._tasks.append(loop.create_task(proxy.run()))
+                if interval:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), interval)
+            await stop.wait()
+        finally:
+            reporter.cancel()
+            await cancel_all(self._tasks)
+            if self.options.delete_nodes_on_exit:
+                await self._delete_nodes()
+            await self.client.close()
+            if self.proxy_client is not self.client:
+                await self.proxy_client.close()
+
+    async def _delete_nodes(self) -> None:
+        async def delete(name: str) -> None:
+            with contextlib.suppress(ApiError, *NETWORK_ERRORS):
+                await self.client.delete(f"/api/v1/nodes/{name}")
+
+        await asyncio.gather(*(delete(name) for name in self.kubelets))
+        log.info("deleted %d nodes", len(self.kubelets))
+
+    def summary(self) -> str:
+        registered = sum(k.registered.is_set() for k in self.kubelets.values())
+        pods = [r for k in self.kubelets.values() for r in k.pods.pods.values()]
+        running = sum(r.phase == "Running" for r in pods)
+        return (f"shard {self.options.shard}: {registered}/{len(self.kubelets)} nodes registered, "
+                f"{len(pods)} pods ({running} running)")
+
+    async def _report(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.options.report_every)
+            log.info("%s", self.summary())
+
+
+def _install_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = None) -> None:
+    """Run one shard until SIGINT/SIGTERM (or the parent dies)."""
+    kubelet_config = load_kubeconfig(options.kubeconfig)
+    proxy_config = (load_kubeconfig(options.proxy_kubeconfig) if options.proxy_kubeconfig
+                    else kubelet_config)
+    _raise_fd_limit()
+    if os.environ.get("PYKUBEMARK_LOOP", "uvloop") == "uvloop":
+        _install_loop()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        fleet = Fleet(options, kubelet_config, proxy_config)
+        if on_started:
+            on_started()
+        await fleet.run(stop)
+
+    asyncio.run(main())
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _shard_main(options: FleetOptions) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    run_shard(options)
+
+
+def run_fleet(options: FleetOptions) -> None:
+    """Run all shards: in this process when there is one, else one process each."""
+    if options.processes <= 1:
+        run_shard(options)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    children = []
+    for shard in range(options.processes):
+        shard_options = FleetOptions(**{**options.__dict__, "shard": shard})
+        child = ctx.Process(target=_shard_main, args=(shard_options,), name=f"hollow-{shard}")
+        child.start()
+        children.append(child)
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.pid and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    while any(child.is_alive() for child in children):
+        for child in children:
+            child.join(timeout=0.5)
+            if not stopping and child.exitcode not in (None, 0):
+                log.error("shard %s exited with %s; stopping", child.name, child.exitcode)
+                forward(signal.SIGTERM, None)
+    deadline = time.monotonic() + 20
+    for child in children:
+        child.join(timeout=max(0.1, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()

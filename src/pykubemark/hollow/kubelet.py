@@ -1,0 +1,284 @@
+"""A hollow kubelet: what kubelet 1.20 says to the apiserver, without a container.
+
+Per node: register the Node (and CSINode), renew its Lease every 10 s, check the Node
+every 10 s and PATCH its status when something changed or 5 minutes passed, watch what
+the kubelet watches (its node, its pods, services, csidrivers, runtimeclasses, and each
+secret or configmap its pods reference), and run its pods through `pods.PodLifecycle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import orjson
+
+from pykubemark.hollow import objects
+from pykubemark.hollow.ipam import Ipam
+from pykubemark.hollow.objects import NodeIdentity
+from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
+from pykubemark.hollow.profile import Profile
+from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.types import MetaOnly, Node, Pod
+from pykubemark.kube.watch import Backoff, Reflector, cancel_all
+
+log = logging.getLogger(__name__)
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+CSINODES = "/apis/storage.k8s.io/v1/csinodes"
+#: The informers every kubelet 1.20 opens besides its node and pods (path, item type).
+CLUSTER_WATCHES = (
+    ("/api/v1/services", "services"),
+    ("/apis/storage.k8s.io/v1/csidrivers", "csidrivers"),
+    ("/apis/node.k8s.io/v1/runtimeclasses", "runtimeclasses"),
+)
+
+
+class Ignore:
+    """Handler for watches whose contents a hollow node does not use."""
+
+    def on_list(self, items: list[Any]) -> None:
+        pass
+
+    def on_event(self, kind: str, obj: Any) -> None:
+        pass
+
+
+IGNORE = Ignore()
+
+
+class ObjectWatches:
+    """Per-object watches of referenced secrets and configmaps, as kubelet 1.20's
+    watch-based manager keeps them: opened on first reference, closed on the last."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.active: dict[tuple[str, str, str], tuple[int, asyncio.Task[None]]] = {}
+
+    def update(self, added: set[tuple[str, str, str]], removed: set[tuple[str, str, str]]) -> None:
+        for key in added:
+            count, task = self.active.get(key, (0, None))
+            if task is None:
+                kind, namespace, name = key
+                reflector = Reflector(self.client, f"/api/v1/namespaces/{namespace}/{kind}",
+                                      MetaOnly, IGNORE,
+                                      params={"fieldSelector": f"metadata.name={name}"})
+                task = asyncio.get_running_loop().create_task(reflector.run())
+            self.active[key] = (count + 1, task)
+        for key in removed:
+            if key not in self.active:
+                continue
+            count, task = self.active[key]
+            if count <= 1:
+                task.cancel()
+                del self.active[key]
+            else:
+                self.active[key] = (count - 1, task)
+
+    async def close(self) -> None:
+        await cancel_all([task for _, task in self.active.values()])
+        self.active.clear()
+
+
+class HollowKubelet:
+    def __init__(self, identity: NodeIdentity, client: Client, profile: Profile, *,
+                 events: Client | None = None, shared: bool = False) -> None:
+        self.identity = identity
+        self.name = identity.name
+        self.client = client
+        self.profile = profile
+        self.shared = shared
+        self.node_uid = ""
+        self.transition = objects.now_seconds()
+        self.heartbeat = self.transition
+        self.last_report = float("-inf")
+        self.images: list[str] = []
+        self.registered = asyncio.Event()
+        self.lease: dict[str, Any] | None = None
+        self.object_watches = ObjectWatches(client)
+        self.pods = PodLifecycle(
+            self.name, identity.ip, Ipam(identity.pod_cidr), client, profile, events=events,
+            on_refs=None if shared else self.object_watches.update, on_image=self._saw_image,
+        )
+        self.reflectors: list[Reflector[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._reregister = asyncio.Event()
+
+    # -- run --------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.register()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._lease_loop()),
+            loop.create_task(self._status_loop()),
+            loop.create_task(self.pods.run_status_manager()),
+            loop.create_task(self._reregister_loop()),
+        ]
+        if not self.shared:
+            self.reflectors = [
+                Reflector(self.client, "/api/v1/nodes", Node, NodeHandler(self),
+                          params={"fieldSelector": f"metadata.name={self.name}"}),
+                Reflector(self.client, "/api/v1/pods", Pod, self.pods,
+                          params={"fieldSelector": f"spec.nodeName={self.name}"}),
+                *(Reflector(self.client, path, MetaOnly, IGNORE) for path, _ in CLUSTER_WATCHES),
+            ]
+            self._tasks += [loop.create_task(r.run()) for r in self.reflectors]
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await cancel_all(self._tasks)
+        await self.object_watches.close()
+        await self.pods.close()
+
+    def _saw_image(self, image: str) -> None:
+        if image and image not in self.images:
+            self.images.append(image)
+
+    # -- registration ------------------------------------------------------------------
+    async def register(self) -> None:
+        """Create the Node (adopting an existing one), then its CSINode; retry until done."""
+        backoff = Backoff(initial=0.2, cap=7.0)
+        while True:
+            try:
+                await self._register_once()
+                self.registered.set()
+                return
+            except (ApiError, *NETWORK_ERRORS) as exc:
+                log.debug("%s: register: %r", self.name, exc)
+                await asyncio.sleep(backoff.next())
+
+    async def _register_once(self) -> None:
+        self.transition = objects.now_seconds()
+        body = self.identity.node(self.transition, self.images)
+        try:
+            node = orjson.loads(await self.client.create("/api/v1/nodes", body))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            node = orjson.loads(await self.client.get(f"/api/v1/nodes/{self.name}"))
+            cidr = node.get("spec", {}).get("podCIDR")
+            if cidr and cidr != self.identity.pod_cidr:
+                self.identity.pod_cidr = cidr
+                self.pods.ipam = Ipam(cidr)
+        self.node_uid = node["metadata"]["uid"]
+        self.last_report = float("-inf")
+        self.lease = None
+        try:
+            await self.client.get(f"{CSINODES}/{self.name}")
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            try:
+                await self.client.create(CSINODES, self.identity.csinode(self.node_uid))
+            except ApiError as create_exc:
+                if create_exc.status != 409:
+                    raise
+
+    def node_deleted(self) -> None:
+        self._reregister.set()
+
+    async def _reregister_loop(self) -> None:
+        while True:
+            await self._reregister.wait()
+            self._reregister.clear()
+            self.registered.clear()
+            await self.register()
+
+    # -- lease -------------------------------------------------------------------------
+    async def _lease_loop(self) -> None:
+        renew = self.profile.lease_renew
+        while True:
+            await self._renew_lease()
+            await asyncio.sleep(renew * (1 + self.profile.lease_jitter * random.random()))
+
+    async def _renew_lease(self) -> None:
+        """Update from the last written copy; on failure GET (or create) and retry."""
+        path = f"{LEASES}/{self.name}"
+        for _attempt in range(5):
+            try:
+                if self.lease is None:
+                    try:
+                        self.lease = orjson.loads(await self.client.get(path))
+                    except ApiError as exc:
+                        if not exc.not_found:
+                            raise
+                        self.lease = orjson.loads(
+                            await self.client.create(LEASES, self.identity.lease(self.node_uid)))
+                        return
+                lease = self.lease
+                lease["spec"]["renewTime"] = objects.now_micro()
+                lease["spec"]["holderIdentity"] = self.name
+                lease["spec"]["leaseDurationSeconds"] = self.profile.lease_duration
+                if not lease["metadata"].get("ownerReferences") and self.node_uid:
+                    lease["metadata"]["ownerReferences"] = objects.owner_ref(
+                        self.name, self.node_uid)
+                self.lease = orjson.loads(await self.client.replace(path, lease))
+                return
+            except ApiError as exc:
+                self.lease = None
+                log.debug("%s: lease: %s", self.name, exc)
+            except NETWORK_ERRORS as exc:
+                log.debug("%s: lease: %r", self.name, exc)
+                return
+
+    # -- node status -------------------------------------------------------------------
+    async def _status_loop(self) -> None:
+        period = self.profile.status_check
+        await asyncio.sleep(random.random() * period)
+        while True:
+            started = time.monotonic()
+            await self._sync_status()
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+    async def _sync_status(self) -> None:
+        path = f"/api/v1/nodes/{self.name}"
+        try:
+            node = orjson.loads(await self.client.get(path, {"resourceVersion": "0"}))
+        except ApiError as exc:
+            if exc.not_found:
+                self.node_deleted()
+            return
+        except NETWORK_ERRORS:
+            return
+        if node.get("metadata", {}).get("uid") != self.node_uid:
+            return
+        capacity = node.get("status", {}).get("capacity")
+        current = node.get("status", {})
+        desired = self.identity.status(self.transition, self.heartbeat, self.images)
+        due = time.monotonic() - self.last_report >= self.profile.status_report
+        if not due and not objects.status_patch(current, desired):
+            return
+        self.heartbeat = objects.now_seconds()
+        desired = self.identity.status(self.transition, self.heartbeat, self.images,
+                                       None if capacity else self._capacity())
+        patch = objects.status_patch(current, desired)
+        try:
+            await self.client.patch(f"{path}/status", {"status": patch})
+            self.last_report = time.monotonic()
+        except (ApiError, *NETWORK_ERRORS) as exc:
+            log.debug("%s: node status: %r", self.name, exc)
+
+    def _capacity(self) -> dict[str, str]:
+        return self.identity.node(self.transition, [])["status"]["capacity"]
+
+
+class NodeHandler:
+    """The kubelet's watch of its own Node: a deletion means registering again."""
+
+    def __init__(self, kubelet: HollowKubelet) -> None:
+        self.kubelet = kubelet
+
+    def on_list(self, items: list[Node]) -> None:
+        if not items and self.kubelet.registered.is_set():
+            self.kubelet.node_deleted()
+
+    def on_event(self, kind: str, obj: Node) -> None:
+        if kind == "DELETED" and obj.metadata.uid == self.kubelet.node_uid:
+            self.kubelet.node_deleted()
+
+

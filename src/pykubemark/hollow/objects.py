@@ -1,0 +1,301 @@
+"""The objects a hollow kubelet writes, shaped like the kubelet 1.20 writes them
+(compare `shared/reference/objects/`): Node, CSINode, Lease, pod statuses, events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import platform
+import uuid
+from typing import Any
+
+from pykubemark import __version__
+from pykubemark.hollow.profile import Profile
+from pykubemark.kube.types import Pod
+
+RUNTIME = f"pykubemark://{__version__}"
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+CONDITIONS = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+     "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)
+CONDITION_ORDER = [{"type": c[0]} for c in CONDITIONS]
+
+
+def now_seconds() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def nth_subnet(base: str, index: int, prefix: int) -> str:
+    network = ipaddress.ip_network(base)
+    size = 1 << (network.max_prefixlen - prefix)
+    start = int(network.network_address) + index * size
+    if start + size - 1 > int(network.broadcast_address):
+        raise ValueError(f"node index {index} does not fit in {base} as /{prefix} subnets")
+    return f"{ipaddress.ip_address(start)}/{prefix}"
+
+
+def nth_address(base: str, index: int) -> str:
+    network = ipaddress.ip_network(base)
+    address = int(network.network_address) + 1 + index
+    if address >= int(network.broadcast_address):
+        raise ValueError(f"node index {index} does not fit in {base}")
+    return str(ipaddress.ip_address(address))
+
+
+def owner_ref(node_name: str, node_uid: str) -> list[dict[str, str]]:
+    return [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}]
+
+
+class NodeIdentity:
+    """Everything fixed about one hollow node, derived from its name and index."""
+
+    def __init__(self, name: str, index: int, profile: Profile) -> None:
+        self.name = name
+        self.index = index
+        self.profile = profile
+        self.ip = nth_address(profile.node_ip_base, index)
+        self.pod_cidr = nth_subnet(profile.pod_cidr_base, index, 24)
+        self.machine_id = uuid.uuid5(uuid.NAMESPACE_DNS, f"pykubemark.{name}").hex
+
+    def labels(self) -> dict[str, str]:
+        return {
+            "beta.kubernetes.io/arch": ARCH,
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": ARCH,
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            **self.profile.extra_labels,
+        }
+
+    def conditions(self, transition: str, heartbeat: str) -> list[dict[str, str]]:
+        return [
+            {"type": t, "status": s, "reason": r, "message": m,
+             "lastHeartbeatTime": heartbeat, "lastTransitionTime": transition}
+            for t, s, r, m in CONDITIONS
+        ]
+
+    def node(self, transition: str, images: list[str]) -> dict[str, Any]:
+        capacity = {
+            "cpu": self.profile.capacity.cpu,
+            "ephemeral-storage": self.profile.capacity.ephemeral_storage,
+            "memory": self.profile.capacity.memory,
+            "pods": self.profile.capacity.pods,
+        }
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": self.labels(),
+                "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+            },
+            "spec": {
+                "providerID": f"kubemark://{self.name}",
+                "podCIDR": self.pod_cidr,
+                "podCIDRs": [self.pod_cidr],
+            },
+            "status": self.status(transition, transition, images, capacity),
+        }
+
+    def status(self, transition: str, heartbeat: str, images: list[str],
+               capacity: dict[str, str] | None = None) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "conditions": self.conditions(transition, heartbeat),
+            "addresses": [{"type": "InternalIP", "address": self.ip},
+                          {"type": "Hostname", "address": self.name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": self.machine_id,
+                "systemUUID": self.machine_id,
+                "bootID": self.machine_id,
+                "kernelVersion": platform.release(),
+                "osImage": f"pykubemark hollow node {__version__}",
+                "containerRuntimeVersion": RUNTIME,
+                "kubeletVersion": self.profile.kubelet_version,
+                "kubeProxyVersion": self.profile.kubelet_version,
+                "operatingSystem": "linux",
+                "architecture": ARCH,
+            },
+            "images": [{"names": [image], "sizeBytes": 682696} for image in images],
+        }
+        if capacity is not None:
+            status["capacity"] = capacity
+            status["allocatable"] = dict(capacity)
+        return status
+
+    def csinode(self, node_uid: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "CSINode",
+            "metadata": {"name": self.name, "ownerReferences": owner_ref(self.name, node_uid)},
+            "spec": {"drivers": []},
+        }
+
+    def lease(self, node_uid: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": "kube-node-lease",
+                         "ownerReferences": owner_ref(self.name, node_uid)},
+            "spec": {"holderIdentity": self.name,
+                     "leaseDurationSeconds": self.profile.lease_duration,
+                     "renewTime": now_micro()},
+        }
+
+
+# -- pods -------------------------------------------------------------------------------
+def qos_class(pod: Pod) -> str:
+    containers = pod.spec.containers + pod.spec.initContainers
+    requests = [c.resources.requests for c in containers]
+    limits = [c.resources.limits for c in containers]
+    if not any(requests) and not any(limits):
+        return "BestEffort"
+    guaranteed = all(
+        lim.get(r) and (req.get(r) in (None, lim.get(r)))
+        for req, lim in zip(requests, limits, strict=True) for r in ("cpu", "memory")
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _condition(kind: str, status: str, since: str, reason: str = "", message: str = "") -> dict:
+    condition: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None,
+                                 "lastTransitionTime": since}
+    if reason:
+        condition["reason"] = reason
+    if message:
+        condition["message"] = message
+    return condition
+
+
+def container_id(pod: Pod, name: str) -> str:
+    meta = pod.metadata
+    return f"{RUNTIME.split(':')[0]}://{meta.namespace}_{meta.name}_{meta.uid[:8]}_{name}"
+
+
+class PodTimes:
+    """When this pod was started, ran and stopped, as the status reports them."""
+
+    __slots__ = ("finished", "ready_since", "scheduled", "started")
+
+    def __init__(self, scheduled: str) -> None:
+        self.scheduled = scheduled
+        self.started = ""
+        self.ready_since = ""
+        self.finished = ""
+
+
+def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
+               *, exit_code: int = 0) -> dict[str, Any]:
+    """Status for one of: Pending (creating), Running, Terminated (after kill), Succeeded."""
+    names = [c.name for c in pod.spec.containers]
+    unready = f"containers with unready status: [{' '.join(names)}]"
+    scheduled = times.scheduled
+    conditions = [_condition("Initialized", "True", scheduled)]
+    statuses = []
+    if phase == "Pending":
+        conditions += [
+            _condition("Ready", "False", scheduled, "ContainersNotReady", unready),
+            _condition("ContainersReady", "False", scheduled, "ContainersNotReady", unready),
+        ]
+        for c in pod.spec.containers:
+            statuses.append({
+                "name": c.name, "image": c.image, "imageID": "", "ready": False,
+                "restartCount": 0, "started": False, "lastState": {},
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+            })
+    elif phase == "Running":
+        conditions += [_condition("Ready", "True", times.ready_since),
+                       _condition("ContainersReady", "True", times.ready_since)]
+        for c in pod.spec.containers:
+            statuses.append({
+                "name": c.name, "image": c.image, "imageID": c.image,
+                "containerID": container_id(pod, c.name), "ready": True, "restartCount": 0,
+                "started": True, "lastState": {},
+                "state": {"running": {"startedAt": times.started}},
+            })
+    else:  # Terminated (phase per restartPolicy) or Succeeded/Failed
+        reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        message = "" if reason == "PodCompleted" else unready
+        conditions += [_condition("Ready", "False", times.finished, reason, message),
+                       _condition("ContainersReady", "False", times.finished, reason, message)]
+        for c in pod.spec.containers:
+            statuses.append({
+                "name": c.name, "image": c.image, "imageID": c.image,
+                "containerID": container_id(pod, c.name), "ready": False, "restartCount": 0,
+                "started": False, "lastState": {},
+                "state": {"terminated": {
+                    "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                    "startedAt": times.started or times.finished, "finishedAt": times.finished,
+                    "containerID": container_id(pod, c.name),
+                }},
+            })
+        if phase == "Terminated":
+            phase = "Running" if pod.spec.restartPolicy == "Always" else (
+                "Succeeded" if exit_code == 0 else "Failed")
+    conditions.append(_condition("PodScheduled", "True", scheduled))
+    status: dict[str, Any] = {
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": host_ip,
+        "startTime": scheduled,
+        "containerStatuses": statuses,
+        "qosClass": qos_class(pod),
+    }
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    return status
+
+
+MERGE_LISTS = {"conditions": "type", "podIPs": "ip"}
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The strategic-merge patch of ``status`` from ``old`` to ``new``, as the kubelet's
+    two-way merge computes it: changed fields only; merge-keyed lists carry their
+    ``$setElementOrder`` and only the changed elements."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        merge_key = MERGE_LISTS.get(key)
+        if merge_key and isinstance(before, list):
+            by_key = {item.get(merge_key): item for item in before}
+            changed = []
+            for item in value:
+                previous = by_key.get(item[merge_key], {})
+                diff = {k: v for k, v in item.items() if previous.get(k) != v}
+                if diff:
+                    changed.append({merge_key: item[merge_key], **diff})
+            patch[f"$setElementOrder/{key}"] = [{merge_key: i[merge_key]} for i in value]
+            if changed:
+                patch[key] = changed
+        else:
+            patch[key] = value
+    return patch
+
+
+def event(namespace: str, involved: dict[str, str], reason: str, message: str,
+          component: str, host: str, kind: str = "Normal") -> dict[str, Any]:
+    stamp = now_seconds()
+    return {
+        "metadata": {"name": f"{involved['name']}.{uuid.uuid4().hex[:16]}",
+                     "namespace": namespace},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message,
+        "source": {"component": component, "host": host},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "type": kind,
+    }

@@ -1,0 +1,396 @@
+"""The pod lifecycle of a hollow kubelet, and its status manager.
+
+A pod bound to the node goes Pending (ContainerCreating) at once, Running after the
+next runtime relist, and — for Job-like pods — Succeeded after its run time. A pod
+being deleted is killed, reported Terminated, re-synced while its volumes are
+"reclaimed", then deleted with grace period 0 and a uid precondition.
+
+Statuses reach the apiserver through a status manager modelled on kubelet 1.20's: a
+channel of (pod, version, status) synced in order with GET + strategic-merge PATCH, and a
+10-second batch that drains the channel and syncs only the latest versions. Under the
+client's QPS limit this coalesces updates exactly where the real kubelet does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from pykubemark.hollow import objects
+from pykubemark.hollow.ipam import Ipam
+from pykubemark.hollow.profile import Profile
+from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.types import Pod
+
+log = logging.getLogger(__name__)
+BATCH_PERIOD = 10.0
+TERMINAL = ("Succeeded", "Failed")
+RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
+EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+class PodRecord:
+    __slots__ = (
+        "deletable",
+        "exit_code",
+        "ip",
+        "phase",
+        "pod",
+        "status",
+        "terminating",
+        "timers",
+        "times",
+        "uid",
+        "version",
+    )
+
+    def __init__(self, pod: Pod) -> None:
+        self.pod = pod
+        self.uid = pod.metadata.uid
+        self.phase = "Pending"
+        self.times = objects.PodTimes(objects.now_seconds())
+        self.ip = ""
+        self.version = 0
+        self.status: dict[str, Any] = {}
+        self.terminating = False
+        self.deletable = False
+        self.exit_code = 0
+        self.timers: list[asyncio.TimerHandle] = []
+
+    @property
+    def path(self) -> str:
+        meta = self.pod.metadata
+        return f"/api/v1/namespaces/{meta.namespace}/pods/{meta.name}"
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+
+def referenced_objects(pod: Pod) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of every secret and configmap the kubelet would fetch."""
+    ns = pod.metadata.namespace
+    refs: set[tuple[str, str, str]] = set()
+    for volume in pod.spec.volumes:
+        if volume.secret and volume.secret.secretName:
+            refs.add(("secrets", ns, volume.secret.secretName))
+        if volume.configMap and volume.configMap.name:
+            refs.add(("configmaps", ns, volume.configMap.name))
+        if volume.projected:
+            for source in volume.projected.sources:
+                if source.secret and source.secret.name:
+                    refs.add(("secrets", ns, source.secret.name))
+                if source.configMap and source.configMap.name:
+                    refs.add(("configmaps", ns, source.configMap.name))
+    for container in pod.spec.containers + pod.spec.initContainers:
+        for env in container.env:
+            ref = env.valueFrom
+            if ref and ref.secretKeyRef and ref.secretKeyRef.name:
+                refs.add(("secrets", ns, ref.secretKeyRef.name))
+            if ref and ref.configMapKeyRef and ref.configMapKeyRef.name:
+                refs.add(("configmaps", ns, ref.configMapKeyRef.name))
+        for source in container.envFrom:
+            if source.secretRef and source.secretRef.name:
+                refs.add(("secrets", ns, source.secretRef.name))
+            if source.configMapRef and source.configMapRef.name:
+                refs.add(("configmaps", ns, source.configMapRef.name))
+    for secret in pod.spec.imagePullSecrets:
+        if secret.name:
+            refs.add(("secrets", ns, secret.name))
+    return refs
+
+
+def is_job_like(pod: Pod) -> bool:
+    return pod.spec.restartPolicy in ("Never", "OnFailure")
+
+
+class PodLifecycle:
+    """All pods of one hollow node: their state machine and status manager."""
+
+    def __init__(self, node_name: str, host_ip: str, ipam: Ipam, client: Client,
+                 profile: Profile, *, events: Client | None = None,
+                 on_refs: Callable[[set[tuple[str, str, str]], set[tuple[str, str, str]]], None]
+                 | None = None,
+                 on_image: Callable[[str], None] | None = None) -> None:
+        self.node_name = node_name
+        self.host_ip = host_ip
+        self.ipam = ipam
+        self.client = client
+        self.profile = profile
+        self.events = events
+        self.on_refs = on_refs
+        self.on_image = on_image
+        self.pods: dict[str, PodRecord] = {}
+        self.refs: dict[str, set[tuple[str, str, str]]] = {}
+        self.synced_versions: dict[str, int] = {}
+        self.channel: deque[tuple[str, int, dict[str, Any]]] = deque()
+        self._wake = asyncio.Event()
+        self._relist_phase = random.random() * profile.start.relist_period
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- informer callbacks --------------------------------------------------------------
+    def on_list(self, pods: list[Pod]) -> None:
+        seen = set()
+        for pod in pods:
+            seen.add(pod.metadata.uid)
+            self.on_event("ADDED", pod)
+        for uid in [u for u in self.pods if u not in seen]:
+            self._forget(uid)
+
+    def on_event(self, kind: str, pod: Pod) -> None:
+        uid = pod.metadata.uid
+        if kind == "DELETED":
+            self._forget(uid)
+            return
+        if pod.spec.nodeName != self.node_name:
+            return
+        record = self.pods.get(uid)
+        if record is None:
+            record = self._admit(pod)
+        else:
+            record.pod = pod
+        if pod.metadata.deletionTimestamp and not record.terminating:
+            self._terminate(record)
+
+    # -- state machine -------------------------------------------------------------------
+    def _admit(self, pod: Pod) -> PodRecord:
+        record = PodRecord(pod)
+        self.pods[record.uid] = record
+        refs = referenced_objects(pod)
+        self.refs[record.uid] = refs
+        if refs and self.on_refs:
+            self.on_refs(refs, set())
+        phase = pod.status.phase
+        if phase in TERMINAL or (phase == "Running" and pod.status.podIP):
+            # Already started before we (re)started: adopt it, do not restart it.
+            record.phase = phase
+            record.ip = pod.status.podIP
+            if phase == "Running" and not pod.spec.hostNetwork:
+                self.ipam.reserve(record.ip)
+            record.times.scheduled = pod.status.startTime or record.times.scheduled
+            self.synced_versions[record.uid] = 0
+            if phase == "Running" and is_job_like(pod):
+                self._later(record, self._run_seconds(pod), self._complete)
+            return record
+        record.ip = self.host_ip if pod.spec.hostNetwork else self.ipam.allocate()
+        record.times.started = objects.now_seconds()
+        self._set_status(record, "Pending")
+        for container in pod.spec.containers:
+            if self.on_image:
+                self.on_image(container.image)
+            self._event(record, "Pulled",
+                        f'Container image "{container.image}" already present on machine',
+                        container.name)
+            self._event(record, "Created", f"Created container {container.name}", container.name)
+        self._request_tokens(record)
+        self._later(record, self._start_delay(), self._running)
+        return record
+
+    def _start_delay(self) -> float:
+        period = self.profile.start.relist_period
+        until_relist = period - ((time.monotonic() - self._relist_phase) % period) if period else 0
+        return until_relist + self.profile.start.status_delay
+
+    def _running(self, record: PodRecord) -> None:
+        if record.phase != "Pending" or record.terminating:
+            return
+        record.times.ready_since = objects.now_seconds()
+        self._set_status(record, "Running")
+        for container in record.pod.spec.containers:
+            self._event(record, "Started", f"Started container {container.name}", container.name)
+        if is_job_like(record.pod):
+            self._later(record, self._run_seconds(record.pod), self._complete)
+
+    def _run_seconds(self, pod: Pod) -> float:
+        value = pod.metadata.annotations.get(RUN_SECONDS_ANNOTATION)
+        try:
+            return float(value) if value is not None else self.profile.start.job_run_seconds
+        except ValueError:
+            return self.profile.start.job_run_seconds
+
+    def _complete(self, record: PodRecord) -> None:
+        if record.phase != "Running" or record.terminating:
+            return
+        try:
+            record.exit_code = int(record.pod.metadata.annotations.get(EXIT_CODE_ANNOTATION, "0"))
+        except ValueError:
+            record.exit_code = 1
+        record.times.finished = objects.now_seconds()
+        self._release_ip(record)
+        self._set_status(record, "Succeeded" if record.exit_code == 0 else "Failed")
+
+    def _terminate(self, record: PodRecord) -> None:
+        record.terminating = True
+        record.cancel_timers()
+        stop = self.profile.stop
+        if record.phase in TERMINAL:
+            # Nothing runs: resources are reclaimed at once.
+            self._later(record, stop.kill_delay, self._reclaimed)
+            return
+        for container in record.pod.spec.containers:
+            self._event(record, "Killing", f"Stopping container {container.name}",
+                        container.name)
+        self._later(record, stop.kill_delay, self._killed)
+
+    def _killed(self, record: PodRecord) -> None:
+        record.times.finished = objects.now_seconds()
+        self._release_ip(record)
+        self._set_status(record, "Terminated")
+        for offset in self.profile.stop.resyncs:
+            self._later(record, offset, self._resync)
+        self._later(record, self.profile.stop.delete_after, self._reclaimed)
+
+    def _resync(self, record: PodRecord) -> None:
+        """The pod worker syncs a terminating pod again: same status, new version."""
+        self._bump(record)
+
+    def _reclaimed(self, record: PodRecord) -> None:
+        record.deletable = True
+        self._wake.set()
+
+    def _forget(self, uid: str) -> None:
+        record = self.pods.pop(uid, None)
+        self.synced_versions.pop(uid, None)
+        if record is None:
+            return
+        record.cancel_timers()
+        self._release_ip(record)
+        refs = self.refs.pop(uid, set())
+        if refs and self.on_refs:
+            self.on_refs(set(), refs)
+
+    def _release_ip(self, record: PodRecord) -> None:
+        if record.ip and not record.pod.spec.hostNetwork:
+            self.ipam.release(record.ip)
+
+    def _later(self, record: PodRecord, delay: float, action: Callable[[PodRecord], None]) -> None:
+        if delay != delay:  # NaN: never
+            return
+        loop = asyncio.get_running_loop()
+        record.timers.append(loop.call_later(max(0.0, delay), action, record))
+
+    def _set_status(self, record: PodRecord, phase: str) -> None:
+        record.phase = phase
+        record.status = objects.pod_status(record.pod, phase, record.times, self.host_ip,
+                                           record.ip, exit_code=record.exit_code)
+        self._bump(record)
+
+    def _bump(self, record: PodRecord) -> None:
+        record.version += 1
+        self.channel.append((record.uid, record.version, record.status))
+        self._wake.set()
+
+    # -- status manager ------------------------------------------------------------------
+    def needs_update(self, uid: str, version: int) -> bool:
+        record = self.pods.get(uid)
+        if record is None:
+            return False
+        return self.synced_versions.get(uid, 0) < version or record.deletable
+
+    async def run_status_manager(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_batch = loop.time() + BATCH_PERIOD * random.random()
+        while True:
+            if not self.channel:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0, next_batch - loop.time()))
+            if loop.time() >= next_batch:
+                next_batch = loop.time() + BATCH_PERIOD
+                self.channel.clear()
+                for record in list(self.pods.values()):
+                    if self.needs_update(record.uid, record.version):
+                        await self._sync(record.uid, record.version, record.status)
+            elif self.channel:
+                await self._sync(*self.channel.popleft())
+
+    async def _sync(self, uid: str, version: int, status: dict[str, Any]) -> None:
+        if not self.needs_update(uid, version):
+            return
+        record = self.pods[uid]
+        try:
+            current = orjson.loads(await self.client.get(record.path))
+            if current.get("metadata", {}).get("uid") != uid:
+                return
+            patch = objects.status_patch(current.get("status", {}), status) if status else {}
+            if patch:
+                await self.client.patch(record.path + "/status",
+                                        {"metadata": {"uid": uid}, "status": patch})
+            self.synced_versions[uid] = max(version, self.synced_versions.get(uid, 0))
+            if record.deletable and uid in self.pods:
+                await self.client.delete(record.path, {
+                    "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": uid},
+                })
+                self._forget(uid)
+        except ApiError as exc:
+            if exc.not_found or exc.conflict:
+                if exc.not_found:
+                    self._forget(uid)
+                return
+            log.debug("%s: status of %s: %s", self.node_name, record.path, exc)
+        except NETWORK_ERRORS as exc:
+            log.debug("%s: status of %s: %r", self.node_name, record.path, exc)
+
+    # -- side requests: events and service-account tokens ---------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _event(self, record: PodRecord, reason: str, message: str, container: str) -> None:
+        if self.events is None:
+            return
+        meta = record.pod.metadata
+        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": meta.namespace,
+                    "name": meta.name, "uid": meta.uid,
+                    "fieldPath": f"spec.containers{{{container}}}"}
+        body = objects.event(meta.namespace, involved, reason, message, "kubelet",
+                             self.node_name, "Normal")
+        self._spawn(self._post(self.events, f"/api/v1/namespaces/{meta.namespace}/events", body))
+
+    def _request_tokens(self, record: PodRecord) -> None:
+        pod = record.pod
+        for volume in pod.spec.volumes:
+            if not volume.projected:
+                continue
+            for source in volume.projected.sources:
+                token = source.serviceAccountToken
+                if token is None:
+                    continue
+                account = pod.spec.serviceAccountName or "default"
+                body = {
+                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                    "spec": {
+                        "audiences": [token.audience] if token.audience else [],
+                        "expirationSeconds": token.expirationSeconds,
+                        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                           "name": pod.metadata.name, "uid": pod.metadata.uid},
+                    },
+                }
+                path = (f"/api/v1/namespaces/{pod.metadata.namespace}/serviceaccounts/"
+                        f"{account}/token")
+                self._spawn(self._post(self.client, path, body))
+
+    async def _post(self, client: Client, path: str, body: dict[str, Any]) -> None:
+        try:
+            await client.create(path, body)
+        except (ApiError, *NETWORK_ERRORS) as exc:
+            log.debug("%s: POST %s: %r", self.node_name, path, exc)
+
+    async def close(self) -> None:
+        for record in self.pods.values():
+            record.cancel_timers()
+        for task in list(self._background):
+            task.cancel()

@@ -1,0 +1,163 @@
+"""REST verbs against the apiserver over one shared aiohttp session.
+
+Thousands of hollow nodes share one connection pool; each passes its own rate limiter
+and user agent. 429 and 5xx answers with Retry-After are retried as client-go does
+(up to 10 times, sleeping as told); other failures are raised for the caller, whose own
+loop (lease, status, reflector) decides when to try again, like the kubelet's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from pykubemark.kube.config import KubeConfig
+from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MAX_RETRY_AFTER = 10
+
+
+class ApiError(Exception):
+    """A non-2xx answer; ``reason`` is the Status reason (NotFound, Conflict, Expired...)."""
+
+    def __init__(self, status: int, body: bytes, method: str = "", path: str = "") -> None:
+        self.status = status
+        self.reason = ""
+        self.message = body[:200].decode(errors="replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            parsed = orjson.loads(body)
+            self.reason = parsed.get("reason", "")
+            self.message = parsed.get("message", self.message)
+        super().__init__(f"{method} {path}: {status} {self.reason} {self.message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 1.0
+
+
+class Client:
+    """One apiserver, one connection pool; cheap per-caller views via `with_identity`."""
+
+    def __init__(self, config: KubeConfig, *, user_agent: str = "pykubemark",
+                 limiter: TokenBucket = UNLIMITED, session: aiohttp.ClientSession | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.user_agent = user_agent
+        self.limiter = limiter
+        self._session = session
+        self._owns_session = session is None
+        self._headers = {
+            "Accept": JSON, "User-Agent": user_agent, **config.headers, **(headers or {})
+        }
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0, ssl=self.config.ssl_context if self.config.ssl_context else False,
+                enable_cleanup_closed=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    def with_identity(self, *, user_agent: str | None = None, limiter: TokenBucket | None = None,
+                      config: KubeConfig | None = None) -> Client:
+        """A view sharing this pool with its own agent, limiter or token."""
+        return Client(config or self.config, user_agent=user_agent or self.user_agent,
+                      limiter=limiter or self.limiter, session=self.session)
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- verbs ---------------------------------------------------------------------
+    async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                      body: Any = None, content_type: str = JSON, timeout: float = 60.0) -> bytes:
+        data = body if isinstance(body, bytes | None) else orjson.dumps(body)
+        headers = self._headers if data is None else {**self._headers, "Content-Type": content_type}
+        url = self.config.server + path
+        for _attempt in range(MAX_RETRY_AFTER + 1):
+            await self.limiter.wait()
+            async with self.session.request(
+                method, url, params=params, data=data, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                server_hostname=self.config.tls_server_name,
+            ) as response:
+                payload = await response.read()
+                if response.status < 300:
+                    return payload
+                wait = _retry_after(response.headers)
+                if wait is None or not (response.status == 429 or response.status >= 500):
+                    raise ApiError(response.status, payload, method, path)
+            await asyncio.sleep(wait)
+        raise ApiError(429, payload, method, path)
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> bytes:
+        return await self.request("GET", path, params=params)
+
+    async def create(self, path: str, body: Any) -> bytes:
+        return await self.request("POST", path, body=body)
+
+    async def replace(self, path: str, body: Any) -> bytes:
+        return await self.request("PUT", path, body=body)
+
+    async def patch(self, path: str, body: Any, content_type: str = STRATEGIC_MERGE_PATCH) -> bytes:
+        return await self.request("PATCH", path, body=body, content_type=content_type)
+
+    async def delete(self, path: str, body: Any = None) -> bytes:
+        return await self.request("DELETE", path, body=body)
+
+    async def stream(self, path: str, params: Mapping[str, str]) -> AsyncIterator[bytes]:
+        """Lines of a watch response, as they arrive (no size limit per line)."""
+        await self.limiter.wait()
+        async with self.session.get(
+            self.config.server + path, params=params, headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None),
+            server_hostname=self.config.tls_server_name,
+        ) as response:
+            if response.status >= 300:
+                raise ApiError(response.status, await response.read(), "WATCH", path)
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line:
+                        yield line

@@ -1,0 +1,141 @@
+"""Read a kubeconfig into what an HTTP client needs: server, TLS context, credentials.
+
+Supports what local and cloud-less clusters use: CA data or file (or insecure skip),
+bearer token or token file, client certificate and key (data or file), basic auth.
+Anything wrong with the file is a `UserError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pykubemark.errors import UserError
+
+
+@dataclass
+class KubeConfig:
+    server: str
+    ssl_context: ssl.SSLContext | None
+    headers: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    tls_server_name: str | None = None
+
+
+def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
+    for item in items or []:
+        if isinstance(item, dict) and item.get("name") == name:
+            return item.get(what) or {}
+    raise UserError(f"kubeconfig {path}: no {what} named '{name}'")
+
+
+def _material(section: dict, key: str, base: Path) -> bytes | None:
+    """The bytes of ``key-data`` (base64) or of the file ``key`` (relative to kubeconfig)."""
+    if data := section.get(f"{key}-data"):
+        try:
+            return base64.b64decode(data)
+        except ValueError:
+            raise UserError(f"{key}-data is not valid base64") from None
+    if name := section.get(key):
+        path = Path(name) if os.path.isabs(name) else base / name
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read {key} {path}: {exc.strerror}") from None
+    return None
+
+
+def _to_file(data: bytes) -> str:
+    handle = tempfile.NamedTemporaryFile(prefix="pykubemark-", delete=False)  # noqa: SIM115
+    with handle:
+        handle.write(data)
+    os.chmod(handle.name, 0o600)
+    return handle.name
+
+
+def load_kubeconfig(path: str | Path | None = None, context: str | None = None) -> KubeConfig:
+    """Parse a kubeconfig (``path``, else ``$KUBECONFIG``, else ``~/.kube/config``)."""
+    if path is None:
+        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+    path = Path(path).expanduser()
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"kubeconfig {where} does not exist") from None
+    except OSError as exc:
+        raise UserError(f"kubeconfig {where} cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"kubeconfig {where} is not valid YAML: {first}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"kubeconfig {where} is not a kubeconfig (no mapping at top level)")
+    context_name = context or raw.get("current-context")
+    if not context_name:
+        raise UserError(f"kubeconfig {where} has no current-context")
+    ctx = _named(raw.get("contexts"), context_name, "context", where)
+    cluster = _named(raw.get("clusters"), ctx.get("cluster", ""), "cluster", where)
+    user = _named(raw.get("users"), ctx.get("user", ""), "user", where) if ctx.get("user") else {}
+    server = str(cluster.get("server") or "").rstrip("/")
+    if not server.startswith(("https://", "http://")):
+        raise UserError(f"kubeconfig {where}: cluster server '{server}' is not an http(s) URL")
+    base = path.parent
+    try:
+        ssl_context = _ssl_context(server, cluster, user, base)
+        headers = _auth_headers(user, base)
+    except UserError as exc:
+        raise UserError(f"kubeconfig {where}: {exc.message}") from None
+    return KubeConfig(server=server, ssl_context=ssl_context, headers=headers, source=where,
+                      tls_server_name=cluster.get("tls-server-name"))
+
+
+def _ssl_context(server: str, cluster: dict, user: dict, base: Path) -> ssl.SSLContext | None:
+    if server.startswith("http://"):
+        return None
+    ctx = ssl.create_default_context()
+    if cluster.get("insecure-skip-tls-verify"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ca = _material(cluster, "certificate-authority", base)
+        if ca is not None:
+            try:
+                ctx.load_verify_locations(cadata=ca.decode())
+            except (ssl.SSLError, ValueError) as exc:
+                raise UserError(f"certificate authority is not valid PEM ({exc})") from None
+    cert = _material(user, "client-certificate", base)
+    key = _material(user, "client-key", base)
+    if cert and key:
+        cert_file, key_file = _to_file(cert), _to_file(key)
+        try:
+            ctx.load_cert_chain(cert_file, key_file)
+        except ssl.SSLError as exc:
+            raise UserError(f"client certificate/key not usable ({exc})") from None
+        finally:
+            os.unlink(cert_file)
+            os.unlink(key_file)
+    return ctx
+
+
+def _auth_headers(user: dict, base: Path) -> dict[str, str]:
+    if token := user.get("token"):
+        return {"Authorization": f"Bearer {token}"}
+    if token_file := user.get("tokenFile"):
+        path = Path(token_file) if os.path.isabs(token_file) else base / token_file
+        try:
+            return {"Authorization": f"Bearer {path.read_text().strip()}"}
+        except OSError as exc:
+            raise UserError(f"cannot read tokenFile {path}: {exc.strerror}") from None
+    if user.get("username"):
+        pair = f"{user['username']}:{user.get('password', '')}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    if user.get("exec") or user.get("auth-provider"):
+        raise UserError("exec and auth-provider credentials are not supported; use a token "
+                        "or client certificate")
+    return {}

@@ -32,6 +32,9 @@ USERS = {
     "controller-manager": ("system:kube-controller-manager", ""),
     "hollow-kubelet": ("pykubemark:hollow-kubelet", "system:masters,system:nodes"),
     "hollow-proxy": ("pykubemark:hollow-proxy", "system:masters"),
+    # The Go kubemark, run beside ours by the benchmarks.
+    "go-kubelet": ("kubemark:go-kubelet", "system:masters,system:nodes"),
+    "go-proxy": ("kubemark:go-proxy", "system:masters"),
 }
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy

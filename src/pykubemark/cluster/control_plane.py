@@ -191,7 +191,7 @@ class LocalCluster:
             apiserver_argv += [
                 f"--audit-policy-file={d / 'audit-policy.yaml'}",
                 f"--audit-log-path={d / 'logs' / 'audit.log'}",
-                "--audit-log-format=json", "--audit-log-mode=batch",
+                "--audit-log-format=json",
                 "--audit-log-maxsize=2000",
             ]
         apiserver_argv += list(options.apiserver_args)
@@ -243,6 +243,32 @@ class LocalCluster:
                                health_url=health_url)
         self.state.processes.append(proc)
         self.state.save()
+        return proc
+
+    def restart(self, name: str, *, downtime: float = 0.0, kill: bool = True) -> Proc:
+        """Stop one component (SIGKILL by default, as a crash would) and start it again
+        with the same command line; for resilience tests and experiments."""
+        old = self.state.proc(name)
+        if old is None:
+            raise UserError(f"cluster '{self.state.name}' has no component '{name}'")
+        live = old.process()
+        if live is not None:
+            if kill:
+                live.kill()
+            else:
+                live.terminate()
+            live.wait(30)
+        time.sleep(downtime)
+        proc = processes.start(name, old.argv, Path(old.log), port=old.port,
+                               health_url=old.health_url)
+        self.state.processes[self.state.processes.index(old)] = proc
+        self.state.save()
+        if proc.health_url:
+            token = self.token("admin") if proc.health_url.startswith(self.state.server) else None
+            ca = self.dir / "pki" / "ca.crt" if token else None
+            _wait(f"{name} to be healthy again",
+                  lambda: health.healthy(proc.health_url or "", token=token, ca_cert=ca),
+                  proc, 120)
         return proc
 
     def down(self) -> list[str]:

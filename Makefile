@@ -1,0 +1,39 @@
+# The two commands: `make demo` and `make test`. Both install what they need:
+# Debian packages and the Kubernetes build (cached in ~/.cache/pykubemark), and a
+# virtualenv with pinned dependencies.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+NODES  ?= 100
+
+.PHONY: all venv provision test lint demo demo-down clean
+
+all: test
+
+$(BIN)/pykubemark: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,uvloop]'
+	@touch $@
+
+venv: $(BIN)/pykubemark
+
+provision: venv
+	$(BIN)/pykubemark provision
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+test: provision lint
+	$(BIN)/pytest -v -rs --durations=15
+
+demo: provision
+	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1
+	$(BIN)/pykubemark up --name demo --nodes $(NODES)
+	$(BIN)/python -m pykubemark.demo --name demo
+
+demo-down: venv
+	$(BIN)/pykubemark down --name demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,137 @@
+"""Local control plane lifecycle: up, status, down, and what bad input gets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+
+import psutil
+import pytest
+from helpers import Cluster, run_cli
+
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pykubemark: ")
+    return lines[0]
+
+
+def test_status_shows_every_component_healthy(cluster: Cluster) -> None:
+    out = run_cli("status", "--name", cluster.name).stdout
+    for component in COMPONENTS:
+        row = next(line for line in out.splitlines() if component in line)
+        assert "healthy" in row and "unhealthy" not in row, row
+    state = cluster.state
+    assert [p.name for p in state.processes] == COMPONENTS
+    for proc in state.processes:
+        assert proc.alive()
+        assert str(proc.pid) in out and str(proc.port) in out
+
+
+def test_kubeconfig_works_with_kubectl(cluster: Cluster) -> None:
+    mode = stat.S_IMODE(os.stat(cluster.kubeconfig).st_mode)
+    assert mode == 0o600
+    version = json.loads(cluster.kubectl("get", "--raw", "/version"))
+    assert version["gitVersion"] == "v1.20.2"
+    assert cluster.kubectl("get", "--raw", "/readyz").strip() == "ok"
+
+
+def test_default_service_account_has_a_token(cluster: Cluster) -> None:
+    account = cluster.get_json("serviceaccount", "default", "-n", "default")
+    secret = account["secrets"][0]["name"]
+    token = cluster.get_json("secret", secret, "-n", "default")
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["data"]["token"]
+
+
+def test_second_cluster_gets_other_ports_and_down_leaves_nothing(cluster: Cluster) -> None:
+    run_cli("up", "--name", "second")
+    try:
+        second = Cluster("second")
+        first_ports = set(cluster.state.ports.values())
+        second_ports = set(second.state.ports.values())
+        assert first_ports.isdisjoint(second_ports)
+        assert second.kubectl("get", "--raw", "/readyz").strip() == "ok"
+        pids = [p.pid for p in second.state.processes]
+        children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
+        assert len(pids) == 4
+    finally:
+        out = run_cli("down", "--name", "second").stdout
+    assert "stopped" in out
+    for pid in pids + children:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    # The first cluster is untouched.
+    assert all(p.alive() for p in cluster.state.processes)
+    status = run_cli("status", "--name", "second").stdout
+    assert status.count("stopped") == 4
+
+
+def test_unknown_cluster_name_is_one_line_and_exit_2() -> None:
+    for command in ("status", "down"):
+        line = one_line_error(run_cli(command, "--name", "no-such-cluster", check=False))
+        assert "no-such-cluster" in line
+
+
+def test_invalid_cluster_name_is_rejected() -> None:
+    line = one_line_error(run_cli("up", "--name", "Bad_Name", check=False))
+    assert "Bad_Name" in line
+
+
+def test_up_on_a_running_name_is_refused(cluster: Cluster) -> None:
+    line = one_line_error(run_cli("up", "--name", cluster.name, check=False))
+    assert "already running" in line
+    assert all(p.alive() for p in cluster.state.processes)
+
+
+def test_port_already_taken_is_refused(binaries) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        line = one_line_error(run_cli("up", "--name", "porttaken", "--port", str(port),
+                                      check=False))
+    assert str(port) in line and "in use" in line
+
+
+def test_bin_dir_without_binaries_is_refused(tmp_path) -> None:
+    (tmp_path / "kube-apiserver").write_text("#!/bin/sh\n")
+    line = one_line_error(run_cli("provision", "--bin-dir", str(tmp_path), check=False))
+    assert "kube-scheduler" in line and str(tmp_path) in line
+    line = one_line_error(run_cli("up", "--name", "nobin", "--bin-dir",
+                                  str(tmp_path / "missing"), check=False))
+    assert "not a directory" in line
+
+
+def test_bin_dir_with_binaries_builds_nothing(binaries, tmp_path) -> None:
+    for name in ("kube-apiserver", "kube-scheduler", "kube-controller-manager"):
+        os.symlink(binaries.path(name), tmp_path / name)
+    out = run_cli("provision", "--bin-dir", str(tmp_path), "--no-build").stdout
+    assert "--bin-dir" in out
+    assert "Building" not in out
+
+
+def test_missing_binaries_without_apt_is_refused(tmp_path) -> None:
+    env = {"PATH": str(tmp_path), "PYKUBEMARK_CACHE": str(tmp_path / "cache")}
+    line = one_line_error(run_cli("provision", check=False, env=env))
+    assert "apt-get" in line and "--bin-dir" in line
+
+
+def test_missing_binaries_when_not_root_is_refused(tmp_path, monkeypatch) -> None:
+    from pykubemark.errors import UserError
+    from pykubemark.provision import ensure_binaries
+
+    monkeypatch.setenv("PYKUBEMARK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # apt-get is there, kube-apiserver is not
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(UserError) as raised:
+        ensure_binaries(None)
+    assert raised.value.exit_code == 2
+    assert "root" in raised.value.message and "--bin-dir" in raised.value.message

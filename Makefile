@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 NODES  ?= 100
+PODS   ?= 1000
+KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
 .PHONY: all venv provision test lint demo demo-down clean
 
@@ -30,7 +32,12 @@ test: provision lint
 demo: provision
 	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1
 	$(BIN)/pykubemark up --name demo --nodes $(NODES)
-	$(BIN)/python -m pykubemark.demo --name demo
+	$(KUBECTL) get nodes -o wide | head -6
+	$(KUBECTL) create deployment demo --image=registry.k8s.io/pause:3.2 --replicas=$(PODS)
+	$(KUBECTL) rollout status deployment/demo --timeout=600s
+	$(KUBECTL) get pods -o wide | head -6
+	$(BIN)/pykubemark status --name demo
+	@echo "The cluster keeps running: pykubemark kubectl --name demo -- get nodes; stop it with make demo-down"
 
 demo-down: venv
 	$(BIN)/pykubemark down --name demo

@@ -80,3 +80,61 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+
+
+KUBELET_USER = "pykubemark:hollow-kubelet"
+PROXY_USER = "pykubemark:hollow-proxy"
+
+
+class Fleet:
+    """`pykubemark hollow` as a user runs it: a child process, stopped with Ctrl-C."""
+
+    def __init__(self, cluster: Cluster, nodes: int, prefix: str, *extra: str) -> None:
+        local = cluster.local
+        self.cluster = cluster
+        self.nodes = nodes
+        self.prefix = prefix
+        self.names = [f"{prefix}-{i}" for i in range(nodes)]
+        self.log = local.dir / "logs" / f"fleet-{prefix}.log"
+        self.started = utcnow()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*CLI, "hollow", "--kubeconfig", str(local.kubeconfig_for("hollow-kubelet")),
+                 "--proxy-kubeconfig", str(local.kubeconfig_for("hollow-proxy")),
+                 "--nodes", str(nodes), "--prefix", prefix, *extra],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def nodes_json(self) -> list[dict]:
+        items = self.cluster.get_json("nodes")["items"]
+        return [n for n in items if n["metadata"]["name"] in set(self.names)]
+
+    def ready(self) -> int:
+        """Nodes Ready and schedulable: the not-ready taint that admission puts on every
+        new Node is gone once the node-lifecycle controller has seen it Ready."""
+        return sum(is_ready(n) and not n["spec"].get("taints") for n in self.nodes_json())
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        wait_for(f"{self.nodes} {self.prefix} nodes Ready and untainted",
+                 lambda: self.proc.poll() is None and self.ready() == self.nodes, timeout, 2)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT, as Ctrl-C
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+
+def is_ready(node: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in node.get("status", {}).get("conditions", []))
+
+
+def ready_transition(node: dict) -> str:
+    return next(c["lastTransitionTime"] for c in node["status"]["conditions"]
+                if c["type"] == "Ready")

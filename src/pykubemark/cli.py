@@ -194,13 +194,33 @@ def status(name: str | None) -> None:
         return
     for cluster_name in names:
         cluster = LocalCluster.load(cluster_name)
-        table = Table(title=f"{cluster_name}  {cluster.state.server}  {cluster.state.kubeconfig}")
+        table = Table(title=f"{cluster_name}  {cluster.state.server}",
+                      caption=f"kubeconfig: {cluster.state.kubeconfig}")
         for column in ("component", "pid", "port", "health"):
             table.add_column(column)
         for row in cluster.status():
             table.add_row(str(row["component"]), str(row["pid"] or "-"),
                           str(row["port"] or "-"), str(row["health"]))
         console.print(table)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@name_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def kubectl(name: str, args: tuple[str, ...]) -> None:
+    """Run kubectl against a local cluster: pykubemark kubectl --name N -- get nodes."""
+    import os
+    import shutil
+
+    from pykubemark.cluster.state import load
+    from pykubemark.provision import find_binaries
+
+    state = load(name)
+    found = find_binaries(None)
+    binary = str(found.kubectl) if found and found.kubectl else shutil.which("kubectl")
+    if binary is None:
+        raise UserError("no kubectl found (run `pykubemark provision`)")
+    os.execv(binary, [binary, "--kubeconfig", state.kubeconfig, *args])
 
 
 def main() -> None:

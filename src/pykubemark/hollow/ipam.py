@@ -31,7 +31,8 @@ class Ipam:
             address = int(ipaddress.ip_address(ip))
         except ValueError:
             return
-        if ipaddress.ip_address(address) not in self._network or address in self._used:
+        first = int(self._network.network_address) + 2
+        if not first <= address < int(self._network.broadcast_address) or address in self._used:
             return
         if address in self._free:
             self._free.remove(address)

@@ -153,9 +153,15 @@ class NodeIdentity:
 
 # -- pods -------------------------------------------------------------------------------
 def qos_class(pod: Pod) -> str:
+    """As GetPodQOS: only cpu and memory count, and zero quantities do not."""
+
+    def compute(values: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in values.items()
+                if k in ("cpu", "memory") and v.strip("0.") not in ("", "m")}
+
     containers = pod.spec.containers + pod.spec.initContainers
-    requests = [c.resources.requests for c in containers]
-    limits = [c.resources.limits for c in containers]
+    requests = [compute(c.resources.requests) for c in containers]
+    limits = [compute(c.resources.limits) for c in containers]
     if not any(requests) and not any(limits):
         return "BestEffort"
     guaranteed = all(
@@ -222,7 +228,11 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                 "state": {"running": {"startedAt": times.started}},
             })
     else:  # Terminated (phase per restartPolicy) or Succeeded/Failed
-        reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        if phase == "Terminated":
+            phase = "Running" if pod.spec.restartPolicy == "Always" else (
+                "Succeeded" if exit_code == 0 else "Failed")
+        # kubelet 1.20 (status/generate.go): only Succeeded pods say PodCompleted.
+        reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
         message = "" if reason == "PodCompleted" else unready
         conditions += [_condition("Ready", "False", times.finished, reason, message),
                        _condition("ContainersReady", "False", times.finished, reason, message)]
@@ -237,9 +247,6 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                     "containerID": container_id(pod, c.name),
                 }},
             })
-        if phase == "Terminated":
-            phase = "Running" if pod.spec.restartPolicy == "Always" else (
-                "Succeeded" if exit_code == 0 else "Failed")
     conditions.append(_condition("PodScheduled", "True", scheduled))
     status: dict[str, Any] = {
         "phase": phase,
@@ -258,14 +265,19 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
 MERGE_LISTS = {"conditions": "type", "podIPs": "ip"}
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == [] or value == {}
+
+
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The strategic-merge patch of ``status`` from ``old`` to ``new``, as the kubelet's
-    two-way merge computes it: changed fields only; merge-keyed lists carry their
-    ``$setElementOrder`` and only the changed elements."""
+    two-way merge computes it: changed fields only (an empty list or map equals an
+    absent one, as the apiserver omits them); merge-keyed lists carry their
+    ``$setElementOrder`` and only the changed elements, with removed fields as null."""
     patch: dict[str, Any] = {}
     for key, value in new.items():
         before = old.get(key)
-        if before == value:
+        if before == value or (_empty(before) and _empty(value)):
             continue
         merge_key = MERGE_LISTS.get(key)
         if merge_key and isinstance(before, list):
@@ -274,6 +286,7 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             for item in value:
                 previous = by_key.get(item[merge_key], {})
                 diff = {k: v for k, v in item.items() if previous.get(k) != v}
+                diff.update({k: None for k in previous if k not in item})
                 if diff:
                     changed.append({merge_key: item[merge_key], **diff})
             patch[f"$setElementOrder/{key}"] = [{merge_key: i[merge_key]} for i in value]

@@ -47,6 +47,7 @@ class PodRecord:
         "phase",
         "pod",
         "status",
+        "holds_ip",
         "terminating",
         "timers",
         "times",
@@ -60,6 +61,7 @@ class PodRecord:
         self.phase = "Pending"
         self.times = objects.PodTimes(objects.now_seconds())
         self.ip = ""
+        self.holds_ip = False  # the address stays in the status after it is released
         self.version = 0
         self.status: dict[str, Any] = {}
         self.terminating = False
@@ -178,12 +180,17 @@ class PodLifecycle:
             record.ip = pod.status.podIP
             if phase == "Running" and not pod.spec.hostNetwork:
                 self.ipam.reserve(record.ip)
+                record.holds_ip = True
             record.times.scheduled = pod.status.startTime or record.times.scheduled
             self.synced_versions[record.uid] = 0
             if phase == "Running" and is_job_like(pod):
                 self._later(record, self._run_seconds(pod), self._complete)
             return record
-        record.ip = self.host_ip if pod.spec.hostNetwork else self.ipam.allocate()
+        if pod.spec.hostNetwork:
+            record.ip = self.host_ip
+        else:
+            record.ip = self.ipam.allocate()
+            record.holds_ip = True
         record.times.started = objects.now_seconds()
         self._set_status(record, "Pending")
         for container in pod.spec.containers:
@@ -271,7 +278,8 @@ class PodLifecycle:
             self.on_refs(set(), refs)
 
     def _release_ip(self, record: PodRecord) -> None:
-        if record.ip and not record.pod.spec.hostNetwork:
+        if record.holds_ip:
+            record.holds_ip = False
             self.ipam.release(record.ip)
 
     def _later(self, record: PodRecord, delay: float, action: Callable[[PodRecord], None]) -> None:

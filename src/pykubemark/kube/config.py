@@ -31,7 +31,10 @@ class KubeConfig:
 def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
     for item in items or []:
         if isinstance(item, dict) and item.get("name") == name:
-            return item.get(what) or {}
+            value = item.get(what) or {}
+            if not isinstance(value, dict):
+                raise UserError(f"kubeconfig {path}: {what} '{name}' is not a mapping")
+            return value
     raise UserError(f"kubeconfig {path}: no {what} named '{name}'")
 
 

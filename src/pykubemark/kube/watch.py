@@ -22,12 +22,13 @@ import aiohttp
 import msgspec
 
 from pykubemark.kube.client import ApiError, Client
-from pykubemark.kube.types import ObjectList, Status, WatchEvent
+from pykubemark.kube.types import MetaOnly, ObjectList, Status, WatchEvent
 
 log = logging.getLogger(__name__)
 MIN_WATCH_TIMEOUT = 300.0
 T = TypeVar("T")
 ERROR_PREFIX = b'{"type":"ERROR"'
+BOOKMARK_PREFIX = b'{"type":"BOOKMARK"'
 
 
 class _HasMeta(Protocol):
@@ -75,6 +76,8 @@ class Reflector(Generic[T]):
         self._list_type = ObjectList[item_type]  # type: ignore[valid-type]
         self._event_decoder = msgspec.json.Decoder(WatchEvent[item_type])  # type: ignore[valid-type]
         self._error_decoder = msgspec.json.Decoder(WatchEvent[Status])
+        # Bookmarks carry only a resourceVersion (and nulls where lists would be).
+        self._bookmark_decoder = msgspec.json.Decoder(WatchEvent[MetaOnly])
         self._list_decoder = msgspec.json.Decoder(self._list_type)
 
     async def run(self) -> None:
@@ -133,13 +136,17 @@ class Reflector(Generic[T]):
         if line.startswith(ERROR_PREFIX):
             status = self._error_decoder.decode(line).object
             raise ApiError(status.code or 500, msgspec.json.encode(status), "WATCH", self.path)
+        if line.startswith(BOOKMARK_PREFIX):
+            self.resource_version = (
+                self._bookmark_decoder.decode(line).object.metadata.resourceVersion
+                or self.resource_version)
+            return
         event = self._event_decoder.decode(line)
         obj: _HasMeta = event.object  # type: ignore[assignment]
         rv = obj.metadata.resourceVersion
         if rv:
             self.resource_version = rv
-        if event.type != "BOOKMARK":
-            self.handler.on_event(event.type, event.object)
+        self.handler.on_event(event.type, event.object)
 
 
 async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:

@@ -1,0 +1,376 @@
+"""What the benchmarks share: a throw-away cluster, pykubemark's hollow fleet beside the
+Go one, a small admin REST client, the pod cycle both sides go through, and results
+written to disk as they are measured.
+
+The benchmarks are scripts, not part of the package: they import pykubemark as a user
+would, and keep their own helpers here so that nothing in ``src/`` changes for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pykubemark.cluster.control_plane import LocalCluster, UpOptions, python_argv
+from pykubemark.cluster.hollow import ready_nodes
+from pykubemark.cluster.processes import last_lines
+from pykubemark.cluster.state import Proc
+from pykubemark.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "results"
+console = Console(stderr=True)
+#: Tables go to stdout, wide enough for their columns even when it is not a terminal.
+out = Console(width=None if sys.stdout.isatty() else 160)
+#: Any image will do: neither hollow kubelet pulls or runs anything.
+IMAGE = "k8s.gcr.io/pause:3.2"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(when: dt.datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+# -- running a benchmark -------------------------------------------------------------------
+def _sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_cli(body: Callable[[], None]) -> None:
+    """Run ``body`` so that SIGTERM unwinds like Ctrl-C (every ``finally`` runs and the
+    cluster is torn down), and a `UserError` is one line, not a traceback."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        body()
+    except UserError as exc:
+        exc.show()
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; partial results were kept[/]")
+        raise SystemExit(130) from None
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Clean-up that a second Ctrl-C must not cut short (saving results, stopping the
+    cluster): SIGINT and SIGTERM are ignored meanwhile, and an error is printed rather
+    than raised, so the clean-up after it still runs."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                     signal.SIGTERM)}
+    try:
+        yield
+    except Exception:
+        console.print_exception()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
+                  apiserver_args: tuple[str, ...] = ()) -> LocalCluster:
+    """A fresh local control plane. Refuses a name that is running (maybe someone
+    else's benchmark): only clusters this process started are ever stopped."""
+    from pykubemark.provision import ensure_binaries
+
+    binaries = ensure_binaries(bin_dir, allow_build=False)
+    if binaries.kubemark is None:
+        raise UserError("no kubemark binary found (pykubemark provision builds it)")
+    options = UpOptions(name=name, audit=audit, apiserver_args=apiserver_args)
+    with console.status(f"starting cluster '{name}'"):
+        cluster = LocalCluster.up(options, binaries)
+    console.print(f"cluster [bold]{name}[/] up at {cluster.state.server} ({cluster.dir})")
+    return cluster
+
+
+def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
+                    processes: int = 1, extra: Iterable[str] = ()) -> Proc:
+    """`pykubemark hollow` as a child of the cluster (stopped by `down`), with the
+    hollow-kubelet and hollow-proxy users so the audit log can tell them apart."""
+    argv = python_argv(
+        "hollow", "--kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet")),
+        "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
+        "--nodes", str(nodes), "--prefix", prefix, "--processes", str(processes), *extra,
+    )
+    return cluster.add_process(f"hollow-{prefix}", argv)
+
+
+def check_proc(proc: Proc) -> None:
+    if not proc.alive():
+        raise UserError(f"{proc.name} exited: {last_lines(proc.log, 3)} (log: {proc.log})")
+
+
+def wait_ready(cluster: LocalCluster, expected: dict[str, int], *,
+               check: Callable[[], None], timeout: float) -> float:
+    """Until ``expected[prefix]`` nodes of each prefix are Ready; returns the seconds
+    it took. ``check`` raises when a process we depend on died."""
+    started = time.monotonic()
+    deadline = started + timeout
+    with console.status("waiting for hollow nodes") as status:
+        while True:
+            check()
+            ready = {prefix: ready_nodes(cluster, prefix) for prefix in expected}
+            status.update("hollow nodes Ready: " + ", ".join(
+                f"{p} {ready[p]}/{n}" for p, n in expected.items()))
+            if all(ready[p] >= n for p, n in expected.items()):
+                break
+            if time.monotonic() > deadline:
+                raise UserError(f"hollow nodes not Ready after {timeout:.0f}s: {ready}")
+            time.sleep(1.0)
+    took = time.monotonic() - started
+    console.print(f"all hollow nodes Ready after {took:.0f}s: {expected}")
+    return took
+
+
+def sleep_checked(seconds: float, check: Callable[[], None], what: str) -> None:
+    """Sleep, showing a countdown, and fail as soon as a process we measure died."""
+    end = time.monotonic() + seconds
+    with console.status(what) as status:
+        while (left := end - time.monotonic()) > 0:
+            check()
+            status.update(f"{what}: {left:.0f}s left")
+            time.sleep(min(left, 2.0))
+
+
+class ResultFile:
+    """A JSON document rewritten atomically after every step, so that an interrupted
+    run leaves everything measured until then."""
+
+    def __init__(self, kind: str, directory: Path = RESULTS_DIR) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{kind}-{timestamp()}.json"
+        self.data: dict[str, Any] = {}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+        tmp.replace(self.path)
+
+
+# -- admin REST ----------------------------------------------------------------------------
+class Api:
+    """A few synchronous admin calls (urllib): the benchmark's own requests are not what
+    is measured, so simplicity wins over speed here."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.server = cluster.state.server
+        self.token = cluster.token("admin")
+        self.context = ssl.create_default_context(cafile=str(cluster.dir / "pki" / "ca.crt"))
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                params: dict[str, str] | None = None,
+                content_type: str = "application/json") -> Any:
+        url = self.server + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=60, context=self.context) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            raise ApiFailure(exc.code, f"{method} {path}: {exc.code} {detail}") from None
+
+    def get(self, path: str, **params: str) -> Any:
+        return self.request("GET", path, params=params or None)
+
+
+class ApiFailure(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- the pod cycle -------------------------------------------------------------------------
+def deployment(name: str, replicas: int, nodes: list[str]) -> dict[str, Any]:
+    """A Deployment pinned to ``nodes`` and spread evenly over them.
+
+    Required node affinity on ``kubernetes.io/hostname`` keeps each side's pods on its
+    own nodes without labelling anything; a topology spread constraint with maxSkew 1
+    (which in 1.20 counts only nodes the affinity admits) makes the load per node equal,
+    ``replicas / len(nodes)`` on every node of both sides.
+    """
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "affinity": {"nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{
+                                "key": "kubernetes.io/hostname", "operator": "In",
+                                "values": nodes}]}]}}},
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": labels}}],
+                    "containers": [{"name": "pause", "image": IMAGE}],
+                },
+            },
+        },
+    }
+
+
+class PodCycle:
+    """Both sides' pods through one cycle, at the same time: create a Deployment per side
+    (``pods_per_node`` on each of its nodes), wait until all are Running, hold, scale to
+    0, wait until all are gone.
+
+    The windows (``times``) are shared by the sides, so whatever else happens in the
+    cluster meanwhile happens to both: ``start`` is create → all Running + settle,
+    ``hold`` is the rest of the hold, ``stop`` is scale-down → all gone + settle.
+    ``mark(name)`` is called at each boundary (create, start_end, scale_down, stop_end).
+    """
+
+    BOUNDARIES = ("create", "start_end", "scale_down", "stop_end")
+
+    def __init__(self, api: Api, sides: dict[str, list[str]], *, pods_per_node: int,
+                 hold: float, settle: float, namespace: str = "bench",
+                 mark: Callable[[str], None] = lambda _name: None) -> None:
+        self.api = api
+        self.sides = sides
+        self.pods_per_node = pods_per_node
+        self.hold = hold
+        self.settle = settle
+        self.namespace = namespace
+        self.mark = mark
+        self.times: dict[str, dt.datetime] = {}
+        self.running_after: dict[str, float] = {}
+        self.gone_after: dict[str, float] = {}
+        self.spread: dict[str, dict[int, int]] = {}
+
+    def pods(self, side: str) -> int:
+        return self.pods_per_node * len(self.sides[side])
+
+    def name(self, side: str) -> str:
+        return f"bench-{side}"
+
+    def _mark(self, boundary: str) -> None:
+        self.times[boundary] = utcnow()
+        self.mark(boundary)
+
+    def run(self, check: Callable[[], None] = lambda: None) -> None:
+        self._namespace()
+        base = f"/apis/apps/v1/namespaces/{self.namespace}/deployments"
+        self._mark("create")
+        created = time.monotonic()
+        for side, nodes in self.sides.items():
+            self.api.request("POST", base, deployment(self.name(side), self.pods(side), nodes))
+        total = sum(self.pods(s) for s in self.sides)
+        self._wait("Running", created, self.running_after, check, timeout=180 + total / 5,
+                   done=lambda side, pods: self._all_running(side, pods))
+        self._sleep(self.settle, check, "settling")
+        self._mark("start_end")
+        self._sleep(max(0.0, self.hold - self.settle), check, "holding pods Running")
+        self._mark("scale_down")
+        scaled = time.monotonic()
+        for side in self.sides:
+            self.api.request("PATCH", f"{base}/{self.name(side)}",
+                             {"spec": {"replicas": 0}},
+                             content_type="application/merge-patch+json")
+        self._wait("gone", scaled, self.gone_after, check, timeout=180 + total / 5,
+                   done=lambda _side, pods: not pods)
+        self._sleep(self.settle, check, "settling")
+        self._mark("stop_end")
+        for side in self.sides:
+            with contextlib.suppress(ApiFailure):
+                self.api.request("DELETE", f"{base}/{self.name(side)}")
+
+    def _all_running(self, side: str, pods: list[dict[str, Any]]) -> bool:
+        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"
+                   and not p["metadata"].get("deletionTimestamp")]
+        if len(running) < self.pods(side):
+            return False
+        per_node = Counter(p["spec"]["nodeName"] for p in running)
+        # Nodes of this side that got no pod show as 0; the spread is {pods: nodes}.
+        counts = [per_node.get(n, 0) for n in self.sides[side]]
+        self.spread[side] = dict(sorted(Counter(counts).items()))
+        return True
+
+    def _namespace(self) -> None:
+        """The namespace, and its default service account's token secret: without it
+        pods are rejected and retried with back-off, which would skew the timings."""
+        with contextlib.suppress(ApiFailure):
+            self.api.request("POST", "/api/v1/namespaces",
+                             {"metadata": {"name": self.namespace}})
+        deadline = time.monotonic() + 60
+        path = f"/api/v1/namespaces/{self.namespace}/serviceaccounts/default"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ApiFailure):
+                if self.api.get(path).get("secrets"):
+                    return
+            time.sleep(0.5)
+        raise UserError(f"namespace {self.namespace}: no service account token after 60s")
+
+    def _wait(self, what: str, since: float, record: dict[str, float],
+              check: Callable[[], None], *, timeout: float,
+              done: Callable[[str, list[dict[str, Any]]], bool]) -> None:
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        with console.status(f"waiting for pods {what}") as status:
+            while len(record) < len(self.sides):
+                check()
+                shown = []
+                for side in self.sides:
+                    if side in record:
+                        continue
+                    pods = self.api.get(path, labelSelector=f"app={self.name(side)}")["items"]
+                    if done(side, pods):
+                        record[side] = time.monotonic() - since
+                    shown.append(f"{side}: {len(pods)} pods")
+                status.update(f"waiting for pods {what}: " + ", ".join(shown))
+                if time.monotonic() - since > timeout:
+                    raise UserError(f"pods not {what} after {timeout:.0f}s ({shown})")
+                time.sleep(0.5)
+        console.print(f"pods {what}: " + ", ".join(
+            f"{side} after {record[side]:.1f}s" for side in self.sides))
+
+    @staticmethod
+    def _sleep(seconds: float, check: Callable[[], None], what: str) -> None:
+        if seconds > 0:
+            sleep_checked(seconds, check, what)
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers depend on: the machine and the software versions."""
+    import platform
+
+    import psutil
+
+    return {
+        "host_cpus": os.cpu_count(),
+        "memory_mib": psutil.virtual_memory().total >> 20,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }

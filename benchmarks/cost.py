@@ -1,0 +1,397 @@
+"""Cost: memory and CPU per hollow node, pykubemark against the Go kubemark, in one run.
+
+The point of pykubemark is many hollow nodes per core; this measures how many. Go hollow
+nodes (a kubelet and a proxy process each, ``benchmarks/gokubemark.py``) and a
+pykubemark fleet (one ``pykubemark hollow`` process) run side by side against one local
+cluster, and psutil reads their RSS (and PSS, which does not count the Go binary's
+shared pages once per process) and CPU seconds:
+
+* startup: CPU seconds per node from launch to the end of the startup window;
+* idle: mean RSS per node and CPU millicores per node over ``--idle-minutes``;
+* pod cycle: ``--pods-per-node`` pods on each of ``--cycle-nodes`` nodes per side,
+  create → Running → hold → scale to 0 → gone, in CPU seconds per pod, both raw and
+  net of the idle CPU rate over the same time (at 500 pykubemark nodes the idle share
+  is most of the raw number).
+
+The Go side is expensive (~117 MiB and ~5 millicores per node), so it defaults to 10
+nodes; pykubemark's per-node cost matters at scale, so ``--py-nodes`` defaults to 500.
+Results go to ``results/cost-<timestamp>.json`` after every phase, and the cluster is
+always torn down, also on Ctrl-C.
+
+    .venv/bin/python benchmarks/cost.py --go-nodes 10 --py-nodes 500
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+from benchlib import (
+    RESULTS_DIR,
+    Api,
+    PodCycle,
+    ResultFile,
+    check_proc,
+    console,
+    environment,
+    iso,
+    out,
+    run_cli,
+    shielded,
+    sleep_checked,
+    start_cluster,
+    start_py_hollow,
+    utcnow,
+    wait_ready,
+)
+from gokubemark import GoFleet
+from rich.table import Table
+
+from pykubemark.cluster.control_plane import LocalCluster
+from pykubemark.cluster.state import Proc
+
+GROUPS = ("go-kubelet", "go-proxy", "py")
+MIB = 1 << 20
+REFERENCE_GO = {"rss_mib_per_node": 117, "idle_millicores_per_node": 5.4,
+                "cpu_seconds_per_pod": 0.11}
+
+
+@dataclass
+class Sample:
+    """One reading of a group of processes."""
+
+    when: float
+    cpu: float  # user + system seconds since each process started
+    rss: int
+    pss: int
+    procs: int
+
+
+def read(processes: list[psutil.Process]) -> Sample:
+    cpu, rss, pss, count = 0.0, 0, 0, 0
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            times = proc.cpu_times()
+            memory = proc.memory_full_info()
+            cpu += times.user + times.system
+            rss += memory.rss
+            pss += getattr(memory, "pss", memory.rss)
+            count += 1
+    return Sample(time.monotonic(), cpu, rss, pss, count)
+
+
+@dataclass
+class Meter:
+    """Samples each group's processes every ``period`` seconds in a thread (for the
+    RSS over a window) and on demand at phase boundaries (for the CPU deltas)."""
+
+    groups: dict[str, Callable[[], list[psutil.Process]]]
+    period: float = 5.0
+    samples: list[tuple[float, dict[str, Sample]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def snapshot(self) -> dict[str, Sample]:
+        taken = {name: read(get()) for name, get in self.groups.items()}
+        self.samples.append((time.monotonic(), taken))
+        return taken
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            self.snapshot()
+
+    def __enter__(self) -> Meter:
+        self._thread = threading.Thread(target=self._loop, name="meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def between(self, group: str, first: Sample, last: Sample) -> list[Sample]:
+        """The group's samples from ``first`` to ``last``, both included."""
+        return [taken[group] for _, taken in list(self.samples)
+                if first.when <= taken[group].when <= last.when]
+
+
+@dataclass
+class Cost:
+    cluster: LocalCluster
+    fleet: GoFleet
+    go_nodes: int
+    py_nodes: int
+    results: ResultFile
+    py_proc: Proc | None = None
+    idle_rate: dict[str, float] = field(default_factory=dict)  # CPU-s per second
+
+    def check(self) -> None:
+        self.fleet.check_alive()
+        if self.py_proc is not None:
+            check_proc(self.py_proc)
+
+    def py_processes(self) -> list[psutil.Process]:
+        live = self.py_proc.process() if self.py_proc else None
+        if live is None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            return [live, *live.children(recursive=True)]
+        return [live]
+
+    def nodes(self, group: str) -> int:
+        return self.py_nodes if group == "py" else self.go_nodes
+
+    def meter(self, period: float) -> Meter:
+        return Meter({
+            "go-kubelet": lambda: list(self.fleet.live_processes("kubelet")),
+            "go-proxy": lambda: list(self.fleet.live_processes("proxy")),
+            "py": self.py_processes,
+        }, period)
+
+    def save(self, key: str, value: Any) -> None:
+        self.results.data.setdefault("phases", {})[key] = value
+        self.results.save()
+
+    # -- phases ----------------------------------------------------------------------
+    def run(self, *, startup_seconds: float, idle_minutes: float, pods_per_node: int,
+            cycle_nodes: int, hold: float, settle: float, sample_seconds: float,
+            py_processes: int, py_args: tuple[str, ...]) -> None:
+        launched = time.monotonic()
+        self.py_proc = start_py_hollow(self.cluster, self.py_nodes, prefix="py",
+                                       processes=py_processes, extra=py_args)
+        with console.status("launching Go hollow nodes") as status:
+            self.fleet.start(status.update)
+        took = wait_ready(self.cluster, {"go": self.go_nodes, "py": self.py_nodes},
+                          check=self.check, timeout=180 + self.py_nodes / 5)
+        self.results.data["ready_after_seconds"] = took
+        left = max(startup_seconds - (time.monotonic() - launched), 15.0)
+        sleep_checked(left, self.check, "startup")
+        with self.meter(sample_seconds) as meter:
+            first = meter.snapshot()
+            self.save("startup", {
+                group: {"cpu_seconds_per_node": first[group].cpu / self.nodes(group),
+                        "rss_mib_per_node": first[group].rss / MIB / self.nodes(group),
+                        "processes": first[group].procs}
+                for group in GROUPS})
+            if idle_minutes > 0:
+                sleep_checked(idle_minutes * 60, self.check,
+                              f"idle window ({idle_minutes:g} min)")
+                last = meter.snapshot()
+                self.save("idle", self.window(meter, first, last))
+            if pods_per_node > 0:
+                self.pod_cycle(meter, pods_per_node, cycle_nodes, hold, settle)
+
+    def window(self, meter: Meter, first: dict[str, Sample],
+               last: dict[str, Sample]) -> dict[str, Any]:
+        """CPU over the window from its two ends; memory as the mean of every sample."""
+        result: dict[str, Any] = {"seconds": last["py"].when - first["py"].when}
+        for group in GROUPS:
+            samples = meter.between(group, first[group], last[group])
+            seconds = last[group].when - first[group].when
+            cpu = last[group].cpu - first[group].cpu
+            self.idle_rate[group] = cpu / seconds
+            nodes = self.nodes(group)
+            result[group] = {
+                "cpu_seconds": cpu,
+                "millicores_per_node": cpu / seconds * 1000 / nodes,
+                "rss_mib_per_node": sum(s.rss for s in samples) / len(samples) / MIB / nodes,
+                "pss_mib_per_node": sum(s.pss for s in samples) / len(samples) / MIB / nodes,
+                "rss_mib_total": samples[-1].rss / MIB,
+                "samples": len(samples),
+            }
+        return result
+
+    def pod_cycle(self, meter: Meter, pods_per_node: int, cycle_nodes: int, hold: float,
+                  settle: float) -> None:
+        marks: dict[str, dict[str, Sample]] = {}
+
+        def mark(boundary: str) -> None:
+            marks[boundary] = meter.snapshot()
+
+        sides = {"go": self.fleet.names[:cycle_nodes],
+                 "py": [f"py-{i}" for i in range(min(cycle_nodes, self.py_nodes))]}
+        cycle = PodCycle(Api(self.cluster), sides, pods_per_node=pods_per_node, hold=hold,
+                         settle=settle, mark=mark)
+        cycle.run(check=self.check)
+        first, last = marks["create"], marks["stop_end"]
+        result: dict[str, Any] = {
+            "seconds": last["py"].when - first["py"].when,
+            "pods": {s: cycle.pods(s) for s in sides},
+            "spread_pods_to_nodes": cycle.spread, "running_after_seconds": cycle.running_after,
+            "gone_after_seconds": cycle.gone_after,
+        }
+        for group in GROUPS:
+            pods = cycle.pods("py" if group == "py" else "go")
+            cpu = last[group].cpu - first[group].cpu
+            seconds = last[group].when - first[group].when
+            idle = self.idle_rate.get(group)
+            peak = max(s.rss for s in meter.between(group, first[group], last[group]))
+            result[group] = {
+                "cpu_seconds": cpu,
+                "cpu_seconds_per_pod_raw": cpu / pods,
+                "cpu_seconds_per_pod": (cpu - idle * seconds) / pods if idle is not None
+                else None,
+                "peak_rss_mib_per_node": peak / MIB / self.nodes(group),
+            }
+        self.save("pod_cycle", result)
+
+
+# -- output -------------------------------------------------------------------------------
+def summary(data: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Go (kubelet + proxy) and pykubemark per node / per pod, from the raw phases."""
+    phases = data.get("phases", {})
+    rows: dict[str, dict[str, float | None]] = {}
+
+    def both(metric: str, phase: str) -> dict[str, float | None]:
+        got = phases.get(phase)
+        if not got or metric not in got.get("py", {}):
+            return {"go": None, "py": None}
+        return {"go": got["go-kubelet"][metric] + got["go-proxy"][metric],
+                "py": got["py"][metric]}
+
+    rows["CPU-s per node, startup"] = both("cpu_seconds_per_node", "startup")
+    rows["RSS MiB per node, idle"] = both("rss_mib_per_node", "idle")
+    rows["PSS MiB per node, idle"] = both("pss_mib_per_node", "idle")
+    rows["CPU millicores per node, idle"] = both("millicores_per_node", "idle")
+    rows["CPU-s per pod (net of idle)"] = both("cpu_seconds_per_pod", "pod_cycle")
+    rows["CPU-s per pod (raw)"] = both("cpu_seconds_per_pod_raw", "pod_cycle")
+    rows["peak RSS MiB per node, pod cycle"] = both("peak_rss_mib_per_node", "pod_cycle")
+    millicores = rows["CPU millicores per node, idle"]
+    rows["nodes per core, idle"] = {s: 1000 / v if v else None for s, v in millicores.items()}
+    rss = rows["RSS MiB per node, idle"]
+    rows["nodes per GiB, idle RSS"] = {s: 1024 / v if v else None for s, v in rss.items()}
+    return rows
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def print_results(data: dict[str, Any]) -> None:
+    params = data["params"]
+    phases = data.get("phases", {})
+    table = Table(title=f"cost per hollow node: Go kubemark ({params['go_nodes']} nodes) vs "
+                  f"pykubemark ({params['py_nodes']} nodes, {params['py_processes']} "
+                  "process(es))", title_justify="left")
+    for column in ("metric", "Go", "pykubemark", "Go / py", "ref Go"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    reference = {"RSS MiB per node, idle": REFERENCE_GO["rss_mib_per_node"],
+                 "CPU millicores per node, idle": REFERENCE_GO["idle_millicores_per_node"],
+                 "CPU-s per pod (net of idle)": REFERENCE_GO["cpu_seconds_per_pod"]}
+    for metric, values in summary(data).items():
+        go, py = values["go"], values["py"]
+        ratio = go / py if go is not None and py else None
+        table.add_row(metric, fmt(go), fmt(py), fmt(ratio), fmt(reference.get(metric)))
+    out.print(table)
+    detail = Table(title="by process group", title_justify="left")
+    for column in ("phase", "group", "CPU-s", "per node / per pod", "RSS MiB / node"):
+        detail.add_column(column, justify="left" if column in ("phase", "group") else "right")
+    for group in GROUPS:
+        if idle := phases.get("idle"):
+            g = idle[group]
+            detail.add_row("idle", group, fmt(g["cpu_seconds"]),
+                           f"{fmt(g['millicores_per_node'])} mc", fmt(g["rss_mib_per_node"]))
+        if cycle := phases.get("pod_cycle"):
+            g = cycle[group]
+            detail.add_row("pod cycle", group, fmt(g["cpu_seconds"]),
+                           f"{fmt(g['cpu_seconds_per_pod'])} s/pod",
+                           fmt(g["peak_rss_mib_per_node"]))
+    out.print(detail)
+    if cycle := phases.get("pod_cycle"):
+        out.print(f"pod cycle: {cycle['seconds']:.0f}s, pods {cycle['pods']}, spread "
+                  f"{{pods on a node: nodes}} {cycle['spread_pods_to_nodes']}")
+
+
+# -- command ------------------------------------------------------------------------------
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--go-nodes", type=click.IntRange(1, 200), default=10, show_default=True,
+              help="Go hollow nodes (~117 MiB each).")
+@click.option("--py-nodes", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="pykubemark hollow nodes.")
+@click.option("--py-processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes for the pykubemark fleet (its --processes).")
+@click.option("--idle-minutes", type=click.FloatRange(0), default=3.0, show_default=True,
+              help="Length of the idle window (0: skip it).")
+@click.option("--startup-seconds", type=click.FloatRange(0), default=90.0, show_default=True,
+              help="Startup window, from launch; the idle window starts after it.")
+@click.option("--pods-per-node", type=click.IntRange(0, 110), default=10, show_default=True,
+              help="Pods per cycle node (0: skip the pod cycle).")
+@click.option("--cycle-nodes", type=click.IntRange(1), default=None,
+              help="Nodes per side that get pods (default: --go-nodes).")
+@click.option("--hold-seconds", type=click.FloatRange(0), default=30.0, show_default=True)
+@click.option("--settle-seconds", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--sample-seconds", type=click.FloatRange(0.5), default=5.0, show_default=True,
+              help="How often RSS is sampled.")
+@click.option("--name", default="bench-cost", show_default=True,
+              help="Cluster name (must not be running).")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+@click.option("--bin-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--go-start-interval", type=click.FloatRange(0), default=0.5, show_default=True)
+@click.option("--py-arg", "py_args", multiple=True,
+              help="Extra argument for `pykubemark hollow`, e.g. --py-arg=--fidelity=lite.")
+def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
+         startup_seconds: float, pods_per_node: int, cycle_nodes: int | None,
+         hold_seconds: float, settle_seconds: float, sample_seconds: float, name: str,
+         results_dir: Path, bin_dir: Path | None, go_start_interval: float,
+         py_args: tuple[str, ...]) -> None:
+    """Measure RSS and CPU per hollow node: Go kubemark vs pykubemark, side by side."""
+    cycle = min(cycle_nodes or go_nodes, go_nodes, py_nodes)
+
+    def body() -> None:
+        results = ResultFile("cost", results_dir)
+        results.data.update({
+            "benchmark": "cost", "status": "running", "started": iso(utcnow()),
+            "params": {"go_nodes": go_nodes, "py_nodes": py_nodes,
+                       "py_processes": py_processes, "idle_minutes": idle_minutes,
+                       "startup_seconds": startup_seconds, "pods_per_node": pods_per_node,
+                       "cycle_nodes": cycle, "hold_seconds": hold_seconds,
+                       "settle_seconds": settle_seconds, "sample_seconds": sample_seconds,
+                       "py_args": list(py_args)},
+            "environment": environment(), "reference_go": REFERENCE_GO,
+        })
+        results.save()
+        console.print(f"results: {results.path}")
+        cluster = start_cluster(name, audit=False, bin_dir=bin_dir)
+        try:
+            with GoFleet.for_cluster(cluster, go_nodes, start_interval=go_start_interval) \
+                    as fleet:
+                bench = Cost(cluster, fleet, go_nodes, py_nodes, results)
+                try:
+                    bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
+                              pods_per_node=pods_per_node, cycle_nodes=cycle,
+                              hold=hold_seconds, settle=settle_seconds,
+                              sample_seconds=sample_seconds, py_processes=py_processes,
+                              py_args=py_args)
+                    results.data["status"] = "complete"
+                except BaseException as exc:
+                    results.data["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                                              else f"failed: {exc}")
+                    raise
+                finally:
+                    with shielded():
+                        results.data["summary"] = summary(results.data)
+                        results.data["finished"] = iso(utcnow())
+                        results.save()
+                        print_results(results.data)
+                        console.print(f"results: {results.path}")
+        finally:
+            with shielded(), console.status(f"tearing down cluster '{name}'"):
+                cluster.down()
+            console.print(f"cluster '{name}' stopped")
+
+    run_cli(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,519 @@
+"""Fidelity: does a pykubemark hollow node ask the apiserver what a Go kubemark hollow
+node asks, as often? Measured side by side, in the same run, on one control plane.
+
+N Go hollow nodes (``benchmarks/gokubemark.py``) and N pykubemark hollow nodes run
+against one local cluster whose apiserver writes an audit log. Each side authenticates
+as users of its own (kubelet and proxy apart), so the audit log — the cluster's own
+accounting, not either client's — says who sent what. The run has four phases, the
+same window for both sides, so whatever else the cluster does meanwhile happens to
+both:
+
+* startup: from launch until the nodes have settled (per node);
+* idle: no pods (per node per minute);
+* pod cycle: a Deployment per side, ``--pods-per-node`` pods on every node of that
+  side, create → Running (``start``, per pod), held Running (``hold``, per node per
+  minute), scaled to 0 → gone (``stop``, per pod).
+
+For every (component, verb, resource[/subresource]) it prints Go's rate, pykubemark's,
+their ratio, the reference's Go rate where it has one, and flags rows outside ±10 %;
+then both sides' watch sets (resource + selectors, node names folded). Results go to
+``results/fidelity-<timestamp>.json`` after every phase; the cluster is always torn
+down, also on Ctrl-C.
+
+    .venv/bin/python benchmarks/fidelity.py --nodes 10 --idle-minutes 10
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from benchlib import (
+    RESULTS_DIR,
+    Api,
+    PodCycle,
+    ResultFile,
+    check_proc,
+    console,
+    environment,
+    iso,
+    out,
+    run_cli,
+    shielded,
+    sleep_checked,
+    start_cluster,
+    start_py_hollow,
+    utcnow,
+    wait_ready,
+)
+from gokubemark import GoFleet
+from rich.table import Table
+
+from pykubemark.cluster.control_plane import LocalCluster
+from pykubemark.cluster.state import Proc
+from pykubemark.measure.audit import Request, read_audit, watch_set
+
+#: user in the audit log -> (side, component)
+USERS = {
+    "kubemark:go-kubelet": ("go", "kubelet"),
+    "kubemark:go-proxy": ("go", "proxy"),
+    "pykubemark:hollow-kubelet": ("py", "kubelet"),
+    "pykubemark:hollow-proxy": ("py", "proxy"),
+}
+REFERENCE = Path(__file__).resolve().parent / "reference" / "kubemark-go-1.20.json"
+TOLERANCE = 0.10
+#: Below this many requests on either side a deviation says little (a watch reopened
+#: every 5–10 minutes is ~1 request per node in a short window); such rows are flagged
+#: "few" rather than hidden.
+FEW = 20
+UNITS = {"node": "per node", "node-minute": "per node per minute", "pod": "per pod"}
+
+
+@dataclass
+class Phase:
+    """A window of the run, the same for both sides, and how its counts are normalised."""
+
+    name: str
+    unit: str  # node | node-minute | pod
+    start: dt.datetime
+    end: dt.datetime | None = None
+    partial: bool = False
+
+    @property
+    def minutes(self) -> float:
+        assert self.end is not None
+        return (self.end - self.start).total_seconds() / 60
+
+
+@dataclass
+class Row:
+    component: str
+    verb: str
+    resource: str
+    counts: dict[str, int]
+    values: dict[str, float]
+    reference: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        go, py = self.values["go"], self.values["py"]
+        return py / go if go else None
+
+    @property
+    def flag(self) -> str:
+        go, py = self.counts["go"], self.counts["py"]
+        if not go or not py:
+            verdict = "only go" if go else "only py"
+        elif abs(self.values["py"] / self.values["go"] - 1) > TOLERANCE:
+            verdict = "OUT"
+        else:
+            return "ok"
+        return verdict + (" (few)" if max(go, py) < FEW or min(go, py) < FEW // 4 else "")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"component": self.component, "verb": self.verb, "resource": self.resource,
+                "go": self.values["go"], "py": self.values["py"], "ratio_py_go": self.ratio,
+                "go_count": self.counts["go"], "py_count": self.counts["py"],
+                "reference_go": self.reference, "flag": self.flag}
+
+
+def load_reference() -> dict[tuple[str, str, str, str], float]:
+    """(phase, component, verb, resource) -> the reference's Go value, where it has one."""
+    try:
+        data = json.loads(REFERENCE.read_text())
+    except (OSError, ValueError):
+        return {}
+    out_: dict[tuple[str, str, str, str], float] = {}
+    for key, value in data.get("idle_per_node_per_minute", {}).items():
+        component, verb, resource = key.split()
+        out_[("idle", component, verb, resource)] = value
+    for phase, rows in data.get("per_pod", {}).items():
+        for key, value in rows.items():
+            component, verb, resource = key.split()
+            out_[(phase, component, verb, resource)] = value
+    return out_
+
+
+def wait_for_audit(path: Path, until: dt.datetime, timeout: float = 20.0) -> None:
+    """Until the audit log holds an event staged after ``until``: the log backend
+    writes asynchronously, and a window must not be counted before it is complete."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - 65536))
+                lines = handle.read().splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines[:-1] if lines and not lines[-1].endswith(b"}") else lines):
+            try:
+                stamp = json.loads(line).get("stageTimestamp", "")
+            except ValueError:
+                continue
+            if stamp and dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) > until:
+                return
+            break
+        time.sleep(0.5)
+
+
+@dataclass
+class Fidelity:
+    cluster: LocalCluster
+    fleet: GoFleet
+    nodes: int
+    results: ResultFile
+    py_proc: Proc | None = None
+    phases: list[Phase] = field(default_factory=list)
+    pods: dict[str, int] = field(default_factory=dict)
+    reference: dict[tuple[str, str, str, str], float] = field(default_factory=load_reference)
+    launched: dt.datetime | None = None
+
+    @property
+    def audit_log(self) -> Path:
+        return self.cluster.dir / "logs" / "audit.log"
+
+    @property
+    def node_names(self) -> dict[str, list[str]]:
+        return {"go": self.fleet.names, "py": [f"py-{i}" for i in range(self.nodes)]}
+
+    def check(self) -> None:
+        self.fleet.check_alive()
+        if self.py_proc is not None:
+            check_proc(self.py_proc)
+
+    def begin(self, name: str, unit: str, start: dt.datetime | None = None) -> Phase:
+        phase = Phase(name, unit, start or utcnow())
+        self.phases.append(phase)
+        return phase
+
+    def end(self, phase: Phase, when: dt.datetime | None = None, *,
+            analyse: bool = True) -> None:
+        phase.end = when or utcnow()
+        if analyse:
+            self.analyse()
+
+    # -- the run -------------------------------------------------------------------
+    def run(self, *, startup_seconds: float, idle_minutes: float, pods_per_node: int,
+            hold: float, settle: float, py_args: tuple[str, ...]) -> None:
+        self.launched = utcnow()
+        startup = self.begin("startup", "node", self.launched)
+        self.py_proc = start_py_hollow(self.cluster, self.nodes, prefix="py", extra=py_args)
+        with console.status("launching Go hollow nodes") as status:
+            self.fleet.start(status.update)
+        took = wait_ready(self.cluster, {"go": self.nodes, "py": self.nodes},
+                          check=self.check, timeout=180 + self.nodes)
+        self.results.data["ready_after_seconds"] = took
+        # Startup ends `startup_seconds` after launch, but never before the slower side
+        # has had 15 s to settle after its last node turned Ready.
+        left = max(startup_seconds - (utcnow() - self.launched).total_seconds(), 15.0)
+        sleep_checked(left, self.check, "startup")
+        self.end(startup)
+
+        if idle_minutes > 0:
+            idle = self.begin("idle", "node-minute")
+            sleep_checked(idle_minutes * 60, self.check, f"idle window ({idle_minutes:g} min)")
+            self.end(idle)
+
+        if pods_per_node > 0:
+            open_phase: dict[str, Phase] = {}
+
+            def mark(boundary: str) -> None:
+                now = cycle.times[boundary]
+                if boundary == "create":
+                    open_phase["start"] = self.begin("start", "pod", now)
+                elif boundary == "start_end":
+                    self.end(open_phase.pop("start"), now)
+                    open_phase["hold"] = self.begin("hold", "node-minute", now)
+                elif boundary == "scale_down":
+                    # Counted with `stop`: the scale-down must not wait for the analysis.
+                    self.end(open_phase.pop("hold"), now, analyse=False)
+                    open_phase["stop"] = self.begin("stop", "pod", now)
+                elif boundary == "stop_end":
+                    self.results.data["pod_cycle"] = self.cycle_summary(cycle)
+                    self.end(open_phase.pop("stop"), now)
+
+            cycle = PodCycle(Api(self.cluster), self.node_names, pods_per_node=pods_per_node,
+                             hold=hold, settle=settle, mark=mark)
+            self.pods = {side: cycle.pods(side) for side in cycle.sides}
+            cycle.run(check=self.check)
+
+    @staticmethod
+    def cycle_summary(cycle: PodCycle) -> dict[str, Any]:
+        return {"pods": {s: cycle.pods(s) for s in cycle.sides},
+                "pods_per_node": cycle.pods_per_node,
+                "running_after_seconds": cycle.running_after,
+                "gone_after_seconds": cycle.gone_after,
+                "spread_pods_to_nodes": cycle.spread,
+                "times": {k: iso(v) for k, v in cycle.times.items()}}
+
+    def close_open_phases(self) -> None:
+        """After an interruption: the phase under way ends now, marked partial."""
+        for phase in self.phases:
+            if phase.end is None:
+                phase.end = utcnow()
+                phase.partial = True
+
+    # -- analysis --------------------------------------------------------------------
+    def divisor(self, phase: Phase, side: str) -> float:
+        if phase.unit == "node":
+            return self.nodes
+        if phase.unit == "node-minute":
+            return self.nodes * phase.minutes
+        return self.pods.get(side, 0)
+
+    def rows(self, phase: Phase, requests: list[Request]) -> list[Row]:
+        assert phase.end is not None
+        counts: Counter[tuple[str, str, str, str]] = Counter()
+        for request in requests:
+            if phase.start <= request.time < phase.end:
+                side, component = USERS[request.user]
+                counts[(side, component, *request.row[1:])] += 1
+        keys = sorted({key[1:] for key in counts})
+        rows = []
+        for component, verb, resource in keys:
+            got = {side: counts[(side, component, verb, resource)] for side in ("go", "py")}
+            values = {side: got[side] / d if (d := self.divisor(phase, side)) else 0.0
+                      for side in got}
+            rows.append(Row(component, verb, resource, got, values,
+                            self.reference.get((phase.name, component, verb, resource))))
+        return rows
+
+    def errors(self, phase: Phase, requests: list[Request]) -> dict[str, int]:
+        """Answers >= 400 per side, component, verb, resource and code: retries and
+        conflicts are part of a client's behaviour, too."""
+        assert phase.end is not None
+        counts: Counter[str] = Counter()
+        for r in requests:
+            if phase.start <= r.time < phase.end and r.code >= 400:
+                side, component = USERS[r.user]
+                counts[f"{side} {component} {r.verb} {r.row[2]} {r.code}"] += 1
+        return dict(sorted(counts.items()))
+
+    def watches(self, requests: list[Request]) -> dict[str, Any]:
+        names = [n for side in self.node_names.values() for n in side]
+        by_side: dict[str, set[tuple[str, str, str]]] = {"go": set(), "py": set()}
+        for user, resource, selectors in watch_set(requests, names):
+            side, component = USERS[user]
+            by_side[side].add((component, resource, selectors))
+        return {
+            "go": sorted(by_side["go"]), "py": sorted(by_side["py"]),
+            "only_go": sorted(by_side["go"] - by_side["py"]),
+            "only_py": sorted(by_side["py"] - by_side["go"]),
+        }
+
+    @staticmethod
+    def pod_timing(requests: list[Request], namespace: str) -> dict[str, Any]:
+        """Per side, seconds from the scheduler's binding to the kubelet's status write
+        that said Running (the last before the deletion), and from the controller's
+        DELETE to the kubelet's final DELETE (the pod is gone): the counts can agree
+        while the timing does not."""
+        pods: dict[str, dict[str, dt.datetime]] = {}
+        for r in requests:
+            if r.resource != "pods" or r.namespace != namespace or not r.name:
+                continue
+            marks = pods.setdefault(r.name, {})
+            if r.verb == "create" and r.subresource == "binding":
+                marks["bound"] = r.time
+            elif r.user in USERS and r.verb == "patch" and r.subresource == "status" \
+                    and "deleted" not in marks:
+                marks["running"] = r.time
+            elif r.verb == "delete" and r.user not in USERS:
+                marks.setdefault("deleted", r.time)
+            elif r.verb == "delete" and r.user in USERS:
+                marks["gone"] = r.time
+        spans: dict[str, dict[str, list[float]]] = {}
+        for name, marks in pods.items():
+            side = name.split("-")[1]
+            for span, (a, b) in {"bound_to_running": ("bound", "running"),
+                                 "delete_to_gone": ("deleted", "gone")}.items():
+                if a in marks and b in marks:
+                    spans.setdefault(side, {}).setdefault(span, []).append(
+                        (marks[b] - marks[a]).total_seconds())
+        return {side: {span: percentiles(values) for span, values in by_span.items()}
+                for side, by_span in sorted(spans.items())}
+
+    def analyse(self) -> None:
+        """Count every finished phase from the audit log and save the results."""
+        done = [p for p in self.phases if p.end is not None]
+        if not done or self.launched is None:
+            return
+        until = max(p.end for p in done if p.end is not None)
+        wait_for_audit(self.audit_log, until)
+        everyone = list(read_audit(self.audit_log, since=self.launched, until=until))
+        requests = [r for r in everyone if r.user in USERS]
+        phases = {}
+        for phase in done:
+            rows = self.rows(phase, requests)
+            phases[phase.name] = {
+                "unit": UNITS[phase.unit], "start": iso(phase.start), "end": iso(phase.end),
+                "minutes": phase.minutes, "partial": phase.partial,
+                "divisor": {s: self.divisor(phase, s) for s in ("go", "py")},
+                "rows": [r.as_json() for r in rows],
+                "errors": self.errors(phase, requests),
+            }
+        self.results.data["phases"] = phases
+        self.results.data["watch_sets"] = self.watches(requests)
+        if self.pods:
+            self.results.data["pod_timing_seconds"] = self.pod_timing(everyone, "bench")
+        self.results.save()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"n": len(ordered), "p50": rank(0.5), "p90": rank(0.9), "max": ordered[-1]}
+
+
+# -- output -------------------------------------------------------------------------------
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def print_results(data: dict[str, Any]) -> None:
+    for name, phase in data.get("phases", {}).items():
+        title = (f"{name}: {phase['unit']}  ({phase['minutes']:.1f} min"
+                 f"{', partial' if phase['partial'] else ''}; "
+                 f"go ÷ {phase['divisor']['go']:.4g}, py ÷ {phase['divisor']['py']:.4g})")
+        table = Table(title=title, title_justify="left")
+        for column in ("component", "verb", "resource"):
+            table.add_column(column)
+        for column in ("go", "py", "py/go", "ref go", "n go", "n py"):
+            table.add_column(column, justify="right")
+        table.add_column("±10 %")
+        for row in phase["rows"]:
+            flag = row["flag"]
+            style = "green" if flag == "ok" else ("yellow" if "few" in flag else "bold red")
+            table.add_row(row["component"], row["verb"], row["resource"], fmt(row["go"]),
+                          fmt(row["py"]), fmt(row["ratio_py_go"]), fmt(row["reference_go"]),
+                          str(row["go_count"]), str(row["py_count"]),
+                          f"[{style}]{flag}[/]")
+        out.print(table)
+        if phase["errors"]:
+            out.print("  answers >= 400: " + ", ".join(
+                f"{k}: {v}" for k, v in phase["errors"].items()))
+    watches = data.get("watch_sets")
+    if watches:
+        both = sorted(set(map(tuple, watches["go"])) | set(map(tuple, watches["py"])))
+        go, py = set(map(tuple, watches["go"])), set(map(tuple, watches["py"]))
+        table = Table(title="watch sets (list + watch; node names folded)", title_justify="left")
+        for column in ("component", "resource", "selectors", "go", "py"):
+            table.add_column(column)
+        for key in both:
+            mark = {s: "[green]✓[/]" if key in got else "[bold red]–[/]"
+                    for s, got in (("go", go), ("py", py))}
+            table.add_row(*key, mark["go"], mark["py"])
+        out.print(table)
+    cycle = data.get("pod_cycle")
+    if cycle:
+        def seconds(values: dict[str, float]) -> str:
+            return ", ".join(f"{side} {value:.1f}s" for side, value in values.items())
+
+        out.print(f"pod cycle: pods {cycle['pods']}; spread {{pods on a node: nodes}} "
+                  f"{cycle['spread_pods_to_nodes']}; all Running after "
+                  f"{seconds(cycle['running_after_seconds'])}; all gone after "
+                  f"{seconds(cycle['gone_after_seconds'])}")
+    timing = data.get("pod_timing_seconds")
+    if timing:
+        table = Table(title="pod timing from the audit log (seconds)", title_justify="left")
+        for column in ("side", "span", "n", "p50", "p90", "max"):
+            table.add_column(column, justify="left" if column in ("side", "span") else "right")
+        for side, spans in timing.items():
+            for span, stats in spans.items():
+                table.add_row(side, span, str(stats["n"]), f"{stats['p50']:.2f}",
+                              f"{stats['p90']:.2f}", f"{stats['max']:.2f}")
+        out.print(table)
+
+
+# -- command ------------------------------------------------------------------------------
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nodes", type=click.IntRange(1, 200), default=10, show_default=True,
+              help="Hollow nodes per side (Go costs ~117 MiB per node).")
+@click.option("--idle-minutes", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Length of the idle window (0: skip it).")
+@click.option("--startup-seconds", type=click.FloatRange(0), default=90.0, show_default=True,
+              help="Startup window, from launch; the idle window starts after it.")
+@click.option("--pods-per-node", type=click.IntRange(0, 110), default=10, show_default=True,
+              help="Pods per node in the pod cycle (0: skip the cycle).")
+@click.option("--hold-seconds", type=click.FloatRange(0), default=60.0, show_default=True,
+              help="How long the pods stay Running before the scale-down.")
+@click.option("--settle-seconds", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Added after all pods are Running / gone, for trailing requests.")
+@click.option("--name", default="bench-fidelity", show_default=True,
+              help="Cluster name (must not be running).")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+@click.option("--bin-dir", type=click.Path(path_type=Path), default=None,
+              help="Kubernetes binaries (default: as `pykubemark up` finds them).")
+@click.option("--go-start-interval", type=click.FloatRange(0), default=0.5,
+              show_default=True, help="Seconds between Go node launches.")
+@click.option("--go-real-proxier", is_flag=True,
+              help="Run the Go hollow proxy with its real (fake-iptables) proxier.")
+@click.option("--py-arg", "py_args", multiple=True,
+              help="Extra argument for `pykubemark hollow`, e.g. --py-arg=--events.")
+def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node: int,
+         hold_seconds: float, settle_seconds: float, name: str, results_dir: Path,
+         bin_dir: Path | None, go_start_interval: float, go_real_proxier: bool,
+         py_args: tuple[str, ...]) -> None:
+    """Compare pykubemark's hollow nodes with the Go kubemark's, request for request."""
+
+    def body() -> None:
+        results = ResultFile("fidelity", results_dir)
+        results.data.update({
+            "benchmark": "fidelity", "status": "running", "started": iso(utcnow()),
+            "params": {"nodes_per_side": nodes, "idle_minutes": idle_minutes,
+                       "startup_seconds": startup_seconds, "pods_per_node": pods_per_node,
+                       "hold_seconds": hold_seconds, "settle_seconds": settle_seconds,
+                       "py_args": list(py_args), "go_real_proxier": go_real_proxier,
+                       "tolerance": TOLERANCE},
+            "environment": environment(), "users": USERS,
+        })
+        results.save()
+        console.print(f"results: {results.path}")
+        cluster = start_cluster(name, audit=True, bin_dir=bin_dir)
+        results.data["cluster"] = {"name": name, "server": cluster.state.server,
+                                   "audit_log": str(cluster.dir / "logs" / "audit.log")}
+        try:
+            fleet = GoFleet.for_cluster(cluster, nodes, start_interval=go_start_interval,
+                                        real_proxier=go_real_proxier)
+            with fleet:
+                bench = Fidelity(cluster, fleet, nodes, results)
+                try:
+                    bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
+                              pods_per_node=pods_per_node, hold=hold_seconds,
+                              settle=settle_seconds, py_args=py_args)
+                    results.data["status"] = "complete"
+                except BaseException as exc:
+                    results.data["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                                              else f"failed: {exc}")
+                    raise
+                finally:
+                    with shielded():
+                        bench.close_open_phases()
+                        bench.analyse()
+                        results.data["finished"] = iso(utcnow())
+                        results.save()
+                        print_results(results.data)
+                        console.print(f"results: {results.path}")
+        finally:
+            with shielded(), console.status(f"tearing down cluster '{name}'"):
+                cluster.down()
+            console.print(f"cluster '{name}' stopped")
+
+    run_cli(body)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

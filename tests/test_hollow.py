@@ -1,0 +1,300 @@
+"""50 hollow nodes against the real control plane: do the scheduler, the
+controller-manager and kubectl take them for real nodes, and does the apiserver see the
+same requests as from the Go kubemark 1.20 (`benchmarks/reference/`)?
+
+The tests run in file order on one fleet: idle first, then a pod cycle, then the
+disruptive ones (node deletion, lease conflict, apiserver restart).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers import (
+    KUBELET_USER,
+    PROXY_USER,
+    Cluster,
+    Fleet,
+    is_ready,
+    ready_transition,
+    utcnow,
+    wait_for,
+)
+
+from pykubemark.measure.audit import count_rows, read_audit, watch_set
+
+NODES = 50
+PODS_PER_NODE = 10
+STARTUP = 90.0  # the reference excludes the first ~80 s
+IDLE_WINDOW = 300.0  # one node-status report period: every node reports once
+TOLERANCE = 0.10
+REFERENCE = json.loads(
+    (Path(__file__).parent.parent / "benchmarks/reference/kubemark-go-1.20.json").read_text())
+USERS = {KUBELET_USER: "kubelet", PROXY_USER: "proxy"}
+
+
+def rows(counter: Counter, scale: float) -> dict[str, float]:
+    return {f"{USERS[user]} {verb} {resource}": n / scale
+            for (user, verb, resource), n in counter.items()}
+
+
+def assert_close(measured: dict[str, float], expected: dict[str, float], keys: list[str]) -> None:
+    report = {k: (round(measured.get(k, 0.0), 3), expected[k]) for k in keys}
+    off = {k: v for k, v in report.items() if abs(v[0] - v[1]) > TOLERANCE * v[1]}
+    assert not off, f"outside ±10% of the Go kubemark (measured, reference): {off}; all: {report}"
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: Cluster) -> Iterator[Fleet]:
+    fleet = Fleet(cluster, NODES, "hollow", "--delete-nodes-on-exit")
+    try:
+        fleet.wait_ready()
+        yield fleet
+    finally:
+        code = fleet.stop()
+    assert code == 0, fleet.log.read_text()[-2000:]
+
+
+@dataclass
+class Idle:
+    start: object
+    end: object
+    samples: list[list[dict]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def idle(cluster: Cluster, fleet: Fleet) -> Idle:
+    """A quiet window after start-up; node objects sampled every 10 s throughout."""
+    settle = STARTUP - (utcnow() - fleet.started).total_seconds()
+    if settle > 0:
+        time.sleep(settle)
+    window = Idle(start=utcnow(), end=None)
+    deadline = time.monotonic() + IDLE_WINDOW
+    while time.monotonic() < deadline:
+        window.samples.append(fleet.nodes_json())
+        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+    window.end = utcnow()
+    return window
+
+
+def test_nodes_look_like_real_nodes(cluster: Cluster, fleet: Fleet) -> None:
+    nodes = fleet.nodes_json()
+    assert len(nodes) == NODES and all(is_ready(n) for n in nodes)
+    wide = cluster.kubectl("get", "nodes", "-o", "wide", "--no-headers").splitlines()
+    ours = [line.split() for line in wide if line.startswith("hollow-")]
+    assert len(ours) == NODES
+    assert {row[1] for row in ours} == {"Ready"}
+    assert {row[4] for row in ours} == {"v1.20.2"}
+    assert len({row[5] for row in ours}) == NODES  # unique InternalIPs
+    cidrs = [ipaddress.ip_network(n["spec"]["podCIDR"]) for n in nodes]
+    assert len(set(cidrs)) == NODES
+    for node in nodes:
+        name = node["metadata"]["name"]
+        labels = node["metadata"]["labels"]
+        assert labels["kubernetes.io/hostname"] == name
+        assert labels["kubernetes.io/os"] == labels["beta.kubernetes.io/os"] == "linux"
+        assert "kubernetes.io/arch" in labels and "beta.kubernetes.io/arch" in labels
+        status = node["status"]
+        assert set(status["capacity"]) == {"cpu", "memory", "pods", "ephemeral-storage"}
+        assert status["allocatable"] == status["capacity"]
+        assert [c["type"] for c in status["conditions"]] == [
+            "MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        assert {a["type"] for a in status["addresses"]} == {"InternalIP", "Hostname"}
+        assert status["nodeInfo"]["kubeletVersion"] == "v1.20.2"
+        assert status["nodeInfo"]["kubeProxyVersion"] == "v1.20.2"
+        assert not node["spec"].get("taints")
+    csinodes = {c["metadata"]["name"]: c for c in cluster.get_json("csinodes")["items"]}
+    leases = {item["metadata"]["name"]: item
+              for item in cluster.get_json("leases", "-n", "kube-node-lease")["items"]}
+    for node in nodes:
+        name, uid = node["metadata"]["name"], node["metadata"]["uid"]
+        assert csinodes[name]["metadata"]["ownerReferences"][0]["uid"] == uid
+        lease = leases[name]
+        assert lease["spec"]["holderIdentity"] == name
+        assert lease["spec"]["leaseDurationSeconds"] == 40
+        assert lease["metadata"]["ownerReferences"][0]["uid"] == uid
+
+
+def test_idle_nodes_stay_ready_without_taints(idle: Idle) -> None:
+    assert len(idle.samples) >= IDLE_WINDOW / 10 - 2
+    first = {n["metadata"]["name"]: ready_transition(n) for n in idle.samples[0]}
+    assert len(first) == NODES
+    for sample in idle.samples:
+        assert len(sample) == NODES
+        for node in sample:
+            name = node["metadata"]["name"]
+            assert is_ready(node), f"{name} not Ready at some point"
+            assert not node["spec"].get("taints"), f"{name} tainted: {node['spec']['taints']}"
+            assert ready_transition(node) == first[name], f"{name} Ready condition flapped"
+
+
+def test_idle_requests_match_the_go_kubemark(cluster: Cluster, idle: Idle) -> None:
+    requests = list(read_audit(cluster.audit_log, since=idle.start, until=idle.end,
+                               users=USERS))
+    minutes = (idle.end - idle.start).total_seconds() / 60
+    measured = rows(count_rows(requests), NODES * minutes)
+    expected = REFERENCE["idle_per_node_per_minute"]
+    assert_close(measured, expected, ["kubelet update leases", "kubelet get nodes",
+                                      "kubelet patch nodes/status"])
+    # Nothing else is sent while idle but the reopening of watches (≈0.1/min each).
+    others = {k: v for k, v in measured.items() if k not in expected}
+    assert not others, others
+    for key in [k for k in expected if " watch " in k]:
+        assert measured.get(key, 0.0) <= 0.25, (key, measured.get(key))
+
+
+def test_watches_are_the_kubelet_and_kube_proxy_ones(cluster: Cluster, fleet: Fleet) -> None:
+    requests = read_audit(cluster.audit_log, since=fleet.started, users=USERS)
+    seen = {(USERS[u], resource, selectors)
+            for u, resource, selectors in watch_set(requests, fleet.names)}
+    expected = {tuple(w) for w in REFERENCE["watches"] if w[1] != "secrets"}
+    # Pods reference secrets only once they exist (see the pod-cycle test).
+    assert seen - {w for w in seen if w[1] == "secrets"} == expected
+
+
+@dataclass
+class Cycle:
+    created: object = None
+    available: object = None
+    scaled: object = None
+    gone: object = None
+    pods: list[dict] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def cycle(cluster: Cluster, fleet: Fleet, idle: Idle) -> Cycle:
+    """A Deployment of 10 pods per node: create, all Available, hold, scale to 0, gone."""
+    replicas = NODES * PODS_PER_NODE
+    result = Cycle(created=utcnow())
+    cluster.kubectl("create", "deployment", "cycle", "--image=registry.k8s.io/pause:3.2",
+                    f"--replicas={replicas}")
+    cluster.kubectl("rollout", "status", "deployment/cycle", "--timeout=600s", timeout=660)
+    result.available = utcnow()
+    result.pods = cluster.get_json("pods", "-l", "app=cycle")["items"]
+    time.sleep(20)
+    result.scaled = utcnow()
+    cluster.kubectl("scale", "deployment/cycle", "--replicas=0")
+    wait_for("every pod to be deleted",
+             lambda: not cluster.get_json("pods", "-l", "app=cycle")["items"], 300, 2)
+    result.gone = utcnow()
+    time.sleep(5)
+    return result
+
+
+def test_deployment_becomes_available_on_hollow_nodes(cycle: Cycle, fleet: Fleet) -> None:
+    pods = cycle.pods
+    assert len(pods) == NODES * PODS_PER_NODE
+    nodes = {n["metadata"]["name"]: n for n in fleet.nodes_json()}
+    ips = [p["status"]["podIP"] for p in pods]
+    assert len(set(ips)) == len(ips), "pod IPs are not unique"
+    for pod in pods:
+        status = pod["status"]
+        node = nodes[pod["spec"]["nodeName"]]
+        assert status["phase"] == "Running"
+        assert {c["type"]: c["status"] for c in status["conditions"]} == {
+            "Initialized": "True", "Ready": "True", "ContainersReady": "True",
+            "PodScheduled": "True"}
+        container = status["containerStatuses"][0]
+        assert container["ready"] and container["started"] and container["restartCount"] == 0
+        assert "startedAt" in container["state"]["running"]
+        assert container["containerID"] and container["imageID"]
+        assert ipaddress.ip_address(status["podIP"]) in ipaddress.ip_network(
+            node["spec"]["podCIDR"])
+        internal = next(a["address"] for a in node["status"]["addresses"]
+                        if a["type"] == "InternalIP")
+        assert status["hostIP"] == internal
+        assert status["qosClass"] == "BestEffort" and status["startTime"]
+
+
+def test_pod_requests_match_the_go_kubemark(cluster: Cluster, cycle: Cycle) -> None:
+    pods = NODES * PODS_PER_NODE
+    start = count_rows(read_audit(cluster.audit_log, since=cycle.created,
+                                  until=cycle.scaled, users=[KUBELET_USER]))
+    stop = count_rows(read_audit(cluster.audit_log, since=cycle.scaled, users=[KUBELET_USER]))
+    per_pod = REFERENCE["per_pod"]
+    assert_close(rows(start, pods), per_pod["start"], list(per_pod["start"]))
+    assert_close(rows(stop, pods), per_pod["stop"], list(per_pod["stop"]))
+
+
+def test_referenced_secrets_are_watched_per_node(cluster: Cluster, cycle: Cycle) -> None:
+    secret_watches = [r for r in read_audit(cluster.audit_log, since=cycle.created,
+                                            until=cycle.gone, users=[KUBELET_USER])
+                      if r.resource == "secrets" and r.verb in ("list", "watch")]
+    token = next(v["secret"]["secretName"] for v in cycle.pods[0]["spec"]["volumes"]
+                 if v.get("secret"))
+    lists = [r for r in secret_watches if r.verb == "list"]
+    assert {r.selectors().get("fieldSelector") for r in lists} == {f"metadata.name={token}"}
+    nodes_with_pods = {p["spec"]["nodeName"] for p in cycle.pods}
+    # One reflector per node for the secret; the audit log does not name the node, so
+    # count: as many initial lists as nodes that ran pods.
+    assert len(lists) == len(nodes_with_pods)
+
+
+def test_deleted_node_registers_again(cluster: Cluster, fleet: Fleet, cycle: Cycle) -> None:
+    name = fleet.names[7]
+    old_uid = cluster.get_json("node", name)["metadata"]["uid"]
+    cluster.kubectl("delete", "node", name)
+
+    def back() -> bool:
+        node = cluster.get_json("nodes")["items"]
+        again = [n for n in node if n["metadata"]["name"] == name]
+        return bool(again) and again[0]["metadata"]["uid"] != old_uid and is_ready(again[0])
+
+    wait_for(f"{name} to register again", back, 60, 1)
+    new_uid = cluster.get_json("node", name)["metadata"]["uid"]
+
+    def lease_owned() -> bool:
+        lease = cluster.get_json("lease", name, "-n", "kube-node-lease")
+        refs = lease["metadata"].get("ownerReferences") or []
+        return bool(refs) and refs[0]["uid"] == new_uid
+
+    wait_for(f"{name}'s lease to belong to the new node", lease_owned, 90, 2)
+
+
+def test_lease_conflict_is_read_again_and_retried(cluster: Cluster, fleet: Fleet) -> None:
+    name = fleet.names[3]
+    cluster.kubectl("annotate", "lease", name, "-n", "kube-node-lease", "test/touched=yes",
+                    "--overwrite")
+    touched = utcnow()
+    time.sleep(25)
+    lease = cluster.get_json("lease", name, "-n", "kube-node-lease")
+    assert lease["metadata"]["annotations"]["test/touched"] == "yes"  # kept: we re-read it
+    renewed = lease["spec"]["renewTime"].replace("Z", "+00:00")
+    assert renewed > touched.isoformat()
+    mine = [r for r in read_audit(cluster.audit_log, since=touched, users=[KUBELET_USER])
+            if r.resource == "leases" and r.name == name]
+    verbs = [(r.verb, r.code) for r in mine]
+    assert ("update", 409) in verbs, verbs
+    after = verbs[verbs.index(("update", 409)) + 1:]
+    assert after[:2] == [("get", 200), ("update", 200)], verbs
+
+
+def test_apiserver_restart_is_survived(cluster: Cluster, fleet: Fleet) -> None:
+    before = {n["metadata"]["name"]: ready_transition(n) for n in fleet.nodes_json()}
+    cluster.local.restart("kube-apiserver", downtime=5.0)
+    back = utcnow()
+    time.sleep(45)  # past the controller-manager's 40 s node-monitor grace period
+
+    leases = {item["metadata"]["name"]: item
+              for item in cluster.get_json("leases", "-n", "kube-node-lease")["items"]}
+    stale = [n for n in fleet.names
+             if leases[n]["spec"]["renewTime"].replace("Z", "+00:00") <= back.isoformat()]
+    assert not stale, f"leases not renewed after the restart: {stale}"
+    nodes = fleet.nodes_json()
+    assert all(is_ready(n) for n in nodes)
+    assert {n["metadata"]["name"]: ready_transition(n) for n in nodes} == before
+    assert not any(n["spec"].get("taints") for n in nodes)
+    requests = list(read_audit(cluster.audit_log, since=back, users=USERS))
+    pods_watchers = {r.selectors().get("fieldSelector") for r in requests
+                     if r.resource == "pods" and r.verb == "watch"}
+    assert pods_watchers >= {f"spec.nodeName={n}" for n in fleet.names}
+    proxies = Counter(r.resource for r in requests
+                      if r.user == PROXY_USER and r.verb == "watch")
+    assert proxies["services"] >= NODES and proxies["endpoints"] >= NODES

@@ -49,13 +49,14 @@ class Cluster:
     def audit_log(self) -> Path:
         return self.local.dir / "logs" / "audit.log"
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120,
+                stdin: str | None = None) -> str:
         from pykubemark.provision import find_binaries
 
         binaries = find_binaries(None)
         assert binaries is not None and binaries.kubectl is not None
         result = subprocess.run([str(binaries.kubectl), "--kubeconfig", self.kubeconfig, *args],
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, input=stdin)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
         return result.stdout

@@ -237,7 +237,7 @@ def test_referenced_secrets_are_watched_per_node(cluster: Cluster, cycle: Cycle)
     assert len(lists) == len(nodes_with_pods)
 
 
-def test_deleted_node_registers_again(cluster: Cluster, fleet: Fleet, cycle: Cycle) -> None:
+def test_deleted_node_registers_again(cluster: Cluster, fleet: Fleet) -> None:
     name = fleet.names[7]
     old_uid = cluster.get_json("node", name)["metadata"]["uid"]
     cluster.kubectl("delete", "node", name)
@@ -250,12 +250,16 @@ def test_deleted_node_registers_again(cluster: Cluster, fleet: Fleet, cycle: Cyc
     wait_for(f"{name} to register again", back, 60, 1)
     new_uid = cluster.get_json("node", name)["metadata"]["uid"]
 
-    def lease_owned() -> bool:
-        lease = cluster.get_json("lease", name, "-n", "kube-node-lease")
-        refs = lease["metadata"].get("ownerReferences") or []
+    def owned(kind: str, *namespace: str) -> bool:
+        out = cluster.kubectl("get", kind, name, *namespace, "-o", "json", check=False)
+        refs = json.loads(out)["metadata"].get("ownerReferences") or [] if out else []
         return bool(refs) and refs[0]["uid"] == new_uid
 
-    wait_for(f"{name}'s lease to belong to the new node", lease_owned, 90, 2)
+    wait_for(f"{name}'s lease to belong to the new node",
+             lambda: owned("lease", "-n", "kube-node-lease"), 90, 2)
+    wait_for(f"{name}'s CSINode to belong to the new node", lambda: owned("csinode"), 90, 2)
+    time.sleep(10)  # the garbage collector has had its chance to remove either
+    assert owned("lease", "-n", "kube-node-lease") and owned("csinode")
 
 
 def test_lease_conflict_is_read_again_and_retried(cluster: Cluster, fleet: Fleet) -> None:

@@ -151,7 +151,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     config = load_kubeconfig(kubeconfig)
     version = check_server(config)
     if proxy_kubeconfig is not None:
-        check_server(load_kubeconfig(proxy_kubeconfig))
+        check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
     err_console.print(
         f"{nodes} hollow nodes ({fidelity}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"

@@ -168,8 +168,14 @@ class HollowKubelet:
         self.node_uid = node["metadata"]["uid"]
         self.last_report = float("-inf")
         self.lease = None
+        await self._ensure_csinode()
+
+    async def _ensure_csinode(self) -> None:
+        """Create the CSINode, or re-own it when the Node was re-created (else the
+        garbage collector removes it with the old Node)."""
+        path = f"{CSINODES}/{self.name}"
         try:
-            await self.client.get(f"{CSINODES}/{self.name}")
+            csinode = orjson.loads(await self.client.get(path))
         except ApiError as exc:
             if not exc.not_found:
                 raise
@@ -178,6 +184,10 @@ class HollowKubelet:
             except ApiError as create_exc:
                 if create_exc.status != 409:
                     raise
+            return
+        if _owner_uid(csinode) != self.node_uid:
+            csinode["metadata"]["ownerReferences"] = objects.owner_ref(self.name, self.node_uid)
+            await self.client.replace(path, csinode)
 
     def node_deleted(self) -> None:
         self._reregister.set()
@@ -214,7 +224,7 @@ class HollowKubelet:
                 lease["spec"]["renewTime"] = objects.now_micro()
                 lease["spec"]["holderIdentity"] = self.name
                 lease["spec"]["leaseDurationSeconds"] = self.profile.lease_duration
-                if not lease["metadata"].get("ownerReferences") and self.node_uid:
+                if self.node_uid and _owner_uid(lease) != self.node_uid:
                     lease["metadata"]["ownerReferences"] = objects.owner_ref(
                         self.name, self.node_uid)
                 self.lease = orjson.loads(await self.client.replace(path, lease))
@@ -265,6 +275,11 @@ class HollowKubelet:
 
     def _capacity(self) -> dict[str, str]:
         return self.identity.node(self.transition, [])["status"]["capacity"]
+
+
+def _owner_uid(obj: dict[str, Any]) -> str:
+    refs = obj.get("metadata", {}).get("ownerReferences") or [{}]
+    return refs[0].get("uid", "")
 
 
 class NodeHandler:

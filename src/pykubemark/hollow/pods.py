@@ -43,11 +43,11 @@ class PodRecord:
     __slots__ = (
         "deletable",
         "exit_code",
+        "holds_ip",
         "ip",
         "phase",
         "pod",
         "status",
-        "holds_ip",
         "terminating",
         "timers",
         "times",

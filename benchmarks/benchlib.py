@@ -62,6 +62,9 @@ def run_cli(body: Callable[[], None]) -> None:
     """Run ``body`` so that SIGTERM unwinds like Ctrl-C (every ``finally`` runs and the
     cluster is torn down), and a `UserError` is one line, not a traceback."""
     signal.signal(signal.SIGTERM, _sigterm)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler; `kill -INT` must stop a benchmark cleanly all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         body()
     except UserError as exc:

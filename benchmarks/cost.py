@@ -131,7 +131,11 @@ class Cost:
     py_nodes: int
     results: ResultFile
     py_proc: Proc | None = None
+    meter: Meter | None = None
     idle_rate: dict[str, float] = field(default_factory=dict)  # CPU-s per second
+    #: The phase under way and its first snapshot, so an interruption can save it.
+    pending: tuple[str, dict[str, Sample]] | None = None
+    cycle: PodCycle | None = None
 
     def check(self) -> None:
         self.fleet.check_alive()
@@ -148,13 +152,6 @@ class Cost:
 
     def nodes(self, group: str) -> int:
         return self.py_nodes if group == "py" else self.go_nodes
-
-    def meter(self, period: float) -> Meter:
-        return Meter({
-            "go-kubelet": lambda: list(self.fleet.live_processes("kubelet")),
-            "go-proxy": lambda: list(self.fleet.live_processes("proxy")),
-            "py": self.py_processes,
-        }, period)
 
     def save(self, key: str, value: Any) -> None:
         self.results.data.setdefault("phases", {})[key] = value
@@ -174,7 +171,12 @@ class Cost:
         self.results.data["ready_after_seconds"] = took
         left = max(startup_seconds - (time.monotonic() - launched), 15.0)
         sleep_checked(left, self.check, "startup")
-        with self.meter(sample_seconds) as meter:
+        self.meter = Meter({
+            "go-kubelet": lambda: list(self.fleet.live_processes("kubelet")),
+            "go-proxy": lambda: list(self.fleet.live_processes("proxy")),
+            "py": self.py_processes,
+        }, sample_seconds)
+        with self.meter as meter:
             first = meter.snapshot()
             self.save("startup", {
                 group: {"cpu_seconds_per_node": first[group].cpu / self.nodes(group),
@@ -182,20 +184,34 @@ class Cost:
                         "processes": first[group].procs}
                 for group in GROUPS})
             if idle_minutes > 0:
+                self.pending = ("idle", first)
                 sleep_checked(idle_minutes * 60, self.check,
                               f"idle window ({idle_minutes:g} min)")
-                last = meter.snapshot()
-                self.save("idle", self.window(meter, first, last))
+                self.save("idle", self.window(first, meter.snapshot()))
+                self.pending = None
             if pods_per_node > 0:
-                self.pod_cycle(meter, pods_per_node, cycle_nodes, hold, settle)
+                self.pod_cycle(pods_per_node, cycle_nodes, hold, settle)
 
-    def window(self, meter: Meter, first: dict[str, Sample],
-               last: dict[str, Sample]) -> dict[str, Any]:
+    def save_partial(self) -> None:
+        """After an interruption: the phase under way, from its start until now."""
+        if self.pending is None or self.meter is None:
+            return
+        name, first = self.pending
+        last = self.meter.snapshot()
+        if name == "idle":
+            self.save("idle", {**self.window(first, last), "partial": True})
+        elif self.cycle is not None:
+            self.save("pod_cycle", {**self.cycle_result(self.cycle, first, last),
+                                    "partial": True})
+        self.pending = None
+
+    def window(self, first: dict[str, Sample], last: dict[str, Sample]) -> dict[str, Any]:
         """CPU over the window from its two ends; memory as the mean of every sample."""
+        assert self.meter is not None
         result: dict[str, Any] = {"seconds": last["py"].when - first["py"].when}
         for group in GROUPS:
-            samples = meter.between(group, first[group], last[group])
-            seconds = last[group].when - first[group].when
+            samples = self.meter.between(group, first[group], last[group])
+            seconds = max(last[group].when - first[group].when, 1e-6)
             cpu = last[group].cpu - first[group].cpu
             self.idle_rate[group] = cpu / seconds
             nodes = self.nodes(group)
@@ -209,22 +225,33 @@ class Cost:
             }
         return result
 
-    def pod_cycle(self, meter: Meter, pods_per_node: int, cycle_nodes: int, hold: float,
+    def pod_cycle(self, pods_per_node: int, cycle_nodes: int, hold: float,
                   settle: float) -> None:
+        assert self.meter is not None
+        meter = self.meter
         marks: dict[str, dict[str, Sample]] = {}
 
         def mark(boundary: str) -> None:
             marks[boundary] = meter.snapshot()
+            if boundary == "create":
+                self.pending = ("pod_cycle", marks["create"])
 
         sides = {"go": self.fleet.names[:cycle_nodes],
                  "py": [f"py-{i}" for i in range(min(cycle_nodes, self.py_nodes))]}
-        cycle = PodCycle(Api(self.cluster), sides, pods_per_node=pods_per_node, hold=hold,
-                         settle=settle, mark=mark)
-        cycle.run(check=self.check)
-        first, last = marks["create"], marks["stop_end"]
+        self.cycle = PodCycle(Api(self.cluster), sides, pods_per_node=pods_per_node,
+                              hold=hold, settle=settle, mark=mark)
+        self.cycle.run(check=self.check)
+        self.save("pod_cycle", self.cycle_result(self.cycle, marks["create"],
+                                                 marks["stop_end"]))
+        self.pending = None
+
+    def cycle_result(self, cycle: PodCycle, first: dict[str, Sample],
+                     last: dict[str, Sample]) -> dict[str, Any]:
+        """CPU-s per pod, raw and net of the idle CPU rate over the same seconds."""
+        assert self.meter is not None
         result: dict[str, Any] = {
             "seconds": last["py"].when - first["py"].when,
-            "pods": {s: cycle.pods(s) for s in sides},
+            "pods": {s: cycle.pods(s) for s in cycle.sides},
             "spread_pods_to_nodes": cycle.spread, "running_after_seconds": cycle.running_after,
             "gone_after_seconds": cycle.gone_after,
         }
@@ -233,7 +260,7 @@ class Cost:
             cpu = last[group].cpu - first[group].cpu
             seconds = last[group].when - first[group].when
             idle = self.idle_rate.get(group)
-            peak = max(s.rss for s in meter.between(group, first[group], last[group]))
+            peak = max(s.rss for s in self.meter.between(group, first[group], last[group]))
             result[group] = {
                 "cpu_seconds": cpu,
                 "cpu_seconds_per_pod_raw": cpu / pods,
@@ -241,7 +268,7 @@ class Cost:
                 else None,
                 "peak_rss_mib_per_node": peak / MIB / self.nodes(group),
             }
-        self.save("pod_cycle", result)
+        return result
 
 
 # -- output -------------------------------------------------------------------------------
@@ -299,11 +326,13 @@ def print_results(data: dict[str, Any]) -> None:
     for group in GROUPS:
         if idle := phases.get("idle"):
             g = idle[group]
-            detail.add_row("idle", group, fmt(g["cpu_seconds"]),
+            label = "idle" + (" (partial)" if idle.get("partial") else "")
+            detail.add_row(label, group, fmt(g["cpu_seconds"]),
                            f"{fmt(g['millicores_per_node'])} mc", fmt(g["rss_mib_per_node"]))
         if cycle := phases.get("pod_cycle"):
             g = cycle[group]
-            detail.add_row("pod cycle", group, fmt(g["cpu_seconds"]),
+            label = "pod cycle" + (" (partial)" if cycle.get("partial") else "")
+            detail.add_row(label, group, fmt(g["cpu_seconds"]),
                            f"{fmt(g['cpu_seconds_per_pod'])} s/pod",
                            fmt(g["peak_rss_mib_per_node"]))
     out.print(detail)
@@ -380,6 +409,7 @@ def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
                     raise
                 finally:
                     with shielded():
+                        bench.save_partial()
                         results.data["summary"] = summary(results.data)
                         results.data["finished"] = iso(utcnow())
                         results.save()

@@ -136,15 +136,15 @@ def load_reference() -> dict[tuple[str, str, str, str], float]:
         data = json.loads(REFERENCE.read_text())
     except (OSError, ValueError):
         return {}
-    out_: dict[tuple[str, str, str, str], float] = {}
+    values: dict[tuple[str, str, str, str], float] = {}
     for key, value in data.get("idle_per_node_per_minute", {}).items():
         component, verb, resource = key.split()
-        out_[("idle", component, verb, resource)] = value
+        values[("idle", component, verb, resource)] = value
     for phase, rows in data.get("per_pod", {}).items():
         for key, value in rows.items():
             component, verb, resource = key.split()
-            out_[(phase, component, verb, resource)] = value
-    return out_
+            values[(phase, component, verb, resource)] = value
+    return values
 
 
 def wait_for_audit(path: Path, until: dt.datetime, timeout: float = 20.0) -> None:
@@ -358,6 +358,49 @@ class Fidelity:
         return {side: {span: percentiles(values) for span, values in by_span.items()}
                 for side, by_span in sorted(spans.items())}
 
+    @staticmethod
+    def pod_sequences(requests: list[Request], namespace: str) -> dict[str, Any]:
+        """The hollow kubelet's requests for one pod, in order, with the median seconds
+        after the scheduler's binding (``start``) or the controller's DELETE (``stop``):
+        the most common sequence per side and phase, and how many pods followed it.
+        Where counts agree but timing does not, this shows which step differs."""
+        pods: dict[str, dict[str, Any]] = {}
+        for r in requests:
+            if r.resource != "pods" or r.namespace != namespace or not r.name:
+                continue
+            pod = pods.setdefault(r.name, {"start": [], "stop": []})
+            if r.verb == "create" and r.subresource == "binding":
+                pod["bound"] = r.time
+            elif r.verb == "delete" and r.user not in USERS:
+                pod.setdefault("deleted", r.time)
+            elif r.user in USERS:
+                label = r.verb + (f" {r.subresource}" if r.subresource else "") + \
+                    (f" {r.code}" if r.code >= 400 else "")
+                phase = "stop" if "deleted" in pod else "start"
+                origin = pod.get("deleted" if phase == "stop" else "bound")
+                if origin is not None:
+                    pod[phase].append((label, (r.time - origin).total_seconds()))
+        result: dict[str, Any] = {}
+        for phase in ("start", "stop"):
+            by_side: dict[str, Counter[tuple[str, ...]]] = {}
+            offsets: dict[tuple[str, tuple[str, ...]], list[list[float]]] = {}
+            for name, pod in pods.items():
+                if not pod[phase]:
+                    continue
+                side = name.split("-")[1]
+                signature = tuple(label for label, _ in pod[phase])
+                by_side.setdefault(side, Counter())[signature] += 1
+                offsets.setdefault((side, signature), []).append([t for _, t in pod[phase]])
+            for side, signatures in sorted(by_side.items()):
+                signature, count = signatures.most_common(1)[0]
+                columns = list(zip(*offsets[(side, signature)], strict=True))
+                result.setdefault(side, {})[phase] = {
+                    "pods": sum(signatures.values()), "following": count,
+                    "sequence": [[label, round(sorted(times)[len(times) // 2], 2)]
+                                 for label, times in zip(signature, columns, strict=True)],
+                }
+        return result
+
     def analyse(self, *, final: bool = False) -> None:
         """Count every finished phase from the audit log and save the results. Until
         the ``final`` analysis (after `stop_nodes`), watches still open are missing."""
@@ -383,6 +426,7 @@ class Fidelity:
         self.results.data["watch_sets"] = self.watches(requests)
         if self.pods:
             self.results.data["pod_timing_seconds"] = self.pod_timing(everyone, "bench")
+            self.results.data["pod_sequences"] = self.pod_sequences(everyone, "bench")
         self.results.save()
 
 
@@ -454,6 +498,18 @@ def print_results(data: dict[str, Any]) -> None:
             for span, stats in spans.items():
                 table.add_row(side, span, str(stats["n"]), f"{stats['p50']:.2f}",
                               f"{stats['p90']:.2f}", f"{stats['max']:.2f}")
+        out.print(table)
+    sequences = data.get("pod_sequences")
+    if sequences:
+        table = Table(title="a pod's requests from its hollow kubelet (most common sequence; "
+                      "median seconds after binding / after the controller's DELETE)",
+                      title_justify="left")
+        for column in ("side", "phase", "pods", "sequence"):
+            table.add_column(column)
+        for side, phases in sequences.items():
+            for phase, got in phases.items():
+                table.add_row(side, phase, f"{got['following']}/{got['pods']}", ", ".join(
+                    f"{label} +{offset:g}" for label, offset in got["sequence"]))
         out.print(table)
 
 

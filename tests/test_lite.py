@@ -16,7 +16,7 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
     profile = tmp_path / "profile.yaml"
     profile.write_text(yaml.safe_dump({"extra_labels": {"pykubemark.io/fleet": "lite"}}))
     fleet = Fleet(cluster, NODES, "lite", "--fidelity", "lite", "--profile", str(profile),
-                  "--delete-nodes-on-exit")
+                  "--events", "--delete-nodes-on-exit")
     try:
         fleet.wait_ready()
         nodes = fleet.nodes_json()
@@ -40,6 +40,11 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
         assert len(pods) == NODES * 3
         assert all(p["status"]["phase"] == "Running" for p in pods)
         assert len({p["status"]["podIP"] for p in pods}) == len(pods)
+        # --events: what a real kubelet posts (the Go kubemark posts none)
+        events = cluster.get_json("events", "--field-selector",
+                                  f"involvedObject.name={pods[0]['metadata']['name']}")
+        reasons = {e["reason"] for e in events["items"] if e["source"]["component"] == "kubelet"}
+        assert reasons >= {"Pulled", "Created", "Started"}
         cluster.kubectl("delete", "deployment", "lite")
         wait_for("lite pods gone",
                  lambda: not cluster.get_json("pods", "-l", "app=lite")["items"], 180, 2)
@@ -59,3 +64,52 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
     # Leases stay per node.
     renewed = {r.name for r in requests if r.resource == "leases" and r.verb == "update"}
     assert renewed == set(fleet.names)
+
+
+def test_job_pods_complete(cluster: Cluster) -> None:
+    fleet = Fleet(cluster, 3, "jobs", "--delete-nodes-on-exit")
+    try:
+        fleet.wait_ready()
+        job = {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "work", "namespace": "default"},
+            "spec": {
+                "completions": 6, "parallelism": 3, "backoffLimit": 0,
+                "template": {
+                    "metadata": {"annotations": {"pykubemark.io/run-seconds": "2"}},
+                    "spec": {"restartPolicy": "Never",
+                             "nodeSelector": {"kubernetes.io/hostname": "jobs-1"},
+                             "containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        }
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(job))
+        cluster.kubectl("wait", "--for=condition=complete", "job/work", "--timeout=120s",
+                        timeout=150)
+        pods = cluster.get_json("pods", "-l", "job-name=work")["items"]
+        assert len(pods) == 6
+        for pod in pods:
+            assert pod["status"]["phase"] == "Succeeded"
+            state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+            assert state["exitCode"] == 0 and state["reason"] == "Completed"
+        cluster.kubectl("delete", "job", "work")
+    finally:
+        assert fleet.stop() == 0
+
+
+def test_endpoint_slices_option_watches_endpointslices(cluster: Cluster) -> None:
+    fleet = Fleet(cluster, 2, "slices", "--endpoint-slices", "--delete-nodes-on-exit")
+    try:
+        fleet.wait_ready()
+        until = utcnow()
+    finally:
+        assert fleet.stop() == 0
+    lists = [r for r in read_audit(cluster.audit_log, since=fleet.started, until=until,
+                                   users=[PROXY_USER]) if r.verb == "list"]
+    slices = [r for r in lists if r.resource == "endpointslices"]
+    assert len(slices) == 2  # one per node
+    # Kubernetes 1.20 serves discovery.k8s.io/v1beta1 only.
+    assert all(r.uri.startswith("/apis/discovery.k8s.io/v1beta1/endpointslices") for r in slices)
+    assert slices[0].selectors() == {"labelSelector": "!service.kubernetes.io/headless,"
+                                                      "!service.kubernetes.io/service-proxy-name"}
+    assert not [r for r in lists if r.resource == "endpoints"]

@@ -7,7 +7,10 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+import yaml
 
 
 class UserError(click.ClickException):
@@ -15,3 +18,21 @@ class UserError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"pykubemark: {self.format_message()}", err=True, file=file)
+
+
+def read_yaml_mapping(path: Path, what: str, *, empty_ok: bool = False) -> dict:
+    """The mapping at the top of a YAML file, or a `UserError` naming the file."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"{what} {path} is not valid YAML: {first}") from None
+    if loaded is None and empty_ok:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UserError(f"{what} {path} has no mapping at top level")
+    return loaded

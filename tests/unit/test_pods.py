@@ -245,8 +245,9 @@ def test_deletion_terminates_then_becomes_deletable() -> None:
         assert set(state) == {"terminated"}
         assert len(lc.ipam) == 0  # the IP goes back once the sandbox is gone
         await until(lambda: record.deletable, "deletable")
-        # Pending, Running, Terminated, then one resync (same status, new version)
-        assert versions(lc, "uid-web-1") == [1, 2, 3, 4]
+        # Pending, Running, Terminated, one resync (same status, new version), then the
+        # reclaim queues the latest version again so the pod is deleted at once
+        assert versions(lc, "uid-web-1") == [1, 2, 3, 4, 4]
         statuses = [s for u, _, s in lc.channel if u == "uid-web-1"]
         assert statuses[3] == statuses[2]
         assert lc.needs_update("uid-web-1", 1)  # deletable: the manager must act
@@ -263,9 +264,9 @@ def test_deleted_before_running_never_runs() -> None:
         await until(lambda: record.deletable, "deletable")
         assert record.phase == "Terminated"
         assert record.times.ready_since == ""
-        # waiting (Pending), then killed and resynced: no container ever ran
+        # waiting (Pending), then killed, resynced and reclaimed: no container ever ran
         states = [list(s["containerStatuses"][0]["state"]) for _, _, s in lc.channel]
-        assert states == [["waiting"], ["terminated"], ["terminated"]]
+        assert states == [["waiting"], ["terminated"], ["terminated"], ["terminated"]]
         await lc.close()
     run(body)
 
@@ -388,7 +389,8 @@ def test_adopted_finished_pod_deleted_without_kill() -> None:
                                     status={"phase": "Succeeded", "podIP": "10.64.0.9"}))
         await until(lambda: record.deletable, "deletable")
         assert record.phase == "Succeeded"
-        assert not lc.channel  # nothing ran, nothing to report
+        # nothing ran, nothing to report: only the deletion is queued, with no status
+        assert list(lc.channel) == [("uid-web-1", 0, {})]
     run(body)
 
 

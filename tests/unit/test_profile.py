@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pykubemark.errors import UserError
-from pykubemark.hollow.profile import Profile, load_profile
+from pykubemark.hollow.profile import Profile, StopProfile, load_profile
 
 
 def test_defaults_without_file() -> None:
@@ -17,9 +17,9 @@ def test_defaults_without_file() -> None:
     assert profile.kubelet_version == "v1.20.2"
     assert profile.capacity.memory == "3840Mi"
     assert profile.capacity.ephemeral_storage == "0"
-    assert profile.stop.resyncs == [1.0, 3.0, 9.0]
-    assert profile.kubelet_qps == 5.0
-    assert profile.kubelet_burst == 10
+    assert profile.stop.resyncs == [0.0, 1.6]
+    assert profile.kubelet_qps == 10.0  # the Go hollow kubelet's client
+    assert profile.kubelet_burst == 20
 
 
 def test_yaml_file_overrides_and_keeps_other_defaults(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_yaml_file_overrides_and_keeps_other_defaults(tmp_path: Path) -> None:
     assert profile.start.status_delay == 0.05
     assert profile.start.relist_period == 1.0
     assert profile.stop.resyncs == [0.5]
-    assert profile.stop.delete_after == 15.0
+    assert profile.stop.delete_after == StopProfile().delete_after  # untouched default
     assert profile.extra_labels == {"topology.kubernetes.io/zone": "z1"}
 
 

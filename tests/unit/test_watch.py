@@ -15,19 +15,9 @@ from pykubemark.kube.types import MetaOnly, Node, Pod
 from pykubemark.kube.watch import Backoff, Reflector
 
 
-class FakeClock:
-    def __init__(self, now: float = 10_000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(watch, "time", types.SimpleNamespace(monotonic=fake.monotonic))
-    return fake
+def clock(fake_clock):
+    return fake_clock(watch, 10_000.0)
 
 
 def _jitter(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
@@ -35,7 +25,7 @@ def _jitter(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
 
 
 # -- backoff ------------------------------------------------------------------------------
-def test_backoff_doubles_from_initial_to_cap(clock: FakeClock,
+def test_backoff_doubles_from_initial_to_cap(clock,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     _jitter(monkeypatch, 0.0)
     backoff = Backoff()
@@ -47,7 +37,7 @@ def test_backoff_doubles_from_initial_to_cap(clock: FakeClock,
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999])
-def test_backoff_jitter_between_d_and_2d(clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+def test_backoff_jitter_between_d_and_2d(clock, monkeypatch: pytest.MonkeyPatch,
                                          jitter: float) -> None:
     _jitter(monkeypatch, jitter)
     backoff = Backoff()
@@ -58,7 +48,7 @@ def test_backoff_jitter_between_d_and_2d(clock: FakeClock, monkeypatch: pytest.M
         assert d <= got < 2 * d
 
 
-def test_backoff_resets_after_calm_period(clock: FakeClock,
+def test_backoff_resets_after_calm_period(clock,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     _jitter(monkeypatch, 0.0)
     backoff = Backoff()
@@ -71,7 +61,7 @@ def test_backoff_resets_after_calm_period(clock: FakeClock,
     assert backoff.next() == pytest.approx(1.6)
 
 
-def test_backoff_custom_parameters(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backoff_custom_parameters(clock, monkeypatch: pytest.MonkeyPatch) -> None:
     _jitter(monkeypatch, 0.0)
     backoff = Backoff(initial=1.0, cap=3.0, reset_after=5.0)
     assert [backoff.next() for _ in range(4)] == pytest.approx([1.0, 2.0, 3.0, 3.0])

@@ -203,32 +203,31 @@ class LocalCluster:
                                      ca_cert=pki["ca_cert"]),
               apiserver, options.timeout)
 
-        cm_config = self.kubeconfig_for("controller-manager")
-        cm = self._launch("kube-controller-manager", [
-            str(binaries.kube_controller_manager),
-            f"--kubeconfig={cm_config}", f"--authentication-kubeconfig={cm_config}",
-            f"--authorization-kubeconfig={cm_config}",
-            "--bind-address=127.0.0.1", f"--secure-port={port['controller-manager']}",
-            "--port=0", "--leader-elect=false", f"--cluster-name={self.state.name}",
+        cm = self._launch_controller("kube-controller-manager", binaries.kube_controller_manager,
+                                     "controller-manager", [
+            f"--cluster-name={self.state.name}",
             f"--service-account-private-key-file={pki['sa_key']}",
             f"--root-ca-file={pki['ca_cert']}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-        ], port=port["controller-manager"],
-            health_url=f"https://127.0.0.1:{port['controller-manager']}/healthz")
-        sched_config = self.kubeconfig_for("scheduler")
-        sched = self._launch("kube-scheduler", [
-            str(binaries.kube_scheduler),
-            f"--kubeconfig={sched_config}", f"--authentication-kubeconfig={sched_config}",
-            f"--authorization-kubeconfig={sched_config}",
-            "--bind-address=127.0.0.1", f"--secure-port={port['scheduler']}",
-            "--port=0", "--leader-elect=false",
-        ], port=port["scheduler"], health_url=f"https://127.0.0.1:{port['scheduler']}/healthz")
+        ])
+        sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler", [])
         for proc in (cm, sched):
             _wait(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
         _wait("the default service account's token", self._default_sa_has_token, cm,
               options.timeout)
+
+    def _launch_controller(self, name: str, binary: Path, user: str, extra: list[str]) -> Proc:
+        """The scheduler and controller-manager: their own user's kubeconfig for API,
+        authentication and authorization; secure port only; no leader election."""
+        config = self.kubeconfig_for(user)
+        port = self.state.ports[user]
+        return self._launch(name, [
+            str(binary), f"--kubeconfig={config}", f"--authentication-kubeconfig={config}",
+            f"--authorization-kubeconfig={config}", "--bind-address=127.0.0.1",
+            f"--secure-port={port}", "--port=0", "--leader-elect=false", *extra,
+        ], port=port, health_url=f"https://127.0.0.1:{port}/healthz")
 
     def _default_sa_has_token(self) -> bool:
         status, body = health.get(

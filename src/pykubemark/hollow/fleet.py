@@ -28,7 +28,7 @@ from pykubemark.hollow.profile import Profile
 from pykubemark.hollow.proxy import HollowProxy, endpoints_path, proxy_watches
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.config import KubeConfig, load_kubeconfig
-from pykubemark.kube.ratelimit import TokenBucket
+from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
 from pykubemark.kube.types import MetaOnly, Node, Pod
 from pykubemark.kube.watch import Reflector, cancel_all
 
@@ -91,10 +91,7 @@ class NodeRouter:
         self.kubelets = kubelets
 
     def on_list(self, items: list[Node]) -> None:
-        present = {n.metadata.name for n in items}
-        for name, kubelet in self.kubelets.items():
-            if kubelet.registered.is_set() and name not in present:
-                kubelet.node_deleted()
+        """Nothing: a cached LIST may lag new Nodes (see kubelet.NodeHandler)."""
 
     def on_event(self, kind: str, obj: Node) -> None:
         kubelet = self.kubelets.get(obj.metadata.name)
@@ -136,6 +133,8 @@ class Fleet:
             self._tasks += [loop.create_task(r.run()) for r in self.shared]
         version = profile.kubelet_version
         events_limiter = TokenBucket(5, 10)
+        heartbeat = self.client.with_identity(user_agent=user_agent("kubelet", version),
+                                              limiter=UNLIMITED)
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
         reporter = loop.create_task(self._report(stop))
         try:
@@ -149,7 +148,7 @@ class Fleet:
                                                     limiter=events_limiter)
                           if profile.events else None)
                 kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
-                                        profile, events=events, shared=lite)
+                                        profile, heartbeat=heartbeat, events=events, shared=lite)
                 proxy = HollowProxy(name, self.proxy_client.with_identity(
                     user_agent=user_agent("kube-proxy", version),
                     limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),

@@ -84,10 +84,13 @@ class ObjectWatches:
 
 class HollowKubelet:
     def __init__(self, identity: NodeIdentity, client: Client, profile: Profile, *,
-                 events: Client | None = None, shared: bool = False) -> None:
+                 heartbeat: Client | None = None, events: Client | None = None,
+                 shared: bool = False) -> None:
         self.identity = identity
         self.name = identity.name
         self.client = client
+        #: Lease and node status go through an unthrottled client, as in kubelet 1.20.
+        self.heartbeat = heartbeat or client
         self.profile = profile
         self.shared = shared
         self.node_uid = ""
@@ -213,12 +216,12 @@ class HollowKubelet:
             try:
                 if self.lease is None:
                     try:
-                        self.lease = orjson.loads(await self.client.get(path))
+                        self.lease = orjson.loads(await self.heartbeat.get(path))
                     except ApiError as exc:
                         if not exc.not_found:
                             raise
                         self.lease = orjson.loads(
-                            await self.client.create(LEASES, self.identity.lease(self.node_uid)))
+                            await self.heartbeat.create(LEASES, self.identity.lease(self.node_uid)))
                         return
                 lease = self.lease
                 lease["spec"]["renewTime"] = objects.now_micro()
@@ -227,7 +230,7 @@ class HollowKubelet:
                 if self.node_uid and _owner_uid(lease) != self.node_uid:
                     lease["metadata"]["ownerReferences"] = objects.owner_ref(
                         self.name, self.node_uid)
-                self.lease = orjson.loads(await self.client.replace(path, lease))
+                self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
                 return
             except ApiError as exc:
                 self.lease = None
@@ -248,7 +251,7 @@ class HollowKubelet:
     async def _sync_status(self) -> None:
         path = f"/api/v1/nodes/{self.name}"
         try:
-            node = orjson.loads(await self.client.get(path, {"resourceVersion": "0"}))
+            node = orjson.loads(await self.heartbeat.get(path, {"resourceVersion": "0"}))
         except ApiError as exc:
             if exc.not_found:
                 self.node_deleted()
@@ -268,7 +271,7 @@ class HollowKubelet:
                                        None if capacity else self._capacity())
         patch = objects.status_patch(current, desired)
         try:
-            await self.client.patch(f"{path}/status", {"status": patch})
+            await self.heartbeat.patch(f"{path}/status", {"status": patch})
             self.last_report = time.monotonic()
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: node status: %r", self.name, exc)
@@ -289,8 +292,8 @@ class NodeHandler:
         self.kubelet = kubelet
 
     def on_list(self, items: list[Node]) -> None:
-        if not items and self.kubelet.registered.is_set():
-            self.kubelet.node_deleted()
+        """Nothing: a LIST served from the apiserver's cache may lag a Node just created,
+        so an empty one proves nothing; the DELETED event or a 404 does."""
 
     def on_event(self, kind: str, obj: Node) -> None:
         if kind == "DELETED" and obj.metadata.uid == self.kubelet.node_uid:

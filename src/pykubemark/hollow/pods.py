@@ -238,6 +238,7 @@ class PodLifecycle:
         self._set_status(record, "Succeeded" if record.exit_code == 0 else "Failed")
 
     def _terminate(self, record: PodRecord) -> None:
+        """Deletion observed: the Go kubelet's sequence, each step timed from now."""
         record.terminating = True
         record.cancel_timers()
         stop = self.profile.stop
@@ -248,22 +249,24 @@ class PodLifecycle:
         for container in record.pod.spec.containers:
             self._event(record, "Killing", f"Stopping container {container.name}",
                         container.name)
+        for offset in stop.resyncs:
+            self._later(record, offset, self._resync)
         self._later(record, stop.kill_delay, self._killed)
+        self._later(record, stop.delete_after, self._reclaimed)
 
     def _killed(self, record: PodRecord) -> None:
         record.times.finished = objects.now_seconds()
         self._release_ip(record)
         self._set_status(record, "Terminated")
-        for offset in self.profile.stop.resyncs:
-            self._later(record, offset, self._resync)
-        self._later(record, self.profile.stop.delete_after, self._reclaimed)
 
     def _resync(self, record: PodRecord) -> None:
         """The pod worker syncs a terminating pod again: same status, new version."""
         self._bump(record)
 
     def _reclaimed(self, record: PodRecord) -> None:
+        """Volumes are gone: the status manager may now delete the pod."""
         record.deletable = True
+        self.channel.append((record.uid, record.version, record.status))
         self._wake.set()
 
     def _forget(self, uid: str) -> None:
@@ -342,6 +345,9 @@ class PodLifecycle:
                     "preconditions": {"uid": uid},
                 })
                 self._forget(uid)
+                if self.profile.stop.confirm_after is not None:
+                    asyncio.get_running_loop().call_later(
+                        self.profile.stop.confirm_after, self._spawn, self._confirm_gone(record))
         except ApiError as exc:
             if exc.not_found or exc.conflict:
                 if exc.not_found:
@@ -350,6 +356,13 @@ class PodLifecycle:
             log.debug("%s: status of %s: %s", self.node_name, record.path, exc)
         except NETWORK_ERRORS as exc:
             log.debug("%s: status of %s: %r", self.node_name, record.path, exc)
+
+    async def _confirm_gone(self, record: PodRecord) -> None:
+        """The Go kubelet reads a deleted pod once more (and gets 404)."""
+        try:
+            await self.client.get(record.path)
+        except (ApiError, *NETWORK_ERRORS):
+            pass
 
     # -- side requests: events and service-account tokens ---------------------------------
     def _spawn(self, coro: Any) -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-import yaml
 
-from pykubemark.errors import UserError
+from pykubemark.errors import UserError, read_yaml_mapping
 
 KUBE_VERSION = "v1.20.2"
 
@@ -40,13 +39,16 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StopProfile(msgspec.Struct, forbid_unknown_fields=True):
-    """Deletion as the kubelet 1.20 does it, measured: kill, a terminated status
-    (GET+PATCH), the pod worker's re-syncs while volumes are reclaimed (a GET each,
-    status unchanged), then GET + DELETE with grace period 0 and a uid precondition."""
+    """Deletion as the Go kubemark 1.20 does it, measured side by side (seconds after
+    the kubelet sees the deletion): a re-sync at once (GET, status unchanged), the
+    containers killed and a terminated status written (GET + PATCH), another re-sync,
+    volumes reclaimed and the pod deleted (GET + DELETE with grace period 0 and a uid
+    precondition), then one last GET that finds it gone."""
 
-    kill_delay: float = 0.5
-    resyncs: list[float] = msgspec.field(default_factory=lambda: [1.0, 3.0, 9.0])
-    delete_after: float = 15.0
+    resyncs: list[float] = msgspec.field(default_factory=lambda: [0.0, 1.6])
+    kill_delay: float = 0.6
+    delete_after: float = 7.7
+    confirm_after: float | None = 0.4
 
 
 class Profile(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,8 +61,10 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     lease_jitter: float = 0.04
     status_check: float = 10.0
     status_report: float = 300.0
-    kubelet_qps: float = 5.0
-    kubelet_burst: int = 10
+    #: The Go hollow kubelet's client (10/20); its heartbeat client (lease and node
+    #: status) is not limited, as in kubelet 1.20.
+    kubelet_qps: float = 10.0
+    kubelet_burst: int = 20
     proxy_qps: float = 5.0
     proxy_burst: int = 10
     #: "endpoints" (kube-proxy 1.20) or "endpointslices" (1.21+)
@@ -82,16 +86,7 @@ def load_profile(path: Path | None, **overrides: object) -> Profile:
     """The default profile, a YAML file on top, then command-line overrides."""
     data: dict[str, object] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise UserError(f"profile {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise UserError(f"profile {path} is not valid YAML: {first}") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"profile {path} must be a mapping")
-        data.update(loaded)
+        data.update(read_yaml_mapping(path, "profile", empty_ok=True))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(data, Profile)

@@ -14,9 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from pykubemark.errors import UserError
+from pykubemark.errors import UserError, read_yaml_mapping
 
 
 @dataclass
@@ -68,17 +66,7 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
         path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
     path = Path(path).expanduser()
     where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"kubeconfig {where} does not exist") from None
-    except OSError as exc:
-        raise UserError(f"kubeconfig {where} cannot be read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"kubeconfig {where} is not valid YAML: {first}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"kubeconfig {where} is not a kubeconfig (no mapping at top level)")
+    raw = read_yaml_mapping(path, "kubeconfig")
     context_name = context or raw.get("current-context")
     if not context_name:
         raise UserError(f"kubeconfig {where} has no current-context")

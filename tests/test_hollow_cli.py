@@ -106,8 +106,11 @@ def test_up_with_nodes_and_down_stops_them() -> None:
 def test_up_with_bad_profile_starts_nothing(tmp_path) -> None:
     profile = tmp_path / "p.yaml"
     profile.write_text("fidelity: extreme\n")
-    line = one_line_error(run_cli("up", "--name", "badprofile", "--nodes", "1", "--profile",
-                                  str(profile), check=False))
+    result = run_cli("up", "--name", "badprofile", "--nodes", "1", "--profile", str(profile),
+                     check=False)
+    if result.returncode == 0:
+        run_cli("down", "--name", "badprofile")
+    line = one_line_error(result)
     assert "fidelity" in line
     wait_for("no cluster named badprofile", lambda: "badprofile" not in run_cli(
         "status").stdout, 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -10,6 +11,9 @@ from rich.table import Table
 
 from pykubemark import __version__
 from pykubemark.errors import UserError
+
+if TYPE_CHECKING:
+    from pykubemark.hollow.profile import Profile
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,15 +32,14 @@ def hollow_options(func):
     options = [
         click.option("--prefix", default="hollow", show_default=True,
                      help="Node names are PREFIX-0, PREFIX-1, ...; one prefix per shard."),
-        click.option("--fidelity", type=click.Choice(["kubelet", "lite"]), default="kubelet",
-                     show_default=True,
-                     help="kubelet: every node watches like kubelet/kube-proxy; lite: one shared "
-                     "watch per resource for the process."),
+        click.option("--fidelity", type=click.Choice(["kubelet", "lite"]), default=None,
+                     help="kubelet (default): every node watches like kubelet/kube-proxy; lite: "
+                     "one shared watch per resource for the process."),
         click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Processes (event loops) to spread the nodes over."),
         click.option("--profile", "profile_file", type=click.Path(path_type=Path), default=None,
                      help="YAML file overriding hollow-node behaviour (see hollow/profile.py)."),
-        click.option("--events/--no-events", default=False,
+        click.option("--events/--no-events", default=None,
                      help="Post the events a real kubelet posts "
                      "(Pulled, Created, Started, Killing)."),
         click.option("--endpoint-slices", is_flag=True,
@@ -49,10 +52,12 @@ def hollow_options(func):
     return func
 
 
-def _profile(profile_file: Path | None, fidelity: str, events: bool, endpoint_slices: bool):
+def _profile(profile_file: Path | None, fidelity: str | None, events: bool | None,
+             endpoint_slices: bool) -> Profile:
+    """The profile file, with only the options given on the command line on top."""
     from pykubemark.hollow.profile import load_profile
 
-    return load_profile(profile_file, fidelity=fidelity, events=events or None,
+    return load_profile(profile_file, fidelity=fidelity, events=events,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
 
 
@@ -96,7 +101,7 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 @hollow_options
 def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        etcd_tmpfs: bool, apiserver_args: tuple[str, ...], nodes: int, prefix: str,
-       fidelity: str, processes: int, profile_file: Path | None, events: bool,
+       fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
        endpoint_slices: bool, register_rate: float) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
@@ -134,7 +139,7 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
-           fidelity: str, processes: int, profile_file: Path | None, events: bool,
+           fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
            verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
@@ -153,7 +158,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     if proxy_kubeconfig is not None:
         check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
     err_console.print(
-        f"{nodes} hollow nodes ({fidelity}) against {config.server} "
+        f"{nodes} hollow nodes ({profile.fidelity}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
     )
     run_fleet(FleetOptions(kubeconfig=Path(config.source), proxy_kubeconfig=proxy_kubeconfig,

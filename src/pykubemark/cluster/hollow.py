@@ -17,10 +17,10 @@ from pykubemark.errors import UserError
 class HollowArgs:
     nodes: int
     prefix: str = "hollow"
-    fidelity: str = "kubelet"
+    fidelity: str | None = None
     processes: int = 1
     profile: Path | None = None
-    events: bool = False
+    events: bool | None = None
     endpoint_slices: bool = False
     register_rate: float = 50.0
 
@@ -28,13 +28,15 @@ class HollowArgs:
         args = [
             "hollow", "--kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet")),
             "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
-            "--nodes", str(self.nodes), "--prefix", self.prefix, "--fidelity", self.fidelity,
+            "--nodes", str(self.nodes), "--prefix", self.prefix,
             "--processes", str(self.processes), "--register-rate", str(self.register_rate),
         ]
+        if self.fidelity:
+            args += ["--fidelity", self.fidelity]
         if self.profile:
             args += ["--profile", str(self.profile.resolve())]
-        if self.events:
-            args.append("--events")
+        if self.events is not None:
+            args.append("--events" if self.events else "--no-events")
         if self.endpoint_slices:
             args.append("--endpoint-slices")
         return python_argv(*args)

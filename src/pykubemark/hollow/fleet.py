@@ -99,6 +99,12 @@ class NodeRouter:
             kubelet.node_deleted()
 
 
+def _report_crash(task: asyncio.Task[Any]) -> None:
+    """A node's loops never end by themselves: say so loudly if one does."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a hollow node stopped: %r", task.exception(), exc_info=task.exception())
+
+
 def user_agent(component: str, version: str) -> str:
     return f"{component}/{version} (linux/{ARCH}) pykubemark"
 
@@ -157,8 +163,9 @@ class Fleet:
                 self.proxies[name] = proxy
                 if lite:
                     pod_router.subscribe(name, kubelet.pods)
-                self._tasks.append(loop.create_task(kubelet.run()))
-                self._tasks.append(loop.create_task(proxy.run()))
+                for task in (loop.create_task(kubelet.run()), loop.create_task(proxy.run())):
+                    task.add_done_callback(_report_crash)
+                    self._tasks.append(task)
                 if interval:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), interval)

@@ -95,7 +95,7 @@ class HollowKubelet:
         self.shared = shared
         self.node_uid = ""
         self.transition = objects.now_seconds()
-        self.heartbeat = self.transition
+        self.heartbeat_time = self.transition
         self.last_report = float("-inf")
         self.images: list[str] = []
         self.registered = asyncio.Event()
@@ -262,12 +262,12 @@ class HollowKubelet:
             return
         capacity = node.get("status", {}).get("capacity")
         current = node.get("status", {})
-        desired = self.identity.status(self.transition, self.heartbeat, self.images)
+        desired = self.identity.status(self.transition, self.heartbeat_time, self.images)
         due = time.monotonic() - self.last_report >= self.profile.status_report
         if not due and not objects.status_patch(current, desired):
             return
-        self.heartbeat = objects.now_seconds()
-        desired = self.identity.status(self.transition, self.heartbeat, self.images,
+        self.heartbeat_time = objects.now_seconds()
+        desired = self.identity.status(self.transition, self.heartbeat_time, self.images,
                                        None if capacity else self._capacity())
         patch = objects.status_patch(current, desired)
         try:

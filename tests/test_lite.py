@@ -41,12 +41,16 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
         assert all(p["status"]["phase"] == "Running" for p in pods)
         assert len({p["status"]["podIP"] for p in pods}) == len(pods)
         # --events: what a real kubelet posts (the Go kubemark posts none)
-        events = cluster.get_json("events", "--field-selector",
-                                  f"involvedObject.name={pods[0]['metadata']['name']}")
-        # (the scheduler's events.k8s.io events come without a `source`)
-        reasons = {e["reason"] for e in events["items"]
-                   if e.get("source", {}).get("component") == "kubelet"}
-        assert reasons >= {"Pulled", "Created", "Started"}
+        def kubelet_reasons() -> set[str]:
+            events = cluster.get_json("events", "--field-selector",
+                                      f"involvedObject.name={pods[0]['metadata']['name']}")
+            # (the scheduler's events.k8s.io events come without a `source`)
+            return {e["reason"] for e in events["items"]
+                    if e.get("source", {}).get("component") == "kubelet"}
+
+        # Events are posted beside the status, under their own rate limit.
+        wait_for("the kubelet's events", lambda: kubelet_reasons() >= {
+            "Pulled", "Created", "Started"}, 30, 1)
         cluster.kubectl("delete", "deployment", "lite")
         wait_for("lite pods gone",
                  lambda: not cluster.get_json("pods", "-l", "app=lite")["items"], 180, 2)

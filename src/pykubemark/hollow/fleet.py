@@ -138,7 +138,6 @@ class Fleet:
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.shared]
         version = profile.kubelet_version
-        events_limiter = TokenBucket(5, 10)
         heartbeat = self.client.with_identity(user_agent=user_agent("kubelet", version),
                                               limiter=UNLIMITED)
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
@@ -150,8 +149,9 @@ class Fleet:
                 kubelet_client = self.client.with_identity(
                     user_agent=user_agent("kubelet", version),
                     limiter=TokenBucket(profile.kubelet_qps, profile.kubelet_burst))
+                # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
                 events = (self.client.with_identity(user_agent=user_agent("kubelet", version),
-                                                    limiter=events_limiter)
+                                                    limiter=TokenBucket(5, 10))
                           if profile.events else None)
                 kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
                                         profile, heartbeat=heartbeat, events=events, shared=lite)

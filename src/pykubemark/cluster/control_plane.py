@@ -263,12 +263,16 @@ class LocalCluster:
         self.state.processes[self.state.processes.index(old)] = proc
         self.state.save()
         if proc.health_url:
-            token = self.token("admin") if proc.health_url.startswith(self.state.server) else None
-            ca = self.dir / "pki" / "ca.crt" if token else None
-            _wait(f"{name} to be healthy again",
-                  lambda: health.healthy(proc.health_url or "", token=token, ca_cert=ca),
-                  proc, 120)
+            _wait(f"{name} to be healthy again", lambda: self.healthy(proc), proc, 120)
         return proc
+
+    def healthy(self, proc: Proc) -> bool:
+        """Probe a component's health URL; the apiserver's needs the admin token."""
+        url = proc.health_url or ""
+        if url.startswith(self.state.server):
+            return health.healthy(url, token=self.token("admin"),
+                                  ca_cert=self.dir / "pki" / "ca.crt")
+        return health.healthy(url)
 
     def down(self) -> list[str]:
         """Stop every process this cluster started, newest first; return their names."""
@@ -283,19 +287,14 @@ class LocalCluster:
 
     def status(self) -> list[dict[str, object]]:
         rows = []
-        ca = self.dir / "pki" / "ca.crt"
         for proc in self.state.processes:
             alive = proc.alive()
-            url = proc.health_url
             if not alive:
                 verdict = "stopped"
-            elif url is None:
+            elif proc.health_url is None:
                 verdict = "running"
             else:
-                token = self.token("admin") if url.startswith(self.state.server) else None
-                ok = health.healthy(url, token=token,
-                                    ca_cert=ca if url.startswith(self.state.server) else None)
-                verdict = "healthy" if ok else "unhealthy"
+                verdict = "healthy" if self.healthy(proc) else "unhealthy"
             rows.append({"component": proc.name, "pid": proc.pid if alive else None,
                          "port": proc.port, "health": verdict, "log": proc.log})
         return rows

@@ -260,7 +260,6 @@ class HollowKubelet:
             return
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
-        capacity = node.get("status", {}).get("capacity")
         current = node.get("status", {})
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images)
         due = time.monotonic() - self.last_report >= self.profile.status_report
@@ -268,16 +267,14 @@ class HollowKubelet:
             return
         self.heartbeat_time = objects.now_seconds()
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images,
-                                       None if capacity else self._capacity())
+                                       None if current.get("capacity") else
+                                       self.identity.capacity())
         patch = objects.status_patch(current, desired)
         try:
             await self.heartbeat.patch(f"{path}/status", {"status": patch})
             self.last_report = time.monotonic()
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: node status: %r", self.name, exc)
-
-    def _capacity(self) -> dict[str, str]:
-        return self.identity.node(self.transition, [])["status"]["capacity"]
 
 
 def _owner_uid(obj: dict[str, Any]) -> str:

@@ -83,12 +83,6 @@ class NodeIdentity:
         ]
 
     def node(self, transition: str, images: list[str]) -> dict[str, Any]:
-        capacity = {
-            "cpu": self.profile.capacity.cpu,
-            "ephemeral-storage": self.profile.capacity.ephemeral_storage,
-            "memory": self.profile.capacity.memory,
-            "pods": self.profile.capacity.pods,
-        }
         return {
             "apiVersion": "v1",
             "kind": "Node",
@@ -102,8 +96,14 @@ class NodeIdentity:
                 "podCIDR": self.pod_cidr,
                 "podCIDRs": [self.pod_cidr],
             },
-            "status": self.status(transition, transition, images, capacity),
+            "status": self.status(transition, transition, images, self.capacity()),
         }
+
+    def capacity(self) -> dict[str, str]:
+        """Capacity, also reported as allocatable (no reservations on a hollow node)."""
+        capacity = self.profile.capacity
+        return {"cpu": capacity.cpu, "ephemeral-storage": capacity.ephemeral_storage,
+                "memory": capacity.memory, "pods": capacity.pods}
 
     def status(self, transition: str, heartbeat: str, images: list[str],
                capacity: dict[str, str] | None = None) -> dict[str, Any]:

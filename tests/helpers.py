@@ -51,11 +51,11 @@ class Cluster:
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 120,
                 stdin: str | None = None) -> str:
-        from pykubemark.provision import find_binaries
+        from pykubemark.provision.binaries import find_kubectl
 
-        binaries = find_binaries(None)
-        assert binaries is not None and binaries.kubectl is not None
-        result = subprocess.run([str(binaries.kubectl), "--kubeconfig", self.kubeconfig, *args],
+        kubectl = find_kubectl()
+        assert kubectl is not None
+        result = subprocess.run([str(kubectl), "--kubeconfig", self.kubeconfig, *args],
                                 capture_output=True, text=True, timeout=timeout, input=stdin)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")

@@ -215,17 +215,15 @@ def status(name: str | None) -> None:
 def kubectl(name: str, args: tuple[str, ...]) -> None:
     """Run kubectl against a local cluster: pykubemark kubectl --name N -- get nodes."""
     import os
-    import shutil
 
     from pykubemark.cluster.state import load
-    from pykubemark.provision import find_binaries
+    from pykubemark.provision.binaries import find_kubectl
 
     state = load(name)
-    found = find_binaries(None)
-    binary = str(found.kubectl) if found and found.kubectl else shutil.which("kubectl")
+    binary = find_kubectl()
     if binary is None:
         raise UserError("no kubectl found (run `pykubemark provision`)")
-    os.execv(binary, [binary, "--kubeconfig", state.kubeconfig, *args])
+    os.execv(binary, [str(binary), "--kubeconfig", state.kubeconfig, *args])
 
 
 def main() -> None:

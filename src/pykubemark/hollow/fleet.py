@@ -138,8 +138,9 @@ class Fleet:
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.shared]
         version = profile.kubelet_version
-        heartbeat = self.client.with_identity(user_agent=user_agent("kubelet", version),
-                                              limiter=UNLIMITED)
+        kubelet_agent = user_agent("kubelet", version)
+        proxy_agent = user_agent("kube-proxy", version)
+        heartbeat = self.client.with_identity(user_agent=kubelet_agent, limiter=UNLIMITED)
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
         reporter = loop.create_task(self._report(stop))
         try:
@@ -147,16 +148,16 @@ class Fleet:
                 if stop.is_set():
                     break
                 kubelet_client = self.client.with_identity(
-                    user_agent=user_agent("kubelet", version),
+                    user_agent=kubelet_agent,
                     limiter=TokenBucket(profile.kubelet_qps, profile.kubelet_burst))
                 # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
-                events = (self.client.with_identity(user_agent=user_agent("kubelet", version),
+                events = (self.client.with_identity(user_agent=kubelet_agent,
                                                     limiter=TokenBucket(5, 10))
                           if profile.events else None)
                 kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
                                         profile, heartbeat=heartbeat, events=events, shared=lite)
                 proxy = HollowProxy(name, self.proxy_client.with_identity(
-                    user_agent=user_agent("kube-proxy", version),
+                    user_agent=proxy_agent,
                     limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
                     endpoints, shared=lite)
                 self.kubelets[name] = kubelet

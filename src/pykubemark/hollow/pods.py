@@ -347,7 +347,8 @@ class PodLifecycle:
                 self._forget(uid)
                 if self.profile.stop.confirm_after is not None:
                     asyncio.get_running_loop().call_later(
-                        self.profile.stop.confirm_after, self._spawn, self._confirm_gone(record))
+                        self.profile.stop.confirm_after,
+                        lambda: self._spawn(self._confirm_gone(record)))
         except ApiError as exc:
             if exc.not_found or exc.conflict:
                 if exc.not_found:

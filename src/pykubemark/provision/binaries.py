@@ -115,3 +115,13 @@ def find_binaries(bin_dir: Path | None) -> Binaries | None:
     return _collect(None, "PATH") or (
         _collect(cached_bin_dir(), "cache") if cached_bin_dir().is_dir() else None
     )
+
+
+def find_kubectl() -> Path | None:
+    """kubectl alone, matching the control plane where we can: ``$PYKUBEMARK_BIN_DIR``,
+    the cache, then PATH. Only a client, so the rest of the set is not checked."""
+    env_dir = os.environ.get(BIN_DIR_ENV)
+    for directory in (Path(env_dir) if env_dir else None, cached_bin_dir()):
+        if directory is not None and (found := _which("kubectl", directory)):
+            return found
+    return _which("kubectl", None)

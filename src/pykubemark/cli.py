@@ -115,10 +115,16 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
                              profile=profile_file, events=events, endpoint_slices=endpoint_slices,
                              register_rate=register_rate)
     binaries = ensure_binaries(bin_dir)
-    with err_console.status(f"starting cluster '{name}'") as shown:
-        cluster = LocalCluster.up(
-            options, binaries,
-            extra=(lambda c: start_hollow(c, hollow_args, shown.update)) if nodes else None)
+    try:
+        with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
+            cluster = LocalCluster.up(
+                options, binaries,
+                extra=(lambda c: start_hollow(c, hollow_args, shown.update)) if nodes else None)
+    except KeyboardInterrupt:
+        from pykubemark.errors import Interrupted
+
+        raise Interrupted(f"interrupted; cluster '{name}' stopped, left running: "
+                          f"{_left_behind(name)}") from None
     kubeconfig = cluster.state.kubeconfig
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
                   + (f" with {nodes} hollow nodes" if nodes else ""))
@@ -127,6 +133,22 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
     kubectl = binaries.kubectl or "kubectl"
     console.print(f"  {kubectl} --kubeconfig {kubeconfig} get --raw /readyz")
     console.print(f"  stop it with: pykubemark down --name {name}")
+
+
+def _left_behind(name: str) -> str:
+    from pykubemark.cluster.control_plane import LocalCluster
+
+    try:
+        return LocalCluster.load(name).left_behind()
+    except UserError:
+        return "nothing"
+
+
+def _interruptible(name: str):
+    """Ctrl-C or SIGTERM stops what `up` started; a second one leaves at once."""
+    from pykubemark.interrupts import Guard
+
+    return Guard(lambda: _left_behind(name))
 
 
 @cli.command()
@@ -201,12 +223,34 @@ def status(name: str | None) -> None:
         cluster = LocalCluster.load(cluster_name)
         table = Table(title=f"{cluster_name}  {cluster.state.server}",
                       caption=f"kubeconfig: {cluster.state.kubeconfig}")
-        for column in ("component", "pid", "port", "health"):
+        for column in ("component", "pid", "port", "health", "restarts"):
             table.add_column(column)
         for row in cluster.status():
             table.add_row(str(row["component"]), str(row["pid"] or "-"),
-                          str(row["port"] or "-"), str(row["health"]))
+                          str(row["port"] or "-"), str(row["health"]), str(row["restarts"]))
         console.print(table)
+
+
+@cli.command()
+@name_option
+@click.argument("component")
+@click.option("--downtime", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+              help="Seconds to stay down before starting again.")
+@click.option("--signal", "how", type=click.Choice(["kill", "term"]), default="kill",
+              show_default=True, help="kill: SIGKILL, as a crash; term: SIGTERM, a clean stop.")
+def restart(name: str, component: str, downtime: float, how: str) -> None:
+    """Stop one component of a local cluster and start it again with the same flags.
+
+    COMPONENT: etcd, kube-apiserver, kube-scheduler, kube-controller-manager or hollow.
+    Returns once it is healthy again.
+    """
+    from pykubemark.cluster.control_plane import LocalCluster
+
+    cluster = LocalCluster.load(name)
+    with err_console.status(f"restarting {component} of cluster '{name}'"):
+        proc = cluster.restart(component, downtime=downtime, kill=how == "kill")
+    console.print(f"{proc.name} of cluster '{name}' restarted: pid {proc.pid}"
+                  + (", healthy" if proc.health_url else ""))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

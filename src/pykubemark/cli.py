@@ -159,11 +159,16 @@ def _interruptible(name: str):
 @click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
 @hollow_options
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
+@click.option("--supervise", is_flag=True,
+              help="Run the nodes in child processes and restart one that dies, with the same "
+              "node names (always so with --processes > 1).")
+@click.option("--restarts-file", type=click.Path(path_type=Path), default=None,
+              help="Record the restarts of child processes in this JSON file.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
-           verbose: bool) -> None:
+           supervise: bool, restarts_file: Path | None, verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -186,7 +191,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     run_fleet(FleetOptions(kubeconfig=Path(config.source), proxy_kubeconfig=proxy_kubeconfig,
                            nodes=nodes, prefix=prefix, processes=processes,
                            register_rate=register_rate, profile=profile,
-                           delete_nodes_on_exit=delete_nodes_on_exit))
+                           delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
+                           restarts_file=restarts_file))
 
 
 @cli.command()

@@ -56,14 +56,7 @@ class Guard:
         raise KeyboardInterrupt
 
     def leave_now(self) -> None:
-        """The second interrupt: no more cleanup, one line, exit."""
-        try:
-            what = self.left_behind()
-        except Exception as exc:  # the line must still be written
-            what = f"unknown ({exc!r})"
-        sys.stderr.write(f"pykubemark: interrupted again, exiting now; left behind: {what}\n")
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        leave_now(self.left_behind)
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -78,6 +71,17 @@ class Guard:
 
 
 _active: Guard | None = None
+
+
+def leave_now(left_behind: Callable[[], str]) -> None:
+    """The second interrupt: no more cleanup, one line that says what is left, exit."""
+    try:
+        what = left_behind()
+    except Exception as exc:  # the line must still be written
+        what = f"unknown ({exc!r})"
+    sys.stderr.write(f"pykubemark: interrupted again, exiting now; left behind: {what}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager

@@ -140,15 +140,21 @@ class PodLifecycle:
         self._wake = asyncio.Event()
         self._relist_phase = random.random() * profile.start.relist_period
         self._background: set[asyncio.Task[Any]] = set()
+        #: Pods found already started (after a restart) and adopted as they were.
+        self.adopted = 0
 
     # -- informer callbacks --------------------------------------------------------------
     def on_list(self, pods: list[Pod]) -> None:
         seen = set()
+        adopted = self.adopted
         for pod in pods:
             seen.add(pod.metadata.uid)
             self.on_event("ADDED", pod)
         for uid in [u for u in self.pods if u not in seen]:
             self._forget(uid)
+        if self.adopted > adopted:
+            log.info("%s: adopted %d pods already started (IPs kept, containers not "
+                     "restarted)", self.node_name, self.adopted - adopted)
 
     def on_event(self, kind: str, pod: Pod) -> None:
         uid = pod.metadata.uid
@@ -176,6 +182,7 @@ class PodLifecycle:
         phase = pod.status.phase
         if phase in TERMINAL or (phase == "Running" and pod.status.podIP):
             # Already started before we (re)started: adopt it, do not restart it.
+            self.adopted += 1
             record.phase = phase
             record.ip = pod.status.podIP
             if phase == "Running" and not pod.spec.hostNetwork:

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pykubemark import __version__
 from pykubemark.errors import UserError
@@ -262,11 +264,12 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
     overrides = load_tolerances(tolerances_file) if tolerances_file else {}
     result = compare_runs(load_run(baseline), load_run(candidate), tolerance, overrides)
     table = Table(title=f"baseline {result.baseline.label}  vs  candidate "
-                  f"{result.candidate.label}")
-    for column in ("metric", "unit", "baseline", "candidate", "change", "tolerance",
-                   "better", "verdict"):
-        table.add_column(column, justify="right" if column in (
-            "baseline", "candidate", "change", "tolerance") else "left")
+                  f"{result.candidate.label}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("metric (unit)", overflow="fold", min_width=16)
+    for column, width in (("baseline", 8), ("candidate", 9), ("change", 7), ("tol.", 4)):
+        table.add_column(column, justify="right", no_wrap=True, min_width=width)
+    table.add_column("better", no_wrap=True, min_width=6)
+    table.add_column("verdict", overflow="fold", min_width=11)
 
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:.4g}"
@@ -274,10 +277,13 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
     for row in result.rows:
         change = "-" if row.change_pct is None else f"{row.change_pct:+.1f}%"
         style = _VERDICT_STYLE[row.verdict]
-        table.add_row(row.name, row.unit, number(row.baseline), number(row.candidate), change,
-                      f"{row.tolerance:g}%", "higher" if row.higher_is_better else "lower",
+        table.add_row(Text(f"{row.name} ({row.unit})"), number(row.baseline),
+                      number(row.candidate),
+                      change, f"{row.tolerance:g}%", "higher" if row.higher_is_better else "lower",
                       f"[{style}]{row.verdict}[/]" if style else row.verdict)
-    console.print(table)
+    # a CI log is not a terminal: give the table room instead of 80 columns
+    out = console if console.is_terminal else Console(width=160)
+    out.print(table)
     counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
     console.print(counts)
     if html_out is not None:

@@ -143,17 +143,18 @@ def _phase_order(names: Iterable[str]) -> list[str]:
     return [p for p in PHASE_ORDER if p in names] + sorted(names - set(PHASE_ORDER))
 
 
+def _startup_rank(name: str) -> tuple[int, str]:
+    """Saturation pods before latency pods before anything else, as clusterloader2 lists them."""
+    identifier = name[len(POD_STARTUP):]
+    return (0 if identifier.startswith("Saturation") else
+            1 if identifier.startswith("Latency") else 2, name)
+
+
 def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
                          used: set[str]) -> list[dict[str, Any]]:
     summaries = {n for n in run.perfdata if n.startswith(POD_STARTUP)}
     summaries |= set(run.raw_names(POD_STARTUP))
-    # saturation before latency before anything else, as clusterloader2 lists them
-    def rank(name: str) -> tuple[int, str]:
-        identifier = name[len(POD_STARTUP):]
-        return (0 if identifier.startswith("Saturation") else
-                1 if identifier.startswith("Latency") else 2, name)
-
-    order = sorted(summaries, key=rank)
+    order = sorted(summaries, key=_startup_rank)
     sections = []
     for name in order:
         used.add(name)
@@ -310,7 +311,8 @@ def write_compare_html(comparison: Comparison, out: Path) -> Path:
     overlays = []
     base, cand = comparison.baseline.files, comparison.candidate.files
     if base is not None and cand is not None:
-        for name in sorted(set(base.raw_names(POD_STARTUP)) | set(cand.raw_names(POD_STARTUP))):
+        names = set(base.raw_names(POD_STARTUP)) | set(cand.raw_names(POD_STARTUP))
+        for name in sorted(names, key=_startup_rank):
             braw, craw = base.raw(name) or {}, cand.raw(name) or {}
             bpods = braw.get("pods") if isinstance(braw.get("pods"), dict) else {}
             cpods = craw.get("pods") if isinstance(craw.get("pods"), dict) else {}

@@ -13,14 +13,12 @@ TEST = "density"
 STARTED = "2026-11-23T05:14:00Z"
 PHASES = ("create_to_schedule", "schedule_to_run", "run_to_watch", "schedule_to_watch",
           "pod_startup")
-SOURCES = {
-    "create_to_schedule": "metadata.creationTimestamp → PodScheduled condition "
-                          "lastTransitionTime (1 s resolution)",
-    "schedule_to_run": "PodScheduled lastTransitionTime → containerStatuses[].state.running."
-                       "startedAt",
-    "run_to_watch": "startedAt → watch event receive time (Running)",
-    "schedule_to_watch": "PodScheduled lastTransitionTime → watch receive time",
-    "pod_startup": "metadata.creationTimestamp → watch receive time (the SLI)",
+SOURCES = {  # keyed by instant, as measure.pod_startup writes it
+    "create": "metadata.creationTimestamp (apiserver clock, 1 s resolution, truncated)",
+    "schedule": "status.conditions[type=PodScheduled].lastTransitionTime (apiserver clock)",
+    "run": "max of status.containerStatuses[].state.running.startedAt (kubelet clock)",
+    "watch": "time the measuring process received the watch event (local clock)",
+    "note": "the apiserver's timestamps have 1 s resolution",
 }
 
 

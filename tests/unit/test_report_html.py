@@ -97,7 +97,10 @@ def test_complete_run(tmp_path: Path) -> None:
     # 2 pod startup distributions, API bars, throughput, CPU, memory
     assert page.svgs == 6
     assert "SaturationPodStartupLatency" in page.text and "LatencyPodStartupLatency" in page.text
-    assert "(the SLI)" in page.text  # which timestamp each phase comes from
+    # which timestamp each phase comes from
+    phases = page.table_with("from → to")
+    assert phases[-1][:2] == ["pod_startup", "create → watch"]
+    assert "metadata.creationTimestamp" in page.text
     api = page.table_with("SlowCount")
     assert api[1][:2] == ["LIST pods", "cluster"]  # slowest first
     assert "--kube-api-qps=100" in page.text and "saturation" in page.text

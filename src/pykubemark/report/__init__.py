@@ -1,1 +1,1 @@
-"""The results of a run as files: perfdata (clusterloader2's format), summary, HTML, compare."""
+"""Results on disk: perfdata JSON (clusterloader2's format), summary, HTML, compare."""

@@ -143,6 +143,14 @@ def _phase_order(names: Iterable[str]) -> list[str]:
     return [p for p in PHASE_ORDER if p in names] + sorted(names - set(PHASE_ORDER))
 
 
+def phase_span(phase: str) -> str:
+    """The two instants a phase lies between, by clusterloader2's naming."""
+    if phase == "pod_startup":
+        return "create → watch"
+    start, sep, end = phase.partition("_to_")
+    return f"{start} → {end}" if sep else ""
+
+
 def _startup_rank(name: str) -> tuple[int, str]:
     """Saturation pods before latency pods before anything else, as clusterloader2 lists them."""
     identifier = name[len(POD_STARTUP):]
@@ -173,7 +181,7 @@ def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
             values = _values(pods, phase)
             if values:
                 distributions[phase] = values
-            rows.append({"metric": phase, "unit": item.get("unit", unit),
+            rows.append({"metric": phase, "span": phase_span(phase), "unit": item.get("unit", unit),
                          "data": item.get("data", {}), "count": len(values) if pods else None})
         slo = next((s for s in slos if s.get("measurement") == "PodStartupLatency"
                     and identifier in str(s.get("name", ""))), None)

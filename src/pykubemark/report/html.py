@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from pykubemark.errors import UserError
 from pykubemark.report import plots
-from pykubemark.report.rundir import Perfdata, RunFiles, read_run
+from pykubemark.report.rundir import Perfdata, RunFiles, perfdata_name_parts, read_run
 
 if TYPE_CHECKING:
     from pykubemark.report.compare import Comparison
@@ -105,10 +105,15 @@ def write_html(directory: Path) -> Path:
 
 def report_context(run: RunFiles) -> dict[str, Any]:
     summary = run.summary
+    if not summary:  # perfdata alone: name the run from its file names
+        parts = (perfdata_name_parts(p.path) for p in run.perfdata.values())
+        named = next(filter(None, parts), None)
+        summary = {"test": named[0], "started": named[1]} if named else {}
     slos = [s for s in summary.get("slos") or [] if isinstance(s, dict)]
     used: set[str] = set()
     context = {
         "s": summary,
+        "has_summary": bool(run.summary),
         "title": f"pykubemark {summary.get('test') or ''} {summary.get('started') or ''}".strip(),
         "directory": str(run.directory),
         "verdict": summary.get("verdict") or ("no data" if not slos else "?"),

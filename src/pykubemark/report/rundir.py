@@ -84,6 +84,12 @@ def summary_name(path: Path, test: str | None = None) -> str:
     return path.stem
 
 
+def perfdata_name_parts(path: Path) -> tuple[str, str] | None:
+    """The test name and start time in a perfdata file name, when it has clusterloader2's."""
+    match = _PERFDATA_NAME.match(path.name)
+    return (match["test"], match["time"]) if match else None
+
+
 def read_perfdata(path: Path, test: str | None = None) -> Perfdata | None:
     """The perfdata in `path`, or None when the file is not a perfdata file."""
     loaded = read_json(path)

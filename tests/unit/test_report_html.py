@@ -152,6 +152,22 @@ def test_summary_only_and_perfdata_only(tmp_path: Path) -> None:
     assert "Other measurements" in page.text and "Custom" in page.text
 
 
+def test_files_of_the_wrong_shape_do_not_break_the_page(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    write(run / "summary.json", {"test": "density", "slos": {"not": "a list"}, "parameters": [1],
+                                 "cluster": "local", "phases": "none", "verdict": "pass"})
+    write(run / "series" / "SchedulingThroughput.json",
+          {"unit": "1/s", "series": {"a": [[1, "x"], [2], "bad", [3, 4.0]], "b": "nope"}})
+    write(run / perfdata_name("APIResponsivenessPrometheus"), {"version": "v1", "dataItems": [
+        {"data": {"Perc99": "slow"}, "labels": {"Verb": "GET"}}, {"data": {}}, "junk"]})
+    raw = run / "raw" / "PodStartupLatency_SaturationPodStartupLatency.json"
+    write(raw, {"unit": "ms", "pods": {"a/b": {"pod_startup": None}, "a/c": "x",
+                                       "a/d": {"pod_startup": 1500}}})
+    page = render(run)
+    assert "no data: no SLO measured" in page.text
+    assert "GET ?" in page.text
+
+
 def test_deterministic(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     first = write_html(run).read_bytes()

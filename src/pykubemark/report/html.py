@@ -109,7 +109,7 @@ def report_context(run: RunFiles) -> dict[str, Any]:
         parts = (perfdata_name_parts(p.path) for p in run.perfdata.values())
         named = next(filter(None, parts), None)
         summary = {"test": named[0], "started": named[1]} if named else {}
-    slos = [s for s in summary.get("slos") or [] if isinstance(s, dict)]
+    slos = [s for s in _typed(summary.get("slos"), list) if isinstance(s, dict)]
     used: set[str] = set()
     context = {
         "s": summary,
@@ -124,9 +124,9 @@ def report_context(run: RunFiles) -> dict[str, Any]:
         "scheduling": scheduling_section(run, used),
         "resources": resources_section(run, used),
         "etcd": etcd_section(run, used),
-        "parameters": summary.get("parameters") or {},
-        "phases": phases(summary.get("phases") or []),
-        "cluster": summary.get("cluster") or {},
+        "parameters": _typed(summary.get("parameters"), dict),
+        "phases": phases(_typed(summary.get("phases"), list)),
+        "cluster": _typed(summary.get("cluster"), dict),
         "perfdata_files": sorted(p.path.name for p in run.perfdata.values()),
     }
     context["others"] = [generic_table(p) for name, p in sorted(run.perfdata.items())
@@ -134,12 +134,23 @@ def report_context(run: RunFiles) -> dict[str, Any]:
     return context
 
 
+def _typed(value: Any, kind: type) -> Any:
+    """`value` if it is of the type the contract says, else an empty one (hand-edited files)."""
+    return value if isinstance(value, kind) else kind()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def _values(pods: dict[str, Any], phase: str) -> list[float]:
     out = []
     for values in pods.values():
-        value = values.get(phase) if isinstance(values, dict) else None
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            out.append(float(value))
+        value = _number(values.get(phase)) if isinstance(values, dict) else None
+        if value is not None:
+            out.append(value)
     return out
 
 
@@ -229,10 +240,11 @@ def api_section(run: RunFiles, used: set[str]) -> dict[str, Any] | None:
         rows.append({"kind": kind, "scope": labels.get("Scope", ""), "data": data,
                      "count": labels.get("Count"), "slow": labels.get("SlowCount"),
                      "threshold": threshold, "unit": item.get("unit", "ms"),
-                     "fail": isinstance(p99, (int, float)) and p99 > threshold})
-    rows.sort(key=lambda r: -(r["data"].get("Perc99") or 0))
+                     "fail": (_number(p99) or 0.0) > threshold})
+    rows.sort(key=lambda r: -(_number(r["data"].get("Perc99")) or 0.0))
     bars = [plots.Bar(f"{r['kind']} ({r['scope']})" if r["scope"] else r["kind"],
-                      float(r["data"].get("Perc50") or 0), float(r["data"].get("Perc99") or 0),
+                      _number(r["data"].get("Perc50")) or 0.0,
+                      _number(r["data"].get("Perc99")) or 0.0,
                       r["threshold"]) for r in rows]
     plot = Markup(plots.latency_bars(bars, "ms", salt="api")) if bars else None
     return {"name": name, "rows": rows, "plot": plot}
@@ -240,9 +252,11 @@ def api_section(run: RunFiles, used: set[str]) -> dict[str, Any] | None:
 
 def _series_plot(run: RunFiles, name: str, title: str = "") -> Markup | None:
     series = run.series(name)
-    if not series or not any(series["series"].values()):
+    lines = {str(k): v for k, v in (series or {}).get("series", {}).items()
+             if isinstance(v, list) and v}
+    if not series or not lines:
         return None
-    return Markup(plots.time_series(series["series"], str(series.get("unit", "")),
+    return Markup(plots.time_series(lines, str(series.get("unit", "")),
                                     salt=f"series-{name}", title=title))
 
 

@@ -132,16 +132,21 @@ def latency_bars(bars: Sequence[Bar], unit: str, *, salt: str) -> str:
     return _svg(fig, salt)
 
 
+def _point(p: object) -> bool:
+    return (isinstance(p, (list, tuple)) and len(p) >= 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2]))
+
+
 def time_series(series: Mapping[str, Sequence[Sequence[float]]], unit: str, *, salt: str,
                 title: str = "") -> str:
     """Lines of value over time since the run started."""
-    ends = [p[0] for points in series.values() for p in points if len(p) >= 2]
+    ends = [p[0] for points in series.values() for p in points if _point(p)]
     minutes = bool(ends) and max(ends) > 600
     with matplotlib.rc_context(_STYLE):
         fig = _figure(7.5, 2.6)
         ax = fig.add_subplot()
         for i, (name, points) in enumerate(series.items()):
-            pts = np.asarray([p[:2] for p in points if len(p) >= 2], dtype=float)
+            pts = np.asarray([p[:2] for p in points if _point(p)], dtype=float).reshape(-1, 2)
             if not len(pts):
                 continue
             xs = pts[:, 0] / 60 if minutes else pts[:, 0]

@@ -168,6 +168,16 @@ def test_files_of_the_wrong_shape_do_not_break_the_page(tmp_path: Path) -> None:
     assert "GET ?" in page.text
 
 
+def test_verdict_from_the_slos_while_summary_has_none(tmp_path: Path) -> None:
+    slo = {"measurement": "PodStartupLatency", "name": "p99", "value": 6000.0,
+           "threshold": 5000.0, "unit": "ms"}
+    write(tmp_path / "summary.json", {"test": "density", "status": "running", "slos": [
+        {**slo, "verdict": "pass"}, {**slo, "verdict": "fail"}]})
+    assert "verdict: fail" in render(tmp_path).text
+    write(tmp_path / "summary.json", {"test": "density", "slos": [{**slo, "verdict": "pass"}]})
+    assert "verdict: pass" in render(tmp_path).text
+
+
 def test_deterministic(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     first = write_html(run).read_bytes()

@@ -116,7 +116,7 @@ def report_context(run: RunFiles) -> dict[str, Any]:
         "has_summary": bool(run.summary),
         "title": f"pykubemark {summary.get('test') or ''} {summary.get('started') or ''}".strip(),
         "directory": str(run.directory),
-        "verdict": summary.get("verdict") or ("no data" if not slos else "?"),
+        "verdict": summary.get("verdict") or overall_verdict(slos),
         "partial": bool(summary.get("partial")),
         "slos": slos,
         "pod_startup": pod_startup_sections(run, slos, used),
@@ -132,6 +132,14 @@ def report_context(run: RunFiles) -> dict[str, Any]:
     context["others"] = [generic_table(p) for name, p in sorted(run.perfdata.items())
                          if name not in used]
     return context
+
+
+def overall_verdict(slos: list[dict[str, Any]]) -> str:
+    """As the runner decides it: fail if any SLO fails, no data if none was measured."""
+    verdicts = {s.get("verdict") for s in slos}
+    if "fail" in verdicts:
+        return "fail"
+    return "pass" if "pass" in verdicts else "no data"
 
 
 def _typed(value: Any, kind: type) -> Any:

@@ -249,7 +249,8 @@ def report(directory: Path) -> None:
 @click.option("--tolerance", type=float, default=10.0, show_default=True,
               help="Change (in %) beyond which a metric is a regression or an improvement.")
 @click.option("--tolerances", "tolerances_file", type=click.Path(path_type=Path), default=None,
-              help="YAML file: glob pattern of metric names -> tolerance in %.")
+              help="YAML file: glob pattern of metric names -> tolerance in %, or -> "
+              "{tolerance: %, floor: absolute value}.")
 @click.option("--html", "html_out", type=click.Path(path_type=Path), default=None,
               help="Also write the comparison as an HTML page to this file.")
 def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Path | None,

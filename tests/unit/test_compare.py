@@ -124,6 +124,12 @@ def test_tolerance_overrides_from_file(tmp_path: Path) -> None:
     assert row.tolerance == 60.0  # the longer, more specific pattern wins
     latency = next(r for r in comparison.rows if r.name.startswith("PodStartupLatency_Latency"))
     assert latency.tolerance == 20.0
+    assert load_tolerances(overrides_file)["PodStartupLatency_*"].floor is None
+    # a floor as large as the change also keeps it from counting
+    floors = tmp_path / "floors.yaml"
+    floors.write_text("'*{Metric=pod_startup}.*': {floor: 5000}\n")
+    assert not compare_runs(load_run(base), load_run(cand),
+                            overrides=load_tolerances(floors)).regressions
     # patterns that match nothing leave the default tolerance
     assert compare_runs(load_run(base), load_run(cand), overrides={"Etcd*": 80}).regressions
 
@@ -144,7 +150,9 @@ def test_clusterloader2_result_files_pair_across_times(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content, message", [
     ("- a\n- b\n", "no mapping"),
-    ("'*': fast\n", "percentage"),
+    ("'*': fast\n", "must be a number"),
+    ("'*': {tolerance: -1}\n", "must be a number"),
+    ("'*': {toleranse: 5}\n", "unknown key 'toleranse'"),
     ("'*': [\n", "not valid YAML"),
 ])
 def test_bad_tolerances_file(tmp_path: Path, content: str, message: str) -> None:

@@ -16,8 +16,10 @@ that noise on tiny values (an API call going from 2 ms to 3 ms is +50 %) never f
     bytes (B): 10 MiB    any other unit: no floor
 
 Tolerances can be set per metric in a YAML file mapping glob patterns of metric names (as
-shown in the table, e.g. `PodStartupLatency_*{Metric=pod_startup}.Perc99`) to percentages;
-when several patterns match, the longest one wins.
+shown in the table, e.g. `PodStartupLatency_*{Metric=pod_startup}.Perc99`) to percentages,
+or to `{tolerance: percent, floor: value in the metric's unit}`; when several patterns
+match, the longest one wins. (Pod-startup phases between two apiserver timestamps are whole
+seconds: a floor of 1000 ms for `*{Metric=create_to_schedule}*` ignores one-tick changes.)
 """
 
 from __future__ import annotations
@@ -159,25 +161,51 @@ def load_run(source: Path | str | Sequence[Path | str]) -> Run:
     return Run(label, metrics, files)
 
 
-def load_tolerances(path: Path) -> dict[str, float]:
-    """Per-metric tolerances (glob pattern of metric name → percent) from a YAML file."""
+@dataclass(frozen=True)
+class Limit:
+    """A per-metric override: tolerance in percent and/or absolute floor (None: default)."""
+
+    tolerance: float | None = None
+    floor: float | None = None
+
+
+def load_tolerances(path: Path) -> dict[str, Limit]:
+    """Per-metric overrides from a YAML file: glob pattern of metric names → a percentage,
+    or → {tolerance: percent, floor: absolute value in the metric's unit}."""
     loaded = read_yaml_mapping(path, "tolerances file", empty_ok=True)
-    tolerances: dict[str, float] = {}
+    limits: dict[str, Limit] = {}
     for pattern, value in loaded.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise UserError(f"tolerances file {path}: {pattern!r} must map to a percentage "
-                            f">= 0, not {value!r}")
-        tolerances[str(pattern)] = float(value)
-    return tolerances
+        spec = value if isinstance(value, dict) else {"tolerance": value}
+        unknown = set(spec) - {"tolerance", "floor"}
+        if unknown:
+            raise UserError(f"tolerances file {path}: {pattern!r} has unknown key "
+                            f"{sorted(unknown)[0]!r} (tolerance, floor)")
+        for key, number in spec.items():
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+                raise UserError(f"tolerances file {path}: {key} of {pattern!r} must be a "
+                                f"number >= 0, not {number!r}")
+        limits[str(pattern)] = Limit(
+            *(float(spec[k]) if k in spec else None for k in ("tolerance", "floor")))
+    return limits
 
 
 def higher_is_better(metric: MetricKey, unit: str) -> bool:
     return "Throughput" in metric.summary or unit == "1/s"
 
 
-def tolerance_for(name: str, default: float, overrides: Mapping[str, float]) -> float:
-    matching = [pattern for pattern in overrides if fnmatch.fnmatchcase(name, pattern)]
-    return overrides[max(matching, key=len)] if matching else default
+def limits_for(name: str, tolerance: float, floor: float,
+               overrides: Mapping[str, float | Limit]) -> tuple[float, float]:
+    """Tolerance and floor of one metric: of the patterns that match its name and set the
+    value, the longest wins."""
+    found = {"tolerance": tolerance, "floor": floor}
+    for key in found:
+        best = -1
+        for pattern, limit in overrides.items():
+            limit = limit if isinstance(limit, Limit) else Limit(tolerance=float(limit))
+            value = getattr(limit, key)
+            if value is not None and len(pattern) > best and fnmatch.fnmatchcase(name, pattern):
+                found[key], best = value, len(pattern)
+    return found["tolerance"], found["floor"]
 
 
 def judge(baseline: float, candidate: float, tolerance: float, floor: float,
@@ -194,7 +222,7 @@ def judge(baseline: float, candidate: float, tolerance: float, floor: float,
 
 
 def compare_runs(baseline: Run, candidate: Run, tolerance: float = DEFAULT_TOLERANCE,
-                 overrides: Mapping[str, float] | None = None) -> Comparison:
+                 overrides: Mapping[str, float | Limit] | None = None) -> Comparison:
     """Every metric of either run, paired, with its verdict; regressions first."""
     if tolerance < 0:
         raise UserError(f"tolerance must be >= 0, not {tolerance}")
@@ -204,9 +232,9 @@ def compare_runs(baseline: Run, candidate: Run, tolerance: float = DEFAULT_TOLER
         base = baseline.metrics.get(metric)
         cand = candidate.metrics.get(metric)
         unit = (cand or base)[1]  # type: ignore[index]
-        floor = ABSOLUTE_FLOORS.get(unit, 0.0)
         higher = higher_is_better(metric, unit)
-        allowed = tolerance_for(metric.name, tolerance, overrides)
+        allowed, floor = limits_for(metric.name, tolerance, ABSOLUTE_FLOORS.get(unit, 0.0),
+                                    overrides)
         if base is None or cand is None:
             verdict = ONLY_CANDIDATE if base is None else ONLY_BASELINE
             change = None

@@ -212,7 +212,7 @@ def judge(baseline: float, candidate: float, tolerance: float, floor: float,
           higher_better: bool) -> tuple[float | None, str]:
     """Change in percent of the baseline, and the verdict."""
     delta = candidate - baseline
-    change = delta / abs(baseline) * 100 if baseline else None
+    change = delta / abs(baseline) * 100 if baseline else (0.0 if not delta else None)
     if abs(delta) <= floor or delta == 0:
         return (change, OK)
     worse = delta < 0 if higher_better else delta > 0

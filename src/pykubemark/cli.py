@@ -282,8 +282,9 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
                       number(row.candidate),
                       change, f"{row.tolerance:g}%", "higher" if row.higher_is_better else "lower",
                       f"[{style}]{row.verdict}[/]" if style else row.verdict)
-    # a CI log is not a terminal: give the table room instead of 80 columns
-    out = console if console.is_terminal else Console(width=160)
+    # a CI log is not a terminal: give the table room, so that names are never folded
+    longest = max((len(row.name) + len(row.unit) for row in result.rows), default=0)
+    out = console if console.is_terminal else Console(width=max(160, longest + 80))
     out.print(table)
     counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
     console.print(counts)

@@ -33,6 +33,7 @@ PERCENTILES = ("Perc50", "Perc90", "Perc99")
 SINGLE_OBJECT_MS = 1000.0
 NAMESPACE_LIST_MS = 5000.0
 CLUSTER_LIST_MS = 30000.0
+MAX_BARS = 25  # call kinds in the API latency plot (the table has them all)
 _KNOWN = ("PodStartupLatency_", "APIResponsivenessPrometheus", "SchedulingThroughput",
           "ResourceUsageSummary", "EtcdMetrics")
 
@@ -207,8 +208,7 @@ def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
                 distributions[phase] = values
             rows.append({"metric": phase, "span": phase_span(phase), "unit": item.get("unit", unit),
                          "data": item.get("data", {}), "count": len(values) if pods else None})
-        slo = next((s for s in slos if s.get("measurement") == "PodStartupLatency"
-                    and identifier in str(s.get("name", ""))), None)
+        slo = _slo_of(slos, identifier)
         threshold = slo.get("threshold") if slo else None
         plot = None
         if distributions:
@@ -220,6 +220,15 @@ def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
                          "sources": sources, "pods": len(pods), "slo": slo,
                          "perfdata": perf is not None})
     return sections
+
+
+def _slo_of(slos: list[dict[str, Any]], identifier: str) -> dict[str, Any] | None:
+    """The pod-startup SLO naming this identifier ("... (SaturationPodStartupLatency)"), where
+    "PodStartupLatency" must not match the saturation one."""
+    candidates = [s for s in slos if s.get("measurement") == "PodStartupLatency"]
+    exact = [s for s in candidates if f"({identifier})" in str(s.get("name", ""))]
+    return (exact or [s for s in candidates if str(s.get("name", "")).endswith(identifier)]
+            or [None])[0]
 
 
 def api_threshold(labels: dict[str, Any]) -> float:
@@ -249,13 +258,15 @@ def api_section(run: RunFiles, used: set[str]) -> dict[str, Any] | None:
                      "count": labels.get("Count"), "slow": labels.get("SlowCount"),
                      "threshold": threshold, "unit": item.get("unit", "ms"),
                      "fail": (_number(p99) or 0.0) > threshold})
-    rows.sort(key=lambda r: -(_number(r["data"].get("Perc99")) or 0.0))
+    # closest to its threshold first: what matters is the margin, not the raw latency
+    rows.sort(key=lambda r: (-(_number(r["data"].get("Perc99")) or 0.0) / r["threshold"],
+                             r["kind"], r["scope"]))
     bars = [plots.Bar(f"{r['kind']} ({r['scope']})" if r["scope"] else r["kind"],
                       _number(r["data"].get("Perc50")) or 0.0,
                       _number(r["data"].get("Perc99")) or 0.0,
-                      r["threshold"]) for r in rows]
+                      r["threshold"]) for r in rows[:MAX_BARS]]
     plot = Markup(plots.latency_bars(bars, "ms", salt="api")) if bars else None
-    return {"name": name, "rows": rows, "plot": plot}
+    return {"name": name, "rows": rows, "plot": plot, "plotted": len(bars)}
 
 
 def _series_plot(run: RunFiles, name: str, title: str = "") -> Markup | None:

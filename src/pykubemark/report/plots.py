@@ -12,6 +12,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +26,7 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 PASS_COLOR = "#4c8bd6"
 FAIL_COLOR = "#d64c4c"
 THRESHOLD_COLOR = "#b00020"
+_DASHES = ((0, (4, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 2)), "-")
 _STYLE = {
     "svg.fonttype": "none",
     "font.family": "sans-serif",
@@ -72,17 +74,28 @@ def ecdf(distributions: Mapping[str, Sequence[float]], unit: str, *, salt: str,
     with matplotlib.rc_context(_STYLE):
         fig = _figure(7.5, 3.2)
         ax = fig.add_subplot()
-        for i, (name, values) in enumerate(distributions.items()):
+        # the SLI (or the candidate) drawn first and thick, the others thin and dashed on
+        # top of it: phases that coincide (all zero, or equal) stay visible
+        names = list(distributions)
+        main = next((n for n in ("pod_startup", "candidate") if n in distributions), None)
+        order = ([main] if main else []) + [n for n in names if n != main]
+        handles: dict[str, Any] = {}
+        for name in order:
+            values = distributions[name]
             if not len(values):
                 continue
+            i = names.index(name)
             xs = np.sort(np.asarray(values, dtype=float)) / divisor
             ys = np.arange(1, len(xs) + 1) / len(xs)
-            ax.step(np.concatenate([[xs[0]], xs]), np.concatenate([[0.0], ys]), where="post",
-                    color=COLORS[i % len(COLORS)], linewidth=1.4,
-                    linestyle=(styles or {}).get(name, "-"), label=f"{name} (n={len(xs)})")
+            dash = (styles or {}).get(name) or ("-" if name == main else _DASHES[i % len(_DASHES)])
+            handles[name], = ax.step(
+                np.concatenate([[xs[0]], xs]), np.concatenate([[0.0], ys]), where="post",
+                color=COLORS[i % len(COLORS)], linewidth=2.4 if name == main else 1.3,
+                linestyle=dash, label=f"{name} (n={len(xs)})", zorder=2 if name == main else 3)
         if threshold is not None:
-            ax.axvline(threshold / divisor, color=THRESHOLD_COLOR, linestyle="--",
-                       linewidth=1, label=f"SLO {threshold / divisor:g} {shown}")
+            handles["SLO"] = ax.axvline(threshold / divisor, color=THRESHOLD_COLOR,
+                                        linestyle="--", linewidth=1,
+                                        label=f"SLO {threshold / divisor:g} {shown}")
         for q in (0.5, 0.9, 0.99):
             ax.axhline(q, color="#999999", linewidth=0.5, linestyle=":")
         ax.set_ylim(0, 1.02)
@@ -93,7 +106,8 @@ def ecdf(distributions: Mapping[str, Sequence[float]], unit: str, *, salt: str,
         ax.set_ylabel("pods at or below")
         if title:
             ax.set_title(title, loc="left", fontsize=10)
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+        ax.legend(handles=[handles[n] for n in [*names, "SLO"] if n in handles],
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return _svg(fig, salt)
 
 

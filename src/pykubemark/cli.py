@@ -390,7 +390,8 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
         table.add_row(Text(f"{row.name} ({row.unit})"), number(row.baseline),
                       number(row.candidate),
                       change, f"{row.tolerance:g}%", "higher" if row.higher_is_better else "lower",
-                      f"[{style}]{row.verdict}[/]" if style else row.verdict)
+                      (f"[{style}]{row.verdict}[/]" if style else row.verdict)
+                      + (f", {row.note}" if row.note else ""))
     # a CI log is not a terminal: give the table room, so that names are never folded
     longest = max((len(row.name) + len(row.unit) for row in result.rows), default=0)
     out = console if console.is_terminal else Console(width=max(160, longest + 80))

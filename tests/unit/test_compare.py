@@ -102,6 +102,23 @@ def test_metrics_present_in_one_run_only(tmp_path: Path) -> None:
     assert not comparison.regressions and not reverse.regressions
 
 
+def test_percentiles_of_too_few_calls_are_not_judged(tmp_path: Path) -> None:
+    base = make_run(tmp_path / "base")  # LIST pods: 12 calls; PUT leases: 2400 calls
+    cand = shutil.copytree(base, tmp_path / "cand")
+    path = cand / perfdata_name("APIResponsivenessPrometheus")
+    loaded = orjson.loads(path.read_bytes())
+    for item in loaded["dataItems"]:
+        item["data"] = {k: v * 3 for k, v in item["data"].items()}
+    write(path, loaded)
+    rows = {row.name: row for row in compare_runs(load_run(base), load_run(cand)).rows}
+    leases = "APIResponsivenessPrometheus{Resource=leases,Scope=resource,Subresource=,Verb=PUT}"
+    lists = "APIResponsivenessPrometheus{Resource=pods,Scope=cluster,Subresource=,Verb=LIST}"
+    assert rows[f"{leases}.Perc99"].verdict == REGRESSION  # 6 ms → 18 ms, 2400 calls
+    assert rows[f"{lists}.Perc99"].verdict == OK  # 900 ms → 2.7 s, but of 12 calls
+    assert rows[f"{lists}.Perc99"].note == "only 12 samples"
+    assert rows[f"{lists}.Perc90"].verdict == REGRESSION  # 12 calls are enough for a p90
+
+
 def test_tiny_absolute_changes_are_not_regressions() -> None:
     assert judge(2.0, 3.0, 10.0, 10.0, False) == (pytest.approx(50.0), OK)  # 2 ms → 3 ms
     assert judge(2.0, 30.0, 10.0, 10.0, False)[1] == REGRESSION

@@ -15,6 +15,10 @@ that noise on tiny values (an API call going from 2 ms to 3 ms is +50 %) never f
     ms: 10 ms    s: 0.01 s    1/s: 1 per second    cores: 0.05 cores    MiB: 10 MiB
     bytes (B): 10 MiB    any other unit: no floor
 
+A percentile is only judged when both runs have the samples it needs, where the perfdata
+says (the `Count` label of API calls and etcd): 1/(1-q), i.e. 100 for Perc99, 10 for Perc90;
+with fewer, the p99 is just the slowest call, and its change is shown but not judged.
+
 Tolerances can be set per metric in a YAML file mapping glob patterns of metric names (as
 shown in the table, e.g. `PodStartupLatency_*{Metric=pod_startup}.Perc99`) to percentages,
 or to `{tolerance: percent, floor: value in the metric's unit}`; when several patterns
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from glob import glob
@@ -67,12 +72,19 @@ class MetricKey:
         return f"{self.summary}{{{labels}}}.{self.key}" if labels else f"{self.summary}.{self.key}"
 
 
+@dataclass(frozen=True)
+class Value:
+    value: float
+    unit: str
+    count: int | None = None  # the Count label (API calls, etcd): samples behind a percentile
+
+
 @dataclass
 class Run:
     """The metrics of one run, and its files when it was an output directory."""
 
     label: str
-    metrics: dict[MetricKey, tuple[float, str]]  # value, unit
+    metrics: dict[MetricKey, Value]
     files: RunFiles | None = None
 
 
@@ -87,6 +99,7 @@ class Row:
     floor: float
     higher_is_better: bool
     verdict: str
+    note: str = ""
 
     @property
     def name(self) -> str:
@@ -146,17 +159,18 @@ def load_run(source: Path | str | Sequence[Path | str]) -> Run:
     if not perfdata:
         shown = ", ".join(str(s) for s in sources)
         raise UserError(f"no perfdata (clusterloader2 result JSON) found in {shown}")
-    metrics: dict[MetricKey, tuple[float, str]] = {}
+    metrics: dict[MetricKey, Value] = {}
     for summary, data in perfdata.items():
         for item in data.items:
             labels = item.get("labels") if isinstance(item.get("labels"), dict) else {}
             kept = tuple(sorted((str(k), str(v)) for k, v in labels.items()
                                 if k not in IGNORED_LABELS))
             unit = str(item.get("unit", ""))
+            count = _count(labels.get("Count"))
             for key, value in item["data"].items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) \
                         and math.isfinite(value):
-                    metrics[MetricKey(summary, kept, str(key))] = (float(value), unit)
+                    metrics[MetricKey(summary, kept, str(key))] = Value(float(value), unit, count)
     label = str(sources[0]) if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1})"
     return Run(label, metrics, files)
 
@@ -187,6 +201,23 @@ def load_tolerances(path: Path) -> dict[str, Limit]:
         limits[str(pattern)] = Limit(
             *(float(spec[k]) if k in spec else None for k in ("tolerance", "floor")))
     return limits
+
+
+def _count(label: Any) -> int | None:
+    try:
+        return int(str(label))
+    except ValueError:
+        return None
+
+
+def samples_needed(key: str) -> int:
+    """Samples for a percentile to be more than the largest one: 1/(1-q), so 100 for Perc99,
+    10 for Perc90, 2 for Perc50; 0 (always judged) for anything else."""
+    match = re.fullmatch(r"Perc(\d+)", key)
+    if not match:
+        return 0
+    q = int(match[1]) / 10 ** len(match[1])
+    return math.ceil(1 / (1 - q) - 1e-9) if q < 1 else 0
 
 
 def higher_is_better(metric: MetricKey, unit: str) -> bool:
@@ -231,17 +262,23 @@ def compare_runs(baseline: Run, candidate: Run, tolerance: float = DEFAULT_TOLER
     for metric in sorted(baseline.metrics.keys() | candidate.metrics.keys()):
         base = baseline.metrics.get(metric)
         cand = candidate.metrics.get(metric)
-        unit = (cand or base)[1]  # type: ignore[index]
+        unit = (cand or base).unit  # type: ignore[union-attr]
         higher = higher_is_better(metric, unit)
         allowed, floor = limits_for(metric.name, tolerance, ABSOLUTE_FLOORS.get(unit, 0.0),
                                     overrides)
+        note = ""
         if base is None or cand is None:
             verdict = ONLY_CANDIDATE if base is None else ONLY_BASELINE
             change = None
         else:
-            change, verdict = judge(base[0], cand[0], allowed, floor, higher)
-        rows.append(Row(metric, unit, base[0] if base else None, cand[0] if cand else None,
-                        change, allowed, floor, higher, verdict))
+            change, verdict = judge(base.value, cand.value, allowed, floor, higher)
+            needed = samples_needed(metric.key)
+            fewest = min((v.count for v in (base, cand) if v.count is not None), default=None)
+            if fewest is not None and needed and fewest < needed and verdict != OK:
+                verdict, note = OK, f"only {fewest} samples"
+        rows.append(Row(metric, unit, base.value if base else None,
+                        cand.value if cand else None, change, allowed, floor, higher, verdict,
+                        note))
     rows.sort(key=lambda row: (_ORDER[row.verdict], row.metric))
     return Comparison(baseline, candidate, rows)
 
@@ -255,6 +292,6 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
         "rows": [{"metric": row.name, "unit": row.unit, "baseline": row.baseline,
                   "candidate": row.candidate, "change_pct": row.change_pct,
                   "tolerance_pct": row.tolerance, "floor": row.floor,
-                  "direction": row.direction, "verdict": row.verdict}
+                  "direction": row.direction, "verdict": row.verdict, "note": row.note}
                  for row in comparison.rows],
     }

@@ -282,16 +282,3 @@ def compare_runs(baseline: Run, candidate: Run, tolerance: float = DEFAULT_TOLER
     rows.sort(key=lambda row: (_ORDER[row.verdict], row.metric))
     return Comparison(baseline, candidate, rows)
 
-
-def comparison_json(comparison: Comparison) -> dict[str, Any]:
-    """The comparison as plain data (for scripts and the HTML page)."""
-    return {
-        "baseline": comparison.baseline.label,
-        "candidate": comparison.candidate.label,
-        "counts": comparison.counts(),
-        "rows": [{"metric": row.name, "unit": row.unit, "baseline": row.baseline,
-                  "candidate": row.candidate, "change_pct": row.change_pct,
-                  "tolerance_pct": row.tolerance, "floor": row.floor,
-                  "direction": row.direction, "verdict": row.verdict, "note": row.note}
-                 for row in comparison.rows],
-    }

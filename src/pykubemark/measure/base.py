@@ -19,6 +19,11 @@ from pykubemark.kube.watch import cancel_all
 from pykubemark.report.output import Output
 
 log = logging.getLogger(__name__)
+SYNC_TIMEOUT = 60.0
+
+
+class MeasurementError(Exception):
+    """A measurement could not start observing (the cluster did not answer in time)."""
 
 
 @dataclass
@@ -114,6 +119,14 @@ class Measurement(abc.ABC):
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{what}")
         self._tasks.append(task)
         return task
+
+    async def _synced(self, event: asyncio.Event, what: str) -> None:
+        """Wait for a reflector's first LIST; a reflector retries forever, we do not."""
+        try:
+            await asyncio.wait_for(event.wait(), SYNC_TIMEOUT)
+        except TimeoutError:
+            raise MeasurementError(f"{self.name}: could not list {what} within "
+                                   f"{SYNC_TIMEOUT:.0f} s") from None
 
     async def _write_loop(self) -> None:
         while True:

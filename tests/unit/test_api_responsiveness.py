@@ -34,6 +34,13 @@ def test_parse_reads_every_series_of_the_histogram_only():
     assert post.count == 5 and len(post.buckets) == 38  # 37 bounds + Inf
 
 
+def test_parse_keeps_only_the_families_asked_for():
+    text = (DATA / "apiserver_metrics_b.txt").read_text()
+    assert set(parse(text)) == {METRIC, "etcd_object_counts"}
+    assert set(parse(text, [METRIC])) == {METRIC}
+    assert parse(text, [METRIC])[METRIC] == parse(text)[METRIC]
+
+
 def test_window_between_two_real_scrapes():
     calls = aggregate(fixture("a"), fixture("b"))
     table = {(c.call.verb, c.call.resource, c.call.subresource, c.call.scope): c

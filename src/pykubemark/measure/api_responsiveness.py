@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from pykubemark.measure.base import Measurement, Slo
-from pykubemark.measure.metrics import Labels, histograms, parse, scrape
+from pykubemark.measure.metrics import Labels, histograms, parse_off_loop, scrape
 from pykubemark.measure.stats import Histogram, count_above, delta, merge, quantiles_ms
 from pykubemark.report.output import DataItem
 
@@ -118,7 +118,7 @@ class ApiResponsiveness(Measurement):
         self._calls: list[CallLatency] = []
 
     async def _snapshot(self) -> dict[Labels, Histogram]:
-        return histograms(parse(await scrape(self.ctx.client), [METRIC]), METRIC)
+        return histograms(await parse_off_loop(await scrape(self.ctx.client), [METRIC]), METRIC)
 
     async def _begin(self) -> None:
         self._baseline = await self._snapshot()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pykubemark.kube import Client
 from pykubemark.measure.base import Measurement, MeasurementError
-from pykubemark.measure.metrics import gauge, histograms, parse, plain_client, scrape
+from pykubemark.measure.metrics import gauge, histograms, parse_off_loop, plain_client, scrape
 from pykubemark.measure.stats import Histogram, delta, merge, quantiles_ms
 from pykubemark.report.output import DataItem
 
@@ -36,7 +36,7 @@ class EtcdMetrics(Measurement):
 
     async def _scrape(self) -> tuple[dict[str, Histogram], float | None]:
         assert self._client is not None
-        families = parse(await scrape(self._client, self._path),
+        families = await parse_off_loop(await scrape(self._client, self._path),
                          [*LATENCIES.values(), *DB_SIZE])
         hists = {}
         for metric, name in LATENCIES.items():

@@ -7,6 +7,7 @@ reference implementation of the exposition format.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,8 +31,15 @@ def plain_client(url: str) -> tuple[Client, str]:
 
 
 def parse(text: str, names: Iterable[str] | None = None) -> Families:
-    """Samples of each family: (sample name, labels, value); only ``names`` if given."""
+    """Samples of each family: (sample name, labels, value); only ``names`` if given.
+
+    With ``names``, lines of other families are dropped before parsing: the apiserver's
+    /metrics is megabytes, and parsing all of it would hold the event loop (and the
+    watches whose receive times we measure) for a second or more.
+    """
     wanted = set(names) if names is not None else None
+    if wanted is not None:
+        text = select(text, wanted)
     families: Families = {}
     for family in text_string_to_metric_families(text):
         if wanted is not None and family.name not in wanted:
@@ -39,6 +47,18 @@ def parse(text: str, names: Iterable[str] | None = None) -> Families:
         families[family.name] = [(s.name, dict(s.labels), float(s.value))
                                  for s in family.samples]
     return families
+
+
+def select(text: str, names: Iterable[str]) -> str:
+    """Only the lines (samples, HELP and TYPE) of the families ``names``."""
+    prefixes = tuple(p for name in names
+                     for p in (name, f"# HELP {name} ", f"# TYPE {name} "))
+    return "\n".join(line for line in text.splitlines() if line.startswith(prefixes)) + "\n"
+
+
+async def parse_off_loop(text: str, names: Iterable[str]) -> Families:
+    """`parse` in a worker thread, so the event loop keeps receiving watch events."""
+    return await asyncio.to_thread(parse, text, list(names))
 
 
 def histograms(families: Families, name: str) -> dict[Labels, Histogram]:

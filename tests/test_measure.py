@@ -36,20 +36,32 @@ PHASES = {"create_to_schedule", "schedule_to_run", "run_to_watch", "schedule_to_
           "pod_startup"}
 
 
-def deployment(nodes: list[str]) -> dict:
-    labels = {"pykubemark.io/run": RUN, "pykubemark.io/group": "saturation"}
+LABELS = {"pykubemark.io/run": RUN, "pykubemark.io/group": "saturation"}
+
+
+def pod_spec(nodes: list[str]) -> dict:
     # Only on this test's nodes: stale nodes of other tests may not yet be tainted.
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": [
             {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}]}]}}}
+    return {"affinity": affinity,
+            "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.2"}]}
+
+
+def deployment(nodes: list[str]) -> dict:
+    labels = {**LABELS, "app": "measured"}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "measured", "namespace": NAMESPACE},
-        "spec": {"replicas": PODS, "selector": {"matchLabels": {"pykubemark.io/run": RUN}},
-                 "template": {"metadata": {"labels": labels}, "spec": {
-                     "affinity": affinity,
-                     "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.2"}]}}},
+        "spec": {"replicas": PODS, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": pod_spec(nodes)}},
     }
+
+
+def earlier_pod(nodes: list[str]) -> str:
+    """A pod of the selector Running before the measurements start: never counted."""
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "earlier", "namespace": NAMESPACE, "labels": LABELS}, "spec": pod_spec(nodes)})
 
 
 async def until(what: str, check, timeout: float = 180.0) -> None:
@@ -111,6 +123,9 @@ def measured(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         fleet.wait_ready()
         cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.kubectl("create", "-f", "-", stdin=earlier_pod(fleet.names))
+        cluster.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod/earlier",
+                        "--timeout=120s", timeout=150)
         yield asyncio.run(measure(cluster, fleet, tmp_path_factory.mktemp("run")))
     finally:
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true",

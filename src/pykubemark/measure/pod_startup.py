@@ -1,7 +1,9 @@
 """Pod startup latency per pod, as clusterloader2's PodStartupLatency defines its phases.
 
-One LIST+WATCH of the selected pods. Pods present in the first LIST existed before
-``start()`` and are left out. For every other pod four instants are kept:
+One LIST+WATCH of the selected pods. Pods that exist when ``start()`` begins are left
+out: those of a consistent LIST (from etcd) and those of the reflector's first LIST
+(served from the apiserver's watch cache, which can lag behind etcd). For every other
+pod four instants are kept:
 
 - create:   ``metadata.creationTimestamp``
 - schedule: ``lastTransitionTime`` of the ``PodScheduled`` condition
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 from pykubemark.kube.watch import Reflector
 from pykubemark.measure.base import Measurement, Slo
-from pykubemark.measure.pods import Pod, timestamp
+from pykubemark.measure.pods import Pod, existing_uids, timestamp
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
 
@@ -79,6 +81,7 @@ class PodStartupLatency(Measurement):
         self.summary_name = f"{self.name}_{identifier}"
         self.records: dict[str, Record] = {}   # by uid
         self._before: set[str] | None = None   # uids listed at start: not measured
+        self._existing: set[str] = set()
         self._reflector = Reflector(ctx.client, "/api/v1/pods", Pod, self,
                                     params={"labelSelector": selector},
                                     name=f"{self.name}:{identifier}")
@@ -86,7 +89,7 @@ class PodStartupLatency(Measurement):
     # -- reflector handler -------------------------------------------------------------
     def on_list(self, items: list[Pod]) -> None:
         if self._before is None:
-            self._before = {p.metadata.uid for p in items}
+            self._before = self._existing | {p.metadata.uid for p in items}
             return
         now = time.time()
         for pod in items:  # a relist: whatever changed meanwhile is seen now
@@ -112,6 +115,7 @@ class PodStartupLatency(Measurement):
 
     # -- life cycle ----------------------------------------------------------------------
     async def _begin(self) -> None:
+        self._existing = await existing_uids(self.ctx.client, self.selector)
         self._spawn(self._reflector.run(), "reflector")
         await self._synced(self._reflector.synced, f"pods {self.selector}")
 

@@ -6,6 +6,9 @@ import datetime as dt
 
 import msgspec
 
+from pykubemark.kube import Client
+from pykubemark.kube.types import ObjectList
+
 
 class Meta(msgspec.Struct):
     name: str = ""
@@ -84,3 +87,19 @@ def timestamp(stamp: str) -> float | None:
     if not stamp:
         return None
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+_uid_list = msgspec.json.Decoder(ObjectList[Pod])
+
+
+async def existing_uids(client: Client, selector: str) -> set[str]:
+    """UIDs of the selected pods as etcd has them now (a consistent LIST, paged)."""
+    uids: set[str] = set()
+    params = {"labelSelector": selector, "limit": "500"}
+    while True:
+        page = _uid_list.decode(await client.get("/api/v1/pods", params))
+        uids.update(p.metadata.uid for p in page.items)
+        cont = page.metadata.get("continue")
+        if not cont:
+            return uids
+        params = {**params, "continue": str(cont)}

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
-from pykubemark.measure.base import Measurement, Slo
+from pykubemark.measure.base import Context, Measurement, Slo
 from pykubemark.measure.metrics import Labels, histograms, parse_off_loop, scrape
 from pykubemark.measure.stats import Histogram, count_above, delta, merge, quantiles_ms
 from pykubemark.report.output import DataItem
@@ -112,7 +113,7 @@ def slos(calls: list[CallLatency]) -> list[Slo]:
 class ApiResponsiveness(Measurement):
     name = "APIResponsivenessPrometheus"
 
-    def __init__(self, ctx, **params) -> None:
+    def __init__(self, ctx: Context, **params: Any) -> None:
         super().__init__(ctx, **params)
         self._baseline: dict[Labels, Histogram] | None = None
         self._calls: list[CallLatency] = []

@@ -20,6 +20,7 @@ from pykubemark.report.output import Output
 
 log = logging.getLogger(__name__)
 SYNC_TIMEOUT = 60.0
+FINAL_TIMEOUT = 15.0  # a last scrape of a cluster that is gone must not hold up Ctrl-C
 
 
 class MeasurementError(Exception):
@@ -80,7 +81,7 @@ class Measurement(abc.ABC):
         await cancel_all(self._tasks)
         if self._started:
             try:
-                await self._end()
+                await asyncio.wait_for(self._end(), FINAL_TIMEOUT)
             except Exception as exc:  # the cluster may be gone: keep what we have
                 log.warning("%s: final collection failed: %r", self.name, exc)
         try:

@@ -9,8 +9,10 @@ both ``etcd_mvcc_db_total_size_in_bytes`` and the older
 
 from __future__ import annotations
 
+from typing import Any
+
 from pykubemark.kube import Client
-from pykubemark.measure.base import Measurement, MeasurementError
+from pykubemark.measure.base import Context, Measurement, MeasurementError
 from pykubemark.measure.metrics import gauge, histograms, parse_off_loop, plain_client, scrape
 from pykubemark.measure.stats import Histogram, delta, merge, quantiles_ms
 from pykubemark.report.output import DataItem
@@ -26,7 +28,7 @@ MIB = 1024.0 * 1024.0
 class EtcdMetrics(Measurement):
     name = "EtcdMetrics"
 
-    def __init__(self, ctx, **params) -> None:
+    def __init__(self, ctx: Context, **params: Any) -> None:
         super().__init__(ctx, **params)
         self._client: Client | None = None
         self._path = "/metrics"

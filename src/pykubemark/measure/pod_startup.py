@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pykubemark.kube.watch import Reflector
-from pykubemark.measure.base import Measurement, Slo
+from pykubemark.measure.base import Context, Measurement, Slo
 from pykubemark.measure.pods import Pod, existing_uids, timestamp
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
@@ -72,8 +73,9 @@ class Record:
 class PodStartupLatency(Measurement):
     name = "PodStartupLatency"
 
-    def __init__(self, ctx, *, selector: str, identifier: str = "PodStartupLatency",
-                 threshold: float = 5.0, **params) -> None:
+    def __init__(self, ctx: Context, selector: str, *,
+                 identifier: str = "PodStartupLatency",
+                 threshold: float = 5.0, **params: Any) -> None:
         super().__init__(ctx, **params)
         self.selector = selector
         self.identifier = identifier

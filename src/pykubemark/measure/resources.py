@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
-from pykubemark.measure.base import Measurement
+from pykubemark.measure.base import Context, Measurement
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
 
@@ -62,7 +63,7 @@ class ResourceUsage(Measurement):
     name = "ResourceUsageSummary"
     series_name = "ResourceUsage"
 
-    def __init__(self, ctx, *, interval: float = 5.0, **params) -> None:
+    def __init__(self, ctx: Context, *, interval: float = 5.0, **params: Any) -> None:
         super().__init__(ctx, **params)
         self.interval = interval
         self.trees = {name: Tree(pid) for name, pid in ctx.processes.items()}

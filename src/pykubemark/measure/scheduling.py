@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from pykubemark.kube.watch import Reflector
-from pykubemark.measure.base import Measurement
+from pykubemark.measure.base import Context, Measurement
 from pykubemark.measure.pods import Pod
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
@@ -25,7 +26,8 @@ SERIES_LABEL = "scheduled pods"
 class SchedulingThroughput(Measurement):
     name = "SchedulingThroughput"
 
-    def __init__(self, ctx, *, selector: str, interval: float = 5.0, **params) -> None:
+    def __init__(self, ctx: Context, selector: str, *, interval: float = 5.0,
+                 **params: Any) -> None:
         super().__init__(ctx, **params)
         self.selector = selector
         self.interval = interval

@@ -14,7 +14,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pykubemark.kube import Client
+import aiohttp
+
+from pykubemark.kube import ApiError, Client
 from pykubemark.kube.watch import cancel_all
 from pykubemark.report.output import Output
 
@@ -24,7 +26,7 @@ FINAL_TIMEOUT = 15.0  # a last scrape of a cluster that is gone must not hold up
 
 
 class MeasurementError(Exception):
-    """A measurement could not start observing (the cluster did not answer in time)."""
+    """A measurement could not start observing (the cluster did not answer)."""
 
 
 @dataclass
@@ -71,7 +73,10 @@ class Measurement(abc.ABC):
 
     async def start(self) -> None:
         self._started = True
-        await self._begin()
+        try:
+            await self._begin()
+        except (ApiError, aiohttp.ClientError, OSError) as exc:
+            raise MeasurementError(f"{self.name} could not start: {exc}") from exc
         self._spawn(self._write_loop(), "writer")
 
     async def stop(self) -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pykubemark import __version__
 from pykubemark.errors import UserError
@@ -333,6 +335,74 @@ def scenario_show(name: str) -> None:
     from pykubemark.load.scenario import scenario_text
 
     click.echo(scenario_text(name)[0], nl=False)
+
+
+# --- reports of a run: `report`, `compare` ---------------------------------------------------
+
+_VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "ok": "",
+                  "only in baseline": "yellow", "only in candidate": "yellow"}
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def report(directory: Path) -> None:
+    """(Re)render DIRECTORY/report.html from the files of a run."""
+    from pykubemark.report.html import write_html
+
+    console.print(str(write_html(directory)))
+
+
+@cli.command()
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option("--tolerance", type=float, default=10.0, show_default=True,
+              help="Change (in %) beyond which a metric is a regression or an improvement.")
+@click.option("--tolerances", "tolerances_file", type=click.Path(path_type=Path), default=None,
+              help="YAML file: glob pattern of metric names -> tolerance in %, or -> "
+              "{tolerance: %, floor: absolute value}.")
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the comparison as an HTML page to this file.")
+def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Path | None,
+            html_out: Path | None) -> None:
+    """Compare two runs; exit code 1 on any regression.
+
+    BASELINE and CANDIDATE are `run --out` directories, directories of clusterloader2
+    result files, single perfdata files or quoted glob patterns of them.
+    """
+    from pykubemark.report.compare import compare_runs, load_run, load_tolerances
+
+    overrides = load_tolerances(tolerances_file) if tolerances_file else {}
+    result = compare_runs(load_run(baseline), load_run(candidate), tolerance, overrides)
+    table = Table(title=f"baseline {result.baseline.label}  vs  candidate "
+                  f"{result.candidate.label}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("metric (unit)", overflow="fold", min_width=16)
+    for column, width in (("baseline", 8), ("candidate", 9), ("change", 7), ("tol.", 4)):
+        table.add_column(column, justify="right", no_wrap=True, min_width=width)
+    table.add_column("better", no_wrap=True, min_width=6)
+    table.add_column("verdict", overflow="fold", min_width=11)
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    for row in result.rows:
+        change = "-" if row.change_pct is None else f"{row.change_pct:+.1f}%"
+        style = _VERDICT_STYLE[row.verdict]
+        table.add_row(Text(f"{row.name} ({row.unit})"), number(row.baseline),
+                      number(row.candidate),
+                      change, f"{row.tolerance:g}%", "higher" if row.higher_is_better else "lower",
+                      f"[{style}]{row.verdict}[/]" if style else row.verdict)
+    # a CI log is not a terminal: give the table room, so that names are never folded
+    longest = max((len(row.name) + len(row.unit) for row in result.rows), default=0)
+    out = console if console.is_terminal else Console(width=max(160, longest + 80))
+    out.print(table)
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
+    console.print(counts)
+    if html_out is not None:
+        from pykubemark.report.html import write_compare_html
+
+        console.print(f"comparison page: {write_compare_html(result, html_out)}")
+    if result.regressions:
+        raise SystemExit(1)
 
 
 def main() -> None:

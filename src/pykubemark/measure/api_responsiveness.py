@@ -29,7 +29,7 @@ METRIC = "apiserver_request_duration_seconds"
 EXCLUDED_VERBS = frozenset({"WATCH", "WATCHLIST", "CONNECT"})
 EXCLUDED_SUBRESOURCES = frozenset({"log", "exec", "portforward", "attach", "proxy"})
 KINDS = {  # SLO kind -> threshold in seconds
-    "single-object calls": 1.0,
+    "mutating and single-object calls": 1.0,
     "namespace LIST calls": 5.0,
     "cluster LIST calls": 30.0,
 }
@@ -45,7 +45,7 @@ class Call:
     @property
     def kind(self) -> str:
         if self.verb != "LIST":
-            return "single-object calls"
+            return "mutating and single-object calls"
         return "cluster LIST calls" if self.scope == "cluster" else "namespace LIST calls"
 
     @property
@@ -104,9 +104,16 @@ def slos(calls: list[CallLatency]) -> list[Slo]:
     """One SLO per kind of call: the worst p99 of that kind against its threshold."""
     out = []
     for kind, threshold in KINDS.items():
-        p99s = [quantiles_ms(c.histogram)["Perc99"] for c in calls if c.call.kind == kind]
-        out.append(Slo.judge(ApiResponsiveness.name, f"API call latency p99, {kind}",
-                             max(p99s) if p99s else None, threshold * 1000.0, "ms"))
+        p99s = [(quantiles_ms(c.histogram)["Perc99"], c.call) for c in calls
+                if c.call.kind == kind]
+        worst = max(p99s, key=lambda pair: pair[0]) if p99s else None
+        name = f"API call latency p99, {kind}"
+        if worst is not None:
+            call = worst[1]
+            resource = f"{call.resource}/{call.subresource}" if call.subresource else call.resource
+            name += f" (worst: {call.verb} {resource}, {call.scope} scope)"
+        out.append(Slo.judge(ApiResponsiveness.name, name, worst[0] if worst else None,
+                             threshold * 1000.0, "ms"))
     return out
 
 

@@ -66,7 +66,7 @@ class RunDisplay:
             if self.quiet:
                 self.console.print(f"{_clock(elapsed)} phase {phase}")
         if self.quiet:
-            if time.monotonic() - self._last_line >= 30:
+            if time.monotonic() - self._last_line >= 30 and progress.phase:
                 self._last_line = time.monotonic()
                 self.console.print(f"{_clock(elapsed)} {progress_line(progress)}")
             return

@@ -34,6 +34,7 @@ from pykubemark.measure import (
     Context,
     EtcdMetrics,
     Measurement,
+    MeasurementError,
     PodStartupLatency,
     ResourceUsage,
     SchedulingThroughput,
@@ -265,11 +266,11 @@ class Run:
         self.output.write_json("summary.json", self.summary)
 
     def write_report(self) -> Path | None:
-        from pykubemark.report.html import write_html
-
         if self._output is None:
             return None
         try:
+            from pykubemark.report.html import write_html
+
             return write_html(self.output.directory)
         except Exception:  # a report that fails to render must not lose the data
             log.exception("report.html could not be written; the data files are intact")
@@ -283,7 +284,11 @@ def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | N
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        values = await the_run.prepare()
+        try:
+            values = await the_run.prepare()
+        except BaseException:
+            await the_run.client.close()
+            raise
         if on_ready:
             on_ready(the_run, values)
         task = asyncio.current_task()
@@ -311,7 +316,7 @@ def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | N
         except asyncio.CancelledError:
             status = "interrupted"
             task.uncancel()
-        except LoadError as exc:
+        except (LoadError, MeasurementError) as exc:
             status = f"failed: {exc}"
         try:
             await the_run.finish(status)

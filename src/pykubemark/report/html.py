@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +17,7 @@ import jinja2
 from markupsafe import Markup
 
 from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
 from pykubemark.report import plots
 from pykubemark.report.rundir import Perfdata, RunFiles, perfdata_name_parts, read_run
 
@@ -70,20 +69,6 @@ def number(value: Any) -> str:
 
 def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_html(directory: Path) -> Path:
@@ -377,6 +362,7 @@ def write_compare_html(comparison: Comparison, out: Path) -> Path:
                         f"{comparison.candidate.label}",
                   verdict="regression" if comparison.regressions else "pass")
     try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(Path(out), page)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror}") from None

@@ -10,9 +10,7 @@ for clusterloader2 read them unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import msgspec
 import orjson
 
 from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
 
 PERFDATA_VERSION = "v1"
 
@@ -80,16 +79,7 @@ class Output:
         target.parent.mkdir(parents=True, exist_ok=True)
         payload = orjson.dumps(obj, default=_default,
                                option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload + b"\n")
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return target
+        return write_atomic(target, payload + b"\n")
 
     def perfdata_name(self, summary_name: str) -> str:
         return f"{summary_name}_{self.test_name}_{self.stamp}.json"

@@ -57,6 +57,7 @@ from benchlib import (
     wait_ready,
 )
 from rich.table import Table
+from timestamps import measure as measure_timestamps
 
 from pykubemark.cluster import processes
 from pykubemark.cluster.control_plane import LocalCluster
@@ -236,6 +237,11 @@ class Fidelity:
                     open_phase["start"] = self.begin("start", "pod", now)
                 elif boundary == "start_end":
                     self.end(open_phase.pop("start"), now)
+                    # Pod timestamps as each side's kubelet wrote them (timestamps.py).
+                    self.results.data["pod_timestamps"] = measure_timestamps(
+                        cycle.api, self.audit_log, {s: cycle.name(s) for s in cycle.sides},
+                        cycle.namespace, cycle.times["create"], now, rows_wanted=False)
+                    self.results.save()
                     open_phase["hold"] = self.begin("hold", "node-minute", now)
                 elif boundary == "scale_down":
                     # Counted with `stop`: the scale-down must not wait for the analysis.

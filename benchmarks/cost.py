@@ -281,7 +281,10 @@ def summary(data: dict[str, Any]) -> dict[str, dict[str, float | None]]:
         got = phases.get(phase)
         if not got or metric not in got.get("py", {}):
             return {"go": None, "py": None}
-        return {"go": got["go-kubelet"][metric] + got["go-proxy"][metric],
+        go = [got[group].get(metric) for group in ("go-kubelet", "go-proxy")]
+        # A figure that needs a phase that was skipped (the idle one, for per-pod CPU
+        # net of idle) is None on a side, never a crash of the whole summary.
+        return {"go": None if None in go else sum(go),  # type: ignore[arg-type]
                 "py": got["py"][metric]}
 
     rows["CPU-s per node, startup"] = both("cpu_seconds_per_node", "startup")

@@ -21,7 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RUNS = {
     "fidelity.py": (["--nodes", "1", "--startup-seconds", "0", "--idle-minutes", "0",
                      "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1"],
-                    ["phases", "pod_cycle"]),
+                    ["phases", "pod_cycle", "pod_timestamps"]),
     "cost.py": (["--go-nodes", "1", "--py-nodes", "2", "--startup-seconds", "0",
                  "--idle-minutes", "0", "--pods-per-node", "1", "--hold-seconds", "0",
                  "--settle-seconds", "1", "--sample-seconds", "1"],

@@ -46,8 +46,13 @@ def hollow_options(func):
                      "(Pulled, Created, Started, Killing)."),
         click.option("--endpoint-slices", is_flag=True,
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
-        click.option("--register-rate", type=float, default=50.0, show_default=True,
-                     help="Nodes started per second (0: all at once)."),
+        click.option("--register-rate", type=float, default=None,
+                     help="Nodes started per second (0: all at once). Default: 50, "
+                     "or 2 for the kubemark engine (a Go kubelet's start-up costs ~1 CPU-s)."),
+        click.option("--engine", type=click.Choice(["pykubemark", "kubemark"]),
+                     default="pykubemark", show_default=True,
+                     help="pykubemark's hollow nodes, or the Go kubemark's (the reference: "
+                     "kubelet + proxy processes per node; needs root and unshare)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -61,6 +66,23 @@ def _profile(profile_file: Path | None, fidelity: str | None, events: bool | Non
 
     return load_profile(profile_file, fidelity=fidelity, events=events,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
+
+
+def _register_rate(engine: str, register_rate: float | None) -> float:
+    if register_rate is None:
+        return 50.0 if engine == "pykubemark" else 2.0
+    if register_rate < 0:
+        raise UserError(f"--register-rate {register_rate:g} is negative")
+    return register_rate
+
+
+def _refuse_pykubemark_only(**given: object) -> None:
+    """Options that shape pykubemark's own hollow nodes mean nothing to the Go kubemark;
+    silently ignoring one would make a calibration run differ from what was asked."""
+    flags = [name for name, value in given.items() if value]
+    if flags:
+        listed = ", ".join("--" + name.replace("_", "-") for name in flags)
+        raise UserError(f"{listed} apply to the pykubemark engine only, not --engine kubemark")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,34 +132,53 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
        prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-       endpoint_slices: bool, register_rate: float) -> None:
+       endpoint_slices: bool, register_rate: float | None, engine: str) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
     from pykubemark.provision import ensure_binaries
 
-    _profile(profile_file, fidelity, events, endpoint_slices)  # bad input fails before `up`
+    rate = _register_rate(engine, register_rate)
     options = UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
                         etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args,
                         controller_manager_args=controller_manager_args,
                         scheduler_args=scheduler_args)
-    hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity, processes=processes,
-                             profile=profile_file, events=events, endpoint_slices=endpoint_slices,
-                             register_rate=register_rate)
-    binaries = ensure_binaries(bin_dir)
+    # Bad input fails before anything starts.
+    if engine == "kubemark":
+        from pykubemark.engines.gokubemark import require_runtime, start_for_cluster
+
+        _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
+                                profile=profile_file, events=events is not None,
+                                endpoint_slices=endpoint_slices)
+        binaries = ensure_binaries(bin_dir)
+        kubemark = require_runtime(binaries.kubemark) if nodes else None
+
+        def extra(c: LocalCluster, shown) -> None:
+            assert kubemark is not None
+            start_for_cluster(c, nodes, prefix=prefix, kubemark=kubemark,
+                              start_interval=1 / rate if rate else 0.0, progress=shown.update)
+    else:
+        _profile(profile_file, fidelity, events, endpoint_slices)
+        hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity,
+                                 processes=processes, profile=profile_file, events=events,
+                                 endpoint_slices=endpoint_slices, register_rate=rate)
+        binaries = ensure_binaries(bin_dir)
+
+        def extra(c: LocalCluster, shown) -> None:
+            start_hollow(c, hollow_args, shown.update)
     try:
         with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
-            cluster = LocalCluster.up(
-                options, binaries,
-                extra=(lambda c: start_hollow(c, hollow_args, shown.update)) if nodes else None)
+            cluster = LocalCluster.up(options, binaries,
+                                      extra=(lambda c: extra(c, shown)) if nodes else None)
     except KeyboardInterrupt:
         from pykubemark.errors import Interrupted
 
         raise Interrupted(f"interrupted; cluster '{name}' stopped, left running: "
                           f"{_left_behind(name)}") from None
     kubeconfig = cluster.state.kubeconfig
+    what = "hollow nodes" if engine == "pykubemark" else "Go kubemark hollow nodes"
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
-                  + (f" with {nodes} hollow nodes" if nodes else ""))
+                  + (f" with {nodes} {what}" if nodes else ""))
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = binaries.kubectl or "kubectl"
@@ -177,8 +218,9 @@ def _interruptible(name: str):
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-           endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
-           supervise: bool, restarts_file: Path | None, verbose: bool) -> None:
+           endpoint_slices: bool, register_rate: float | None, engine: str,
+           delete_nodes_on_exit: bool, supervise: bool, restarts_file: Path | None,
+           verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -187,6 +229,14 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     from pykubemark.kube.config import load_kubeconfig
     from pykubemark.kube.probe import check_server
 
+    rate = _register_rate(engine, register_rate)
+    if engine == "kubemark":
+        _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
+                                profile=profile_file, events=events is not None,
+                                endpoint_slices=endpoint_slices,
+                                delete_nodes_on_exit=delete_nodes_on_exit)
+        _hollow_kubemark(kubeconfig, proxy_kubeconfig, nodes, prefix, rate)
+        return
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
     profile = _profile(profile_file, fidelity, events, endpoint_slices)
@@ -200,9 +250,47 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     )
     run_fleet(FleetOptions(kubeconfig=kubeconfig, proxy_kubeconfig=proxy_kubeconfig,
                            nodes=nodes, prefix=prefix, processes=processes,
-                           register_rate=register_rate, profile=profile,
+                           register_rate=rate, profile=profile,
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
                            restarts_file=restarts_file))
+
+
+def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,
+                     prefix: str, rate: float) -> None:
+    """`hollow --engine kubemark`: Go hollow nodes in the foreground until Ctrl-C."""
+    from pykubemark.engines.gokubemark import (
+        GoFleet,
+        default_log_dir,
+        require_runtime,
+        run_foreground,
+    )
+    from pykubemark.kube.config import load_kubeconfig
+    from pykubemark.kube.probe import check_server
+    from pykubemark.provision.binaries import find_kubemark
+
+    kubemark = require_runtime(find_kubemark())
+    config = load_kubeconfig(kubeconfig)
+    version = check_server(config)
+    if proxy_kubeconfig is not None:
+        check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
+    source = Path(config.source)
+    if not source.is_file():
+        raise UserError(f"--engine kubemark needs one kubeconfig file (--kubeconfig), not "
+                        f"{config.source}")
+    fleet = GoFleet(kubemark=kubemark, kubelet_kubeconfig=source,
+                    proxy_kubeconfig=proxy_kubeconfig or source, nodes=nodes,
+                    log_dir=default_log_dir(prefix), prefix=prefix,
+                    start_interval=1 / rate if rate else 0.0, die_with_parent=True)
+    err_console.print(
+        f"{nodes} Go kubemark hollow nodes against {config.server} "
+        f"(Kubernetes {version.get('gitVersion', '?')}), logs in {fleet.log_dir}; Ctrl-C stops"
+    )
+
+    def progress(message: str) -> None:
+        if message.endswith(f"{nodes}/{nodes}") or "Ctrl-C" in message:
+            err_console.print(message)
+
+    run_foreground(fleet, progress)
 
 
 @cli.command()

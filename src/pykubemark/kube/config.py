@@ -11,6 +11,7 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,9 @@ class KubeConfig:
     headers: dict[str, str] = field(default_factory=dict)
     source: str = ""
     tls_server_name: str | None = None
+    #: Builds a fresh context with the same trust and credentials: the HTTP/2 transport
+    #: offers ALPN h2 on its own context, never on the one HTTP/1.1 sessions share.
+    ssl_factory: Callable[[], ssl.SSLContext | None] | None = None
 
 
 def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
@@ -83,7 +87,8 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     except UserError as exc:
         raise UserError(f"kubeconfig {where}: {exc.message}") from None
     return KubeConfig(server=server, ssl_context=ssl_context, headers=headers, source=where,
-                      tls_server_name=cluster.get("tls-server-name"))
+                      tls_server_name=cluster.get("tls-server-name"),
+                      ssl_factory=lambda: _ssl_context(server, cluster, user, base))
 
 
 def _ssl_context(server: str, cluster: dict, user: dict, base: Path) -> ssl.SSLContext | None:

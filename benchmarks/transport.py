@@ -119,7 +119,7 @@ class HttpxAdapter(Adapter):
     async def component(self) -> object:
         import httpx
 
-        return httpx.AsyncClient(http2=True, verify=self.config.ssl_factory(),
+        return httpx.AsyncClient(http2=True, verify=self.config.h2_ssl_context(),
                                  base_url=self.server, headers=self.headers,
                                  timeout=httpx.Timeout(60, read=None),
                                  limits=httpx.Limits(max_connections=1))

@@ -51,7 +51,7 @@ def test_watch_stream_frames_in_any_chunking() -> None:
         assert buffer == b""
         expected = expected or kinds
         assert kinds == expected
-    assert [k for k, _ in expected][0] == "ADDED" and expected[-1][0] == "DELETED"
+    assert expected[0][0] == "ADDED" and expected[-1][0] == "DELETED"
     assert "MODIFIED" in {k for k, _ in expected}
 
 

@@ -108,8 +108,8 @@ class Client:
     @property
     def pool(self) -> H2Pool:
         if self._pool is None:
-            factory = self.config.ssl_factory or (lambda: self.config.ssl_context)
-            self._pool = H2Pool(self.config.server, factory(), self.config.tls_server_name)
+            self._pool = H2Pool(self.config.server, self.config.h2_ssl_context(),
+                                self.config.tls_server_name)
         return self._pool
 
     def with_identity(self, *, user_agent: str | None = None, limiter: TokenBucket | None = None,

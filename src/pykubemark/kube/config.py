@@ -28,6 +28,17 @@ class KubeConfig:
     #: Builds a fresh context with the same trust and credentials: the HTTP/2 transport
     #: offers ALPN h2 on its own context, never on the one HTTP/1.1 sessions share.
     ssl_factory: Callable[[], ssl.SSLContext | None] | None = None
+    _h2_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+
+    def h2_ssl_context(self) -> ssl.SSLContext | None:
+        """One context offering ALPN h2, shared by every HTTP/2 connection of this config:
+        a context holds the trust store (hundreds of KiB), a connection only needs a
+        reference to it."""
+        if self._h2_context is None:
+            self._h2_context = (self.ssl_factory or (lambda: self.ssl_context))()
+            if self._h2_context is not None:
+                self._h2_context.set_alpn_protocols(["h2"])
+        return self._h2_context
 
 
 def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:

@@ -330,7 +330,7 @@ class H2Pool:
         self.port = parts.port or 443
         self.authority = parts.netloc
         self.server_hostname = server_hostname or self.host
-        self._ssl = _with_alpn(ssl_context)
+        self._ssl = ssl_context  # offering ALPN h2 (KubeConfig.h2_ssl_context)
         self._read_idle, self._ping_timeout = read_idle, ping_timeout
         self._connect_timeout = connect_timeout
         self._conn: H2Connection | None = None
@@ -372,8 +372,3 @@ class H2Pool:
             self._conn.close()
             self._conn = None
 
-
-def _with_alpn(ctx: ssl.SSLContext) -> ssl.SSLContext:
-    """Offer h2 (and only h2: a server without it fails the handshake clearly)."""
-    ctx.set_alpn_protocols(["h2"])
-    return ctx

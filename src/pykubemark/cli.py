@@ -137,11 +137,17 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 @click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
 @hollow_options
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
+@click.option("--transport", type=click.Choice(["h1", "h2"]), default="h1", show_default=True,
+              help="h2: one HTTP/2 connection per hollow kubelet, heartbeat and proxy, as "
+              "client-go; h1: a shared HTTP/1.1 pool, one connection per watch.")
+@click.option("--content-type", type=click.Choice(["json", "protobuf"]), default="json",
+              show_default=True,
+              help="protobuf: lists and watches of built-in types in the apiserver's protobuf.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
-           verbose: bool) -> None:
+           transport: str, content_type: str, verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -164,7 +170,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     run_fleet(FleetOptions(kubeconfig=Path(config.source), proxy_kubeconfig=proxy_kubeconfig,
                            nodes=nodes, prefix=prefix, processes=processes,
                            register_rate=register_rate, profile=profile,
-                           delete_nodes_on_exit=delete_nodes_on_exit))
+                           delete_nodes_on_exit=delete_nodes_on_exit, transport=transport,
+                           content_type=content_type))
 
 
 @cli.command()

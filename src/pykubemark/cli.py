@@ -138,7 +138,7 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 @hollow_options
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
 @click.option("--transport", type=click.Choice(["h1", "h2"]), default="h1", show_default=True,
-              help="h2: one HTTP/2 connection per hollow kubelet, heartbeat and proxy, as "
+              help="h2: one HTTP/2 connection per hollow kubelet and per hollow proxy, as "
               "client-go; h1: a shared HTTP/1.1 pool, one connection per watch.")
 @click.option("--content-type", type=click.Choice(["json", "protobuf"]), default="json",
               show_default=True,

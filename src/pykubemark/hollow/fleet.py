@@ -48,8 +48,8 @@ class FleetOptions:
     report_every: float = 30.0
     shard: int = 0
     #: "h1": every node shares the process's aiohttp pool (a connection per watch);
-    #: "h2": each hollow kubelet, its heartbeat and each hollow proxy get one HTTP/2
-    #: connection of their own, as client-go components do.
+    #: "h2": each hollow kubelet (heartbeat included) and each hollow proxy get one
+    #: HTTP/2 connection of their own, as the Go hollow node's client-go does.
     transport: str = "h1"
     content_type: str = "json"
 
@@ -158,10 +158,13 @@ class Fleet:
                     break
                 node_client, node_heartbeat, node_proxy = self.client, heartbeat, self.proxy_client
                 if own_connections:
-                    # kubelet 1.20 keeps a separate client (connection) for heartbeats.
+                    # The Go hollow kubelet's heartbeat clientset differs from its main one
+                    # only by timeout and QPS, which client-go's transport cache ignores:
+                    # both share one connection; the proxy (another process there) has its
+                    # own.
                     node_client = self._component(self.client.config)
-                    node_heartbeat = self._component(self.client.config).with_identity(
-                        user_agent=kubelet_agent, limiter=UNLIMITED)
+                    node_heartbeat = node_client.with_identity(user_agent=kubelet_agent,
+                                                               limiter=UNLIMITED)
                     node_proxy = self._component(self.proxy_client.config)
                 kubelet_client = node_client.with_identity(
                     user_agent=kubelet_agent,

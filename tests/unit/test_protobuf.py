@@ -9,7 +9,10 @@ import pytest
 
 from pykubemark.kube import protobuf as pb
 from pykubemark.kube import types
+from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.config import KubeConfig
 from pykubemark.kube.proto.api.core.v1 import generated_pb2 as core
+from pykubemark.kube.watch import Reflector
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -77,3 +80,48 @@ def test_wrap_is_what_unwrap_reads() -> None:
     pod.metadata.name = "x"
     envelope = pb.unwrap(pb.wrap("v1", "Pod", pod))
     assert envelope.typeMeta.kind == "Pod" and pb.pod(envelope.raw).metadata.name == "x"
+
+
+# -- the reflector's protobuf dispatch, on the same captured streams ----------------------
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def on_list(self, items: list) -> None:
+        pass
+
+    def on_event(self, kind: str, obj: types.Pod) -> None:
+        self.events.append((kind, obj.metadata.name))
+
+
+def _reflector() -> tuple[Reflector, _Recorder]:
+    config = KubeConfig(server="https://127.0.0.1:1", ssl_context=None)
+    recorder = _Recorder()
+    return Reflector(Client(config, content_type="protobuf"), "/api/v1/pods", types.Pod,
+                     recorder), recorder
+
+
+def test_reflector_dispatches_protobuf_frames_and_tracks_resource_version() -> None:
+    reflector, recorder = _reflector()
+    buffer = bytearray(_bytes("watch.pb"))
+    last_rv = ""
+    for frame in pb.frames(buffer):
+        reflector._dispatch_frame(frame)
+        last_rv = pb.pod(pb.watch_event(frame)[1].raw).metadata.resourceVersion
+    assert [k for k, _ in recorder.events][::len(recorder.events) - 1] == ["ADDED", "DELETED"]
+    assert {name for _, name in recorder.events} == {"web-0"}
+    assert reflector.resource_version == last_rv
+
+
+def test_reflector_raises_gone_on_an_error_frame() -> None:
+    reflector, recorder = _reflector()
+    (frame,) = list(pb.frames(bytearray(_bytes("gone.pb"))))
+    with pytest.raises(ApiError) as caught:
+        reflector._dispatch_frame(frame)
+    assert caught.value.gone and recorder.events == []
+
+
+def test_json_client_keeps_json_reflectors() -> None:
+    config = KubeConfig(server="https://127.0.0.1:1", ssl_context=None)
+    reflector = Reflector(Client(config), "/api/v1/pods", types.Pod, _Recorder())
+    assert reflector._pb_item is None

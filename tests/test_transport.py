@@ -9,15 +9,18 @@ content type), watch events decoded from its frames, and its 410 for an expired 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
-from helpers import Cluster
+from helpers import Cluster, Fleet, wait_for
 
 from pykubemark.kube import ApiError, Client, load_kubeconfig
 from pykubemark.kube import protobuf as pb
+from pykubemark.kube.http2 import H2Pool
 from pykubemark.kube.types import MetaOnly, Pod
 from pykubemark.kube.watch import Reflector
 
@@ -137,3 +140,50 @@ def test_json_over_http2_still_works(kubeconfig: str) -> None:
     first, listed = asyncio.run(run())
     assert first == "{"
     assert int(listed) >= 4  # default, kube-system, kube-public, kube-node-lease, wire-test
+
+
+def test_hollow_nodes_hold_two_connections_each_over_h2(cluster: Cluster) -> None:
+    """As the Go hollow node: one HTTP/2 connection per kubelet and one per proxy."""
+    nodes = 2
+    port = urlsplit(load_kubeconfig(cluster.kubeconfig).server).port
+    fleet = Fleet(cluster, nodes, "wire", "--transport", "h2", "--content-type", "protobuf")
+    try:
+        fleet.wait_ready()
+        process = psutil.Process(fleet.proc.pid)
+
+        def held() -> int:
+            return sum(1 for p in [process, *process.children(recursive=True)]
+                       for c in p.net_connections(kind="tcp")
+                       if c.raddr and c.raddr.port == port
+                       and c.status == psutil.CONN_ESTABLISHED)
+
+        # The fleet's start-up requests use a pooled HTTP/1.1 connection that the pool
+        # closes once idle; what stays is the nodes' own.
+        wait_for("two connections per node", lambda: held() == 2 * nodes, timeout=90)
+    finally:
+        assert fleet.stop() == 0
+
+
+def test_half_open_connection_is_detected_by_ping(cluster: Cluster, kubeconfig: str) -> None:
+    """A stopped apiserver still ACKs at the TCP level; only an unanswered HTTP/2 PING
+    shows the connection is dead. After SIGCONT the next request dials again."""
+    config = load_kubeconfig(kubeconfig)
+    pid = cluster.local.state.proc("kube-apiserver").pid
+
+    async def run() -> tuple[bool, int]:
+        pool = H2Pool(config.server, config.h2_ssl_context(), config.tls_server_name,
+                      read_idle=1.0, ping_timeout=2.0)
+        async with Client(config, pool=pool) as client:
+            await client.get("/api/v1/namespaces/default")
+            conn = await pool.connection()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.closed), 30)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await client.get("/api/v1/namespaces/default")
+            return conn.usable, pool.dials
+
+    first_usable, dials = asyncio.run(run())
+    assert not first_usable
+    assert dials == 2

@@ -1,7 +1,7 @@
 """Fidelity: does a pykubemark hollow node ask the apiserver what a Go kubemark hollow
 node asks, as often? Measured side by side, in the same run, on one control plane.
 
-N Go hollow nodes (``benchmarks/gokubemark.py``) and N pykubemark hollow nodes run
+N Go hollow nodes (``pykubemark.engines.gokubemark``) and N pykubemark hollow nodes run
 against one local cluster whose apiserver writes an audit log. Each side authenticates
 as users of its own (kubelet and proxy apart), so the audit log — the cluster's own
 accounting, not either client's — says who sent what. The run has four phases, the
@@ -56,12 +56,13 @@ from benchlib import (
     utcnow,
     wait_ready,
 )
-from gokubemark import GoFleet
 from rich.table import Table
+from timestamps import measure as measure_timestamps
 
 from pykubemark.cluster import processes
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
+from pykubemark.engines.gokubemark import GoFleet
 from pykubemark.measure.audit import Request, read_audit, watch_set
 
 #: user in the audit log -> (side, component)
@@ -236,6 +237,11 @@ class Fidelity:
                     open_phase["start"] = self.begin("start", "pod", now)
                 elif boundary == "start_end":
                     self.end(open_phase.pop("start"), now)
+                    # Pod timestamps as each side's kubelet wrote them (timestamps.py).
+                    self.results.data["pod_timestamps"] = measure_timestamps(
+                        cycle.api, self.audit_log, {s: cycle.name(s) for s in cycle.sides},
+                        cycle.namespace, cycle.times["create"], now, rows_wanted=False)
+                    self.results.save()
                     open_phase["hold"] = self.begin("hold", "node-minute", now)
                 elif boundary == "scale_down":
                     # Counted with `stop`: the scale-down must not wait for the analysis.

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pykubemark import __version__
 from pykubemark.errors import UserError
@@ -44,8 +46,13 @@ def hollow_options(func):
                      "(Pulled, Created, Started, Killing)."),
         click.option("--endpoint-slices", is_flag=True,
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
-        click.option("--register-rate", type=float, default=50.0, show_default=True,
-                     help="Nodes started per second (0: all at once)."),
+        click.option("--register-rate", type=float, default=None,
+                     help="Nodes started per second (0: all at once). Default: 50, "
+                     "or 2 for the kubemark engine (a Go kubelet's start-up costs ~1 CPU-s)."),
+        click.option("--engine", type=click.Choice(["pykubemark", "kubemark"]),
+                     default="pykubemark", show_default=True,
+                     help="pykubemark's hollow nodes, or the Go kubemark's (the reference: "
+                     "kubelet + proxy processes per node; needs root and unshare)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -59,6 +66,23 @@ def _profile(profile_file: Path | None, fidelity: str | None, events: bool | Non
 
     return load_profile(profile_file, fidelity=fidelity, events=events,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
+
+
+def _register_rate(engine: str, register_rate: float | None) -> float:
+    if register_rate is None:
+        return 50.0 if engine == "pykubemark" else 2.0
+    if register_rate < 0:
+        raise UserError(f"--register-rate {register_rate:g} is negative")
+    return register_rate
+
+
+def _refuse_pykubemark_only(**given: object) -> None:
+    """Options that shape pykubemark's own hollow nodes mean nothing to the Go kubemark;
+    silently ignoring one would make a calibration run differ from what was asked."""
+    flags = [name for name, value in given.items() if value]
+    if flags:
+        listed = ", ".join("--" + name.replace("_", "-") for name in flags)
+        raise UserError(f"{listed} apply to the pykubemark engine only, not --engine kubemark")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,37 +120,86 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 @click.option("--etcd-tmpfs", is_flag=True, help="Keep etcd's data in /dev/shm.")
 @click.option("--apiserver-arg", "apiserver_args", multiple=True,
               help="Extra kube-apiserver flag, e.g. --apiserver-arg=--max-requests-inflight=800")
+@click.option("--controller-manager-arg", "controller_manager_args", multiple=True,
+              help="Extra kube-controller-manager flag (the last one of a name wins).")
+@click.option("--scheduler-arg", "scheduler_args", multiple=True,
+              help="Extra kube-scheduler flag (the last one of a name wins).")
 @click.option("--nodes", type=click.IntRange(0, 100_000), default=0, show_default=True,
               help="Hollow nodes to start with the cluster (stopped by `down`).")
 @hollow_options
 def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
-       etcd_tmpfs: bool, apiserver_args: tuple[str, ...], nodes: int, prefix: str,
+       etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
+       controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
+       prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-       endpoint_slices: bool, register_rate: float) -> None:
+       endpoint_slices: bool, register_rate: float | None, engine: str) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
     from pykubemark.provision import ensure_binaries
 
-    _profile(profile_file, fidelity, events, endpoint_slices)  # bad input fails before `up`
+    rate = _register_rate(engine, register_rate)
     options = UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
-                        etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args)
-    hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity, processes=processes,
-                             profile=profile_file, events=events, endpoint_slices=endpoint_slices,
-                             register_rate=register_rate)
-    binaries = ensure_binaries(bin_dir)
-    with err_console.status(f"starting cluster '{name}'") as shown:
-        cluster = LocalCluster.up(
-            options, binaries,
-            extra=(lambda c: start_hollow(c, hollow_args, shown.update)) if nodes else None)
+                        etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args,
+                        controller_manager_args=controller_manager_args,
+                        scheduler_args=scheduler_args)
+    # Bad input fails before anything starts.
+    if engine == "kubemark":
+        from pykubemark.engines.gokubemark import require_runtime, start_for_cluster
+
+        _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
+                                profile=profile_file, events=events is not None,
+                                endpoint_slices=endpoint_slices)
+        binaries = ensure_binaries(bin_dir)
+        kubemark = require_runtime(binaries.kubemark) if nodes else None
+
+        def extra(c: LocalCluster, shown) -> None:
+            assert kubemark is not None
+            start_for_cluster(c, nodes, prefix=prefix, kubemark=kubemark,
+                              start_interval=1 / rate if rate else 0.0, progress=shown.update)
+    else:
+        _profile(profile_file, fidelity, events, endpoint_slices)
+        hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity,
+                                 processes=processes, profile=profile_file, events=events,
+                                 endpoint_slices=endpoint_slices, register_rate=rate)
+        binaries = ensure_binaries(bin_dir)
+
+        def extra(c: LocalCluster, shown) -> None:
+            start_hollow(c, hollow_args, shown.update)
+    try:
+        with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
+            cluster = LocalCluster.up(options, binaries,
+                                      extra=(lambda c: extra(c, shown)) if nodes else None)
+    except KeyboardInterrupt:
+        from pykubemark.errors import Interrupted
+
+        raise Interrupted(f"interrupted; cluster '{name}' stopped, left running: "
+                          f"{_left_behind(name)}") from None
     kubeconfig = cluster.state.kubeconfig
+    what = "hollow nodes" if engine == "pykubemark" else "Go kubemark hollow nodes"
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
-                  + (f" with {nodes} hollow nodes" if nodes else ""))
+                  + (f" with {nodes} {what}" if nodes else ""))
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = binaries.kubectl or "kubectl"
     console.print(f"  {kubectl} --kubeconfig {kubeconfig} get --raw /readyz")
     console.print(f"  stop it with: pykubemark down --name {name}")
+
+
+def _left_behind(name: str) -> str:
+    from pykubemark.cluster.control_plane import LocalCluster
+
+    try:
+        return LocalCluster.load(name).left_behind()
+    except UserError:
+        return "nothing"
+
+
+def _interruptible(name: str):
+    """Ctrl-C or SIGTERM stops what `up` started; a second one leaves at once."""
+    from pykubemark.interrupts import Guard
+
+    return Guard(lambda: _left_behind(name))
 
 
 @cli.command()
@@ -137,6 +210,11 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 @click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
 @hollow_options
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
+@click.option("--supervise", is_flag=True,
+              help="Run the nodes in child processes and restart one that dies, with the same "
+              "node names (always so with --processes > 1).")
+@click.option("--restarts-file", type=click.Path(path_type=Path), default=None,
+              help="Record the restarts of child processes in this JSON file.")
 @click.option("--transport", type=click.Choice(["h1", "h2"]), default="h1", show_default=True,
               help="h2: one HTTP/2 connection per hollow kubelet and per hollow proxy, as "
               "client-go; h1: a shared HTTP/1.1 pool, one connection per watch.")
@@ -146,7 +224,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-           endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
+           endpoint_slices: bool, register_rate: float | None, engine: str,
+           delete_nodes_on_exit: bool, supervise: bool, restarts_file: Path | None,
            transport: str, content_type: str, verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
@@ -156,6 +235,14 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     from pykubemark.kube.config import load_kubeconfig
     from pykubemark.kube.probe import check_server
 
+    rate = _register_rate(engine, register_rate)
+    if engine == "kubemark":
+        _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
+                                profile=profile_file, events=events is not None,
+                                endpoint_slices=endpoint_slices,
+                                delete_nodes_on_exit=delete_nodes_on_exit)
+        _hollow_kubemark(kubeconfig, proxy_kubeconfig, nodes, prefix, rate)
+        return
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
     profile = _profile(profile_file, fidelity, events, endpoint_slices)
@@ -167,11 +254,50 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
         f"{nodes} hollow nodes ({profile.fidelity}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
     )
-    run_fleet(FleetOptions(kubeconfig=Path(config.source), proxy_kubeconfig=proxy_kubeconfig,
+    run_fleet(FleetOptions(kubeconfig=kubeconfig, proxy_kubeconfig=proxy_kubeconfig,
                            nodes=nodes, prefix=prefix, processes=processes,
-                           register_rate=register_rate, profile=profile,
-                           delete_nodes_on_exit=delete_nodes_on_exit, transport=transport,
+                           register_rate=rate, profile=profile,
+                           delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
+                           restarts_file=restarts_file, transport=transport,
                            content_type=content_type))
+
+
+def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,
+                     prefix: str, rate: float) -> None:
+    """`hollow --engine kubemark`: Go hollow nodes in the foreground until Ctrl-C."""
+    from pykubemark.engines.gokubemark import (
+        GoFleet,
+        default_log_dir,
+        require_runtime,
+        run_foreground,
+    )
+    from pykubemark.kube.config import load_kubeconfig
+    from pykubemark.kube.probe import check_server
+    from pykubemark.provision.binaries import find_kubemark
+
+    kubemark = require_runtime(find_kubemark())
+    config = load_kubeconfig(kubeconfig)
+    version = check_server(config)
+    if proxy_kubeconfig is not None:
+        check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
+    source = Path(config.source)
+    if not source.is_file():
+        raise UserError(f"--engine kubemark needs one kubeconfig file (--kubeconfig), not "
+                        f"{config.source}")
+    fleet = GoFleet(kubemark=kubemark, kubelet_kubeconfig=source,
+                    proxy_kubeconfig=proxy_kubeconfig or source, nodes=nodes,
+                    log_dir=default_log_dir(prefix), prefix=prefix,
+                    start_interval=1 / rate if rate else 0.0, die_with_parent=True)
+    err_console.print(
+        f"{nodes} Go kubemark hollow nodes against {config.server} "
+        f"(Kubernetes {version.get('gitVersion', '?')}), logs in {fleet.log_dir}; Ctrl-C stops"
+    )
+
+    def progress(message: str) -> None:
+        if message.endswith(f"{nodes}/{nodes}") or "Ctrl-C" in message:
+            err_console.print(message)
+
+    run_foreground(fleet, progress)
 
 
 @cli.command()
@@ -208,12 +334,34 @@ def status(name: str | None) -> None:
         cluster = LocalCluster.load(cluster_name)
         table = Table(title=f"{cluster_name}  {cluster.state.server}",
                       caption=f"kubeconfig: {cluster.state.kubeconfig}")
-        for column in ("component", "pid", "port", "health"):
+        for column in ("component", "pid", "port", "health", "restarts"):
             table.add_column(column)
         for row in cluster.status():
             table.add_row(str(row["component"]), str(row["pid"] or "-"),
-                          str(row["port"] or "-"), str(row["health"]))
+                          str(row["port"] or "-"), str(row["health"]), str(row["restarts"]))
         console.print(table)
+
+
+@cli.command()
+@name_option
+@click.argument("component")
+@click.option("--downtime", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+              help="Seconds to stay down before starting again.")
+@click.option("--signal", "how", type=click.Choice(["kill", "term"]), default="kill",
+              show_default=True, help="kill: SIGKILL, as a crash; term: SIGTERM, a clean stop.")
+def restart(name: str, component: str, downtime: float, how: str) -> None:
+    """Stop one component of a local cluster and start it again with the same flags.
+
+    COMPONENT: etcd, kube-apiserver, kube-scheduler, kube-controller-manager or hollow.
+    Returns once it is healthy again.
+    """
+    from pykubemark.cluster.control_plane import LocalCluster
+
+    cluster = LocalCluster.load(name)
+    with err_console.status(f"restarting {component} of cluster '{name}'"):
+        proc = cluster.restart(component, downtime=downtime, kill=how == "kill")
+    console.print(f"{proc.name} of cluster '{name}' restarted: pid {proc.pid}"
+                  + (", healthy" if proc.health_url else ""))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -231,6 +379,176 @@ def kubectl(name: str, args: tuple[str, ...]) -> None:
     if binary is None:
         raise UserError("no kubectl found (run `pykubemark provision`)")
     os.execv(binary, [str(binary), "--kubeconfig", state.kubeconfig, *args])
+
+
+# -- load, measurements, reports ----------------------------------------------------------
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{option} {pair}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+@cli.command(name="run")
+@click.argument("scenario")
+@click.option("--cluster", "cluster_name", default=None,
+              help="A local cluster started by `pykubemark up` (adds process and etcd metrics).")
+@click.option("--kubeconfig", type=click.Path(path_type=Path), default=None,
+              help="Kubeconfig of any cluster (default: $KUBECONFIG merged, ~/.kube/config).")
+@click.option("--context", default=None, help="Context of the kubeconfig to use.")
+@click.option("--nodes", type=click.IntRange(1, 1_000_000), default=None,
+              help="Size the load for this many nodes (default: the Ready nodes).")
+@click.option("--pods-per-node", type=click.IntRange(0, 10_000), default=None,
+              help="Scenario parameter pods_per_node (density and load: 30).")
+@click.option("--qps", type=click.FloatRange(0, min_open=True), default=None,
+              help="Scenario parameter qps: pods created (changed, deleted) per second.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Any other scenario parameter (see `pykubemark scenario show`).")
+@click.option("--node-selector", "node_selector", multiple=True, metavar="KEY=VALUE",
+              help="Put the pods only on nodes with this label (and count only those).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output directory (default: ./pykubemark-<scenario>-<time>).")
+@click.option("--test-name", default=None, help="Name in the result files (default: scenario).")
+@click.option("--keep", is_flag=True, help="Leave the objects of the run in the cluster.")
+@click.option("-q", "--quiet", is_flag=True, help="No live display: one line per phase (CI logs).")
+def run_command(scenario: str, cluster_name: str | None, kubeconfig: Path | None,
+                context: str | None, nodes: int | None, pods_per_node: int | None,
+                qps: float | None, sets: tuple[str, ...], node_selector: tuple[str, ...],
+                out: Path | None, test_name: str | None, keep: bool, quiet: bool) -> None:
+    """Run a scenario (density, load, or a YAML file) with its SLO measurements."""
+    import time
+
+    from pykubemark.kube.config import load_kubeconfig
+    from pykubemark.load.scenario import load_scenario, parse_overrides
+    from pykubemark.runner import RunOptions, Target, run
+
+    if cluster_name and (kubeconfig or context):
+        raise UserError("--cluster and --kubeconfig/--context name two different clusters: "
+                        "pass one")
+    loaded = load_scenario(scenario)
+    overrides = parse_overrides(sets)
+    if pods_per_node is not None:
+        overrides["pods_per_node"] = pods_per_node
+    if qps is not None:
+        overrides["qps"] = qps
+    target = (Target.from_local(cluster_name) if cluster_name
+              else Target(config=load_kubeconfig(kubeconfig, context)))
+    out = out or Path(f"pykubemark-{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    options = RunOptions(scenario=loaded, scenario_source=scenario, target=target, out=out,
+                         overrides=overrides, nodes=nodes, keep=keep, test_name=test_name or "",
+                         node_selector=_key_values(node_selector, "--node-selector"))
+    from pykubemark.display import RunDisplay
+
+    display = RunDisplay(err_console, quiet=quiet)
+    try:
+        with display:
+            result = run(options, on_progress=display.update, on_ready=display.ready)
+    except KeyboardInterrupt:
+        err_console.print("interrupted before the run started: nothing was created")
+        raise SystemExit(130) from None
+    display.summary(result)
+    summary = result.summary
+    if summary.get("status") == "interrupted":
+        raise SystemExit(130)
+    if str(summary.get("status", "")).startswith("failed"):
+        raise SystemExit(3)
+    if summary.get("verdict") == "fail":
+        raise SystemExit(1)
+
+
+@cli.group()
+def scenario() -> None:
+    """Built-in scenarios: list them, or print one to copy and change."""
+
+
+@scenario.command(name="list")
+def scenario_list() -> None:
+    """Names and descriptions of the built-in scenarios."""
+    from pykubemark.load.scenario import builtin_names, load_scenario
+
+    for name in builtin_names():
+        console.print(f"[bold]{name}[/]: {load_scenario(name).description}")
+
+
+@scenario.command(name="show")
+@click.argument("name")
+def scenario_show(name: str) -> None:
+    """Print a scenario's YAML: pykubemark scenario show density > my.yaml"""
+    from pykubemark.load.scenario import scenario_text
+
+    click.echo(scenario_text(name)[0], nl=False)
+
+
+# --- reports of a run: `report`, `compare` ---------------------------------------------------
+
+_VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "ok": "",
+                  "only in baseline": "yellow", "only in candidate": "yellow"}
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def report(directory: Path) -> None:
+    """(Re)render DIRECTORY/report.html from the files of a run."""
+    from pykubemark.report.html import write_html
+
+    console.print(str(write_html(directory)))
+
+
+@cli.command()
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option("--tolerance", type=float, default=10.0, show_default=True,
+              help="Change (in %) beyond which a metric is a regression or an improvement.")
+@click.option("--tolerances", "tolerances_file", type=click.Path(path_type=Path), default=None,
+              help="YAML file: glob pattern of metric names -> tolerance in %, or -> "
+              "{tolerance: %, floor: absolute value}.")
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the comparison as an HTML page to this file.")
+def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Path | None,
+            html_out: Path | None) -> None:
+    """Compare two runs; exit code 1 on any regression.
+
+    BASELINE and CANDIDATE are `run --out` directories, directories of clusterloader2
+    result files, single perfdata files or quoted glob patterns of them.
+    """
+    from pykubemark.report.compare import compare_runs, load_run, load_tolerances
+
+    overrides = load_tolerances(tolerances_file) if tolerances_file else {}
+    result = compare_runs(load_run(baseline), load_run(candidate), tolerance, overrides)
+    table = Table(title=f"baseline {result.baseline.label}  vs  candidate "
+                  f"{result.candidate.label}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("metric (unit)", overflow="fold", min_width=16)
+    for column, width in (("baseline", 8), ("candidate", 9), ("change", 7), ("tol.", 4)):
+        table.add_column(column, justify="right", no_wrap=True, min_width=width)
+    table.add_column("better", no_wrap=True, min_width=6)
+    table.add_column("verdict", overflow="fold", min_width=11)
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    for row in result.rows:
+        change = "-" if row.change_pct is None else f"{row.change_pct:+.1f}%"
+        style = _VERDICT_STYLE[row.verdict]
+        table.add_row(Text(f"{row.name} ({row.unit})"), number(row.baseline),
+                      number(row.candidate),
+                      change, f"{row.tolerance:g}%", "higher" if row.higher_is_better else "lower",
+                      (f"[{style}]{row.verdict}[/]" if style else row.verdict)
+                      + (f", {row.note}" if row.note else ""))
+    # a CI log is not a terminal: give the table room, so that names are never folded
+    longest = max((len(row.name) + len(row.unit) for row in result.rows), default=0)
+    out = console if console.is_terminal else Console(width=max(160, longest + 80))
+    out.print(table)
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
+    console.print(counts)
+    if html_out is not None:
+        from pykubemark.report.html import write_compare_html
+
+        console.print(f"comparison page: {write_compare_html(result, html_out)}")
+    if result.regressions:
+        raise SystemExit(1)
 
 
 def main() -> None:

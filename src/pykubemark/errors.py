@@ -20,6 +20,12 @@ class UserError(click.ClickException):
         click.echo(f"pykubemark: {self.format_message()}", err=True, file=file)
 
 
+class Interrupted(UserError):
+    """Ctrl-C or SIGTERM stopped a command after it cleaned up; the shell's code for it."""
+
+    exit_code = 130
+
+
 def read_yaml_mapping(path: Path, what: str, *, empty_ok: bool = False) -> dict:
     """The mapping at the top of a YAML file, or a `UserError` naming the file."""
     try:

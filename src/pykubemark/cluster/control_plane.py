@@ -16,14 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
+from pykubemark import interrupts
 from pykubemark.cluster import health, ports, processes
 from pykubemark.cluster.kubeconfig import write_kubeconfig
 from pykubemark.cluster.pki import write_pki
 from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, validate_name
 from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
 from pykubemark.provision import Binaries
 
 SERVICE_CIDR = "10.0.0.0/16"
+#: The controller-manager's and scheduler's client budget. Their defaults (20/30 and
+#: 50/100) would make them, not the scenario's --qps, set the pace of pod creation and
+#: binding; clusterloader2's kubemark clusters raise them too.
+COMPONENT_QPS = ("--kube-api-qps=100", "--kube-api-burst=200")
 #: Users in the token file: (user, groups). The hollow kubelet and proxy get users of
 #: their own so the apiserver's audit log tells their requests apart.
 USERS = {
@@ -36,6 +44,9 @@ USERS = {
     "go-kubelet": ("kubemark:go-kubelet", "system:masters,system:nodes"),
     "go-proxy": ("kubemark:go-proxy", "system:masters"),
 }
+#: What `restart` accepts besides a component's own name.
+ALIASES = {"apiserver": "kube-apiserver", "scheduler": "kube-scheduler",
+           "controller-manager": "kube-controller-manager"}
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
@@ -51,6 +62,8 @@ class UpOptions:
     audit: bool = False
     etcd_tmpfs: bool = False
     apiserver_args: tuple[str, ...] = ()
+    controller_manager_args: tuple[str, ...] = ()
+    scheduler_args: tuple[str, ...] = ()
     timeout: float = 120.0
 
 
@@ -122,7 +135,8 @@ class LocalCluster:
             if extra is not None:
                 extra(cluster)
         except BaseException:
-            cluster.down()
+            with interrupts.cleaning_up():
+                cluster.down()
             raise
         return cluster
 
@@ -130,11 +144,8 @@ class LocalCluster:
         pki = write_pki(self.dir / "pki")
         tokens = {user: secrets.token_hex(16) for user in USERS}
         lines = [f'{tokens[u]},{USERS[u][0]},{USERS[u][0]},"{USERS[u][1]}"' for u in USERS]
-        token_file = self.dir / "tokens.csv"
-        token_file.touch(mode=0o600)
-        token_file.write_text("\n".join(lines) + "\n")
-        (self.dir / "tokens.json").write_text(json.dumps(tokens))
-        (self.dir / "tokens.json").chmod(0o600)
+        write_atomic(self.dir / "tokens.csv", "\n".join(lines) + "\n", mode=0o600)
+        write_atomic(self.dir / "tokens.json", json.dumps(tokens), mode=0o600)
         for user in USERS:
             target = self.dir / "kubeconfig" if user == "admin" else self.kubeconfig_for(user)
             write_kubeconfig(target, server=self.state.server, ca_cert=pki["ca_cert"],
@@ -142,10 +153,11 @@ class LocalCluster:
         return pki
 
     def _launch(self, name: str, argv: list[str], *, port: int, health_url: str) -> Proc:
-        proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log", port=port,
-                               health_url=health_url)
-        self.state.processes.append(proc)
-        self.state.save()
+        with interrupts.critical():  # never a child that `down` does not know of
+            proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log", port=port,
+                                   health_url=health_url)
+            self.state.processes.append(proc)
+            self.state.save()
         return proc
 
     def _start(self, options: UpOptions, binaries: Binaries) -> None:
@@ -187,7 +199,7 @@ class LocalCluster:
             "--profiling=true",
         ]
         if options.audit:
-            (d / "audit-policy.yaml").write_text(AUDIT_POLICY)
+            write_atomic(d / "audit-policy.yaml", AUDIT_POLICY)
             apiserver_argv += [
                 f"--audit-policy-file={d / 'audit-policy.yaml'}",
                 f"--audit-log-path={d / 'logs' / 'audit.log'}",
@@ -210,8 +222,10 @@ class LocalCluster:
             f"--root-ca-file={pki['ca_cert']}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            *COMPONENT_QPS, *options.controller_manager_args,
         ])
-        sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler", [])
+        sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler",
+                                        [*COMPONENT_QPS, *options.scheduler_args])
         for proc in (cm, sched):
             _wait(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
@@ -238,30 +252,43 @@ class LocalCluster:
 
     def add_process(self, name: str, argv: list[str], *, health_url: str | None = None) -> Proc:
         """Run another child (e.g. a hollow fleet) that `down` stops with the rest."""
-        proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log",
-                               health_url=health_url)
-        self.state.processes.append(proc)
-        self.state.save()
+        with interrupts.critical():
+            proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log",
+                                   health_url=health_url)
+            self.state.processes.append(proc)
+            self.state.save()
         return proc
 
     def restart(self, name: str, *, downtime: float = 0.0, kill: bool = True) -> Proc:
         """Stop one component (SIGKILL by default, as a crash would) and start it again
         with the same command line; for resilience tests and experiments."""
+        name = ALIASES.get(name, name)
         old = self.state.proc(name)
         if old is None:
-            raise UserError(f"cluster '{self.state.name}' has no component '{name}'")
+            known = ", ".join(p.name for p in self.state.processes)
+            raise UserError(f"cluster '{self.state.name}' has no component '{name}' "
+                            f"(it has: {known})")
+        if self.state.options.get("stopped") or not self.state.running():
+            raise UserError(f"cluster '{self.state.name}' is not running "
+                            f"(pykubemark up --name {self.state.name})")
         live = old.process()
         if live is not None:
             if kill:
                 live.kill()
             else:
                 live.terminate()
-            live.wait(30)
+            try:
+                live.wait(30)
+            except psutil.TimeoutExpired:
+                raise UserError(f"{name} (pid {live.pid}) did not stop within 30 s of SIGTERM; "
+                                f"try --signal kill") from None
         time.sleep(downtime)
-        proc = processes.start(name, old.argv, Path(old.log), port=old.port,
-                               health_url=old.health_url)
-        self.state.processes[self.state.processes.index(old)] = proc
-        self.state.save()
+        with interrupts.critical():
+            proc = processes.start(name, old.argv, Path(old.log), port=old.port,
+                                   health_url=old.health_url)
+            proc.restarts = old.restarts + 1
+            self.state.processes[self.state.processes.index(old)] = proc
+            self.state.save()
         if proc.health_url:
             _wait(f"{name} to be healthy again", lambda: self.healthy(proc), proc, 120)
         return proc
@@ -296,8 +323,29 @@ class LocalCluster:
             else:
                 verdict = "healthy" if self.healthy(proc) else "unhealthy"
             rows.append({"component": proc.name, "pid": proc.pid if alive else None,
-                         "port": proc.port, "health": verdict, "log": proc.log})
+                         "port": proc.port, "health": verdict, "log": proc.log,
+                         "restarts": proc.restarts + self.supervised_restarts(proc.name)})
         return rows
+
+    def restarts_file(self, name: str) -> Path:
+        """Where a supervising child (the hollow fleet) records the restarts of its own
+        children: JSON with at least ``{"restarts": N}``."""
+        return self.dir / f"{name}.restarts.json"
+
+    def supervised_restarts(self, name: str) -> int:
+        try:
+            return int(json.loads(self.restarts_file(name).read_text()).get("restarts", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
+
+    def left_behind(self) -> str:
+        """One line for an interrupted command: what of this cluster still runs."""
+        live = self.state.running()
+        if not live:
+            return "nothing"
+        procs = ", ".join(f"{p.name} (pid {p.pid})" for p in live)
+        return f"{procs} of cluster '{self.state.name}'; stop them with: " \
+               f"pykubemark down --name {self.state.name}"
 
     @classmethod
     def load(cls, name: str) -> LocalCluster:

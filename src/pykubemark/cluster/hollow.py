@@ -30,6 +30,8 @@ class HollowArgs:
             "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
             "--nodes", str(self.nodes), "--prefix", self.prefix,
             "--processes", str(self.processes), "--register-rate", str(self.register_rate),
+            # A fleet process that dies is replaced; `status` shows how often.
+            "--supervise", "--restarts-file", str(cluster.restarts_file("hollow")),
         ]
         if self.fidelity:
             args += ["--fidelity", self.fidelity]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from pykubemark.files import write_atomic
+
 
 def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, user: str, token: str,
                      cluster: str) -> Path:
@@ -25,9 +27,4 @@ def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, user: str, token
         "current-context": cluster,
         "preferences": {},
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_atomic(path, yaml.safe_dump(data, sort_keys=False), mode=0o600)

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pykubemark.files import write_atomic
+
 SERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
 SERVER_IPS = ("127.0.0.1", "10.0.0.1")
 
@@ -25,18 +27,15 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
+    write_atomic(path, key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ), mode=0o600)
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(path, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _builder(subject: str, issuer: str, public_key, days: int) -> x509.CertificateBuilder:
@@ -93,9 +92,7 @@ def write_pki(directory: Path) -> dict[str, Path]:
     _write_cert(paths["server_cert"], server_cert)
     _write_key(paths["server_key"], server_key)
     _write_key(paths["sa_key"], sa_key)
-    paths["sa_pub"].write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    write_atomic(paths["sa_pub"], sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ))
     return paths

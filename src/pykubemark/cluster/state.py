@@ -13,6 +13,7 @@ import msgspec
 import psutil
 
 from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
 from pykubemark.paths import state_home
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -26,6 +27,8 @@ class Proc(msgspec.Struct):
     log: str
     port: int | None = None
     health_url: str | None = None
+    #: Times `pykubemark restart` started it again.
+    restarts: int = 0
 
     def process(self) -> psutil.Process | None:
         """The live process, if it is still the one we started."""
@@ -57,10 +60,8 @@ class ClusterState(msgspec.Struct):
         return Path(self.directory)
 
     def save(self) -> None:
-        target = self.path / "state.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(self)))
-        tmp.replace(target)
+        write_atomic(self.path / "state.json", msgspec.json.format(msgspec.json.encode(self)),
+                     mode=0o600)
 
     def proc(self, name: str) -> Proc | None:
         return next((p for p in self.processes if p.name == name), None)

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import dataclasses
+import functools
 import logging
-import multiprocessing
 import os
 import signal
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pykubemark import interrupts
 from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
 from pykubemark.hollow.objects import ARCH, NodeIdentity
 from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
 from pykubemark.hollow.profile import Profile
 from pykubemark.hollow.proxy import HollowProxy, endpoints_path, proxy_watches
+from pykubemark.hollow.supervisor import Supervisor
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.config import KubeConfig, load_kubeconfig
 from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
@@ -47,6 +47,9 @@ class FleetOptions:
     profile: Profile = field(default_factory=Profile)
     report_every: float = 30.0
     shard: int = 0
+    #: Run the shards as child processes restarted when they die (always with >1).
+    supervise: bool = False
+    restarts_file: Path | None = None
     #: "h1": every node shares the process's aiohttp pool (a connection per watch);
     #: "h2": each hollow kubelet (heartbeat included) and each hollow proxy get one
     #: HTTP/2 connection of their own, as the Go hollow node's client-go does.
@@ -220,8 +223,12 @@ class Fleet:
         registered = sum(k.registered.is_set() for k in self.kubelets.values())
         pods = [r for k in self.kubelets.values() for r in k.pods.pods.values()]
         running = sum(r.phase == "Running" for r in pods)
+        nodes = sum(k.adopted for k in self.kubelets.values())
+        adopted = sum(k.pods.adopted for k in self.kubelets.values())
         return (f"shard {self.options.shard}: {registered}/{len(self.kubelets)} nodes registered, "
-                f"{len(pods)} pods ({running} running)")
+                f"{len(pods)} pods ({running} running)"
+                + (f"; adopted {nodes} Ready nodes and {adopted} started pods"
+                   if nodes or adopted else ""))
 
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -238,8 +245,11 @@ def _install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = None) -> None:
-    """Run one shard until SIGINT/SIGTERM (or the parent dies)."""
+def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = None, *,
+              top_level: bool = False) -> None:
+    """Run one shard until SIGINT/SIGTERM (or the parent dies). At top level (no
+    supervisor) a second signal leaves at once; a supervised shard may get SIGTERM twice
+    (from `down`'s group signal and from its supervisor) and still stops cleanly."""
     kubelet_config = load_kubeconfig(options.kubeconfig)
     proxy_config = (load_kubeconfig(options.proxy_kubeconfig) if options.proxy_kubeconfig
                     else kubelet_config)
@@ -250,14 +260,25 @@ def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = Non
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set() and top_level:
+                interrupts.leave_now(lambda: left_behind(options))
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         fleet = Fleet(options, kubelet_config, proxy_config)
         if on_started:
             on_started()
         await fleet.run(stop)
 
     asyncio.run(main())
+
+
+def left_behind(options: FleetOptions) -> str:
+    nodes = f"the Node objects {options.prefix}-0..{options.prefix}-{options.nodes - 1}"
+    return nodes + (" (not deleted)" if options.delete_nodes_on_exit else "")
 
 
 def _raise_fd_limit() -> None:
@@ -268,51 +289,16 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _shard_main(options: FleetOptions) -> None:
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
-                        stream=sys.stderr)
-    run_shard(options)
+def _run_shard_index(options: FleetOptions, index: int) -> None:
+    run_shard(dataclasses.replace(options, shard=index))
 
 
 def run_fleet(options: FleetOptions) -> None:
-    """Run all shards: in this process when there is one, else one process each."""
-    if options.processes <= 1:
-        run_shard(options)
+    """Run all shards: in this process when there is one and no supervision is asked
+    for, else one supervised child process each."""
+    if options.processes <= 1 and not options.supervise:
+        run_shard(options, top_level=True)
         return
-    ctx = multiprocessing.get_context("spawn")
-    children = []
-    for shard in range(options.processes):
-        shard_options = FleetOptions(**{**options.__dict__, "shard": shard})
-        child = ctx.Process(target=_shard_main, args=(shard_options,), name=f"hollow-{shard}")
-        child.start()
-        children.append(child)
-    stopping = False
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            if child.pid and child.is_alive():
-                os.kill(child.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    while any(child.is_alive() for child in children):
-        for child in children:
-            child.join(timeout=0.5)
-            if not stopping and child.exitcode not in (None, 0):
-                log.error("shard %s exited with %s; stopping", child.name, child.exitcode)
-                forward(signal.SIGTERM, None)
-    deadline = time.monotonic() + 20
-    for child in children:
-        child.join(timeout=max(0.1, deadline - time.monotonic()))
-        if child.is_alive():
-            child.kill()
+    Supervisor(options.processes, functools.partial(_run_shard_index, options),
+               restarts_file=options.restarts_file,
+               left_behind=lambda: left_behind(options)).run()

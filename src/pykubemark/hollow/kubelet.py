@@ -94,6 +94,8 @@ class HollowKubelet:
         self.profile = profile
         self.shared = shared
         self.node_uid = ""
+        #: Registered onto a Node that was already Ready (a restart), not a new one.
+        self.adopted = False
         self.transition = objects.now_seconds()
         self.heartbeat_time = self.transition
         self.last_report = float("-inf")
@@ -168,10 +170,24 @@ class HollowKubelet:
             if cidr and cidr != self.identity.pod_cidr:
                 self.identity.pod_cidr = cidr
                 self.pods.ipam = Ipam(cidr)
+            self._adopt_status(node.get("status", {}))
         self.node_uid = node["metadata"]["uid"]
         self.last_report = float("-inf")
         self.lease = None
         await self._ensure_csinode()
+
+    def _adopt_status(self, status: dict[str, Any]) -> None:
+        """A restarted kubelet keeps a condition's lastTransitionTime while its status
+        is unchanged, and finds the images still in the runtime: so do we, else a
+        restart would look like a node that was NotReady and lost its images."""
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+                     {})
+        if ready.get("status") == "True" and ready.get("lastTransitionTime"):
+            self.transition = ready["lastTransitionTime"]
+            self.adopted = True
+        if not self.images:
+            self.images = [image["names"][0] for image in status.get("images") or []
+                           if image.get("names")]
 
     async def _ensure_csinode(self) -> None:
         """Create the CSINode, or re-own it when the Node was re-created (else the

@@ -1,9 +1,10 @@
 """The pod lifecycle of a hollow kubelet, and its status manager.
 
-A pod bound to the node goes Pending (ContainerCreating) at once, Running after the
-next runtime relist, and — for Job-like pods — Succeeded after its run time. A pod
-being deleted is killed, reported Terminated, re-synced while its volumes are
-"reclaimed", then deleted with grace period 0 and a uid precondition.
+A pod bound to the node goes Pending (ContainerCreating) at once, its containers start
+once its volumes are "mounted", it turns Running after the next runtime relist (the Go
+kubelet's sequence and delays: ``StartProfile``), and — for Job-like pods — Succeeded
+after its run time. A pod being deleted is killed, reported Terminated, re-synced while
+its volumes are "reclaimed", then deleted with grace period 0 and a uid precondition.
 
 Statuses reach the apiserver through a status manager modelled on kubelet 1.20's: a
 channel of (pod, version, status) synced in order with GET + strategic-merge PATCH, and a
@@ -16,19 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from pykubemark.hollow import objects
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.profile import Profile
-from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import Pod
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
 RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
 EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
-NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class PodRecord:
@@ -59,7 +59,9 @@ class PodRecord:
         self.pod = pod
         self.uid = pod.metadata.uid
         self.phase = "Pending"
-        self.times = objects.PodTimes(objects.now_seconds())
+        bound = next((c.lastTransitionTime for c in pod.status.conditions
+                      if c.type == "PodScheduled"), "")
+        self.times = objects.PodTimes(objects.now_seconds(), bound)
         self.ip = ""
         self.holds_ip = False  # the address stays in the status after it is released
         self.version = 0
@@ -140,15 +142,21 @@ class PodLifecycle:
         self._wake = asyncio.Event()
         self._relist_phase = random.random() * profile.start.relist_period
         self._background: set[asyncio.Task[Any]] = set()
+        #: Pods found already started (after a restart) and adopted as they were.
+        self.adopted = 0
 
     # -- informer callbacks --------------------------------------------------------------
     def on_list(self, pods: list[Pod]) -> None:
         seen = set()
+        adopted = self.adopted
         for pod in pods:
             seen.add(pod.metadata.uid)
             self.on_event("ADDED", pod)
         for uid in [u for u in self.pods if u not in seen]:
             self._forget(uid)
+        if self.adopted > adopted:
+            log.info("%s: adopted %d pods already started (IPs kept, containers not "
+                     "restarted)", self.node_name, self.adopted - adopted)
 
     def on_event(self, kind: str, pod: Pod) -> None:
         uid = pod.metadata.uid
@@ -176,6 +184,7 @@ class PodLifecycle:
         phase = pod.status.phase
         if phase in TERMINAL or (phase == "Running" and pod.status.podIP):
             # Already started before we (re)started: adopt it, do not restart it.
+            self.adopted += 1
             record.phase = phase
             record.ip = pod.status.podIP
             if phase == "Running" and not pod.spec.hostNetwork:
@@ -191,7 +200,6 @@ class PodLifecycle:
         else:
             record.ip = self.ipam.allocate()
             record.holds_ip = True
-        record.times.started = objects.now_seconds()
         self._set_status(record, "Pending")
         for container in pod.spec.containers:
             if self.on_image:
@@ -201,8 +209,26 @@ class PodLifecycle:
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
         self._request_tokens(record)
-        self._later(record, self._start_delay(), self._running)
+        self._later(record, self._mount_delay(pod), self._containers_started)
         return record
+
+    def _mount_delay(self, pod: Pod) -> float:
+        """Until the pod worker's volume poll finds the volumes mounted: at once, then
+        every retry period (``WaitForAttachAndMount``); no wait without volumes."""
+        start = self.profile.start
+        if not pod.spec.volumes or start.mount_time <= 0:
+            return 0.0
+        if start.mount_retry_period <= 0:
+            return start.mount_time
+        return math.ceil(start.mount_time / start.mount_retry_period) * start.mount_retry_period
+
+    def _containers_started(self, record: PodRecord) -> None:
+        """The runtime started the containers: ``startedAt`` is now; the status says so
+        only after the next relist."""
+        if record.phase != "Pending" or record.terminating:
+            return
+        record.times.started = objects.now_seconds()
+        self._later(record, self._start_delay(), self._running)
 
     def _start_delay(self) -> float:
         period = self.profile.start.relist_period

@@ -179,6 +179,10 @@ def pod(raw: bytes) -> types.Pod:
     st = p.status
     status = types.PodStatus(phase=st.phase, podIP=st.podIP,
                              startTime=_time(st.startTime) if st.HasField("startTime") else "")
+    if st.conditions:
+        status.conditions = [types.PodCondition(
+            type=c.type, lastTransitionTime=_time(c.lastTransitionTime)
+            if c.HasField("lastTransitionTime") else "") for c in st.conditions]
     return types.Pod(metadata=pm, spec=spec, status=status)
 
 

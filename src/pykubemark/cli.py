@@ -46,6 +46,12 @@ def hollow_options(func):
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
         click.option("--register-rate", type=float, default=50.0, show_default=True,
                      help="Nodes started per second (0: all at once)."),
+        click.option("--node-credentials", type=click.Choice(["auto", "bootstrap", "shared"]),
+                     default="auto", show_default=True,
+                     help="bootstrap: each kubelet gets its own certificate (system:node:NAME) "
+                     "through the CSR API, as the kubelet's TLS bootstrap; shared: every kubelet "
+                     "uses the kubeconfig's user; auto: bootstrap when that user may create CSRs "
+                     "but not Nodes (a bootstrap token), else shared. `up`: auto = bootstrap."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -102,7 +108,7 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        etcd_tmpfs: bool, apiserver_args: tuple[str, ...], nodes: int, prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-       endpoint_slices: bool, register_rate: float) -> None:
+       endpoint_slices: bool, register_rate: float, node_credentials: str) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
@@ -113,7 +119,9 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
                         etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args)
     hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity, processes=processes,
                              profile=profile_file, events=events, endpoint_slices=endpoint_slices,
-                             register_rate=register_rate)
+                             register_rate=register_rate,
+                             node_credentials="shared" if node_credentials == "shared"
+                             else "bootstrap")
     binaries = ensure_binaries(bin_dir)
     with err_console.status(f"starting cluster '{name}'") as shown:
         cluster = LocalCluster.up(
@@ -136,35 +144,51 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
               help="Separate credentials for the hollow kube-proxies (default: --kubeconfig).")
 @click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
 @hollow_options
+@click.option("--cert-dir", type=click.Path(path_type=Path), default=None,
+              help="Where bootstrapped node certificates are kept and reused "
+              "(default: $PYKUBEMARK_STATE/hollow-certs, one subdirectory per apiserver).")
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-           endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
-           verbose: bool) -> None:
+           endpoint_slices: bool, register_rate: float, node_credentials: str,
+           cert_dir: Path | None, delete_nodes_on_exit: bool, verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
 
     from pykubemark.hollow.fleet import FleetOptions, run_fleet
     from pykubemark.kube.config import load_kubeconfig
-    from pykubemark.kube.probe import check_server
+    from pykubemark.kube.probe import check_server, may
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
     profile = _profile(profile_file, fidelity, events, endpoint_slices)
     config = load_kubeconfig(kubeconfig)
-    version = check_server(config)
+    csr = {"verb": "create", "resource": "certificatesigningrequests",
+           "group": "certificates.k8s.io"}
+    if node_credentials == "auto":
+        node_credentials = ("bootstrap" if may(config, **csr)
+                            and not may(config, "create", "nodes") else "shared")
+    version = check_server(config, **csr) if node_credentials == "bootstrap" \
+        else check_server(config)
     if proxy_kubeconfig is not None:
         check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
+    elif node_credentials == "bootstrap" and not may(config, "watch", "endpoints"):
+        raise UserError(f"the user of {config.source} bootstraps node certificates but may not "
+                        "watch endpoints: give the hollow kube-proxies their own credentials "
+                        "with --proxy-kubeconfig (e.g. system:kube-proxy)")
+    identity = ("per-node identities (TLS bootstrap)" if node_credentials == "bootstrap"
+                else "one shared identity")
     err_console.print(
-        f"{nodes} hollow nodes ({profile.fidelity}) against {config.server} "
+        f"{nodes} hollow nodes ({profile.fidelity}, {identity}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
     )
     run_fleet(FleetOptions(kubeconfig=Path(config.source), proxy_kubeconfig=proxy_kubeconfig,
                            nodes=nodes, prefix=prefix, processes=processes,
                            register_rate=register_rate, profile=profile,
-                           delete_nodes_on_exit=delete_nodes_on_exit))
+                           delete_nodes_on_exit=delete_nodes_on_exit,
+                           node_credentials=node_credentials, cert_dir=cert_dir))
 
 
 @cli.command()

@@ -18,20 +18,28 @@ from pathlib import Path
 
 from pykubemark.cluster import health, ports, processes
 from pykubemark.cluster.kubeconfig import write_kubeconfig
+from pykubemark.cluster.node_bootstrap import (
+    BOOTSTRAP_GROUP,
+    BOOTSTRAP_USER,
+    allow_node_bootstrap,
+)
 from pykubemark.cluster.pki import write_pki
 from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, validate_name
 from pykubemark.errors import UserError
 from pykubemark.provision import Binaries
 
 SERVICE_CIDR = "10.0.0.0/16"
-#: Users in the token file: (user, groups). The hollow kubelet and proxy get users of
-#: their own so the apiserver's audit log tells their requests apart.
+#: Users in the token file: (user, groups). Hollow kubelets join as real ones do, by TLS
+#: bootstrap with the `kubelet-bootstrap` credential (each then is system:node:<name>);
+#: hollow kube-proxies are `system:kube-proxy`, bound to system:node-proxier by default.
+#: `hollow-kubelet` is the old shared identity, for `--node-credentials shared`.
 USERS = {
     "admin": ("admin", "system:masters"),
     "scheduler": ("system:kube-scheduler", ""),
     "controller-manager": ("system:kube-controller-manager", ""),
+    "kubelet-bootstrap": (BOOTSTRAP_USER, BOOTSTRAP_GROUP),
     "hollow-kubelet": ("pykubemark:hollow-kubelet", "system:masters,system:nodes"),
-    "hollow-proxy": ("pykubemark:hollow-proxy", "system:masters"),
+    "hollow-proxy": ("system:kube-proxy", ""),
     # The Go kubemark, run beside ours by the benchmarks.
     "go-kubelet": ("kubemark:go-kubelet", "system:masters,system:nodes"),
     "go-proxy": ("kubemark:go-proxy", "system:masters"),
@@ -177,6 +185,7 @@ class LocalCluster:
             f"--client-ca-file={pki['ca_cert']}",
             f"--token-auth-file={d / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki['sa_pub']}",
             f"--service-account-signing-key-file={pki['sa_key']}",
@@ -202,12 +211,16 @@ class LocalCluster:
               lambda: health.healthy(self.state.server + "/readyz", token=admin_token,
                                      ca_cert=pki["ca_cert"]),
               apiserver, options.timeout)
+        allow_node_bootstrap(self.state.server, admin_token, pki["ca_cert"])
 
         cm = self._launch_controller("kube-controller-manager", binaries.kube_controller_manager,
                                      "controller-manager", [
             f"--cluster-name={self.state.name}",
             f"--service-account-private-key-file={pki['sa_key']}",
             f"--root-ca-file={pki['ca_cert']}",
+            # Signs the hollow kubelets' client CSRs (TLS bootstrap), as in kubeadm.
+            f"--cluster-signing-cert-file={pki['ca_cert']}",
+            f"--cluster-signing-key-file={pki['ca_key']}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
         ])

@@ -24,6 +24,23 @@ class KubeConfig:
     headers: dict[str, str] = field(default_factory=dict)
     source: str = ""
     tls_server_name: str | None = None
+    #: What verifies the server, kept so a node's own credentials can reuse it.
+    ca_data: bytes | None = None
+    insecure: bool = False
+    #: The client certificate (PEM file) this config authenticates with, if any.
+    client_cert: str | None = None
+
+    def with_client_cert(self, pem: Path) -> KubeConfig:
+        """The same server and trust, authenticated by the certificate and key in ``pem``
+        alone (a node's credential after TLS bootstrap): no token or basic auth."""
+        ctx = _verify_context(self.ca_data, self.insecure)
+        try:
+            ctx.load_cert_chain(str(pem))
+        except (ssl.SSLError, OSError) as exc:
+            raise UserError(f"client certificate {pem} not usable ({exc})") from None
+        return KubeConfig(server=self.server, ssl_context=ctx, headers={},
+                          source=str(pem), tls_server_name=self.tls_server_name,
+                          ca_data=self.ca_data, insecure=self.insecure, client_cert=str(pem))
 
 
 def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
@@ -77,29 +94,36 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     if not server.startswith(("https://", "http://")):
         raise UserError(f"kubeconfig {where}: cluster server '{server}' is not an http(s) URL")
     base = path.parent
+    insecure = bool(cluster.get("insecure-skip-tls-verify"))
     try:
-        ssl_context = _ssl_context(server, cluster, user, base)
+        ca = None if insecure else _material(cluster, "certificate-authority", base)
+        ssl_context = _ssl_context(server, ca, insecure, user, base)
         headers = _auth_headers(user, base)
     except UserError as exc:
         raise UserError(f"kubeconfig {where}: {exc.message}") from None
     return KubeConfig(server=server, ssl_context=ssl_context, headers=headers, source=where,
-                      tls_server_name=cluster.get("tls-server-name"))
+                      tls_server_name=cluster.get("tls-server-name"), ca_data=ca,
+                      insecure=insecure)
 
 
-def _ssl_context(server: str, cluster: dict, user: dict, base: Path) -> ssl.SSLContext | None:
-    if server.startswith("http://"):
-        return None
+def _verify_context(ca: bytes | None, insecure: bool) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
-    if cluster.get("insecure-skip-tls-verify"):
+    if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ca = _material(cluster, "certificate-authority", base)
-        if ca is not None:
-            try:
-                ctx.load_verify_locations(cadata=ca.decode())
-            except (ssl.SSLError, ValueError) as exc:
-                raise UserError(f"certificate authority is not valid PEM ({exc})") from None
+    elif ca is not None:
+        try:
+            ctx.load_verify_locations(cadata=ca.decode())
+        except (ssl.SSLError, ValueError) as exc:
+            raise UserError(f"certificate authority is not valid PEM ({exc})") from None
+    return ctx
+
+
+def _ssl_context(server: str, ca: bytes | None, insecure: bool, user: dict,
+                 base: Path) -> ssl.SSLContext | None:
+    if server.startswith("http://"):
+        return None
+    ctx = _verify_context(ca, insecure)
     cert = _material(user, "client-certificate", base)
     key = _material(user, "client-key", base)
     if cert and key:

@@ -23,13 +23,14 @@ from helpers import (
     PROXY_USER,
     Cluster,
     Fleet,
+    hollow_audit,
     is_ready,
     ready_transition,
     utcnow,
     wait_for,
 )
 
-from pykubemark.measure.audit import count_rows, read_audit, watch_set
+from pykubemark.measure.audit import count_rows, watch_set
 
 NODES = 50
 PODS_PER_NODE = 10
@@ -137,8 +138,8 @@ def test_idle_nodes_stay_ready_without_taints(idle: Idle) -> None:
 
 
 def test_idle_requests_match_the_go_kubemark(cluster: Cluster, idle: Idle) -> None:
-    requests = list(read_audit(cluster.audit_log, since=idle.start, until=idle.end,
-                               users=USERS))
+    requests = list(hollow_audit(cluster.audit_log, since=idle.start, until=idle.end,
+                                 users=USERS))
     minutes = (idle.end - idle.start).total_seconds() / 60
     measured = rows(count_rows(requests), NODES * minutes)
     expected = REFERENCE["idle_per_node_per_minute"]
@@ -152,7 +153,7 @@ def test_idle_requests_match_the_go_kubemark(cluster: Cluster, idle: Idle) -> No
 
 
 def test_watches_are_the_kubelet_and_kube_proxy_ones(cluster: Cluster, fleet: Fleet) -> None:
-    requests = read_audit(cluster.audit_log, since=fleet.started, users=USERS)
+    requests = hollow_audit(cluster.audit_log, since=fleet.started, users=USERS)
     seen = {(USERS[u], resource, selectors)
             for u, resource, selectors in watch_set(requests, fleet.names)}
     expected = {tuple(w) for w in REFERENCE["watches"] if w[1] != "secrets"}
@@ -216,16 +217,16 @@ def test_deployment_becomes_available_on_hollow_nodes(cycle: Cycle, fleet: Fleet
 
 def test_pod_requests_match_the_go_kubemark(cluster: Cluster, cycle: Cycle) -> None:
     pods = NODES * PODS_PER_NODE
-    start = count_rows(read_audit(cluster.audit_log, since=cycle.created,
+    start = count_rows(hollow_audit(cluster.audit_log, since=cycle.created,
                                   until=cycle.scaled, users=[KUBELET_USER]))
-    stop = count_rows(read_audit(cluster.audit_log, since=cycle.scaled, users=[KUBELET_USER]))
+    stop = count_rows(hollow_audit(cluster.audit_log, since=cycle.scaled, users=[KUBELET_USER]))
     per_pod = REFERENCE["per_pod"]
     assert_close(rows(start, pods), per_pod["start"], list(per_pod["start"]))
     assert_close(rows(stop, pods), per_pod["stop"], list(per_pod["stop"]))
 
 
 def test_referenced_secrets_are_watched_per_node(cluster: Cluster, cycle: Cycle) -> None:
-    secret_watches = [r for r in read_audit(cluster.audit_log, since=cycle.created,
+    secret_watches = [r for r in hollow_audit(cluster.audit_log, since=cycle.created,
                                             until=cycle.gone, users=[KUBELET_USER])
                       if r.resource == "secrets" and r.verb in ("list", "watch")]
     token = next(v["secret"]["secretName"] for v in cycle.pods[0]["spec"]["volumes"]
@@ -273,7 +274,7 @@ def test_lease_conflict_is_read_again_and_retried(cluster: Cluster, fleet: Fleet
     assert lease["metadata"]["annotations"]["test/touched"] == "yes"  # kept: we re-read it
     renewed = lease["spec"]["renewTime"].replace("Z", "+00:00")
     assert renewed > touched.isoformat()
-    mine = [r for r in read_audit(cluster.audit_log, since=touched, users=[KUBELET_USER])
+    mine = [r for r in hollow_audit(cluster.audit_log, since=touched, users=[KUBELET_USER])
             if r.resource == "leases" and r.name == name]
     verbs = [(r.verb, r.code) for r in mine]
     assert ("update", 409) in verbs, verbs
@@ -299,7 +300,7 @@ def test_apiserver_restart_is_survived(cluster: Cluster, fleet: Fleet) -> None:
     assert not any(n["spec"].get("taints") for n in nodes)
     # A watch cut by the crash makes each reflector relist (client-go does the same);
     # they do so as soon as the apiserver serves, before it reports ready.
-    requests = list(read_audit(cluster.audit_log, since=killed, users=USERS))
+    requests = list(hollow_audit(cluster.audit_log, since=killed, users=USERS))
     relisted = {r.selectors().get("fieldSelector") for r in requests
                 if r.resource == "pods" and r.verb == "list"}
     assert relisted >= {f"spec.nodeName={n}" for n in fleet.names}

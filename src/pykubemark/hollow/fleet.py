@@ -167,12 +167,15 @@ class Fleet:
         if lite and names:
             # The shared kubelet watches run as the shard's first node, as it would.
             watcher = await self.kubelet_client(names[0][1])
+            timeout = profile.min_watch_timeout
             self.shared = [
                 Reflector(watcher, "/api/v1/pods", Pod, pod_router,
-                          params={"fieldSelector": "spec.nodeName!="}),
-                Reflector(watcher, "/api/v1/nodes", Node, NodeRouter(self.kubelets)),
-                *(Reflector(watcher, path, MetaOnly, IGNORE) for path, _ in CLUSTER_WATCHES),
-                *proxy_watches(self.proxy_client, endpoints),
+                          params={"fieldSelector": "spec.nodeName!="}, min_timeout=timeout),
+                Reflector(watcher, "/api/v1/nodes", Node, NodeRouter(self.kubelets),
+                          min_timeout=timeout),
+                *(Reflector(watcher, path, MetaOnly, IGNORE, min_timeout=timeout)
+                  for path, _ in CLUSTER_WATCHES),
+                *proxy_watches(self.proxy_client, endpoints, timeout),
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.shared]
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
@@ -221,7 +224,7 @@ class Fleet:
         proxy = HollowProxy(name, self.proxy_client.with_identity(
             user_agent=user_agent("kube-proxy", profile.kubelet_version),
             limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
-            endpoints, shared=lite)
+            endpoints, shared=lite, min_watch_timeout=profile.min_watch_timeout)
         self.kubelets[name] = kubelet
         self.proxies[name] = proxy
         if lite:

@@ -23,7 +23,7 @@ from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
 from pykubemark.hollow.profile import Profile
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.types import MetaOnly, Node, Pod
-from pykubemark.kube.watch import Backoff, Reflector, cancel_all
+from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_all
 
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -53,8 +53,9 @@ class ObjectWatches:
     """Per-object watches of referenced secrets and configmaps, as kubelet 1.20's
     watch-based manager keeps them: opened on first reference, closed on the last."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, min_timeout: float = MIN_WATCH_TIMEOUT) -> None:
         self.client = client
+        self.min_timeout = min_timeout
         self.active: dict[tuple[str, str, str], tuple[int, asyncio.Task[None]]] = {}
 
     def update(self, added: set[tuple[str, str, str]], removed: set[tuple[str, str, str]]) -> None:
@@ -64,7 +65,8 @@ class ObjectWatches:
                 kind, namespace, name = key
                 reflector = Reflector(self.client, f"/api/v1/namespaces/{namespace}/{kind}",
                                       MetaOnly, IGNORE,
-                                      params={"fieldSelector": f"metadata.name={name}"})
+                                      params={"fieldSelector": f"metadata.name={name}"},
+                                      min_timeout=self.min_timeout)
                 task = asyncio.get_running_loop().create_task(reflector.run())
             self.active[key] = (count + 1, task)
         for key in removed:
@@ -100,7 +102,7 @@ class HollowKubelet:
         self.images: list[str] = []
         self.registered = asyncio.Event()
         self.lease: dict[str, Any] | None = None
-        self.object_watches = ObjectWatches(client)
+        self.object_watches = ObjectWatches(client, profile.min_watch_timeout)
         self.pods = PodLifecycle(
             self.name, identity.ip, Ipam(identity.pod_cidr), client, profile, events=events,
             on_refs=None if shared else self.object_watches.update, on_image=self._saw_image,
@@ -120,12 +122,16 @@ class HollowKubelet:
             loop.create_task(self._reregister_loop()),
         ]
         if not self.shared:
+            timeout = self.profile.min_watch_timeout
             self.reflectors = [
                 Reflector(self.client, "/api/v1/nodes", Node, NodeHandler(self),
-                          params={"fieldSelector": f"metadata.name={self.name}"}),
+                          params={"fieldSelector": f"metadata.name={self.name}"},
+                          min_timeout=timeout),
                 Reflector(self.client, "/api/v1/pods", Pod, self.pods,
-                          params={"fieldSelector": f"spec.nodeName={self.name}"}),
-                *(Reflector(self.client, path, MetaOnly, IGNORE) for path, _ in CLUSTER_WATCHES),
+                          params={"fieldSelector": f"spec.nodeName={self.name}"},
+                          min_timeout=timeout),
+                *(Reflector(self.client, path, MetaOnly, IGNORE, min_timeout=timeout)
+                  for path, _ in CLUSTER_WATCHES),
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.reflectors]
         try:

@@ -61,6 +61,9 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     lease_jitter: float = 0.04
     status_check: float = 10.0
     status_report: float = 300.0
+    #: client-go's minWatchTimeout: each watch asks to end after 1–2× this (5 minutes).
+    #: Shorter only for experiments (e.g. to reopen watches after an etcd compaction).
+    min_watch_timeout: float = 300.0
     #: The Go hollow kubelet's client (10/20); its heartbeat client (lease and node
     #: status) is not limited, as in kubelet 1.20.
     kubelet_qps: float = 10.0

@@ -87,7 +87,8 @@ class Reflector(Generic[T]):
 
     def __init__(self, client: Client, path: str, item_type: type[T], handler: Handler[T], *,
                  params: Mapping[str, str] | None = None, name: str = "",
-                 timeout: Callable[[], float] | None = None) -> None:
+                 timeout: Callable[[], float] | None = None,
+                 min_timeout: float = MIN_WATCH_TIMEOUT) -> None:
         self.client = client
         self.path = path
         self.params = dict(params or {})
@@ -100,7 +101,7 @@ class Reflector(Generic[T]):
         #: The last LIST at resource_version failed with 410: list from etcd ("").
         self.rv_unavailable = False
         self.sleep = asyncio.sleep  # replaceable, for tests of the retry paths
-        self._timeout = timeout or (lambda: MIN_WATCH_TIMEOUT * (1 + random.random()))
+        self._timeout = timeout or (lambda: min_timeout * (1 + random.random()))
         self._list_type = ObjectList[item_type]  # type: ignore[valid-type]
         self._event_decoder = msgspec.json.Decoder(WatchEvent[item_type])  # type: ignore[valid-type]
         self._error_decoder = msgspec.json.Decoder(WatchEvent[Status])

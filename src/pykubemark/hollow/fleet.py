@@ -214,8 +214,11 @@ class Fleet:
         kubelet_client = own.with_identity(
             user_agent=kubelet_agent, limiter=TokenBucket(profile.kubelet_qps,
                                                           profile.kubelet_burst))
-        # Lease and node status: kubelet 1.20's unthrottled heartbeat client.
-        heartbeat = own.with_identity(user_agent=kubelet_agent, limiter=UNLIMITED)
+        # Lease and node status: kubelet 1.20's unthrottled heartbeat client, whose
+        # requests give up after the status period, at most the lease duration.
+        heartbeat = own.with_identity(
+            user_agent=kubelet_agent, limiter=UNLIMITED,
+            timeout=min(profile.status_check, float(profile.lease_duration)))
         # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
         events = (own.with_identity(user_agent=kubelet_agent, limiter=TokenBucket(5, 10))
                   if profile.events else None)

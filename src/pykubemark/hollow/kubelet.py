@@ -28,6 +28,8 @@ from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 CSINODES = "/apis/storage.k8s.io/v1/csinodes"
+LEASE_UPDATE_RETRIES = 5  # the lease controller's maxUpdateRetries
+NODE_STATUS_UPDATE_RETRIES = 5  # the kubelet's nodeStatusUpdateRetry
 #: The informers every kubelet 1.20 opens besides its node and pods (path, item type).
 CLUSTER_WATCHES = (
     ("/api/v1/services", "services"),
@@ -216,34 +218,57 @@ class HollowKubelet:
             await asyncio.sleep(renew * (1 + self.profile.lease_jitter * random.random()))
 
     async def _renew_lease(self) -> None:
-        """Update from the last written copy; on failure GET (or create) and retry."""
+        """The lease controller's sync (component-helpers/apimachinery/lease, 1.20):
+        update from the last written copy, up to 5 times; on conflict read it again
+        (backing off while that fails) and go on; when all 5 fail, read or create it
+        with backoff and update once more."""
+        if self.lease is not None and await self._retry_update_lease(self.lease):
+            return
+        self.lease, created = await self._backoff_ensure_lease()
+        if not created:
+            await self._retry_update_lease(self.lease)
+
+    async def _retry_update_lease(self, base: dict[str, Any]) -> bool:
         path = f"{LEASES}/{self.name}"
-        for _attempt in range(5):
+        for _attempt in range(LEASE_UPDATE_RETRIES):
             try:
-                if self.lease is None:
-                    try:
-                        self.lease = orjson.loads(await self.heartbeat.get(path))
-                    except ApiError as exc:
-                        if not exc.not_found:
-                            raise
-                        self.lease = orjson.loads(
-                            await self.heartbeat.create(LEASES, self.identity.lease(self.node_uid)))
-                        return
-                lease = self.lease
-                lease["spec"]["renewTime"] = objects.now_micro()
-                lease["spec"]["holderIdentity"] = self.name
-                lease["spec"]["leaseDurationSeconds"] = self.profile.lease_duration
-                if self.node_uid and _owner_uid(lease) != self.node_uid:
-                    lease["metadata"]["ownerReferences"] = objects.owner_ref(
-                        self.name, self.node_uid)
-                self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
-                return
+                self.lease = orjson.loads(await self.heartbeat.replace(path, self._renewed(base)))
+                return True
             except ApiError as exc:
-                self.lease = None
                 log.debug("%s: lease: %s", self.name, exc)
+                if exc.conflict:
+                    base, _ = await self._backoff_ensure_lease()
             except NETWORK_ERRORS as exc:
                 log.debug("%s: lease: %r", self.name, exc)
-                return
+        return False
+
+    async def _backoff_ensure_lease(self) -> tuple[dict[str, Any], bool]:
+        """GET the lease (create it if absent); retry every 0.2 s doubling to 7 s."""
+        path = f"{LEASES}/{self.name}"
+        sleep = 0.1
+        while True:
+            try:
+                try:
+                    return orjson.loads(await self.heartbeat.get(path)), False
+                except ApiError as exc:
+                    if not exc.not_found:
+                        raise
+                    return orjson.loads(await self.heartbeat.create(
+                        LEASES, self.identity.lease(self.node_uid))), True
+            except (ApiError, *NETWORK_ERRORS) as exc:
+                log.debug("%s: ensure lease: %r", self.name, exc)
+                sleep = min(2 * sleep, 7.0)
+                await asyncio.sleep(sleep)
+
+    def _renewed(self, base: dict[str, Any]) -> dict[str, Any]:
+        lease = {**base, "spec": {**base.get("spec", {})}}
+        lease["spec"]["renewTime"] = objects.now_micro()
+        lease["spec"]["holderIdentity"] = self.name
+        lease["spec"]["leaseDurationSeconds"] = self.profile.lease_duration
+        if self.node_uid and _owner_uid(lease) != self.node_uid:
+            lease["metadata"] = {**lease["metadata"],
+                                 "ownerReferences": objects.owner_ref(self.name, self.node_uid)}
+        return lease
 
     # -- node status -------------------------------------------------------------------
     async def _status_loop(self) -> None:
@@ -255,15 +280,24 @@ class HollowKubelet:
             await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
 
     async def _sync_status(self) -> None:
+        """updateNodeStatus: up to 5 tries; the first reads the Node from the
+        apiserver's cache (resourceVersion=0), the retries from etcd."""
+        for attempt in range(NODE_STATUS_UPDATE_RETRIES):
+            try:
+                await self._try_update_status(attempt)
+                return
+            except ApiError as exc:
+                log.debug("%s: node status: %s", self.name, exc)
+                if exc.not_found:
+                    self.node_deleted()
+                    return
+            except NETWORK_ERRORS as exc:
+                log.debug("%s: node status: %r", self.name, exc)
+
+    async def _try_update_status(self, attempt: int) -> None:
         path = f"/api/v1/nodes/{self.name}"
-        try:
-            node = orjson.loads(await self.heartbeat.get(path, {"resourceVersion": "0"}))
-        except ApiError as exc:
-            if exc.not_found:
-                self.node_deleted()
-            return
-        except NETWORK_ERRORS:
-            return
+        params = {"resourceVersion": "0"} if attempt == 0 else None
+        node = orjson.loads(await self.heartbeat.get(path, params))
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})
@@ -276,11 +310,8 @@ class HollowKubelet:
                                        None if current.get("capacity") else
                                        self.identity.capacity())
         patch = objects.status_patch(current, desired)
-        try:
-            await self.heartbeat.patch(f"{path}/status", {"status": patch})
-            self.last_report = time.monotonic()
-        except (ApiError, *NETWORK_ERRORS) as exc:
-            log.debug("%s: node status: %r", self.name, exc)
+        await self.heartbeat.patch(f"{path}/status", {"status": patch})
+        self.last_report = time.monotonic()
 
 
 def _owner_uid(obj: dict[str, Any]) -> str:

@@ -64,6 +64,8 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     #: client-go's minWatchTimeout: each watch asks to end after 1–2× this (5 minutes).
     #: Shorter only for experiments (e.g. to reopen watches after an etcd compaction).
     min_watch_timeout: float = 300.0
+    #: The kubelet's nodeStatusMaxImages: images reported in the Node's status.
+    node_status_max_images: int = 50
     #: The Go hollow kubelet's client (10/20); its heartbeat client (lease and node
     #: status) is not limited, as in kubelet 1.20.
     kubelet_qps: float = 10.0

@@ -66,10 +66,13 @@ class Client:
 
     def __init__(self, config: KubeConfig, *, user_agent: str = "pykubemark",
                  limiter: TokenBucket = UNLIMITED, session: aiohttp.ClientSession | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, timeout: float = 60.0) -> None:
         self.config = config
         self.user_agent = user_agent
         self.limiter = limiter
+        #: Per-request deadline, as rest.Config.Timeout (the kubelet's heartbeat client
+        #: gives up after min(10 s, lease duration)).
+        self.timeout = timeout
         self._session = session
         self._owns_session = session is None
         self._headers = {
@@ -90,10 +93,11 @@ class Client:
         return self._session
 
     def with_identity(self, *, user_agent: str | None = None, limiter: TokenBucket | None = None,
-                      config: KubeConfig | None = None) -> Client:
-        """A view sharing this pool with its own agent, limiter or token."""
+                      config: KubeConfig | None = None, timeout: float | None = None) -> Client:
+        """A view sharing this pool with its own agent, limiter, token or timeout."""
         return Client(config or self.config, user_agent=user_agent or self.user_agent,
-                      limiter=limiter or self.limiter, session=self.session)
+                      limiter=limiter or self.limiter, session=self.session,
+                      timeout=timeout or self.timeout)
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -107,7 +111,8 @@ class Client:
 
     # -- verbs ---------------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                      body: Any = None, content_type: str = JSON, timeout: float = 60.0) -> bytes:
+                      body: Any = None, content_type: str = JSON,
+                      timeout: float | None = None) -> bytes:
         data = body if isinstance(body, bytes | None) else orjson.dumps(body)
         headers = self._headers if data is None else {**self._headers, "Content-Type": content_type}
         url = self.config.server + path
@@ -115,7 +120,7 @@ class Client:
             await self.limiter.wait()
             async with self.session.request(
                 method, url, params=params, data=data, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
                 server_hostname=self.config.tls_server_name,
             ) as response:
                 payload = await response.read()

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 from benchlib import (
     RESULTS_DIR,
     Api,
@@ -64,13 +65,21 @@ from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
 from pykubemark.measure.audit import Request, read_audit, watch_set
 
-#: user in the audit log -> (side, component)
+#: user in the audit log -> (side, component); every pykubemark kubelet is its own
+#: system:node:<name> (TLS bootstrap), folded to NODE_USERS by `fold_user`.
+NODE_USERS = "system:node:*"
 USERS = {
     "kubemark:go-kubelet": ("go", "kubelet"),
     "kubemark:go-proxy": ("go", "proxy"),
-    "pykubemark:hollow-kubelet": ("py", "kubelet"),
-    "pykubemark:hollow-proxy": ("py", "proxy"),
+    NODE_USERS: ("py", "kubelet"),
+    "system:kube-proxy": ("py", "proxy"),
 }
+
+
+def fold_user(request: Request) -> Request:
+    if request.user.startswith("system:node:"):
+        return msgspec.structs.replace(request, user=NODE_USERS)
+    return request
 REFERENCE = Path(__file__).resolve().parent / "reference" / "kubemark-go-1.20.json"
 TOLERANCE = 0.10
 #: When neither side sent this many requests, a deviation says little (a watch reopened
@@ -409,7 +418,8 @@ class Fidelity:
             return
         until = max(p.end for p in done if p.end is not None)
         wait_for_audit(self.audit_log, until)
-        everyone = list(read_audit(self.audit_log, since=self.launched, until=until))
+        everyone = [fold_user(r) for r in read_audit(self.audit_log, since=self.launched,
+                                                      until=until)]
         requests = [r for r in everyone if r.user in USERS]
         phases = {}
         for phase in done:

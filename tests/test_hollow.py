@@ -30,7 +30,7 @@ from helpers import (
     wait_for,
 )
 
-from pykubemark.measure.audit import count_rows, watch_set
+from pykubemark.measure.audit import count_rows, read_audit, watch_set
 
 NODES = 50
 PODS_PER_NODE = 10
@@ -239,29 +239,68 @@ def test_referenced_secrets_are_watched_per_node(cluster: Cluster, cycle: Cycle)
     assert len(lists) == len(nodes_with_pods)
 
 
-def test_deleted_node_registers_again(cluster: Cluster, fleet: Fleet) -> None:
-    name = fleet.names[7]
-    old_uid = cluster.get_json("node", name)["metadata"]["uid"]
-    cluster.kubectl("delete", "node", name)
+def test_deleted_node_stays_deleted_as_with_kubelet_1_20(cluster: Cluster) -> None:
+    """kubelet 1.20 registers once per process: after its Node is deleted it keeps
+    trying its status update (5 GETs per period, each 404) and creates no Node, and no
+    Lease without a Node to own it."""
+    fleet = Fleet(cluster, 1, "deleted")
+    try:
+        fleet.wait_ready()
+        name = fleet.names[0]
+        cluster.kubectl("delete", "node", name)
+        deleted = utcnow()
+        user = f"system:node:{name}"
 
-    def back() -> bool:
-        node = cluster.get_json("nodes")["items"]
-        again = [n for n in node if n["metadata"]["name"] == name]
-        return bool(again) and again[0]["metadata"]["uid"] != old_uid and is_ready(again[0])
+        def status_retries() -> list:
+            return [r for r in read_audit(cluster.audit_log, since=deleted, users=[user])
+                    if r.resource == "nodes" and r.verb == "get" and r.code == 404]
 
-    wait_for(f"{name} to register again", back, 60, 1)
-    new_uid = cluster.get_json("node", name)["metadata"]["uid"]
+        wait_for("a status period of 404s", lambda: len(status_retries()) >= 5, 60, 2)
+        wait_for("the garbage collector to remove the lease", lambda: not cluster.kubectl(
+            "get", "lease", name, "-n", "kube-node-lease", "--ignore-not-found"), 60, 2)
+        lease_gone = utcnow()
+        wait_for("a lease renewal after that", lambda: [
+            r for r in read_audit(cluster.audit_log, since=lease_gone, users=[user])
+            if r.resource == "leases"], 60, 2)
+    finally:
+        assert fleet.stop() == 0
+    created = [(r.resource, r.code) for r in read_audit(cluster.audit_log, since=deleted,
+                                                         users=[user]) if r.verb == "create"]
+    assert created == []
+    assert not cluster.kubectl("get", "node", name, "--ignore-not-found")
 
-    def owned(kind: str, *namespace: str) -> bool:
-        out = cluster.kubectl("get", kind, name, *namespace, "-o", "json", check=False)
-        refs = json.loads(out)["metadata"].get("ownerReferences") or [] if out else []
-        return bool(refs) and refs[0]["uid"] == new_uid
 
-    wait_for(f"{name}'s lease to belong to the new node",
-             lambda: owned("lease", "-n", "kube-node-lease"), 90, 2)
-    wait_for(f"{name}'s CSINode to belong to the new node", lambda: owned("csinode"), 90, 2)
-    time.sleep(10)  # the garbage collector has had its chance to remove either
-    assert owned("lease", "-n", "kube-node-lease") and owned("csinode")
+def test_deleted_node_registers_again_with_the_chaos_option(cluster: Cluster,
+                                                           tmp_path: Path) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("reregister_deleted_node: true\n")
+    fleet = Fleet(cluster, 1, "reregister", "--profile", str(profile), "--delete-nodes-on-exit")
+    try:
+        fleet.wait_ready()
+        name = fleet.names[0]
+        old_uid = cluster.get_json("node", name)["metadata"]["uid"]
+        cluster.kubectl("delete", "node", name)
+
+        def back() -> bool:
+            node = cluster.get_json("nodes")["items"]
+            again = [n for n in node if n["metadata"]["name"] == name]
+            return bool(again) and again[0]["metadata"]["uid"] != old_uid and is_ready(again[0])
+
+        wait_for(f"{name} to register again", back, 60, 1)
+        new_uid = cluster.get_json("node", name)["metadata"]["uid"]
+
+        def owned(kind: str, *namespace: str) -> bool:
+            out = cluster.kubectl("get", kind, name, *namespace, "-o", "json", check=False)
+            refs = json.loads(out)["metadata"].get("ownerReferences") or [] if out else []
+            return bool(refs) and refs[0]["uid"] == new_uid
+
+        wait_for(f"{name}'s lease to belong to the new node",
+                 lambda: owned("lease", "-n", "kube-node-lease"), 90, 2)
+        wait_for(f"{name}'s CSINode to belong to the new node", lambda: owned("csinode"), 90, 2)
+        time.sleep(10)  # the garbage collector has had its chance to remove either
+        assert owned("lease", "-n", "kube-node-lease") and owned("csinode")
+    finally:
+        assert fleet.stop() == 0
 
 
 def test_lease_conflict_is_read_again_and_retried(cluster: Cluster, fleet: Fleet) -> None:

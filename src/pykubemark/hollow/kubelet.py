@@ -112,6 +112,7 @@ class HollowKubelet:
         self.reflectors: list[Reflector[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._reregister = asyncio.Event()
+        self.node_gone = False
 
     # -- run --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -182,26 +183,40 @@ class HollowKubelet:
         await self._ensure_csinode()
 
     async def _ensure_csinode(self) -> None:
-        """Create the CSINode, or re-own it when the Node was re-created (else the
-        garbage collector removes it with the old Node)."""
+        """Create the CSINode; when the Node was re-created, replace the old one by a new
+        object owned by the new Node. (Re-owning it in place races the garbage
+        collector, whose delete of the old one checks only its uid.)"""
         path = f"{CSINODES}/{self.name}"
         try:
             csinode = orjson.loads(await self.client.get(path))
         except ApiError as exc:
             if not exc.not_found:
                 raise
+            csinode = None
+        if csinode is not None:
+            if _owner_uid(csinode) == self.node_uid:
+                return
             try:
-                await self.client.create(CSINODES, self.identity.csinode(self.node_uid))
-            except ApiError as create_exc:
-                if create_exc.status != 409:
+                await self.client.delete(path, {"preconditions": {
+                    "uid": csinode["metadata"]["uid"]}})
+            except ApiError as exc:
+                if exc.status not in (404, 409):
                     raise
-            return
-        if _owner_uid(csinode) != self.node_uid:
-            csinode["metadata"]["ownerReferences"] = objects.owner_ref(self.name, self.node_uid)
-            await self.client.replace(path, csinode)
+        try:
+            await self.client.create(CSINODES, self.identity.csinode(self.node_uid))
+        except ApiError as create_exc:
+            if create_exc.status != 409:
+                raise
 
     def node_deleted(self) -> None:
-        self._reregister.set()
+        """Our Node is gone (a DELETED event or a 404). kubelet 1.20 registers only once
+        per process, so by default nothing happens: status and lease keep failing as the
+        kubelet's do. The profile's `reregister_deleted_node` registers it again."""
+        if self.profile.reregister_deleted_node:
+            self._reregister.set()
+        elif not self.node_gone:
+            self.node_gone = True
+            log.warning("%s: Node deleted; not registering again (as kubelet 1.20)", self.name)
 
     async def _reregister_loop(self) -> None:
         while True:
@@ -225,7 +240,7 @@ class HollowKubelet:
         if self.lease is not None and await self._retry_update_lease(self.lease):
             return
         self.lease, created = await self._backoff_ensure_lease()
-        if not created:
+        if not created and self.lease is not None:
             await self._retry_update_lease(self.lease)
 
     async def _retry_update_lease(self, base: dict[str, Any]) -> bool:
@@ -237,13 +252,18 @@ class HollowKubelet:
             except ApiError as exc:
                 log.debug("%s: lease: %s", self.name, exc)
                 if exc.conflict:
-                    base, _ = await self._backoff_ensure_lease()
+                    fresh, _ = await self._backoff_ensure_lease()
+                    if fresh is None:
+                        return False
+                    base = fresh
             except NETWORK_ERRORS as exc:
                 log.debug("%s: lease: %r", self.name, exc)
         return False
 
-    async def _backoff_ensure_lease(self) -> tuple[dict[str, Any], bool]:
-        """GET the lease (create it if absent); retry every 0.2 s doubling to 7 s."""
+    async def _backoff_ensure_lease(self) -> tuple[dict[str, Any] | None, bool]:
+        """GET the lease, or create it owned by the Node — which takes a GET of the
+        Node, and no create when it is gone (SetNodeOwnerFunc); retry every 0.2 s
+        doubling to 7 s while requests fail."""
         path = f"{LEASES}/{self.name}"
         sleep = 0.1
         while True:
@@ -253,8 +273,15 @@ class HollowKubelet:
                 except ApiError as exc:
                     if not exc.not_found:
                         raise
-                    return orjson.loads(await self.heartbeat.create(
-                        LEASES, self.identity.lease(self.node_uid))), True
+                try:
+                    node = orjson.loads(await self.heartbeat.get(f"/api/v1/nodes/{self.name}"))
+                except ApiError as exc:
+                    if not exc.not_found:
+                        raise
+                    return None, False
+                uid = node.get("metadata", {}).get("uid", self.node_uid)
+                return orjson.loads(await self.heartbeat.create(
+                    LEASES, self.identity.lease(uid))), True
             except (ApiError, *NETWORK_ERRORS) as exc:
                 log.debug("%s: ensure lease: %r", self.name, exc)
                 sleep = min(2 * sleep, 7.0)
@@ -290,7 +317,8 @@ class HollowKubelet:
                 log.debug("%s: node status: %s", self.name, exc)
                 if exc.not_found:
                     self.node_deleted()
-                    return
+                    if self.profile.reregister_deleted_node:
+                        return
             except NETWORK_ERRORS as exc:
                 log.debug("%s: node status: %r", self.name, exc)
 

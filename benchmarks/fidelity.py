@@ -65,20 +65,23 @@ from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
 from pykubemark.measure.audit import Request, read_audit, watch_set
 
-#: user in the audit log -> (side, component); every pykubemark kubelet is its own
-#: system:node:<name> (TLS bootstrap), folded to NODE_USERS by `fold_user`.
-NODE_USERS = "system:node:*"
+#: user in the audit log -> (side, component). Every kubelet is its own
+#: system:node:<name> (pykubemark's by TLS bootstrap, the Go ones with certificates from
+#: the cluster CA); `fold_user` folds them by node-name prefix: go-* and py-*.
+GO_NODES, PY_NODES = "system:node:go-*", "system:node:py-*"
 USERS = {
-    "kubemark:go-kubelet": ("go", "kubelet"),
+    GO_NODES: ("go", "kubelet"),
+    "kubemark:go-kubelet": ("go", "kubelet"),  # a Go fleet with one shared identity
     "kubemark:go-proxy": ("go", "proxy"),
-    NODE_USERS: ("py", "kubelet"),
+    PY_NODES: ("py", "kubelet"),
     "system:kube-proxy": ("py", "proxy"),
 }
 
 
 def fold_user(request: Request) -> Request:
-    if request.user.startswith("system:node:"):
-        return msgspec.structs.replace(request, user=NODE_USERS)
+    for folded in (GO_NODES, PY_NODES):
+        if request.user.startswith(folded[:-1]):
+            return msgspec.structs.replace(request, user=folded)
     return request
 REFERENCE = Path(__file__).resolve().parent / "reference" / "kubemark-go-1.20.json"
 TOLERANCE = 0.10

@@ -87,17 +87,20 @@ class GoFleet:
     extra_kubelet_args: tuple[str, ...] = ()
     extra_proxy_args: tuple[str, ...] = ()
     members: list[GoNode] = field(default_factory=list)
+    #: Per-node kubeconfigs (system:node:<name>); nodes not in it use kubelet_kubeconfig.
+    node_kubeconfigs: dict[str, Path] = field(default_factory=dict)
     _on_start: Callable[[Proc], None] | None = None
 
     # -- construction ------------------------------------------------------------------
     @classmethod
     def for_cluster(cls, cluster: LocalCluster, nodes: int, *, kubemark: Path | None = None,
-                    prefix: str = "go", **kwargs: object) -> GoFleet:
-        """A fleet with the cluster's `go-kubelet` / `go-proxy` users and log directory.
-
-        The Go nodes authenticate as users of their own (``kubemark:go-kubelet`` and
-        ``kubemark:go-proxy``), so the audit log tells their requests apart from
-        pykubemark's and from each other.
+                    prefix: str = "go", node_identities: bool = True,
+                    **kwargs: object) -> GoFleet:
+        """A fleet with the cluster's log directory; each Go kubelet is
+        ``system:node:<prefix>-<i>`` with a certificate from the cluster CA (the Go
+        hollow kubelet does no TLS bootstrap), or, without ``node_identities``, the shared
+        ``kubemark:go-kubelet``; the proxies are ``kubemark:go-proxy`` (system:node-proxier).
+        The node-name prefix tells the Go kubelets' requests from pykubemark's.
         """
         if kubemark is None:
             from pykubemark.provision import ensure_binaries
@@ -110,6 +113,9 @@ class GoFleet:
                     proxy_kubeconfig=cluster.kubeconfig_for("go-proxy"),
                     nodes=nodes, log_dir=cluster.dir / "logs", prefix=prefix,
                     **kwargs)  # type: ignore[arg-type]
+        if node_identities:
+            fleet.node_kubeconfigs = {name: cluster.node_kubeconfig(name)
+                                      for name in fleet.names}
         fleet.register_with(cluster)
         return fleet
 
@@ -129,9 +135,10 @@ class GoFleet:
 
     # -- argv --------------------------------------------------------------------------
     def kubelet_argv(self, node: GoNode) -> list[str]:
+        kubeconfig = self.node_kubeconfigs.get(node.name, self.kubelet_kubeconfig)
         argv = [
             *PRIVATE_TMP, str(self.kubemark), "--morph=kubelet", f"--name={node.name}",
-            f"--kubeconfig={self.kubelet_kubeconfig}",
+            f"--kubeconfig={kubeconfig}",
             f"--kubelet-port={node.kubelet_port}",
             f"--kubelet-read-only-port={node.read_only_port}",
         ]

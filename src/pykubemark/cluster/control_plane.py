@@ -23,7 +23,7 @@ from pykubemark.cluster.node_bootstrap import (
     BOOTSTRAP_USER,
     allow_node_bootstrap,
 )
-from pykubemark.cluster.pki import write_pki
+from pykubemark.cluster.pki import issue_client_cert, write_pki
 from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, validate_name
 from pykubemark.errors import UserError
 from pykubemark.provision import Binaries
@@ -40,9 +40,11 @@ USERS = {
     "kubelet-bootstrap": (BOOTSTRAP_USER, BOOTSTRAP_GROUP),
     "hollow-kubelet": ("pykubemark:hollow-kubelet", "system:masters,system:nodes"),
     "hollow-proxy": ("system:kube-proxy", ""),
-    # The Go kubemark, run beside ours by the benchmarks.
+    # The Go kubemark, run beside ours by the benchmarks: its kubelets get per-node
+    # certificates (`node_kubeconfig`), go-kubelet is the old shared identity; its
+    # proxies are bound to system:node-proxier like system:kube-proxy.
     "go-kubelet": ("kubemark:go-kubelet", "system:masters,system:nodes"),
-    "go-proxy": ("kubemark:go-proxy", "system:masters"),
+    "go-proxy": ("kubemark:go-proxy", ""),
 }
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -92,6 +94,18 @@ class LocalCluster:
 
     def kubeconfig_for(self, user: str) -> Path:
         return self.dir / f"{user}.kubeconfig"
+
+    def node_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig for system:node:<node> with a certificate from the cluster CA,
+        for kubelets that do not bootstrap through the CSR API (the Go kubemark's)."""
+        pki = self.dir / "pki"
+        cert, key = issue_client_cert(pki / "ca.crt", pki / "ca.key", f"system:node:{node}",
+                                      ("system:nodes",))
+        directory = self.dir / "node-kubeconfigs"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return write_kubeconfig(directory / f"{node}.kubeconfig", server=self.state.server,
+                                ca_cert=pki / "ca.crt", user=f"system:node:{node}",
+                                cluster=self.state.name, client_cert=cert, client_key=key)
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod

@@ -29,6 +29,8 @@ BINDINGS = (
     ("kubeadm:node-autoapprove-certificate-rotation", f"{_CSR_ROLE}:selfnodeclient",
      "Group", "system:nodes"),
     ("pykubemark:hollow-cleanup", "pykubemark:hollow-cleanup", "User", BOOTSTRAP_USER),
+    # The Go kubemark's proxies (benchmarks), as system:kube-proxy is bound by default.
+    ("pykubemark:go-proxy", "system:node-proxier", "User", "kubemark:go-proxy"),
 )
 CLEANUP_ROLE = {
     "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

@@ -241,8 +241,9 @@ def test_referenced_secrets_are_watched_per_node(cluster: Cluster, cycle: Cycle)
 
 def test_deleted_node_stays_deleted_as_with_kubelet_1_20(cluster: Cluster) -> None:
     """kubelet 1.20 registers once per process: after its Node is deleted it keeps
-    trying its status update (5 GETs per period, each 404) and creates no Node, and no
-    Lease without a Node to own it."""
+    trying its status update (5 GETs per period, each 404) and creates no Node; once the
+    garbage collector has removed its Lease, a renewal PUTs a fresh one without an
+    owner, which the apiserver creates (201) — what the Go kubemark does too."""
     fleet = Fleet(cluster, 1, "deleted")
     try:
         fleet.wait_ready()
@@ -259,15 +260,18 @@ def test_deleted_node_stays_deleted_as_with_kubelet_1_20(cluster: Cluster) -> No
         wait_for("the garbage collector to remove the lease", lambda: not cluster.kubectl(
             "get", "lease", name, "-n", "kube-node-lease", "--ignore-not-found"), 60, 2)
         lease_gone = utcnow()
-        wait_for("a lease renewal after that", lambda: [
+        wait_for("the lease created again by a renewal", lambda: [
             r for r in read_audit(cluster.audit_log, since=lease_gone, users=[user])
-            if r.resource == "leases"], 60, 2)
+            if r.resource == "leases" and r.verb == "update" and r.code == 201], 60, 2)
     finally:
         assert fleet.stop() == 0
     created = [(r.resource, r.code) for r in read_audit(cluster.audit_log, since=deleted,
                                                          users=[user]) if r.verb == "create"]
     assert created == []
     assert not cluster.kubectl("get", "node", name, "--ignore-not-found")
+    lease = cluster.get_json("lease", name, "-n", "kube-node-lease")
+    assert not lease["metadata"].get("ownerReferences")
+    cluster.kubectl("delete", "lease", name, "-n", "kube-node-lease")
 
 
 def test_deleted_node_registers_again_with_the_chaos_option(cluster: Cluster,

@@ -235,35 +235,33 @@ class HollowKubelet:
     async def _renew_lease(self) -> None:
         """The lease controller's sync (component-helpers/apimachinery/lease, 1.20):
         update from the last written copy, up to 5 times; on conflict read it again
-        (backing off while that fails) and go on; when all 5 fail, read or create it
-        with backoff and update once more."""
+        and go on; when all 5 fail, read or create it (with backoff) and update once more."""
         if self.lease is not None and await self._retry_update_lease(self.lease):
             return
         self.lease, created = await self._backoff_ensure_lease()
         if not created and self.lease is not None:
             await self._retry_update_lease(self.lease)
 
-    async def _retry_update_lease(self, base: dict[str, Any]) -> bool:
+    async def _retry_update_lease(self, base: dict[str, Any] | None) -> bool:
         path = f"{LEASES}/{self.name}"
         for _attempt in range(LEASE_UPDATE_RETRIES):
+            lease, _owned = await self._new_lease(base)  # an owner is not required here
             try:
-                self.lease = orjson.loads(await self.heartbeat.replace(path, self._renewed(base)))
+                self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
                 return True
             except ApiError as exc:
                 log.debug("%s: lease: %s", self.name, exc)
                 if exc.conflict:
-                    fresh, _ = await self._backoff_ensure_lease()
-                    if fresh is None:
-                        return False
-                    base = fresh
+                    # May be None (no Node to own a new one): the next try then PUTs a
+                    # fresh Lease, which the apiserver creates — as the kubelet's does.
+                    base, _ = await self._backoff_ensure_lease()
             except NETWORK_ERRORS as exc:
                 log.debug("%s: lease: %r", self.name, exc)
         return False
 
     async def _backoff_ensure_lease(self) -> tuple[dict[str, Any] | None, bool]:
-        """GET the lease, or create it owned by the Node — which takes a GET of the
-        Node, and no create when it is gone (SetNodeOwnerFunc); retry every 0.2 s
-        doubling to 7 s while requests fail."""
+        """GET the lease, or create it when there is a Node to own it; retry every
+        0.2 s doubling to 7 s while requests fail."""
         path = f"{LEASES}/{self.name}"
         sleep = 0.1
         while True:
@@ -273,29 +271,36 @@ class HollowKubelet:
                 except ApiError as exc:
                     if not exc.not_found:
                         raise
-                try:
-                    node = orjson.loads(await self.heartbeat.get(f"/api/v1/nodes/{self.name}"))
-                except ApiError as exc:
-                    if not exc.not_found:
-                        raise
+                lease, owned = await self._new_lease(None)
+                if not owned:
                     return None, False
-                uid = node.get("metadata", {}).get("uid", self.node_uid)
-                return orjson.loads(await self.heartbeat.create(
-                    LEASES, self.identity.lease(uid))), True
+                return orjson.loads(await self.heartbeat.create(LEASES, lease)), True
             except (ApiError, *NETWORK_ERRORS) as exc:
                 log.debug("%s: ensure lease: %r", self.name, exc)
                 sleep = min(2 * sleep, 7.0)
                 await asyncio.sleep(sleep)
 
-    def _renewed(self, base: dict[str, Any]) -> dict[str, Any]:
-        lease = {**base, "spec": {**base.get("spec", {})}}
+    async def _new_lease(self, base: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+        """newLease with the kubelet's SetNodeOwnerFunc: a copy of ``base`` (or a new
+        Lease) renewed now; without an owner yet, a GET of the Node supplies one.
+        Returns whether the lease has its owner."""
+        if base is None:
+            lease = self.identity.lease("")
+            lease["metadata"].pop("ownerReferences", None)
+        else:
+            lease = {**base, "metadata": {**base.get("metadata", {})},
+                     "spec": {**base.get("spec", {})}}
         lease["spec"]["renewTime"] = objects.now_micro()
-        lease["spec"]["holderIdentity"] = self.name
-        lease["spec"]["leaseDurationSeconds"] = self.profile.lease_duration
-        if self.node_uid and _owner_uid(lease) != self.node_uid:
-            lease["metadata"] = {**lease["metadata"],
-                                 "ownerReferences": objects.owner_ref(self.name, self.node_uid)}
-        return lease
+        if lease["metadata"].get("ownerReferences"):
+            return lease, True
+        try:
+            node = orjson.loads(await self.heartbeat.get(f"/api/v1/nodes/{self.name}"))
+        except (ApiError, *NETWORK_ERRORS) as exc:
+            log.debug("%s: lease owner: %r", self.name, exc)
+            return lease, False
+        lease["metadata"]["ownerReferences"] = objects.owner_ref(self.name,
+                                                                 node["metadata"]["uid"])
+        return lease, True
 
     # -- node status -------------------------------------------------------------------
     async def _status_loop(self) -> None:

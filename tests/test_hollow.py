@@ -226,17 +226,19 @@ def test_pod_requests_match_the_go_kubemark(cluster: Cluster, cycle: Cycle) -> N
 
 
 def test_referenced_secrets_are_watched_per_node(cluster: Cluster, cycle: Cycle) -> None:
-    secret_watches = [r for r in hollow_audit(cluster.audit_log, since=cycle.created,
-                                            until=cycle.gone, users=[KUBELET_USER])
-                      if r.resource == "secrets" and r.verb in ("list", "watch")]
     token = next(v["secret"]["secretName"] for v in cycle.pods[0]["spec"]["volumes"]
                  if v.get("secret"))
-    lists = [r for r in secret_watches if r.verb == "list"]
+    lists = [r for r in read_audit(cluster.audit_log, since=cycle.created, until=cycle.gone)
+             if r.user.startswith("system:node:hollow-") and r.resource == "secrets"
+             and r.verb == "list"]
     assert {r.selectors().get("fieldSelector") for r in lists} == {f"metadata.name={token}"}
     nodes_with_pods = {p["spec"]["nodeName"] for p in cycle.pods}
-    # One reflector per node for the secret; the audit log does not name the node, so
-    # count: as many initial lists as nodes that ran pods.
-    assert len(lists) == len(nodes_with_pods)
+    # One reflector per node that runs pods, synced by one LIST. A LIST may first be
+    # refused (403) while the Node authorizer's graph has not yet linked the pod's
+    # secret to the node, as a real kubelet's can be; its retry then succeeds.
+    synced = Counter(r.user.removeprefix("system:node:") for r in lists if r.code == 200)
+    assert synced == dict.fromkeys(nodes_with_pods, 1)
+    assert {r.code for r in lists} <= {200, 403}
 
 
 def test_deleted_node_stays_deleted_as_with_kubelet_1_20(cluster: Cluster) -> None:

@@ -4,8 +4,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-NODES  ?= 100
-PODS   ?= 1000
+NODES  ?= 200
+PODS_PER_NODE ?= 5
+DEMO_OUT ?= results/demo-$(shell date +%Y%m%d-%H%M%S)
 KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
 .PHONY: all venv provision test lint demo demo-down clean
@@ -32,11 +33,12 @@ test: provision lint
 demo: provision
 	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1
 	$(BIN)/pykubemark up --name demo --nodes $(NODES)
-	$(KUBECTL) get nodes -o wide | head -6
-	$(KUBECTL) create deployment demo --image=registry.k8s.io/pause:3.2 --replicas=$(PODS)
-	$(KUBECTL) rollout status deployment/demo --timeout=600s
-	$(KUBECTL) get pods -o wide | head -6
+	$(KUBECTL) get nodes -o wide | head -4
+	@# exit 1 means an SLO failed: the report says which; anything else is an error
+	$(BIN)/pykubemark run density --cluster demo --pods-per-node $(PODS_PER_NODE) \
+		--out $(DEMO_OUT) || [ $$? -eq 1 ]
 	$(BIN)/pykubemark status --name demo
+	@echo "Report: $(DEMO_OUT)/report.html"
 	@echo "The cluster keeps running: pykubemark kubectl --name demo -- get nodes; stop it with make demo-down"
 
 demo-down: venv

@@ -265,3 +265,38 @@ def test_context_not_a_mapping(tmp_path: Path) -> None:
     doc = kubeconfig()
     doc["contexts"][0]["context"] = "c1"
     assert "context" in user_error(write(tmp_path, doc))
+
+
+def test_kubeconfig_env_files_are_merged_first_wins(tmp_path, monkeypatch) -> None:
+    first = kubeconfig(cluster={"server": "https://127.0.0.1:1111",
+                                "insecure-skip-tls-verify": True})
+    second = kubeconfig(**{"current-context": "other"})
+    second["contexts"].append({"name": "other", "context": {"cluster": "c2", "user": "u2"}})
+    second["clusters"].append({"name": "c2", "cluster": {"server": "https://127.0.0.1:2222",
+                                                         "insecure-skip-tls-verify": True}})
+    second["users"].append({"name": "u2", "user": {"tokenFile": "token"}})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "token").write_text("from-b\n")
+    a, b = write(tmp_path, first, "a"), write(tmp_path / "b", second, "config")
+    monkeypatch.setenv("KUBECONFIG", f"{a}:{tmp_path / 'missing'}:{b}")
+    # current-context and the entries named in both files come from the first file
+    config = load_kubeconfig()
+    assert config.server == "https://127.0.0.1:1111" and config.context == "main"
+    # an entry only the second file has resolves its relative paths against that file
+    other = load_kubeconfig(context="other")
+    assert other.server == "https://127.0.0.1:2222"
+    assert other.headers == {"Authorization": "Bearer from-b"}
+
+
+def test_explicit_path_ignores_kubeconfig_env(tmp_path, monkeypatch) -> None:
+    path = write(tmp_path, kubeconfig())
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nope"))
+    assert load_kubeconfig(path).server == "https://127.0.0.1:6443"
+
+
+def test_unknown_context_names_the_files(tmp_path, monkeypatch) -> None:
+    a, b = write(tmp_path, kubeconfig(), "a"), write(tmp_path, kubeconfig(), "b")
+    monkeypatch.setenv("KUBECONFIG", f"{a}:{b}")
+    with pytest.raises(UserError) as info:
+        load_kubeconfig(context="nope")
+    assert "no context named 'nope'" in info.value.message and str(b) in info.value.message

@@ -29,6 +29,10 @@ from pykubemark.errors import UserError
 from pykubemark.provision import Binaries
 
 SERVICE_CIDR = "10.0.0.0/16"
+#: The controller-manager's and scheduler's client budget. Their defaults (20/30 and
+#: 50/100) would make them, not the scenario's --qps, set the pace of pod creation and
+#: binding; clusterloader2's kubemark clusters raise them too.
+COMPONENT_QPS = ("--kube-api-qps=100", "--kube-api-burst=200")
 #: Users in the token file: (user, groups). Hollow kubelets join as real ones do, by TLS
 #: bootstrap with the `kubelet-bootstrap` credential (each then is system:node:<name>);
 #: hollow kube-proxies are `system:kube-proxy`, bound to system:node-proxier by default.
@@ -61,6 +65,8 @@ class UpOptions:
     audit: bool = False
     etcd_tmpfs: bool = False
     apiserver_args: tuple[str, ...] = ()
+    controller_manager_args: tuple[str, ...] = ()
+    scheduler_args: tuple[str, ...] = ()
     timeout: float = 120.0
 
 
@@ -237,8 +243,10 @@ class LocalCluster:
             f"--cluster-signing-key-file={pki['ca_key']}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            *COMPONENT_QPS, *options.controller_manager_args,
         ])
-        sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler", [])
+        sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler",
+                                        [*COMPONENT_QPS, *options.scheduler_args])
         for proc in (cm, sched):
             _wait(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)

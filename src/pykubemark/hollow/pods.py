@@ -23,13 +23,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from pykubemark.hollow import objects
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.profile import Profile
-from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import Pod
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
 RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
 EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
-NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 #: The kubelet's token manager refreshes a token older than this, whatever its expiry.

@@ -23,6 +23,9 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 MAX_RETRY_AFTER = 10
+#: What a request raises when the connection, not the apiserver, failed; callers with a
+#: loop of their own catch these to try again later.
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class ApiError(Exception):

@@ -24,6 +24,7 @@ class KubeConfig:
     headers: dict[str, str] = field(default_factory=dict)
     source: str = ""
     tls_server_name: str | None = None
+    context: str = ""
     #: What verifies the server, kept so a node's own credentials can reuse it.
     ca_data: bytes | None = None
     insecure: bool = False
@@ -40,7 +41,8 @@ class KubeConfig:
             raise UserError(f"client certificate {pem} not usable ({exc})") from None
         return KubeConfig(server=self.server, ssl_context=ctx, headers={},
                           source=str(pem), tls_server_name=self.tls_server_name,
-                          ca_data=self.ca_data, insecure=self.insecure, client_cert=str(pem))
+                          context=self.context, ca_data=self.ca_data, insecure=self.insecure,
+                          client_cert=str(pem))
 
 
 def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
@@ -51,6 +53,61 @@ def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
                 raise UserError(f"kubeconfig {path}: {what} '{name}' is not a mapping")
             return value
     raise UserError(f"kubeconfig {path}: no {what} named '{name}'")
+
+
+@dataclass
+class _Merged:
+    """Several kubeconfig files as kubectl merges them: for every named cluster, user and
+    context the first file that defines it wins, and so does the first current-context.
+    Each entry remembers its file, since relative paths resolve against it."""
+
+    files: list[Path]
+    current_context: str = ""
+    entries: dict[str, dict[str, tuple[dict, Path]]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, files: list[Path]) -> _Merged:
+        merged = cls(files=files)
+        for path in files:
+            raw = read_yaml_mapping(path, "kubeconfig", empty_ok=len(files) > 1)
+            merged.current_context = merged.current_context or raw.get("current-context") or ""
+            for section, what in (("clusters", "cluster"), ("users", "user"),
+                                  ("contexts", "context")):
+                items = raw.get(section) or []
+                if not isinstance(items, list):
+                    raise UserError(f"kubeconfig {path}: {section} is not a list")
+                for item in items:
+                    if not isinstance(item, dict) or "name" not in item:
+                        continue
+                    value = item.get(what) or {}
+                    if not isinstance(value, dict):
+                        raise UserError(
+                            f"kubeconfig {path}: {what} '{item['name']}' is not a mapping")
+                    merged.entries.setdefault(what, {}).setdefault(
+                        str(item["name"]), (value, path))
+        return merged
+
+    @property
+    def where(self) -> str:
+        return ", ".join(str(f) for f in self.files)
+
+    def get(self, what: str, name: str) -> tuple[dict, Path]:
+        try:
+            return self.entries.get(what, {})[name]
+        except KeyError:
+            raise UserError(f"kubeconfig {self.where}: no {what} named '{name}'") from None
+
+
+def kubeconfig_files(path: str | Path | None) -> list[Path]:
+    """kubectl's precedence: the flag, else every file of ``$KUBECONFIG``, else
+    ``~/.kube/config``."""
+    if path is not None:
+        return [Path(path).expanduser()]
+    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if listed:
+        existing = [Path(p).expanduser() for p in listed if Path(p).expanduser().exists()]
+        return existing or [Path(listed[0]).expanduser()]
+    return [Path("~/.kube/config").expanduser()]
 
 
 def _material(section: dict, key: str, base: Path) -> bytes | None:
@@ -78,32 +135,31 @@ def _to_file(data: bytes) -> str:
 
 
 def load_kubeconfig(path: str | Path | None = None, context: str | None = None) -> KubeConfig:
-    """Parse a kubeconfig (``path``, else ``$KUBECONFIG``, else ``~/.kube/config``)."""
-    if path is None:
-        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
-    path = Path(path).expanduser()
-    where = str(path)
-    raw = read_yaml_mapping(path, "kubeconfig")
-    context_name = context or raw.get("current-context")
+    """Parse a kubeconfig (``path``, else ``$KUBECONFIG`` merged, else ``~/.kube/config``)."""
+    merged = _Merged.read(kubeconfig_files(path))
+    where = merged.where
+    context_name = context or merged.current_context
     if not context_name:
         raise UserError(f"kubeconfig {where} has no current-context")
-    ctx = _named(raw.get("contexts"), context_name, "context", where)
-    cluster = _named(raw.get("clusters"), ctx.get("cluster", ""), "cluster", where)
-    user = _named(raw.get("users"), ctx.get("user", ""), "user", where) if ctx.get("user") else {}
+    ctx, _ = merged.get("context", context_name)
+    cluster, cluster_file = merged.get("cluster", str(ctx.get("cluster", "")))
+    user, user_file = (merged.get("user", str(ctx["user"])) if ctx.get("user")
+                       else ({}, cluster_file))
     server = str(cluster.get("server") or "").rstrip("/")
     if not server.startswith(("https://", "http://")):
         raise UserError(f"kubeconfig {where}: cluster server '{server}' is not an http(s) URL")
-    base = path.parent
     insecure = bool(cluster.get("insecure-skip-tls-verify"))
     try:
-        ca = None if insecure else _material(cluster, "certificate-authority", base)
-        ssl_context = _ssl_context(server, ca, insecure, user, base)
-        headers = _auth_headers(user, base)
+        ca = None if insecure else _material(cluster, "certificate-authority",
+                                             cluster_file.parent)
+        ssl_context = _ssl_context(server, ca, insecure, user, user_file.parent)
+        headers = _auth_headers(user, user_file.parent)
     except UserError as exc:
         raise UserError(f"kubeconfig {where}: {exc.message}") from None
-    return KubeConfig(server=server, ssl_context=ssl_context, headers=headers, source=where,
-                      tls_server_name=cluster.get("tls-server-name"), ca_data=ca,
-                      insecure=insecure)
+    return KubeConfig(server=server, ssl_context=ssl_context, headers=headers,
+                      source=str(merged.files[0]) if len(merged.files) == 1 else where,
+                      tls_server_name=cluster.get("tls-server-name"),
+                      context=context_name, ca_data=ca, insecure=insecure)
 
 
 def _verify_context(ca: bytes | None, insecure: bool) -> ssl.SSLContext:
@@ -120,21 +176,16 @@ def _verify_context(ca: bytes | None, insecure: bool) -> ssl.SSLContext:
     if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    elif ca is not None:
-        try:
-            ctx.load_verify_locations(cadata=ca.decode())
-        except (ssl.SSLError, ValueError) as exc:
-            raise UserError(f"certificate authority is not valid PEM ({exc})") from None
     return ctx
 
 
 def _ssl_context(server: str, ca: bytes | None, insecure: bool, user: dict,
-                 base: Path) -> ssl.SSLContext | None:
+                 user_base: Path) -> ssl.SSLContext | None:
     if server.startswith("http://"):
         return None
     ctx = _verify_context(ca, insecure)
-    cert = _material(user, "client-certificate", base)
-    key = _material(user, "client-key", base)
+    cert = _material(user, "client-certificate", user_base)
+    key = _material(user, "client-key", user_base)
     if cert and key:
         cert_file, key_file = _to_file(cert), _to_file(key)
         try:

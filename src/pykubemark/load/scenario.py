@@ -1,0 +1,262 @@
+"""Scenarios as data: a YAML file a user can copy (`pykubemark scenario show density`)
+and change, checked before anything is created, with errors that name the field and its
+line. The built-in scenarios are files of the same format under `load/scenarios/`.
+
+Numbers may be expressions over the cluster's size and the parameters (``nodes``,
+``namespaces``, ``pods_per_node``...), evaluated by jinja2's sandbox, so one file serves
+20 nodes and 2000: ``replicas: "nodes * pods_per_node // namespaces"``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from pykubemark.errors import UserError
+
+Num = int | float | str
+KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secret")
+#: Measurements that can be scoped to a phase; the others span the whole run.
+PHASE_MEASUREMENTS = ("SchedulingThroughput",)
+RUN_MEASUREMENTS = ("APIResponsiveness", "ResourceUsage", "EtcdMetrics")
+
+
+class ObjectSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """``count`` objects per namespace named ``<name>-<i>``; workloads carry pods."""
+
+    kind: Literal["Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secret"]
+    name: str
+    count: Num = 1
+    #: Deployment replicas; Job completions (and parallelism).
+    replicas: Num = 1
+    #: Pods of one group are measured apart (PodStartupLatency per group).
+    group: str = "default"
+    #: A ConfigMap and a Secret per object, mounted by its pods.
+    config: bool = False
+    #: Fraction of these objects that get a Service selecting their pods.
+    service: Num = 0
+    #: Job pods run this long (seconds) before they succeed.
+    run_seconds: Num | None = None
+    #: Only in the first N namespaces (default: all).
+    namespaces: Num | None = None
+
+
+class ScaleSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Set every matching Deployment's replicas to ``round(replicas * factor)``;
+    ``factor`` is evaluated per object, so ``uniform(0.5, 1.5)`` differs each time."""
+
+    name: str = ""
+    factor: Num = 1
+
+
+class DeleteSpec(msgspec.Struct, forbid_unknown_fields=True):
+    kind: Literal["Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secret"]
+    name: str = ""
+
+
+class Phase(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    #: Measurements running during this phase only (SchedulingThroughput).
+    measurements: list[str] = []
+    create: list[ObjectSpec] = []
+    scale: list[ScaleSpec] = []
+    delete: list[DeleteSpec] = []
+    #: Delete every namespace of the run (and so everything in it).
+    delete_all: bool = False
+    #: Pods created, changed or deleted per second (default: parameter ``qps``).
+    qps: Num | None = None
+    #: After the phase's actions: until pods are Running / Jobs complete / gone.
+    wait: Literal["running", "complete", "gone", "none"] = "running"
+    timeout: Num = "600 + pods / 5"
+
+
+class Scenario(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    phases: list[Phase]
+    description: str = ""
+    #: Defaults; the command line's --pods-per-node, --qps and --set override them.
+    parameters: dict[str, bool | int | float | str] = {}
+    namespaces: Num = "max(1, nodes // 100)"
+    #: Whole-run measurements.
+    measurements: list[str] = msgspec.field(default_factory=lambda: list(RUN_MEASUREMENTS))
+    #: The pod-startup SLO (p99, seconds) for every group.
+    pod_startup_slo: float = 5.0
+    image: str = "registry.k8s.io/pause:3.2"
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            raise ValueError("a scenario needs at least one phase")
+        for measurement in self.measurements:
+            if measurement not in RUN_MEASUREMENTS:
+                raise ValueError(f"unknown measurement '{measurement}' (known: "
+                                 f"{', '.join(RUN_MEASUREMENTS)})")
+        for phase in self.phases:
+            for measurement in phase.measurements:
+                if measurement not in PHASE_MEASUREMENTS:
+                    raise ValueError(f"phase '{phase.name}': measurement '{measurement}' cannot "
+                                     f"be scoped to a phase (known: "
+                                     f"{', '.join(PHASE_MEASUREMENTS)})")
+
+    def groups(self) -> list[str]:
+        """Pod groups in order of first creation: each gets its own pod-startup figures."""
+        seen: list[str] = []
+        for phase in self.phases:
+            for spec in phase.create:
+                if spec.kind in POD_KINDS and spec.group not in seen:
+                    seen.append(spec.group)
+        return seen
+
+
+POD_KINDS = ("Deployment", "Job", "DaemonSet", "Pod")
+
+
+# -- loading -----------------------------------------------------------------------------
+def builtin_names() -> list[str]:
+    folder = resources.files("pykubemark.load") / "scenarios"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def scenario_text(name_or_path: str) -> tuple[str, str]:
+    """(text, where) of a built-in scenario by name, or of a file."""
+    if name_or_path in builtin_names():
+        folder = resources.files("pykubemark.load") / "scenarios"
+        return (folder / f"{name_or_path}.yaml").read_text(), f"built-in scenario {name_or_path}"
+    path = Path(name_or_path)
+    if not path.exists():
+        raise UserError(f"no scenario '{name_or_path}': not a file, and the built-ins are "
+                        f"{', '.join(builtin_names())}")
+    try:
+        return path.read_text(), f"scenario {path}"
+    except OSError as exc:
+        raise UserError(f"scenario {path} cannot be read: {exc.strerror}") from None
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    text, where = scenario_text(name_or_path)
+    return parse_scenario(text, where)
+
+
+def parse_scenario(text: str, where: str) -> Scenario:
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{where}{line}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping with name and phases at the top")
+    try:
+        return msgspec.convert(data, Scenario)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else ""
+        reason = message.split(" - at `")[0]
+        line = _line_of(node, path)
+        field = path.removeprefix("$.") or "scenario"
+        at = f" line {line}" if line else ""
+        raise UserError(f"{where}{at}: field '{field}': {reason}") from None
+
+
+def _line_of(node: yaml.Node | None, path: str) -> int | None:
+    """The line of ``$.phases[0].create[1].count`` in the composed YAML."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path.removeprefix("$")):
+        if key and isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if match is None:
+                # A missing or unknown field: the mapping that lacks it (or holds it).
+                return line
+            node = match
+        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+# -- evaluation --------------------------------------------------------------------------
+_env = SandboxedEnvironment()
+FUNCTIONS: dict[str, Any] = {
+    "min": min, "max": max, "int": int, "round": round, "ceil": math.ceil,
+    "floor": math.floor, "uniform": random.uniform, "randint": random.randint,
+}
+
+
+@dataclass
+class Values:
+    """The names an expression can use: nodes, namespaces, parameters, functions."""
+
+    names: dict[str, Any]
+    where: str = "scenario"
+
+    def number(self, value: Num | None, field: str, **extra: Any) -> float:
+        if value is None:
+            raise UserError(f"{self.where}: field '{field}' has no value")
+        if isinstance(value, bool):
+            raise UserError(f"{self.where}: field '{field}': expected a number, got {value}")
+        if isinstance(value, int | float):
+            return value
+        result = self._eval(value.removeprefix("="), field, extra)
+        if isinstance(result, bool) or not isinstance(result, int | float):
+            raise UserError(f"{self.where}: field '{field}': '{value}' gives {result!r}, "
+                            f"not a number")
+        return result
+
+    def integer(self, value: Num | None, field: str, **extra: Any) -> int:
+        return math.floor(self.number(value, field, **extra) + 1e-9)
+
+    def _eval(self, expression: str, field: str, extra: dict[str, Any]) -> Any:
+        try:
+            compiled = _env.compile_expression(expression, undefined_to_none=False)
+            return compiled(**FUNCTIONS, **self.names, **extra)
+        except (TemplateError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise UserError(f"{self.where}: field '{field}': cannot evaluate "
+                            f"'{expression}': {exc}") from None
+
+
+def resolve_parameters(scenario: Scenario, nodes: int, overrides: dict[str, Any],
+                       where: str) -> Values:
+    """Parameters in file order, each able to use ``nodes`` and the ones before it;
+    overrides from the command line replace a parameter's value before it is used."""
+    unknown = sorted(set(overrides) - set(scenario.parameters) - {"nodes"})
+    if unknown:
+        known = ", ".join(scenario.parameters) or "none"
+        raise UserError(f"{where} has no parameter {', '.join(unknown)} (known: {known})")
+    values = Values({"nodes": nodes}, where)
+    for name, default in scenario.parameters.items():
+        value = overrides.get(name, default)
+        if isinstance(value, str) and value.startswith("="):
+            value = values.number(value, f"parameters.{name}")
+        values.names[name] = value
+    values.names["namespaces"] = max(1, values.integer(scenario.namespaces, "namespaces"))
+    return values
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set name=value``: YAML scalars, so numbers stay numbers."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise UserError(f"--set {pair}: expected NAME=VALUE")
+        try:
+            out[name.strip()] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            out[name.strip()] = raw
+    return out

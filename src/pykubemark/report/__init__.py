@@ -1,0 +1,1 @@
+"""Results on disk: perfdata JSON (clusterloader2's format), summary, HTML, compare."""

@@ -1,0 +1,333 @@
+"""`pykubemark run`: a scenario's load with the measurements around it, and the reports.
+
+Everything measured is on disk as it is measured; the summary is rewritten after every
+phase. Ctrl-C (or SIGTERM) stops the load, stops the measurements (which write what
+they saw), deletes what the run created unless asked to keep it, and writes a report
+marked partial; a second Ctrl-C exits at once and says what was left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pykubemark import __version__
+from pykubemark.errors import UserError
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
+from pykubemark.kube.config import KubeConfig
+from pykubemark.load.generator import LoadError, LoadGenerator, Progress
+from pykubemark.load.scenario import Scenario, Values, resolve_parameters
+from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL
+from pykubemark.measure import (
+    ApiResponsiveness,
+    Context,
+    EtcdMetrics,
+    Measurement,
+    MeasurementError,
+    PodStartupLatency,
+    ResourceUsage,
+    SchedulingThroughput,
+)
+from pykubemark.report.output import Output
+
+log = logging.getLogger(__name__)
+#: clusterloader2's identifiers for the density test's two pod groups.
+IDENTIFIERS = {"saturation": "SaturationPodStartupLatency", "latency": "PodStartupLatency"}
+
+
+@dataclass
+class Target:
+    """The cluster under test: its API, and what is known of it when it runs here."""
+
+    config: KubeConfig
+    local: str | None = None
+    processes: dict[str, int] = field(default_factory=dict)
+    etcd_metrics_url: str | None = None
+    flags: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_local(cls, name: str) -> Target:
+        """A cluster `pykubemark up` started: its admin kubeconfig, and its processes to
+        sample, etcd to scrape, and the flags in force to report."""
+        from pykubemark.cluster.state import load
+        from pykubemark.kube.config import load_kubeconfig
+
+        state = load(name)
+        running = state.running()
+        if not any(p.name == "kube-apiserver" for p in running):
+            raise UserError(f"cluster '{name}' is not running (pykubemark up --name {name})")
+        etcd = state.ports.get("etcd")
+        return cls(config=load_kubeconfig(state.kubeconfig), local=name,
+                   processes={p.name: p.pid for p in running},
+                   etcd_metrics_url=f"http://127.0.0.1:{etcd}/metrics" if etcd else None,
+                   flags={p.name: [a for a in p.argv[1:] if a.startswith("--")]
+                          for p in running})
+
+
+@dataclass
+class RunOptions:
+    scenario: Scenario
+    scenario_source: str
+    target: Target
+    out: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    nodes: int | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    keep: bool = False
+    test_name: str = ""
+
+
+def identifier(group: str) -> str:
+    return IDENTIFIERS.get(group, f"{group.title().replace('-', '')}PodStartupLatency")
+
+
+def utc(when: dt.datetime | None = None) -> str:
+    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _NodeList(msgspec.Struct):
+    items: list[dict[str, Any]] = []
+
+
+def schedulable(node: dict[str, Any], selector: dict[str, str]) -> bool:
+    """Ready, not cordoned, not tainted NoSchedule/NoExecute, matching the selector."""
+    labels = node.get("metadata", {}).get("labels", {})
+    if any(labels.get(k) != v for k, v in selector.items()):
+        return False
+    spec = node.get("spec", {})
+    if spec.get("unschedulable"):
+        return False
+    if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in spec.get("taints") or []):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in node.get("status", {}).get("conditions", []))
+
+
+class Run:
+    def __init__(self, options: RunOptions, *,
+                 on_progress: Callable[[str, Progress], None] | None = None) -> None:
+        self.options = options
+        self.scenario = options.scenario
+        self.run_id = secrets.token_hex(3)
+        self.test = options.test_name or self.scenario.name
+        self.on_progress = on_progress or (lambda _phase, _progress: None)
+        self.started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        self._output: Output | None = None
+        self.client = Client(options.target.config, user_agent=f"pykubemark-run/{__version__}")
+        self.generator: LoadGenerator | None = None
+        self.measurements: list[Measurement] = []
+        self.phase_measurements: dict[str, list[Measurement]] = {}
+        self.summary: dict[str, Any] = {}
+        self.left_behind: list[str] = []
+
+    # -- preparation -------------------------------------------------------------------
+    async def prepare(self) -> Values:
+        """Everything that can refuse the run, before anything is created."""
+        try:
+            version = msgspec.json.decode(await self.client.get("/version"))
+            nodes = msgspec.json.decode(await self.client.get("/api/v1/nodes"), type=_NodeList)
+        except ApiError as exc:
+            raise UserError(f"apiserver {self.client.config.server} answered {exc.status} "
+                            f"{exc.reason}: {exc.message}") from None
+        except NETWORK_ERRORS as exc:
+            raise UserError(f"cannot reach apiserver {self.client.config.server}: "
+                            f"{str(exc) or type(exc).__name__}") from None
+        ready = sum(schedulable(n, self.options.node_selector) for n in nodes.items)
+        count = self.options.nodes if self.options.nodes is not None else ready
+        if count < 1:
+            raise UserError(f"no Ready schedulable nodes on {self.client.config.server}"
+                            + (f" matching {self.options.node_selector}"
+                               if self.options.node_selector else "")
+                            + " (start hollow nodes, or pass --nodes)")
+        values = resolve_parameters(self.scenario, count, self.options.overrides,
+                                    self.options.scenario_source)
+        self._output = Output(self.options.out, self.test, self.started)
+        self.generator = LoadGenerator(self.client, self.scenario, values, run_id=self.run_id,
+                                       test=self.test, node_selector=self.options.node_selector,
+                                       nodes=count)
+        for phase in self.scenario.phases:  # evaluate every expression once, up front
+            self.generator.plan(phase)
+            self.generator.qps(phase)
+        target = self.options.target
+        self.summary = {
+            "pykubemark": __version__,
+            "test": self.test,
+            "scenario": self.options.scenario_source,
+            "run_id": self.run_id,
+            "started": utc(self.started),
+            "finished": None,
+            "partial": True,
+            "status": "running",
+            "cluster": {"server": target.config.server,
+                        "version": version.get("gitVersion", ""),
+                        "nodes": count, "ready_nodes": ready, "local": target.local,
+                        "flags": target.flags},
+            "parameters": {k: v for k, v in values.names.items()},
+            "node_selector": self.options.node_selector,
+            "phases": [],
+            "slos": [],
+            "verdict": "no data",
+            "files": {"perfdata": [], "report": "report.html"},
+        }
+        self.write_summary()
+        return values
+
+    @property
+    def output(self) -> Output:
+        assert self._output is not None, "prepare() first"
+        return self._output
+
+    def context(self) -> Context:
+        target = self.options.target
+        return Context(client=self.client, output=self.output, processes=target.processes,
+                       etcd_metrics_url=target.etcd_metrics_url)
+
+    # -- the run -----------------------------------------------------------------------
+    async def execute(self) -> None:
+        assert self.generator is not None
+        generator = self.generator
+        ctx = self.context()
+        selector = f"{RUN_LABEL}={self.run_id}"
+        for group in self.scenario.groups():
+            self.measurements.append(PodStartupLatency(
+                ctx, selector=f"{selector},{GROUP_LABEL}={group}", identifier=identifier(group),
+                threshold=self.scenario.pod_startup_slo))
+        run_wide = {"APIResponsiveness": lambda: ApiResponsiveness(ctx),
+                    "ResourceUsage": lambda: ResourceUsage(ctx),
+                    "EtcdMetrics": lambda: EtcdMetrics(ctx)}
+        for name in self.scenario.measurements:
+            if name == "EtcdMetrics" and not ctx.etcd_metrics_url:
+                continue
+            if name == "ResourceUsage" and not ctx.processes:
+                continue
+            self.measurements.append(run_wide[name]())
+        await asyncio.gather(*(m.start() for m in self.measurements))
+        await generator.create_namespaces()
+        for phase in self.scenario.phases:
+            record: dict[str, Any] = {"name": phase.name, "started": utc(), "finished": None}
+            self.summary["phases"].append(record)
+            self.write_summary()
+            scoped = [SchedulingThroughput(ctx, selector=selector)
+                      for name in phase.measurements if name == "SchedulingThroughput"]
+            self.phase_measurements[phase.name] = scoped
+            await asyncio.gather(*(m.start() for m in scoped))
+            try:
+                record["objects"] = await self._with_progress(phase.name,
+                                                              generator.run_phase(phase))
+            finally:
+                await asyncio.gather(*(m.stop() for m in scoped), return_exceptions=True)
+                record["finished"] = utc()
+                self.write_summary()
+
+    async def _with_progress(self, phase: str, work: Any) -> Any:
+        assert self.generator is not None
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            self.on_progress(phase, self.generator.progress)
+            await asyncio.wait([task], timeout=0.5)
+        self.on_progress(phase, self.generator.progress)
+        return task.result()
+
+    async def finish(self, status: str) -> None:
+        """Stop measuring, clean up unless kept, write the summary and the report."""
+        every = self.measurements + [m for ms in self.phase_measurements.values() for m in ms]
+        await asyncio.gather(*(m.stop() for m in every), return_exceptions=True)
+        if self.generator is not None and self.generator.namespaces_created \
+                and not self.options.keep:
+            self.left_behind = await self._with_progress("cleanup", self.generator.cleanup())
+        slos = [slo for m in every for slo in m.slos()]
+        self.summary["slos"] = [msgspec.structs.asdict(s) if isinstance(s, msgspec.Struct)
+                                else dict(vars(s)) for s in slos]
+        verdicts = {s["verdict"] for s in self.summary["slos"]}
+        self.summary["verdict"] = ("fail" if "fail" in verdicts else
+                                   "pass" if "pass" in verdicts else "no data")
+        self.summary["status"] = status
+        self.summary["partial"] = status != "completed"
+        self.summary["finished"] = utc()
+        if self.left_behind:
+            self.summary["left_behind"] = {"namespaces": self.left_behind}
+        self.write_summary()
+        await self.client.close()
+
+    def write_summary(self) -> None:
+        self.summary.setdefault("files", {})["perfdata"] = sorted(
+            p.name for p in self.output.directory.glob(f"*_{self.test}_*.json"))
+        self.output.write_json("summary.json", self.summary)
+
+    def write_report(self) -> Path | None:
+        if self._output is None:
+            return None
+        try:
+            from pykubemark.report.html import write_html
+
+            return write_html(self.output.directory)
+        except Exception:  # a report that fails to render must not lose the data
+            log.exception("report.html could not be written; the data files are intact")
+            return None
+
+
+def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | None = None,
+        on_ready: Callable[[Run, Values], None] | None = None) -> Run:
+    """Run a scenario to the end, or until SIGINT/SIGTERM; always leave a report."""
+    the_run = Run(options, on_progress=on_progress)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            values = await the_run.prepare()
+        except BaseException:
+            await the_run.client.close()
+            raise
+        if on_ready:
+            on_ready(the_run, values)
+        task = asyncio.current_task()
+        assert task is not None
+        interrupts = 0
+
+        def interrupt() -> None:
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts == 1:
+                task.cancel()
+                return
+            run_id = the_run.run_id
+            sys.stderr.write(
+                f"\npykubemark: stopped at once; left behind: the namespaces labelled "
+                f"{RUN_LABEL}={run_id} (kubectl delete namespace -l {RUN_LABEL}={run_id}); "
+                f"results so far in {the_run.output.directory}\n")
+            os._exit(130)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupt)
+        status = "completed"
+        try:
+            await the_run.execute()
+        except asyncio.CancelledError:
+            status = "interrupted"
+            task.uncancel()
+        except (LoadError, MeasurementError) as exc:
+            status = f"failed: {exc}"
+        try:
+            await the_run.finish(status)
+        except asyncio.CancelledError:
+            task.uncancel()
+            the_run.summary["status"] = f"{status}; cleanup interrupted"
+            the_run.write_summary()
+        except (ApiError, *NETWORK_ERRORS, LoadError) as exc:
+            the_run.summary["status"] = f"{status}; cleanup failed: {exc}"
+            the_run.write_summary()
+
+    asyncio.run(main())
+    the_run.write_report()
+    return the_run

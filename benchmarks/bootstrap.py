@@ -6,7 +6,7 @@ cluster's bootstrap credential, at most C in flight, exactly as `pykubemark holl
 --node-credentials bootstrap` does: key, CSR, LIST+WATCH until issued, cached on disk.
 Then asks again for the same N, which must come from the cache.
 
-    .venv/bin/python benchmarks/bootstrap.py --nodes 200 --concurrency 20
+    .venv/bin/python benchmarks/bootstrap.py --nodes 200 --concurrency 50
 
 Writes ``results/bootstrap-<timestamp>.json``.
 """
@@ -58,7 +58,7 @@ async def _bootstrap(kubeconfig: Path, nodes: int, concurrency: int,
 
 @click.command()
 @click.option("--nodes", type=int, default=200, show_default=True)
-@click.option("--concurrency", type=int, default=20, show_default=True,
+@click.option("--concurrency", type=int, default=50, show_default=True,
               help="CSRs in flight at once (hollow's default).")
 @click.option("--name", default="bench-bootstrap", show_default=True)
 def main(nodes: int, concurrency: int, name: str) -> None:

@@ -53,7 +53,7 @@ class FleetOptions:
     #: obtains its own certificate through the CSR API with that credential.
     node_credentials: str = "shared"
     cert_dir: Path | None = None
-    bootstrap_concurrency: int = 20
+    bootstrap_concurrency: int = 50
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)

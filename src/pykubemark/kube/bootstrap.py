@@ -124,7 +124,7 @@ class NodeCredentials:
     """Per-node client certificates obtained through the CSR API with one bootstrap
     credential, cached under ``cert_dir``; at most ``concurrency`` requests in flight."""
 
-    def __init__(self, bootstrap: Client, cert_dir: Path, *, concurrency: int = 20,
+    def __init__(self, bootstrap: Client, cert_dir: Path, *, concurrency: int = 50,
                  wait: float = WAIT) -> None:
         self.bootstrap = bootstrap
         self.cert_dir = cert_dir

@@ -152,41 +152,36 @@ class Client:
         headers = self._headers if data is None else {**self._headers, "Content-Type": content_type}
         if accept is not None:
             headers = {**headers, "Accept": accept}
-        if self.http2:
-            return await self._request_h2(method, path, params, data, headers, timeout)
-        url = self.config.server + path
+        send = self._send_h2 if self.http2 else self._send_h1
         for _attempt in range(MAX_RETRY_AFTER + 1):
             await self.limiter.wait()
-            async with self.session.request(
-                method, url, params=params, data=data, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
-                server_hostname=self.config.tls_server_name,
-            ) as response:
-                payload = await response.read()
-                if response.status < 300:
-                    return payload
-                wait = _retry_after(response.headers)
-                if wait is None or not (response.status == 429 or response.status >= 500):
-                    raise ApiError(response.status, payload, method, path)
+            status, answer_headers, payload = await send(method, path, params, data, headers,
+                                                         timeout or self.timeout)
+            if status < 300:
+                return payload
+            wait = _retry_after(answer_headers)
+            if wait is None or not (status == 429 or status >= 500):
+                raise ApiError(status, payload, method, path)
             await asyncio.sleep(wait)
         raise ApiError(429, payload, method, path)
 
-    async def _request_h2(self, method: str, path: str, params: Mapping[str, str] | None,
-                          data: bytes | None, headers: Mapping[str, str],
-                          timeout: float | None) -> bytes:
+    async def _send_h1(self, method: str, path: str, params: Mapping[str, str] | None,
+                       data: bytes | None, headers: Mapping[str, str],
+                       timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+        async with self.session.request(
+            method, self.config.server + path, params=params, data=data, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            server_hostname=self.config.tls_server_name,
+        ) as response:
+            return response.status, response.headers, await response.read()
+
+    async def _send_h2(self, method: str, path: str, params: Mapping[str, str] | None,
+                       data: bytes | None, headers: Mapping[str, str],
+                       timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         target = f"{path}?{urlencode(params)}" if params else path
-        for _attempt in range(MAX_RETRY_AFTER + 1):
-            await self.limiter.wait()
-            async with asyncio.timeout(timeout or self.timeout):
-                response = await self.pool.request(method, target, headers, data)
-                payload = await response.read()
-            if response.status < 300:
-                return payload
-            wait = _retry_after(response.headers)
-            if wait is None or not (response.status == 429 or response.status >= 500):
-                raise ApiError(response.status, payload, method, path)
-            await asyncio.sleep(wait)
-        raise ApiError(429, payload, method, path)
+        async with asyncio.timeout(timeout):
+            response = await self.pool.request(method, target, headers, data)
+            return response.status, response.headers, await response.read()
 
     async def get(self, path: str, params: Mapping[str, str] | None = None, *,
                   accept: str | None = None) -> bytes:

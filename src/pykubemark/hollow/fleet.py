@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ class FleetOptions:
     #: Run the shards as child processes restarted when they die (always with >1).
     supervise: bool = False
     restarts_file: Path | None = None
+    #: Touched while every node renews its lease (a liveness probe reads its age).
+    heartbeat_file: Path | None = None
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -146,6 +149,8 @@ class Fleet:
         heartbeat = self.client.with_identity(user_agent=kubelet_agent, limiter=UNLIMITED)
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
         reporter = loop.create_task(self._report(stop))
+        beat = (loop.create_task(self._heartbeat(stop, self.options.heartbeat_file))
+                if self.options.heartbeat_file else None)
         try:
             for index, name in self.options.names():
                 if stop.is_set():
@@ -176,6 +181,8 @@ class Fleet:
             await stop.wait()
         finally:
             reporter.cancel()
+            if beat:
+                beat.cancel()
             await cancel_all(self._tasks)
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
@@ -201,6 +208,19 @@ class Fleet:
                 f"{len(pods)} pods ({running} running)"
                 + (f"; adopted {nodes} Ready nodes and {adopted} started pods"
                    if nodes or adopted else ""))
+
+    def renewing(self, now: float) -> bool:
+        """Every node renewed its lease within the lease duration (or just started)."""
+        oldest = min((k.renewed for k in self.kubelets.values()), default=now)
+        return now - oldest <= self.profile.lease_duration
+
+    async def _heartbeat(self, stop: asyncio.Event, path: Path) -> None:
+        while not stop.is_set():
+            if self.renewing(time.monotonic()):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.profile.lease_renew)
 
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -102,6 +102,8 @@ class HollowKubelet:
         self.images: list[str] = []
         self.registered = asyncio.Event()
         self.lease: dict[str, Any] | None = None
+        #: time.monotonic() of the last renewal the apiserver accepted (or of the start).
+        self.renewed = time.monotonic()
         self.object_watches = ObjectWatches(client)
         self.pods = PodLifecycle(
             self.name, identity.ip, Ipam(identity.pod_cidr), client, profile, events=events,
@@ -238,6 +240,7 @@ class HollowKubelet:
                             raise
                         self.lease = orjson.loads(
                             await self.heartbeat.create(LEASES, self.identity.lease(self.node_uid)))
+                        self.renewed = time.monotonic()
                         return
                 lease = self.lease
                 lease["spec"]["renewTime"] = objects.now_micro()
@@ -247,6 +250,7 @@ class HollowKubelet:
                     lease["metadata"]["ownerReferences"] = objects.owner_ref(
                         self.name, self.node_uid)
                 self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
+                self.renewed = time.monotonic()
                 return
             except ApiError as exc:
                 self.lease = None

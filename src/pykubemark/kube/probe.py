@@ -11,26 +11,37 @@ from pykubemark.errors import UserError
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.config import KubeConfig
 
+#: (verb, API group, resource, namespace) a user must be allowed.
+Permission = tuple[str, str, str, str]
 
-async def _probe(config: KubeConfig, verb: str, resource: str) -> dict[str, str]:
+
+async def _probe(config: KubeConfig, permissions: list[Permission]) -> dict[str, str]:
     async with Client(config) as client:
         version = orjson.loads(await client.get("/version"))
-        # Ask rather than try, so the check adds no list or watch to what is measured.
-        review = orjson.loads(await client.create(
-            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-            {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-             "spec": {"resourceAttributes": {"verb": verb, "resource": resource}}}))
-        if not review.get("status", {}).get("allowed"):
-            raise UserError(f"the user of {config.source} may not {verb} {resource} "
-                            f"on {config.server}")
+        for verb, group, resource, namespace in permissions:
+            # Ask rather than try, so the check adds no list or watch to what is measured.
+            attributes = {"verb": verb, "resource": resource, "group": group,
+                          "namespace": namespace}
+            review = orjson.loads(await client.create(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                 "spec": {"resourceAttributes": attributes}}))
+            if not review.get("status", {}).get("allowed"):
+                what = f"{resource}.{group}" if group else resource
+                where = f" in namespace {namespace}" if namespace else ""
+                raise UserError(f"the user of {config.source} may not {verb} {what}{where} "
+                                f"on {config.server}")
         return version
 
 
 def check_server(config: KubeConfig, timeout: float = 10.0, *, verb: str = "create",
-                 resource: str = "nodes") -> dict[str, str]:
-    """The server's /version, or a UserError saying why it cannot be used."""
+                 resource: str = "nodes",
+                 permissions: list[Permission] | None = None) -> dict[str, str]:
+    """The server's /version, or a UserError saying why it cannot be used. The user must
+    be allowed ``verb`` on ``resource`` (core group), or every one of ``permissions``."""
+    needed = permissions if permissions is not None else [(verb, "", resource, "")]
     try:
-        return asyncio.run(asyncio.wait_for(_probe(config, verb, resource), timeout))
+        return asyncio.run(asyncio.wait_for(_probe(config, needed), timeout))
     except ApiError as exc:
         if exc.status in (401, 403):
             raise UserError(

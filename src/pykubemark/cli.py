@@ -624,6 +624,31 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
         raise SystemExit(1)
 
 
+@cli.group()
+def image() -> None:
+    """The pykubemark container image (for `deploy`)."""
+
+
+@image.command(name="build")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("pykubemark-image.tar"),
+              show_default=True, help="OCI archive to write.")
+def image_build(out: Path) -> None:
+    """Build the image from a Debian minbase root (debootstrap) and the pinned wheels.
+
+    Needs root and only Debian's and PyPI's registries. The root is cached in
+    ~/.cache/pykubemark/image. Load the archive with `ctr -n k8s.io images import FILE`,
+    `podman load -i FILE` or `docker load -i FILE`; it is named
+    localhost/pykubemark:VERSION, the default image of `deploy`.
+    """
+    from pykubemark.image.build import build_image, project_dir
+
+    with err_console.status("building the image") as shown:
+        built = build_image(project_dir(), out, shown.update)
+    layers = ", ".join(f"{layer['bytes'] / 2**20:.1f} MiB" for layer in built["layers"])
+    console.print(f"{built['name']}: {out} ({built['archive_bytes'] / 2**20:.1f} MiB; "
+                  f"gzipped layers {layers})")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

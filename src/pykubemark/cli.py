@@ -105,12 +105,20 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 @click.option("--nodes", type=click.IntRange(0, 100_000), default=0, show_default=True,
               help="Hollow nodes to start with the cluster (stopped by `down`).")
 @hollow_options
+@click.option("--real-node", is_flag=True,
+              help="Also one real kubelet (built from the same source) on Debian's containerd, "
+              "runc and CNI plugins, with a locally built pause image: a base cluster for "
+              "`deploy`. Loopback only; needs root.")
+@click.option("--load-image", "load_images", multiple=True, type=click.Path(path_type=Path),
+              help="With --real-node: import this image archive (e.g. from `pykubemark image "
+              "build`) into the node's containerd.")
 def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
        prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-       endpoint_slices: bool, register_rate: float) -> None:
+       endpoint_slices: bool, register_rate: float, real_node: bool,
+       load_images: tuple[Path, ...]) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
@@ -124,12 +132,26 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
     hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity, processes=processes,
                              profile=profile_file, events=events, endpoint_slices=endpoint_slices,
                              register_rate=register_rate)
+    if load_images and not real_node:
+        raise UserError("--load-image needs --real-node")
+    for archive in load_images:
+        if not archive.is_file():
+            raise UserError(f"--load-image {archive} does not exist")
     binaries = ensure_binaries(bin_dir)
+
+    def extra(cluster: LocalCluster, shown) -> None:
+        if real_node:
+            from pykubemark.cluster.real_node import start_real_node
+
+            start_real_node(cluster, load_images, shown.update)
+        if nodes:
+            start_hollow(cluster, hollow_args, shown.update)
+
     try:
         with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
             cluster = LocalCluster.up(
                 options, binaries,
-                extra=(lambda c: start_hollow(c, hollow_args, shown.update)) if nodes else None)
+                extra=(lambda c: extra(c, shown)) if nodes or real_node else None)
     except KeyboardInterrupt:
         from pykubemark.errors import Interrupted
 
@@ -137,7 +159,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
                           f"{_left_behind(name)}") from None
     kubeconfig = cluster.state.kubeconfig
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
-                  + (f" with {nodes} hollow nodes" if nodes else ""))
+                  + (f" with {nodes} hollow nodes" if nodes else "")
+                  + (f" and real node {name}-node" if real_node else ""))
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = binaries.kubectl or "kubectl"

@@ -240,7 +240,7 @@ def build_image(project: Path, out: Path, on_progress: Callable[[str], None]) ->
             _run("python3 -m venv", ["chroot", str(root), "python3", "-m", "venv",
                                      "--without-pip", f"/{VENV}"], log)
             _run("pip install", [sys.executable, "-m", "pip", "install", "-q", "--no-index",
-                                 "--no-compile", "--no-deps",
+                                 "--no-compile", "--no-deps", "--ignore-installed",
                                  "--prefix", str(venv), "--no-warn-script-location",
                                  *[str(w) for w in sorted(wheels.glob("*.whl"))]], log)
             _fix_scripts(venv)
@@ -248,7 +248,9 @@ def build_image(project: Path, out: Path, on_progress: Callable[[str], None]) ->
                                 "-q", f"/{VENV}/lib"], log)
             on_progress("packing the pykubemark layer")
             app = pack_layer(venv, work / "app.tar.gz", prefix=VENV)
-        return _write_archive(out, [base, app], work)
+        return write_archive(out, [base, app], work, name=IMAGE_NAME, config=APP_CONFIG,
+                             history=["debootstrap --variant=minbase (Debian python3)",
+                                      "pykubemark wheels in /opt/pykubemark"])
 
 
 def _fix_scripts(venv: Path) -> None:
@@ -268,26 +270,30 @@ def _blob(directory: Path, data: bytes) -> str:
     return f"sha256:{digest}"
 
 
-def _write_archive(out: Path, layers: list[Layer], work: Path) -> dict:
+APP_CONFIG = {
+    "Entrypoint": ["/opt/pykubemark/bin/pykubemark"],
+    "Env": ["PATH=/opt/pykubemark/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+            "/usr/bin:/sbin:/bin", "PYTHONUNBUFFERED=1"],
+    "WorkingDir": "/",
+    "Labels": {"org.opencontainers.image.title": "pykubemark",
+               "org.opencontainers.image.version": __version__},
+}
+
+
+def write_archive(out: Path, layers: list[Layer], work: Path, *, name: str, config: dict,
+                  history: list[str]) -> dict:
+    """An OCI image layout tar with a docker-archive manifest.json beside its index."""
     blobs = work / "blobs" / "sha256"
     blobs.mkdir(parents=True)
-    config = {
+    image_config = {
         "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine,
                                                                     os.uname().machine),
         "os": "linux",
-        "config": {
-            "Entrypoint": ["/opt/pykubemark/bin/pykubemark"],
-            "Env": ["PATH=/opt/pykubemark/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                    "/usr/bin:/sbin:/bin", "PYTHONUNBUFFERED=1"],
-            "WorkingDir": "/",
-            "Labels": {"org.opencontainers.image.title": "pykubemark",
-                       "org.opencontainers.image.version": __version__},
-        },
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": [{"created_by": "debootstrap --variant=minbase (Debian python3)"},
-                    {"created_by": "pykubemark wheels in /opt/pykubemark"}],
+        "history": [{"created_by": line} for line in history],
     }
-    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_bytes = json.dumps(image_config, sort_keys=True).encode()
     config_digest = _blob(blobs, config_bytes)
     manifest = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -299,10 +305,10 @@ def _write_archive(out: Path, layers: list[Layer], work: Path) -> dict:
     manifest_digest = _blob(blobs, manifest_bytes)
     index = {"schemaVersion": 2, "manifests": [{
         "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest_bytes),
-        "annotations": {"io.containerd.image.name": IMAGE_NAME,
-                        "org.opencontainers.image.ref.name": IMAGE_NAME}}]}
+        "annotations": {"io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": name}}]}
     docker = [{"Config": f"blobs/sha256/{config_digest.removeprefix('sha256:')}",
-               "RepoTags": [IMAGE_NAME],
+               "RepoTags": [name],
                "Layers": [f"blobs/sha256/{layer.digest.removeprefix('sha256:')}"
                           for layer in layers]}]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +327,6 @@ def _write_archive(out: Path, layers: list[Layer], work: Path) -> dict:
         for layer in layers:
             tar.add(str(layer.path), arcname=f"blobs/sha256/{layer.digest.removeprefix('sha256:')}")
     tmp.replace(out)
-    return {"name": IMAGE_NAME, "archive": str(out), "archive_bytes": out.stat().st_size,
+    return {"name": name, "archive": str(out), "archive_bytes": out.stat().st_size,
             "manifest": manifest_digest,
             "layers": [{"digest": layer.digest, "bytes": layer.size} for layer in layers]}

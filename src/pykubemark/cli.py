@@ -672,6 +672,21 @@ def image_build(out: Path) -> None:
                   f"gzipped layers {layers})")
 
 
+@image.command(name="load")
+@name_option
+@click.argument("archive", type=click.Path(path_type=Path))
+def image_load(name: str, archive: Path) -> None:
+    """Import an image archive into the real node of a local cluster (`up --real-node`)."""
+    from pykubemark.cluster.control_plane import LocalCluster
+    from pykubemark.cluster.real_node import load_image
+
+    cluster = LocalCluster.load(name)
+    if not cluster.state.options.get("real_node") or not cluster.state.running():
+        raise UserError(f"cluster '{name}' has no running real node (up --real-node)")
+    load_image(cluster, archive)
+    console.print(f"imported {archive} into the node of cluster '{name}'")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

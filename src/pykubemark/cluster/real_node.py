@@ -99,6 +99,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # The kubelet asks for negative oom_score_adj (-998 for the pause container); in a
+  # container or VM without CAP_SYS_RESOURCE runc fails on it ("can't get final child's
+  # PID"): never ask for less than containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

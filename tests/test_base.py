@@ -75,7 +75,7 @@ def test_an_image_the_node_does_not_have_leaves_nothing(base: Cluster, cluster: 
 def test_base_without_permissions_or_unreachable_leaves_nothing(base: Cluster,
                                                                 cluster: Cluster,
                                                                 tmp_path: Path) -> None:
-    limited = base.local.kubeconfig_for("hollow-kubelet")
+    limited = base.local.kubeconfig_for("scheduler")  # may not create namespaces
     result = run_cli("deploy", "--base-kubeconfig", str(limited), "--kubeconfig",
                      cluster.kubeconfig, "--nodes", "2", check=False)
     assert result.returncode == 2

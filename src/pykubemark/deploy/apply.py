@@ -94,8 +94,22 @@ async def _wait_ready(client: Client, spec: m.DeploySpec, timeout: float,
             return
         if time.monotonic() > deadline:
             raise UserError(f"{spec.shards - ready} of {spec.shards} shard pods not ready "
-                            f"after {timeout:.0f}s")
+                            f"after {timeout:.0f}s{await _last_warning(client, spec)}")
         await asyncio.sleep(1)
+
+
+async def _last_warning(client: Client, spec: m.DeploySpec) -> str:
+    """The newest Warning event of the namespace (a sandbox or volume failure), if any."""
+    try:
+        events = orjson.loads(await client.get(
+            f"/api/v1/namespaces/{spec.namespace}/events",
+            {"fieldSelector": "type=Warning"}))["items"]
+    except (ApiError, *NETWORK_ERRORS):
+        return ""
+    if not events:
+        return ""
+    last = max(events, key=lambda e: e.get("lastTimestamp") or "")
+    return f"; last warning: {last.get('reason', '')}: {last.get('message', '')[:200]}"
 
 
 async def deploy(base: KubeConfig, spec: m.DeploySpec, target_kubeconfig: str, *,

@@ -153,7 +153,8 @@ def stateful_set(spec: DeploySpec) -> dict:
                     # A target apiserver on 127.0.0.1 of the base node is reachable only
                     # from the node's own network namespace.
                     "hostNetwork": True,
-                    "dnsPolicy": "ClusterFirstWithHostNet",
+                    # the target's name resolves as on the node, not in the base's DNS
+                    "dnsPolicy": "Default",
                     "terminationGracePeriodSeconds": spec.termination_grace_seconds,
                     "containers": [container],
                     "volumes": [

@@ -9,7 +9,7 @@ PODS_PER_NODE ?= 5
 DEMO_OUT ?= results/demo-$(shell date +%Y%m%d-%H%M%S)
 KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
-.PHONY: all venv provision test lint demo demo-down clean
+.PHONY: all venv provision test lint bench demo demo-down clean
 
 all: test
 
@@ -29,6 +29,13 @@ lint: venv
 
 test: provision lint
 	$(BIN)/pytest -v -rs --durations=15
+
+# The benchmarks at their default sizes (tens of minutes; `make test` runs each once at a
+# tiny size). Each starts and stops its own cluster; results land in benchmarks/results/.
+bench: provision
+	$(BIN)/python benchmarks/timestamps.py
+	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/cost.py
 
 demo: provision
 	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1

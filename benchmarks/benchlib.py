@@ -31,9 +31,11 @@ from pykubemark.cluster.hollow import ready_nodes
 from pykubemark.cluster.processes import last_lines
 from pykubemark.cluster.state import Proc
 from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO / "results"
+#: Committed: every figure in the README names its file here.
+RESULTS_DIR = REPO / "benchmarks" / "results"
 console = Console(stderr=True)
 #: Tables go to stdout, wide enough for their columns even when it is not a terminal.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -109,10 +111,10 @@ def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
 
 def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
                     processes: int = 1, extra: Iterable[str] = ()) -> Proc:
-    """`pykubemark hollow` as a child of the cluster (stopped by `down`), with the
-    hollow-kubelet and hollow-proxy users so the audit log can tell them apart."""
+    """`pykubemark hollow` as a child of the cluster (stopped by `down`): each kubelet
+    bootstraps its own system:node:<name> identity, the proxies are system:kube-proxy."""
     argv = python_argv(
-        "hollow", "--kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet")),
+        "hollow", "--kubeconfig", str(cluster.kubeconfig_for("kubelet-bootstrap")),
         "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
         "--nodes", str(nodes), "--prefix", prefix, "--processes", str(processes), *extra,
     )
@@ -166,9 +168,7 @@ class ResultFile:
         self.data: dict[str, Any] = {}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
 
 # -- admin REST ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Cost: memory and CPU per hollow node, pykubemark against the Go kubemark, in one run.
 
 The point of pykubemark is many hollow nodes per core; this measures how many. Go hollow
-nodes (a kubelet and a proxy process each, ``benchmarks/gokubemark.py``) and a
+nodes (a kubelet and a proxy process each, ``pykubemark.engines.gokubemark``) and a
 pykubemark fleet (one ``pykubemark hollow`` process) run side by side against one local
 cluster, and psutil reads their RSS (and PSS, which does not count the Go binary's
 shared pages once per process) and CPU seconds:
@@ -51,11 +51,11 @@ from benchlib import (
     utcnow,
     wait_ready,
 )
-from gokubemark import GoFleet
 from rich.table import Table
 
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
+from pykubemark.engines.gokubemark import GoFleet
 
 GROUPS = ("go-kubelet", "go-proxy", "py")
 MIB = 1 << 20
@@ -281,7 +281,10 @@ def summary(data: dict[str, Any]) -> dict[str, dict[str, float | None]]:
         got = phases.get(phase)
         if not got or metric not in got.get("py", {}):
             return {"go": None, "py": None}
-        return {"go": got["go-kubelet"][metric] + got["go-proxy"][metric],
+        go = [got[group].get(metric) for group in ("go-kubelet", "go-proxy")]
+        # A figure that needs a phase that was skipped (the idle one, for per-pod CPU
+        # net of idle) is None on a side, never a crash of the whole summary.
+        return {"go": None if None in go else sum(go),  # type: ignore[arg-type]
                 "py": got["py"][metric]}
 
     rows["CPU-s per node, startup"] = both("cpu_seconds_per_node", "startup")

@@ -1,7 +1,7 @@
 """Fidelity: does a pykubemark hollow node ask the apiserver what a Go kubemark hollow
 node asks, as often? Measured side by side, in the same run, on one control plane.
 
-N Go hollow nodes (``benchmarks/gokubemark.py``) and N pykubemark hollow nodes run
+N Go hollow nodes (``pykubemark.engines.gokubemark``) and N pykubemark hollow nodes run
 against one local cluster whose apiserver writes an audit log. Each side authenticates
 as users of its own (kubelet and proxy apart), so the audit log — the cluster's own
 accounting, not either client's — says who sent what. The run has four phases, the
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 from benchlib import (
     RESULTS_DIR,
     Api,
@@ -56,21 +57,33 @@ from benchlib import (
     utcnow,
     wait_ready,
 )
-from gokubemark import GoFleet
 from rich.table import Table
+from timestamps import measure as measure_timestamps
 
 from pykubemark.cluster import processes
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
+from pykubemark.engines.gokubemark import GoFleet
 from pykubemark.measure.audit import Request, read_audit, watch_set
 
-#: user in the audit log -> (side, component)
+#: user in the audit log -> (side, component). Every kubelet is its own
+#: system:node:<name> (pykubemark's by TLS bootstrap, the Go ones with certificates from
+#: the cluster CA); `fold_user` folds them by node-name prefix: go-* and py-*.
+GO_NODES, PY_NODES = "system:node:go-*", "system:node:py-*"
 USERS = {
-    "kubemark:go-kubelet": ("go", "kubelet"),
+    GO_NODES: ("go", "kubelet"),
+    "kubemark:go-kubelet": ("go", "kubelet"),  # a Go fleet with one shared identity
     "kubemark:go-proxy": ("go", "proxy"),
-    "pykubemark:hollow-kubelet": ("py", "kubelet"),
-    "pykubemark:hollow-proxy": ("py", "proxy"),
+    PY_NODES: ("py", "kubelet"),
+    "system:kube-proxy": ("py", "proxy"),
 }
+
+
+def fold_user(request: Request) -> Request:
+    for folded in (GO_NODES, PY_NODES):
+        if request.user.startswith(folded[:-1]):
+            return msgspec.structs.replace(request, user=folded)
+    return request
 REFERENCE = Path(__file__).resolve().parent / "reference" / "kubemark-go-1.20.json"
 TOLERANCE = 0.10
 #: When neither side sent this many requests, a deviation says little (a watch reopened
@@ -236,6 +249,11 @@ class Fidelity:
                     open_phase["start"] = self.begin("start", "pod", now)
                 elif boundary == "start_end":
                     self.end(open_phase.pop("start"), now)
+                    # Pod timestamps as each side's kubelet wrote them (timestamps.py).
+                    self.results.data["pod_timestamps"] = measure_timestamps(
+                        cycle.api, self.audit_log, {s: cycle.name(s) for s in cycle.sides},
+                        cycle.namespace, cycle.times["create"], now, rows_wanted=False)
+                    self.results.save()
                     open_phase["hold"] = self.begin("hold", "node-minute", now)
                 elif boundary == "scale_down":
                     # Counted with `stop`: the scale-down must not wait for the analysis.
@@ -409,7 +427,8 @@ class Fidelity:
             return
         until = max(p.end for p in done if p.end is not None)
         wait_for_audit(self.audit_log, until)
-        everyone = list(read_audit(self.audit_log, since=self.launched, until=until))
+        everyone = [fold_user(r) for r in read_audit(self.audit_log, since=self.launched,
+                                                      until=until)]
         requests = [r for r in everyone if r.user in USERS]
         phases = {}
         for phase in done:

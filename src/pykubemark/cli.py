@@ -46,8 +46,19 @@ def hollow_options(func):
                      "(Pulled, Created, Started, Killing)."),
         click.option("--endpoint-slices", is_flag=True,
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
-        click.option("--register-rate", type=float, default=50.0, show_default=True,
-                     help="Nodes started per second (0: all at once)."),
+        click.option("--register-rate", type=float, default=None,
+                     help="Nodes started per second (0: all at once). Default: 50, "
+                     "or 2 for the kubemark engine (a Go kubelet's start-up costs ~1 CPU-s)."),
+        click.option("--engine", type=click.Choice(["pykubemark", "kubemark"]),
+                     default="pykubemark", show_default=True,
+                     help="pykubemark's hollow nodes, or the Go kubemark's (the reference: "
+                     "kubelet + proxy processes per node; needs root and unshare)."),
+        click.option("--node-credentials", type=click.Choice(["auto", "bootstrap", "shared"]),
+                     default="auto", show_default=True,
+                     help="bootstrap: each kubelet gets its own certificate (system:node:NAME) "
+                     "through the CSR API, as the kubelet's TLS bootstrap; shared: every kubelet "
+                     "uses the kubeconfig's user; auto: bootstrap when that user may create CSRs "
+                     "but not Nodes (a bootstrap token), else shared. `up`: auto = bootstrap."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -61,6 +72,23 @@ def _profile(profile_file: Path | None, fidelity: str | None, events: bool | Non
 
     return load_profile(profile_file, fidelity=fidelity, events=events,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
+
+
+def _register_rate(engine: str, register_rate: float | None) -> float:
+    if register_rate is None:
+        return 50.0 if engine == "pykubemark" else 2.0
+    if register_rate < 0:
+        raise UserError(f"--register-rate {register_rate:g} is negative")
+    return register_rate
+
+
+def _refuse_pykubemark_only(**given: object) -> None:
+    """Options that shape pykubemark's own hollow nodes mean nothing to the Go kubemark;
+    silently ignoring one would make a calibration run differ from what was asked."""
+    flags = [name for name, value in given.items() if value]
+    if flags:
+        listed = ", ".join("--" + name.replace("_", "-") for name in flags)
+        raise UserError(f"{listed} apply to the pykubemark engine only, not --engine kubemark")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,49 +145,71 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
        prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-       endpoint_slices: bool, register_rate: float, real_node: bool,
-       load_images: tuple[Path, ...]) -> None:
+       endpoint_slices: bool, register_rate: float | None, engine: str,
+       node_credentials: str, real_node: bool, load_images: tuple[Path, ...]) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
     from pykubemark.provision import ensure_binaries
 
-    _profile(profile_file, fidelity, events, endpoint_slices)  # bad input fails before `up`
+    rate = _register_rate(engine, register_rate)
     options = UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
                         etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args,
                         controller_manager_args=controller_manager_args,
                         scheduler_args=scheduler_args)
-    hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity, processes=processes,
-                             profile=profile_file, events=events, endpoint_slices=endpoint_slices,
-                             register_rate=register_rate)
+    # Bad input fails before anything starts.
+    if engine == "kubemark":
+        from pykubemark.engines.gokubemark import require_runtime, start_for_cluster
+
+        _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
+                                profile=profile_file, events=events is not None,
+                                endpoint_slices=endpoint_slices)
+        binaries = ensure_binaries(bin_dir)
+        kubemark = require_runtime(binaries.kubemark) if nodes else None
+
+        def extra(c: LocalCluster, shown) -> None:
+            assert kubemark is not None
+            start_for_cluster(c, nodes, prefix=prefix, kubemark=kubemark,
+                              start_interval=1 / rate if rate else 0.0, progress=shown.update)
+    else:
+        _profile(profile_file, fidelity, events, endpoint_slices)
+        hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity,
+                                 processes=processes, profile=profile_file, events=events,
+                                 endpoint_slices=endpoint_slices, register_rate=rate,
+                                 node_credentials="shared" if node_credentials == "shared"
+                                 else "bootstrap")
+        binaries = ensure_binaries(bin_dir)
+
+        def extra(c: LocalCluster, shown) -> None:
+            start_hollow(c, hollow_args, shown.update)
     if load_images and not real_node:
         raise UserError("--load-image needs --real-node")
     for archive in load_images:
         if not archive.is_file():
             raise UserError(f"--load-image {archive} does not exist")
-    binaries = ensure_binaries(bin_dir)
 
-    def extra(cluster: LocalCluster, shown) -> None:
+    def start_extra(c: LocalCluster, shown) -> None:
         if real_node:
             from pykubemark.cluster.real_node import start_real_node
 
-            start_real_node(cluster, load_images, shown.update)
+            start_real_node(c, load_images, shown.update)
         if nodes:
-            start_hollow(cluster, hollow_args, shown.update)
+            extra(c, shown)
 
     try:
         with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
             cluster = LocalCluster.up(
                 options, binaries,
-                extra=(lambda c: extra(c, shown)) if nodes or real_node else None)
+                extra=(lambda c: start_extra(c, shown)) if nodes or real_node else None)
     except KeyboardInterrupt:
         from pykubemark.errors import Interrupted
 
         raise Interrupted(f"interrupted; cluster '{name}' stopped, left running: "
                           f"{_left_behind(name)}") from None
     kubeconfig = cluster.state.kubeconfig
+    what = "hollow nodes" if engine == "pykubemark" else "Go kubemark hollow nodes"
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
-                  + (f" with {nodes} hollow nodes" if nodes else "")
+                  + (f" with {nodes} {what}" if nodes else "")
                   + (f" and real node {name}-node" if real_node else ""))
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
@@ -191,12 +241,21 @@ def _interruptible(name: str):
               help="Separate credentials for the hollow kube-proxies (default: --kubeconfig).")
 @click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
 @hollow_options
+@click.option("--cert-dir", type=click.Path(path_type=Path), default=None,
+              help="Where bootstrapped node certificates are kept and reused "
+              "(default: $PYKUBEMARK_STATE/hollow-certs, one subdirectory per apiserver).")
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
 @click.option("--supervise", is_flag=True,
               help="Run the nodes in child processes and restart one that dies, with the same "
               "node names (always so with --processes > 1).")
 @click.option("--restarts-file", type=click.Path(path_type=Path), default=None,
               help="Record the restarts of child processes in this JSON file.")
+@click.option("--transport", type=click.Choice(["h1", "h2"]), default="h1", show_default=True,
+              help="h2: one HTTP/2 connection per hollow kubelet and per hollow proxy, as "
+              "client-go; h1: a shared HTTP/1.1 pool, one connection per watch.")
+@click.option("--content-type", type=click.Choice(["json", "protobuf"]), default="json",
+              show_default=True,
+              help="protobuf: lists and watches of built-in types in the apiserver's protobuf.")
 @click.option("--shard-from-pod-name", "pod_name", default=None, metavar="POD_NAME",
               help="Shard pod of `deploy`: the StatefulSet ordinal K at the end of POD_NAME "
               "makes the prefix PREFIX-K and this shard's nodes the K-th share of "
@@ -208,19 +267,19 @@ def _interruptible(name: str):
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-           endpoint_slices: bool, register_rate: float, delete_nodes_on_exit: bool,
-           supervise: bool, restarts_file: Path | None, pod_name: str | None,
-           total_nodes: int | None, heartbeat_file: Path | None, verbose: bool) -> None:
+           endpoint_slices: bool, register_rate: float | None, engine: str,
+           node_credentials: str, cert_dir: Path | None, delete_nodes_on_exit: bool,
+           supervise: bool, restarts_file: Path | None, transport: str, content_type: str,
+           pod_name: str | None, total_nodes: int | None, heartbeat_file: Path | None,
+           verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
 
     from pykubemark.hollow.fleet import FleetOptions, run_fleet
     from pykubemark.kube.config import load_kubeconfig
-    from pykubemark.kube.probe import check_server
+    from pykubemark.kube.probe import check_server, may
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(message)s")
     if pod_name is not None:
         from pykubemark.deploy.manifests import shard_prefix
 
@@ -232,20 +291,82 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
             nodes = min(nodes, total_nodes - ordinal * nodes)
             if nodes <= 0:
                 raise UserError(f"shard {ordinal} has no nodes of --total-nodes {total_nodes}")
+    rate = _register_rate(engine, register_rate)
+    if engine == "kubemark":
+        _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
+                                profile=profile_file, events=events is not None,
+                                endpoint_slices=endpoint_slices,
+                                delete_nodes_on_exit=delete_nodes_on_exit)
+        _hollow_kubemark(kubeconfig, proxy_kubeconfig, nodes, prefix, rate)
+        return
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s")
     profile = _profile(profile_file, fidelity, events, endpoint_slices)
     config = load_kubeconfig(kubeconfig)
-    version = check_server(config)
+    csr = {"verb": "create", "resource": "certificatesigningrequests",
+           "group": "certificates.k8s.io"}
+    if node_credentials == "auto":
+        node_credentials = ("bootstrap" if may(config, **csr)
+                            and not may(config, "create", "nodes") else "shared")
+    version = check_server(config, **csr) if node_credentials == "bootstrap" \
+        else check_server(config)
     if proxy_kubeconfig is not None:
         check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
+    elif node_credentials == "bootstrap" and not may(config, "watch", "endpoints"):
+        raise UserError(f"the user of {config.source} bootstraps node certificates but may not "
+                        "watch endpoints: give the hollow kube-proxies their own credentials "
+                        "with --proxy-kubeconfig (e.g. system:kube-proxy)")
+    identity = ("per-node identities (TLS bootstrap)" if node_credentials == "bootstrap"
+                else "one shared identity")
     err_console.print(
-        f"{nodes} hollow nodes ({profile.fidelity}) against {config.server} "
+        f"{nodes} hollow nodes ({profile.fidelity}, {identity}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
     )
     run_fleet(FleetOptions(kubeconfig=kubeconfig, proxy_kubeconfig=proxy_kubeconfig,
                            nodes=nodes, prefix=prefix, processes=processes,
-                           register_rate=register_rate, profile=profile,
+                           register_rate=rate, profile=profile,
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
-                           restarts_file=restarts_file, heartbeat_file=heartbeat_file))
+                           restarts_file=restarts_file, transport=transport,
+                           content_type=content_type, node_credentials=node_credentials,
+                           cert_dir=cert_dir, heartbeat_file=heartbeat_file))
+
+
+def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,
+                     prefix: str, rate: float) -> None:
+    """`hollow --engine kubemark`: Go hollow nodes in the foreground until Ctrl-C."""
+    from pykubemark.engines.gokubemark import (
+        GoFleet,
+        default_log_dir,
+        require_runtime,
+        run_foreground,
+    )
+    from pykubemark.kube.config import load_kubeconfig
+    from pykubemark.kube.probe import check_server
+    from pykubemark.provision.binaries import find_kubemark
+
+    kubemark = require_runtime(find_kubemark())
+    config = load_kubeconfig(kubeconfig)
+    version = check_server(config)
+    if proxy_kubeconfig is not None:
+        check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
+    source = Path(config.source)
+    if not source.is_file():
+        raise UserError(f"--engine kubemark needs one kubeconfig file (--kubeconfig), not "
+                        f"{config.source}")
+    fleet = GoFleet(kubemark=kubemark, kubelet_kubeconfig=source,
+                    proxy_kubeconfig=proxy_kubeconfig or source, nodes=nodes,
+                    log_dir=default_log_dir(prefix), prefix=prefix,
+                    start_interval=1 / rate if rate else 0.0, die_with_parent=True)
+    err_console.print(
+        f"{nodes} Go kubemark hollow nodes against {config.server} "
+        f"(Kubernetes {version.get('gitVersion', '?')}), logs in {fleet.log_dir}; Ctrl-C stops"
+    )
+
+    def progress(message: str) -> None:
+        if message.endswith(f"{nodes}/{nodes}") or "Ctrl-C" in message:
+            err_console.print(message)
+
+    run_foreground(fleet, progress)
 
 
 @cli.command()

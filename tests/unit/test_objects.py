@@ -520,3 +520,14 @@ def test_status_patch_pending_to_running_removes_reason() -> None:
     applied = smp_apply(_without_nulls(pending), patch)
     assert "reason" not in by_type(applied["conditions"])["Ready"]
     assert applied == _without_nulls(running)
+
+
+def test_podscheduled_keeps_the_schedulers_time() -> None:
+    """The kubelet keeps PodScheduled as the scheduler wrote it; its own first sync
+    (startTime, Initialized) may be later."""
+    t = PodTimes("2026-11-22T10:00:03Z", bound="2026-11-22T10:00:02Z")
+    status = pod_status(make_pod(), "Pending", t, "h", "ip")
+    cond = by_type(status["conditions"])
+    assert cond["PodScheduled"]["lastTransitionTime"] == "2026-11-22T10:00:02Z"
+    assert cond["Initialized"]["lastTransitionTime"] == "2026-11-22T10:00:03Z"
+    assert status["startTime"] == "2026-11-22T10:00:03Z"

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from pykubemark.hollow import objects
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.pods import PodLifecycle, is_job_like, referenced_objects
 from pykubemark.hollow.profile import Profile, StartProfile, StopProfile
@@ -135,9 +136,10 @@ def lifecycle(refs: Refs | None = None, images: list[str] | None = None) -> PodL
                         on_image=images.append if images is not None else None)
 
 
-async def until(predicate: Callable[[], bool], what: str = "condition") -> None:
+async def until(predicate: Callable[[], bool], what: str = "condition",
+                limit: float = 5.0) -> None:
     """Wait for the state machine's timers; a generous bound, not a timing assertion."""
-    for _ in range(1000):
+    for _ in range(int(limit / 0.005)):
         if predicate():
             return
         await asyncio.sleep(0.005)
@@ -166,6 +168,9 @@ def test_added_goes_pending_then_running() -> None:
         assert record.ip == "10.64.0.2"
         assert versions(lc, "uid-web-1") == [1]
         assert record.status["phase"] == "Pending"
+        # the first sync writes startTime; no container has started yet
+        assert record.status["startTime"] == record.times.scheduled
+        assert record.times.started == ""
         assert record.status["podIP"] == "10.64.0.2"
         assert record.status["hostIP"] == HOST_IP
         assert images == ["registry.k8s.io/pause:3.2"]
@@ -175,6 +180,9 @@ def test_added_goes_pending_then_running() -> None:
         assert phases(lc, "uid-web-1") == ["Pending", "Running"]
         assert record.status["containerStatuses"][0]["ready"] is True
         assert record.times.ready_since
+        started = record.status["containerStatuses"][0]["state"]["running"]["startedAt"]
+        assert started == record.times.started
+        assert record.status["startTime"] <= started <= record.times.ready_since
         assert len(lc.ipam) == 1
         await lc.close()
     run(body)
@@ -419,5 +427,87 @@ def test_ip_not_released_twice() -> None:
         lc.on_event("DELETED", pod("old"))
         lc.on_event("ADDED", pod("third"))
         assert lc.pods["uid-third"].ip != taken
+        await lc.close()
+    run(body)
+
+
+# -- the start sequence's delays ------------------------------------------------------------
+def _volume_pod() -> Pod:
+    return pod(volumes=[{"name": "tok", "secret": {"secretName": "default-token-x"}}])
+
+
+@pytest.mark.parametrize(("mount_time", "retry", "expected"), [
+    (0.1, 0.3, 0.3),    # mounted before the first retry: started at the first retry
+    (0.4, 0.3, 0.6),    # after it: at the second
+    (0.6, 0.3, 0.6),    # exactly at a retry
+    (0.25, 0.0, 0.25),  # no polling: as soon as mounted
+    (0.0, 0.3, 0.0),    # nothing to wait for
+])
+def test_mount_delay_waits_for_the_volume_poll(mount_time: float, retry: float,
+                                               expected: float) -> None:
+    lc = lifecycle()
+    lc.profile = Profile(start=StartProfile(mount_time=mount_time, mount_retry_period=retry))
+    assert lc._mount_delay(_volume_pod()) == pytest.approx(expected)
+
+
+def test_pod_without_volumes_starts_at_once() -> None:
+    lc = lifecycle()
+    lc.profile = Profile(start=StartProfile(mount_time=5.0, mount_retry_period=0.3))
+    assert lc._mount_delay(pod()) == 0.0
+
+
+def test_startedat_waits_for_the_volumes_and_ready_for_the_relist() -> None:
+    """startTime at the first sync; startedAt only once the volumes are mounted; Ready
+    only after the next relist: three distinct instants, in that order."""
+    async def body() -> None:
+        lc = lifecycle()
+        lc.profile = Profile(start=StartProfile(relist_period=0, status_delay=1.1,
+                                                mount_time=0.1, mount_retry_period=1.1))
+        seen_at = objects.now_seconds()
+        lc.on_event("ADDED", _volume_pod())
+        record = lc.pods["uid-web-1"]
+        assert record.times.started == ""
+        await until(lambda: record.times.started != "", "containers started", limit=3.0)
+        assert record.phase == "Pending"  # started, but the status does not say so yet
+        assert phases(lc, "uid-web-1") == ["Pending"]
+        await until(lambda: record.phase == "Running", "Running", limit=3.0)
+        status = record.status
+        [cs] = status["containerStatuses"]
+        ready = {c["type"]: c["lastTransitionTime"] for c in status["conditions"]}
+        assert status["startTime"] < cs["state"]["running"]["startedAt"] < ready["Ready"]
+        assert ready["Ready"] == ready["ContainersReady"] == record.times.ready_since
+        assert seen_at <= status["startTime"]
+        await lc.close()
+    run(body)
+
+
+def test_killed_after_start_before_running_keeps_startedat() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.profile = Profile(start=StartProfile(relist_period=0, status_delay=30.0,
+                                                mount_time=0.0),
+                             stop=PROFILE.stop)
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        await until(lambda: record.times.started != "", "containers started")
+        lc.on_event("MODIFIED", pod(deleting=True))
+        await until(lambda: record.phase == "Terminated", "Terminated")
+        [term] = [s["state"]["terminated"] for s in record.status["containerStatuses"]]
+        assert term["startedAt"] == record.times.started
+        assert record.times.ready_since == ""
+        await lc.close()
+    run(body)
+
+
+def test_admitted_pod_keeps_the_schedulers_podscheduled_time() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_event("ADDED", pod(status={"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "True",
+             "lastTransitionTime": "2026-11-22T09:59:58Z"}]}))
+        status = lc.pods["uid-web-1"].status
+        cond = {c["type"]: c["lastTransitionTime"] for c in status["conditions"]}
+        assert cond["PodScheduled"] == "2026-11-22T09:59:58Z"
+        assert cond["Initialized"] == status["startTime"] != "2026-11-22T09:59:58Z"
         await lc.close()
     run(body)

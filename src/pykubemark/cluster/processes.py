@@ -7,6 +7,7 @@ command, and `down` can signal the whole group — nothing the child forked is l
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -19,16 +20,25 @@ from pykubemark.cluster.state import Proc
 
 
 def start(name: str, argv: list[str], log: Path, *, port: int | None = None,
-          health_url: str | None = None, env: dict[str, str] | None = None) -> Proc:
+          health_url: str | None = None, env: dict[str, str] | None = None,
+          die_with_parent: bool = False) -> Proc:
+    """``die_with_parent``: the child gets SIGTERM when this process dies, for children
+    that nothing else records (a foreground command's), so a SIGKILL orphans nothing."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, **(env or {})},
+            preexec_fn=_parent_death_signal if die_with_parent else None,
         )
     create_time = psutil.Process(popen.pid).create_time()
     return Proc(name=name, pid=popen.pid, create_time=create_time, argv=argv, log=str(log),
                 port=port, health_url=health_url)
+
+
+def _parent_death_signal() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG; kept across exec of a normal binary
 
 
 def last_lines(log: str, count: int = 1) -> str:

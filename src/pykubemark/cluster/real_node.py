@@ -27,7 +27,7 @@ import yaml
 
 from pykubemark.cluster import health, ports
 from pykubemark.cluster.control_plane import LocalCluster, _wait
-from pykubemark.cluster.pki import issue_client_cert
+from pykubemark.cluster.pki import issue_node_cert
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
 
@@ -167,7 +167,7 @@ def start_real_node(cluster: LocalCluster, images: tuple[Path, ...] = (),
         progress(f"importing {archive}")
         load_image(cluster, archive)
 
-    cert, key = issue_client_cert(d / "pki", f"system:node:{node}", "system:nodes", "kubelet")
+    cert, key = issue_node_cert(d / "pki", f"system:node:{node}", "system:nodes", "kubelet")
     kubeconfig = d / "kubelet.kubeconfig"
     write_atomic(kubeconfig, yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "node",

@@ -124,7 +124,9 @@ class NodeIdentity:
                 "operatingSystem": "linux",
                 "architecture": ARCH,
             },
-            "images": [{"names": [image], "sizeBytes": 682696} for image in images],
+            # Equal sizes: the kubelet's sort by size keeps them in the order seen.
+            "images": [{"names": [image], "sizeBytes": 682696}
+                       for image in images[:max(0, self.profile.node_status_max_images)]],
         }
         if capacity is not None:
             status["capacity"] = capacity
@@ -189,10 +191,13 @@ def container_id(pod: Pod, name: str) -> str:
 class PodTimes:
     """When this pod was started, ran and stopped, as the status reports them."""
 
-    __slots__ = ("finished", "ready_since", "scheduled", "started")
+    __slots__ = ("bound", "finished", "ready_since", "scheduled", "started")
 
-    def __init__(self, scheduled: str) -> None:
+    def __init__(self, scheduled: str, bound: str = "") -> None:
+        #: First sync: startTime, Initialized, the first not-ready conditions.
         self.scheduled = scheduled
+        #: The scheduler's PodScheduled time, which the kubelet keeps unchanged.
+        self.bound = bound
         self.started = ""
         self.ready_since = ""
         self.finished = ""
@@ -247,7 +252,7 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                     "containerID": container_id(pod, c.name),
                 }},
             })
-    conditions.append(_condition("PodScheduled", "True", scheduled))
+    conditions.append(_condition("PodScheduled", "True", times.bound or scheduled))
     status: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,

@@ -1,9 +1,10 @@
 """The pod lifecycle of a hollow kubelet, and its status manager.
 
-A pod bound to the node goes Pending (ContainerCreating) at once, Running after the
-next runtime relist, and — for Job-like pods — Succeeded after its run time. A pod
-being deleted is killed, reported Terminated, re-synced while its volumes are
-"reclaimed", then deleted with grace period 0 and a uid precondition.
+A pod bound to the node goes Pending (ContainerCreating) at once, its containers start
+once its volumes are "mounted", it turns Running after the next runtime relist (the Go
+kubelet's sequence and delays: ``StartProfile``), and — for Job-like pods — Succeeded
+after its run time. A pod being deleted is killed, reported Terminated, re-synced while
+its volumes are "reclaimed", then deleted with grace period 0 and a uid precondition.
 
 Statuses reach the apiserver through a status manager modelled on kubelet 1.20's: a
 channel of (pod, version, status) synced in order with GET + strategic-merge PATCH, and a
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -35,6 +38,23 @@ BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
 RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
 EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
+
+
+#: The kubelet's token manager refreshes a token older than this, whatever its expiry.
+TOKEN_MAX_TTL = 24 * 3600.0
+
+
+def token_refresh_delay(expiration_seconds: int, expires: str,
+                        now: dt.datetime | None = None) -> float:
+    """Seconds until the kubelet would ask again: when less than 20 % of the requested
+    lifetime is left before the token's expiry, and at most 24 h after issue."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        expiry = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    except ValueError:
+        expiry = now + dt.timedelta(seconds=expiration_seconds)
+    refresh = (expiry - now).total_seconds() - 0.2 * expiration_seconds
+    return max(1.0, min(refresh, TOKEN_MAX_TTL))
 
 
 class PodRecord:
@@ -57,7 +77,9 @@ class PodRecord:
         self.pod = pod
         self.uid = pod.metadata.uid
         self.phase = "Pending"
-        self.times = objects.PodTimes(objects.now_seconds())
+        bound = next((c.lastTransitionTime for c in pod.status.conditions
+                      if c.type == "PodScheduled"), "")
+        self.times = objects.PodTimes(objects.now_seconds(), bound)
         self.ip = ""
         self.holds_ip = False  # the address stays in the status after it is released
         self.version = 0
@@ -196,7 +218,6 @@ class PodLifecycle:
         else:
             record.ip = self.ipam.allocate()
             record.holds_ip = True
-        record.times.started = objects.now_seconds()
         self._set_status(record, "Pending")
         for container in pod.spec.containers:
             if self.on_image:
@@ -206,8 +227,26 @@ class PodLifecycle:
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
         self._request_tokens(record)
-        self._later(record, self._start_delay(), self._running)
+        self._later(record, self._mount_delay(pod), self._containers_started)
         return record
+
+    def _mount_delay(self, pod: Pod) -> float:
+        """Until the pod worker's volume poll finds the volumes mounted: at once, then
+        every retry period (``WaitForAttachAndMount``); no wait without volumes."""
+        start = self.profile.start
+        if not pod.spec.volumes or start.mount_time <= 0:
+            return 0.0
+        if start.mount_retry_period <= 0:
+            return start.mount_time
+        return math.ceil(start.mount_time / start.mount_retry_period) * start.mount_retry_period
+
+    def _containers_started(self, record: PodRecord) -> None:
+        """The runtime started the containers: ``startedAt`` is now; the status says so
+        only after the next relist."""
+        if record.phase != "Pending" or record.terminating:
+            return
+        record.times.started = objects.now_seconds()
+        self._later(record, self._start_delay(), self._running)
 
     def _start_delay(self) -> float:
         period = self.profile.start.relist_period
@@ -408,7 +447,22 @@ class PodLifecycle:
                 }
                 path = (f"/api/v1/namespaces/{pod.metadata.namespace}/serviceaccounts/"
                         f"{account}/token")
-                self._spawn(self._post(self.client, path, body))
+                self._spawn(self._request_token(record, path, body))
+
+    async def _request_token(self, record: PodRecord, path: str, body: dict[str, Any]) -> None:
+        """POST a TokenRequest; renew it as the kubelet's token manager does, once 80 %
+        of the requested lifetime is left behind (or after 24 h)."""
+        try:
+            answer = orjson.loads(await self.client.create(path, body))
+        except (ApiError, *NETWORK_ERRORS, ValueError) as exc:
+            log.debug("%s: POST %s: %r", self.node_name, path, exc)
+            return
+        if record.terminating or self.pods.get(record.uid) is not record:
+            return
+        expires = (answer.get("status") or {}).get("expirationTimestamp", "")
+        delay = token_refresh_delay(body["spec"]["expirationSeconds"], expires)
+        record.timers.append(asyncio.get_running_loop().call_later(
+            delay, lambda: self._spawn(self._request_token(record, path, body))))
 
     async def _post(self, client: Client, path: str, body: dict[str, Any]) -> None:
         try:

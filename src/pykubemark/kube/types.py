@@ -135,10 +135,17 @@ class PodSpec(msgspec.Struct):
     imagePullSecrets: list[NameRef] = []
 
 
+class PodCondition(msgspec.Struct):
+    type: str = ""
+    lastTransitionTime: str = ""
+
+
 class PodStatus(msgspec.Struct):
     phase: str = ""
     podIP: str = ""
     startTime: str = ""
+    #: Read for PodScheduled's time: the kubelet keeps the scheduler's, as it found it.
+    conditions: list[PodCondition] = []
 
 
 class Pod(msgspec.Struct):

@@ -125,3 +125,16 @@ def find_kubectl() -> Path | None:
         if directory is not None and (found := _which("kubectl", directory)):
             return found
     return _which("kubectl", None)
+
+
+def find_kubemark(bin_dir: Path | None = None) -> Path | None:
+    """The Go kubemark alone, for the kubemark engine: ``bin_dir`` or
+    ``$PYKUBEMARK_BIN_DIR`` when given (and then only there: the user chose it), else
+    PATH, then the cache. Only a binary that answers ``--version`` counts."""
+    explicit = bin_dir or (Path(os.environ[BIN_DIR_ENV]) if os.environ.get(BIN_DIR_ENV) else None)
+    candidates = [explicit] if explicit is not None else [None, cached_bin_dir()]
+    for directory in candidates:
+        found = _which("kubemark", directory)
+        if found is not None and version_of(found) is not None:
+            return found
+    return None

@@ -1,0 +1,61 @@
+"""Every benchmark script, run once at a tiny size, so none of them can rot unnoticed.
+
+Benchmarks are not tests: nothing here looks at a figure. What is checked is that each
+script runs end to end against its own real cluster, writes its result JSON with the
+sections a full run fills, and leaves no process of its cluster behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+#: script → (arguments at a tiny size, keys its result JSON must have)
+RUNS = {
+    "fidelity.py": (["--nodes", "1", "--startup-seconds", "0", "--idle-minutes", "0",
+                     "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1"],
+                    ["phases", "pod_cycle", "pod_timestamps"]),
+    "cost.py": (["--go-nodes", "1", "--py-nodes", "2", "--startup-seconds", "0",
+                 "--idle-minutes", "0", "--pods-per-node", "1", "--hold-seconds", "0",
+                 "--settle-seconds", "1", "--sample-seconds", "1"],
+                ["summary"]),
+    "timestamps.py": (["--nodes", "1", "--pods-per-node", "2", "--settle", "1"],
+                      ["sides"]),
+}
+
+
+def cluster_processes(name: str) -> list[psutil.Process]:
+    """Live processes whose command line names the cluster's state directory."""
+    marker = f"/clusters/{name}/"
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if any(marker in arg for arg in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) -> None:
+    args, keys = RUNS[script]
+    name = "tb-" + script.removesuffix(".py")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args, "--name", name,
+         "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    [written] = list(tmp_path.glob("*.json"))
+    data = json.loads(written.read_text())
+    for key in keys:
+        assert data.get(key), f"{script}: no {key} in {written.name}"
+    if "status" in data:
+        assert data["status"] == "complete"
+    assert not cluster_processes(name)

@@ -133,13 +133,20 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 @click.option("--nodes", type=click.IntRange(0, 100_000), default=0, show_default=True,
               help="Hollow nodes to start with the cluster (stopped by `down`).")
 @hollow_options
+@click.option("--real-node", is_flag=True,
+              help="Also one real kubelet (built from the same source) on Debian's containerd, "
+              "runc and CNI plugins, with a locally built pause image: a base cluster for "
+              "`deploy`. Loopback only; needs root.")
+@click.option("--load-image", "load_images", multiple=True, type=click.Path(path_type=Path),
+              help="With --real-node: import this image archive (e.g. from `pykubemark image "
+              "build`) into the node's containerd.")
 def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
        prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
        endpoint_slices: bool, register_rate: float | None, engine: str,
-       node_credentials: str) -> None:
+       node_credentials: str, real_node: bool, load_images: tuple[Path, ...]) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
@@ -175,10 +182,25 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 
         def extra(c: LocalCluster, shown) -> None:
             start_hollow(c, hollow_args, shown.update)
+    if load_images and not real_node:
+        raise UserError("--load-image needs --real-node")
+    for archive in load_images:
+        if not archive.is_file():
+            raise UserError(f"--load-image {archive} does not exist")
+
+    def start_extra(c: LocalCluster, shown) -> None:
+        if real_node:
+            from pykubemark.cluster.real_node import start_real_node
+
+            start_real_node(c, load_images, shown.update)
+        if nodes:
+            extra(c, shown)
+
     try:
         with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
-            cluster = LocalCluster.up(options, binaries,
-                                      extra=(lambda c: extra(c, shown)) if nodes else None)
+            cluster = LocalCluster.up(
+                options, binaries,
+                extra=(lambda c: start_extra(c, shown)) if nodes or real_node else None)
     except KeyboardInterrupt:
         from pykubemark.errors import Interrupted
 
@@ -187,7 +209,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
     kubeconfig = cluster.state.kubeconfig
     what = "hollow nodes" if engine == "pykubemark" else "Go kubemark hollow nodes"
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
-                  + (f" with {nodes} {what}" if nodes else ""))
+                  + (f" with {nodes} {what}" if nodes else "")
+                  + (f" and real node {name}-node" if real_node else ""))
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = binaries.kubectl or "kubectl"
@@ -233,12 +256,21 @@ def _interruptible(name: str):
 @click.option("--content-type", type=click.Choice(["json", "protobuf"]), default="json",
               show_default=True,
               help="protobuf: lists and watches of built-in types in the apiserver's protobuf.")
+@click.option("--shard-from-pod-name", "pod_name", default=None, metavar="POD_NAME",
+              help="Shard pod of `deploy`: the StatefulSet ordinal K at the end of POD_NAME "
+              "makes the prefix PREFIX-K and this shard's nodes the K-th share of "
+              "--total-nodes, --nodes each.")
+@click.option("--total-nodes", type=click.IntRange(1, 10_000_000), default=None,
+              help="With --shard-from-pod-name: nodes of all shards together.")
+@click.option("--heartbeat-file", type=click.Path(path_type=Path), default=None,
+              help="Touch this file while every node renews its lease (for `pykubemark alive`).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float | None, engine: str,
            node_credentials: str, cert_dir: Path | None, delete_nodes_on_exit: bool,
            supervise: bool, restarts_file: Path | None, transport: str, content_type: str,
+           pod_name: str | None, total_nodes: int | None, heartbeat_file: Path | None,
            verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
@@ -248,6 +280,17 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     from pykubemark.kube.config import load_kubeconfig
     from pykubemark.kube.probe import check_server, may
 
+    if pod_name is not None:
+        from pykubemark.deploy.manifests import shard_prefix
+
+        try:
+            prefix, ordinal = shard_prefix(prefix, pod_name)
+        except ValueError as exc:
+            raise UserError(f"--shard-from-pod-name: {exc}") from None
+        if total_nodes is not None:
+            nodes = min(nodes, total_nodes - ordinal * nodes)
+            if nodes <= 0:
+                raise UserError(f"shard {ordinal} has no nodes of --total-nodes {total_nodes}")
     rate = _register_rate(engine, register_rate)
     if engine == "kubemark":
         _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
@@ -285,7 +328,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
                            restarts_file=restarts_file, transport=transport,
                            content_type=content_type, node_credentials=node_credentials,
-                           cert_dir=cert_dir))
+                           cert_dir=cert_dir, heartbeat_file=heartbeat_file))
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,
@@ -324,6 +367,154 @@ def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nod
             err_console.print(message)
 
     run_foreground(fleet, progress)
+
+
+@cli.command()
+@click.argument("heartbeat_file", type=click.Path(path_type=Path))
+@click.option("--max-age", type=click.FloatRange(0), default=50.0, show_default=True,
+              help="Seconds.")
+def alive(heartbeat_file: Path, max_age: float) -> None:
+    """Exit 0 if `hollow --heartbeat-file` touched HEARTBEAT_FILE in the last --max-age
+    seconds (the liveness probe of the shard pods of `deploy`), else 1."""
+    import time
+
+    try:
+        age = time.time() - heartbeat_file.stat().st_mtime
+    except OSError:
+        click.echo(f"no heartbeat file {heartbeat_file}", err=True)
+        raise SystemExit(1) from None
+    if age > max_age:
+        click.echo(f"last heartbeat {age:.0f}s ago: the nodes stopped renewing their leases",
+                   err=True)
+        raise SystemExit(1)
+
+
+# --- hollow nodes as pods on a base cluster: deploy, deploy status, undeploy ---------------
+base_kubeconfig_option = click.option(
+    "--base-kubeconfig", type=click.Path(path_type=Path), default=None,
+    help="Kubeconfig of the base cluster that runs the shard pods (default: $KUBECONFIG, "
+    "~/.kube/config).")
+target_kubeconfig_option = click.option(
+    "--kubeconfig", type=click.Path(path_type=Path), default=None,
+    help="Kubeconfig of the target cluster the hollow nodes join (copied into a Secret, "
+    "certificate and token files inlined).")
+namespace_option = click.option("--namespace", default="pykubemark", show_default=True,
+                                help="Namespace on the base cluster.")
+
+
+@cli.group(invoke_without_command=True)
+@base_kubeconfig_option
+@target_kubeconfig_option
+@click.option("--context", default=None, help="Context of the target kubeconfig.")
+@click.option("--nodes", type=click.IntRange(1, 10_000_000), default=None,
+              help="Hollow nodes in all (required).")
+@click.option("--nodes-per-pod", type=click.IntRange(1, 100_000), default=100,
+              show_default=True, help="Nodes per shard pod; ceil(N/M) pods.")
+@namespace_option
+@click.option("--image", default=None,
+              help="Image with pykubemark (default: localhost/pykubemark:VERSION, as made by "
+              "`pykubemark image build` and imported on the base's nodes).")
+@click.option("--image-pull-policy", type=click.Choice(["IfNotPresent", "Always", "Never"]),
+              default="IfNotPresent", show_default=True)
+@click.option("--prefix", default="shard", show_default=True,
+              help="Node names are PREFIX-K-I: shard K (the pod's ordinal), node I.")
+@click.option("--fidelity", type=click.Choice(["kubelet", "lite"]), default="kubelet",
+              show_default=True)
+@click.option("--wait", type=click.FloatRange(0), default=300.0, show_default=True,
+              help="Seconds to wait for every shard pod to be Ready (0: do not wait).")
+@click.option("--dry-run", is_flag=True, help="Print the manifests; contact no cluster.")
+@click.option("-o", "--output", type=click.Choice(["yaml"]), default="yaml",
+              help="Format of --dry-run.")
+@click.pass_context
+def deploy(ctx: click.Context, base_kubeconfig: Path | None, kubeconfig: Path | None,
+           context: str | None, nodes: int | None, nodes_per_pod: int, namespace: str,
+           image: str | None, image_pull_policy: str, prefix: str, fidelity: str, wait: float,
+           dry_run: bool, output: str) -> None:
+    """Run hollow nodes as pods of a StatefulSet on a base cluster, joining a target cluster.
+
+    \b
+    Each of the ceil(N/M) shard pods runs `pykubemark hollow` for M nodes named
+    PREFIX-K-0.. (K: the pod's ordinal, stable across restarts), with:
+    - hostNetwork: true, so that a target apiserver on 127.0.0.1 of the base node
+      (a single-machine setup) is reachable;
+    - requests sized from the measured cost of an idle hollow node (README, "per hollow
+      node", benchmarks/cost.py: 0.52 MiB RSS, 0.20 millicores): 96 MiB + 2 x 0.52 MiB
+      and 20m + 2 x 0.2m per node; memory limit 2 x the request, CPU limit 4 x the request
+      but at least one core (a throttled shard would renew its leases late);
+    - a liveness probe (`pykubemark alive`) that fails when the shard's nodes stopped
+      renewing their leases for 50 s, and a 30 s grace period on SIGTERM.
+    Objects are created in order and deleted again if anything fails (a refused object,
+    an image the base's nodes cannot pull): nothing half-created is left.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from pykubemark.deploy import DeploySpec
+    from pykubemark.deploy import deploy as do_deploy
+    from pykubemark.deploy import dry_run as manifests_yaml
+    from pykubemark.deploy.manifests import DEFAULT_IMAGE
+
+    if nodes is None:
+        raise UserError("deploy: --nodes is required")
+    spec = DeploySpec(nodes=nodes, nodes_per_pod=min(nodes_per_pod, nodes), namespace=namespace,
+                      image=image or DEFAULT_IMAGE, prefix=prefix, fidelity=fidelity,
+                      image_pull_policy=image_pull_policy)
+    if dry_run:
+        click.echo(manifests_yaml(spec, kubeconfig, context), nl=False)
+        return
+    with err_console.status("deploying") as shown:
+        do_deploy(spec, base_kubeconfig, kubeconfig, context, wait=wait or None,
+                  on_progress=shown.update)
+    console.print(f"deployed {spec.nodes} hollow nodes in {spec.shards} shard pods "
+                  f"(namespace {namespace}); `pykubemark deploy status` shows them")
+
+
+@deploy.command(name="status")
+@base_kubeconfig_option
+@click.option("--kubeconfig", type=click.Path(path_type=Path), default=None,
+              help="Kubeconfig of the target (default: the one in the deployment's Secret).")
+@click.option("--context", default=None, help="Context of the target kubeconfig.")
+@namespace_option
+def deploy_status(base_kubeconfig: Path | None, kubeconfig: Path | None, context: str | None,
+                  namespace: str) -> None:
+    """Shards, nodes per shard and Ready nodes on the target."""
+    from pykubemark.deploy import status as read_status
+
+    deployed, ready = read_status(base_kubeconfig, kubeconfig, context, namespace, "pykubemark")
+    spec = deployed.spec
+    table = Table(title=f"{spec.nodes} hollow nodes in {spec.shards} shards "
+                  f"(namespace {namespace})",
+                  caption=ready if isinstance(ready, str) else None)
+    for column in ("shard", "pod", "phase", "restarts", "nodes", "ready on target"):
+        table.add_column(column)
+    for ordinal in range(spec.shards):
+        pod = deployed.pods.get(ordinal)
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        table.add_row(str(ordinal), pod["metadata"]["name"] if pod else "-",
+                      (pod or {}).get("status", {}).get("phase", "-"),
+                      str(sum(c.get("restartCount", 0) for c in statuses)),
+                      str(spec.shard_nodes(ordinal)),
+                      "?" if isinstance(ready, str) else str(ready.get(ordinal, 0)))
+    console.print(table)
+
+
+@cli.command()
+@base_kubeconfig_option
+@click.option("--kubeconfig", type=click.Path(path_type=Path), default=None,
+              help="Kubeconfig of the target (default: the one in the deployment's Secret).")
+@click.option("--context", default=None, help="Context of the target kubeconfig.")
+@namespace_option
+@click.option("--delete-nodes", is_flag=True, help="Also delete the Node objects on the target.")
+def undeploy(base_kubeconfig: Path | None, kubeconfig: Path | None, context: str | None,
+             namespace: str, delete_nodes: bool) -> None:
+    """Remove what `deploy` created on the base cluster (and the target's Nodes)."""
+    from pykubemark.deploy import undeploy as do_undeploy
+
+    with err_console.status("undeploying") as shown:
+        deleted, nodes = do_undeploy(base_kubeconfig, kubeconfig, context, namespace,
+                                     "pykubemark", delete_nodes=delete_nodes,
+                                     on_progress=shown.update)
+    console.print("deleted: " + (", ".join(deleted) or "nothing (nothing was deployed)")
+                  + (f"; {nodes} nodes on the target" if delete_nodes else ""))
 
 
 @cli.command()
@@ -575,6 +766,46 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
         console.print(f"comparison page: {write_compare_html(result, html_out)}")
     if result.regressions:
         raise SystemExit(1)
+
+
+@cli.group()
+def image() -> None:
+    """The pykubemark container image (for `deploy`)."""
+
+
+@image.command(name="build")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("pykubemark-image.tar"),
+              show_default=True, help="OCI archive to write.")
+def image_build(out: Path) -> None:
+    """Build the image from a Debian minbase root (debootstrap) and the pinned wheels.
+
+    Needs root and only Debian's and PyPI's registries. The root is cached in
+    ~/.cache/pykubemark/image. Load the archive with `ctr -n k8s.io images import FILE`,
+    `podman load -i FILE` or `docker load -i FILE`; it is named
+    localhost/pykubemark:VERSION, the default image of `deploy`.
+    """
+    from pykubemark.image.build import build_image, project_dir
+
+    with err_console.status("building the image") as shown:
+        built = build_image(project_dir(), out, shown.update)
+    layers = ", ".join(f"{layer['bytes'] / 2**20:.1f} MiB" for layer in built["layers"])
+    console.print(f"{built['name']}: {out} ({built['archive_bytes'] / 2**20:.1f} MiB; "
+                  f"gzipped layers {layers})")
+
+
+@image.command(name="load")
+@name_option
+@click.argument("archive", type=click.Path(path_type=Path))
+def image_load(name: str, archive: Path) -> None:
+    """Import an image archive into the real node of a local cluster (`up --real-node`)."""
+    from pykubemark.cluster.control_plane import LocalCluster
+    from pykubemark.cluster.real_node import load_image
+
+    cluster = LocalCluster.load(name)
+    if not cluster.state.options.get("real_node") or not cluster.state.running():
+        raise UserError(f"cluster '{name}' has no running real node (up --real-node)")
+    load_image(cluster, archive)
+    console.print(f"imported {archive} into the node of cluster '{name}'")
 
 
 def main() -> None:

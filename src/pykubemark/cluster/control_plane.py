@@ -332,6 +332,10 @@ class LocalCluster:
         """Stop every process this cluster started, newest first; return their names."""
         live = self.state.running()
         processes.stop(list(reversed(live)))
+        if self.state.options.get("real_node"):
+            from pykubemark.cluster.real_node import stop_containers
+
+            stop_containers(self.dir)
         etcd_data = self.state.options.get("etcd_data")
         if isinstance(etcd_data, str):
             shutil.rmtree(etcd_data, ignore_errors=True)

@@ -122,3 +122,32 @@ def write_pki(directory: Path) -> dict[str, Path]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ))
     return paths
+
+
+def issue_node_cert(directory: Path, common_name: str, organization: str,
+                    name: str) -> tuple[Path, Path]:
+    """A client certificate signed by the cluster's CA (``directory`` as written by
+    `write_pki`), e.g. a real kubelet's ``system:node:NAME`` in ``system:nodes``; it also
+    serves the kubelet's own port. Returns (cert, key) paths."""
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    key = _key()
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pykubemark-ca")]))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_CLIENT_AUTH, x509.OID_SERVER_AUTH]),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    paths = directory / f"{name}.crt", directory / f"{name}.key"
+    _write_cert(paths[0], cert)
+    _write_key(paths[1], key)
+    return paths

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ class FleetOptions:
     node_credentials: str = "shared"
     cert_dir: Path | None = None
     bootstrap_concurrency: int = 50
+    #: Touched while every node renews its lease (a liveness probe reads its age).
+    heartbeat_file: Path | None = None
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -176,6 +179,8 @@ class Fleet:
         pod_router = PodRouter()
         names = self.options.names()
         reporter = loop.create_task(self._report(stop))
+        beat = (loop.create_task(self._heartbeat(stop, self.options.heartbeat_file))
+                if self.options.heartbeat_file else None)
         if lite and names:
             # The shared kubelet watches run as the shard's first node, as it would.
             watcher = await self.kubelet_client(names[0][1])
@@ -204,6 +209,8 @@ class Fleet:
             await stop.wait()
         finally:
             reporter.cancel()
+            if beat:
+                beat.cancel()
             await cancel_all(self._tasks)
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
@@ -302,6 +309,19 @@ class Fleet:
                 f"{len(pods)} pods ({running} running){certs}"
                 + (f"; adopted {nodes} Ready nodes and {adopted} started pods"
                    if nodes or adopted else ""))
+
+    def renewing(self, now: float) -> bool:
+        """Every node renewed its lease within the lease duration (or just started)."""
+        oldest = min((k.renewed for k in self.kubelets.values()), default=now)
+        return now - oldest <= self.profile.lease_duration
+
+    async def _heartbeat(self, stop: asyncio.Event, path: Path) -> None:
+        while not stop.is_set():
+            if self.renewing(time.monotonic()):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.profile.lease_renew)
 
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -106,6 +106,8 @@ class HollowKubelet:
         self.images: list[str] = []
         self.registered = asyncio.Event()
         self.lease: dict[str, Any] | None = None
+        #: time.monotonic() of the last renewal the apiserver accepted (or of the start).
+        self.renewed = time.monotonic()
         self.object_watches = ObjectWatches(client, profile.min_watch_timeout)
         self.pods = PodLifecycle(
             self.name, identity.ip, Ipam(identity.pod_cidr), client, profile, events=events,
@@ -264,6 +266,7 @@ class HollowKubelet:
             lease, _owned = await self._new_lease(base)  # an owner is not required here
             try:
                 self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
+                self.renewed = time.monotonic()
                 return True
             except ApiError as exc:
                 log.debug("%s: lease: %s", self.name, exc)
@@ -290,7 +293,9 @@ class HollowKubelet:
                 lease, owned = await self._new_lease(None)
                 if not owned:
                     return None, False
-                return orjson.loads(await self.heartbeat.create(LEASES, lease)), True
+                created = orjson.loads(await self.heartbeat.create(LEASES, lease))
+                self.renewed = time.monotonic()
+                return created, True
             except (ApiError, *NETWORK_ERRORS) as exc:
                 log.debug("%s: ensure lease: %r", self.name, exc)
                 sleep = min(2 * sleep, 7.0)

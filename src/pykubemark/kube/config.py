@@ -237,3 +237,46 @@ def _auth_headers(user: dict, base: Path) -> dict[str, str]:
         raise UserError("exec and auth-provider credentials are not supported; use a token "
                         "or client certificate")
     return {}
+
+
+def flatten_kubeconfig(path: str | Path | None = None,
+                       context: str | None = None) -> dict:
+    """One self-contained kubeconfig for ``context``: certificates, keys and token files
+    inlined, so that it still works when copied into a Secret on another machine."""
+    merged = _Merged.read(kubeconfig_files(path))
+    context_name = context or merged.current_context
+    if not context_name:
+        raise UserError(f"kubeconfig {merged.where} has no current-context")
+    ctx, _ = merged.get("context", context_name)
+    cluster, cluster_file = merged.get("cluster", str(ctx.get("cluster", "")))
+    user, user_file = (merged.get("user", str(ctx["user"])) if ctx.get("user")
+                       else ({}, cluster_file))
+    if user.get("exec") or user.get("auth-provider"):
+        raise UserError(f"kubeconfig {merged.where}: exec and auth-provider credentials "
+                        "cannot be copied into a Secret; use a token or client certificate")
+    out_cluster = {k: v for k, v in cluster.items() if k != "certificate-authority"}
+    out_user = {k: v for k, v in user.items()
+                if k not in ("client-certificate", "client-key", "tokenFile")}
+    try:
+        for section, out, key, base in (
+                (cluster, out_cluster, "certificate-authority", cluster_file.parent),
+                (user, out_user, "client-certificate", user_file.parent),
+                (user, out_user, "client-key", user_file.parent)):
+            data = _material(section, key, base)
+            if data is not None:
+                out[f"{key}-data"] = base64.b64encode(data).decode()
+        if "token" not in user and (token_file := user.get("tokenFile")):
+            token_path = (Path(token_file) if os.path.isabs(token_file)
+                          else user_file.parent / token_file)
+            try:
+                out_user["token"] = token_path.read_text().strip()
+            except OSError as exc:
+                raise UserError(f"cannot read tokenFile {token_path}: {exc.strerror}") from None
+    except UserError as exc:
+        raise UserError(f"kubeconfig {merged.where}: {exc.message}") from None
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "target",
+        "clusters": [{"name": "target", "cluster": out_cluster}],
+        "users": [{"name": "target", "user": out_user}],
+        "contexts": [{"name": "target", "context": {"cluster": "target", "user": "target"}}],
+    }

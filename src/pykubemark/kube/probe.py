@@ -16,21 +16,30 @@ from pykubemark.kube.config import KubeConfig
 T = TypeVar("T")
 
 
-async def _allowed(client: Client, verb: str, resource: str, group: str) -> bool:
+#: (verb, API group, resource, namespace) a user must be allowed.
+Permission = tuple[str, str, str, str]
+
+
+async def _allowed(client: Client, verb: str, resource: str, group: str,
+                   namespace: str = "") -> bool:
     # Ask rather than try, so the check adds no list or watch to what is measured.
+    attributes = {"verb": verb, "resource": resource, "group": group, "namespace": namespace}
     review = orjson.loads(await client.create(
         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
         {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-         "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group}}}))
+         "spec": {"resourceAttributes": attributes}}))
     return bool(review.get("status", {}).get("allowed"))
 
 
-async def _probe(config: KubeConfig, verb: str, resource: str, group: str) -> dict[str, str]:
+async def _probe(config: KubeConfig, permissions: list[Permission]) -> dict[str, str]:
     async with Client(config) as client:
         version = orjson.loads(await client.get("/version"))
-        if not await _allowed(client, verb, resource, group):
-            raise UserError(f"the user of {config.source} may not {verb} {resource} "
-                            f"on {config.server}")
+        for verb, group, resource, namespace in permissions:
+            if not await _allowed(client, verb, resource, group, namespace):
+                what = f"{resource}.{group}" if group else resource
+                where = f" in namespace {namespace}" if namespace else ""
+                raise UserError(f"the user of {config.source} may not {verb} {what}{where} "
+                                f"on {config.server}")
         return version
 
 
@@ -46,9 +55,12 @@ def may(config: KubeConfig, verb: str, resource: str, group: str = "",
 
 
 def check_server(config: KubeConfig, timeout: float = 10.0, *, verb: str = "create",
-                 resource: str = "nodes", group: str = "") -> dict[str, str]:
-    """The server's /version, or a UserError saying why it cannot be used."""
-    return _guarded(config, _probe(config, verb, resource, group), timeout)
+                 resource: str = "nodes", group: str = "",
+                 permissions: list[Permission] | None = None) -> dict[str, str]:
+    """The server's /version, or a UserError saying why it cannot be used. The user must
+    be allowed ``verb`` on ``resource``, or every one of ``permissions``."""
+    needed = permissions if permissions is not None else [(verb, group, resource, "")]
+    return _guarded(config, _probe(config, needed), timeout)
 
 
 def _guarded(config: KubeConfig, probe: Coroutine[Any, Any, T], timeout: float) -> T:

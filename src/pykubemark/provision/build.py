@@ -202,3 +202,30 @@ def build_kubernetes(version: str = KUBERNETES_VERSION) -> Path:
 if __name__ == "__main__":  # pragma: no cover - manual use
     build_kubernetes()
     sys.exit(0)
+
+
+def ensure_kubelet(version: str = KUBERNETES_VERSION) -> Path:
+    """A real kubelet from the same source tree, for `up --real-node`: built alone (the
+    other binaries and the Go build cache stay as they are), so it takes a few minutes
+    once rather than a full build."""
+    bin_dir = build_kubernetes(version)
+    kubelet = bin_dir / "kubelet"
+    if kubelet.is_file() and version_of(kubelet):
+        return kubelet
+    root = bin_dir.parent
+    with _locked(root / ".lock"):
+        if kubelet.is_file() and version_of(kubelet):
+            return kubelet
+        builder = Builder(root, version)
+        version_file = root / "version.env"
+        version_file.write_text(_version_file(version))
+        builder.run("make WHAT=cmd/kubelet (a few minutes, once)",
+                    ["make", "WHAT=cmd/kubelet", "GOFLAGS=-tags=providerless"], cwd=builder.src,
+                    env={"KUBE_GIT_VERSION_FILE": str(version_file), "CGO_ENABLED": "0"})
+        staging = bin_dir / "kubelet.tmp"
+        shutil.copy2(builder.src / "_output" / "bin" / "kubelet", staging)
+        if version_of(staging) is None:
+            staging.unlink()
+            raise StepFailed(f"built kubelet does not run --version; log: {builder.log_path}")
+        staging.rename(kubelet)
+        return kubelet

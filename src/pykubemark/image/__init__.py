@@ -1,0 +1,1 @@
+"""The pykubemark container image, built from Debian packages and PyPI wheels only."""

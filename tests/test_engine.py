@@ -36,7 +36,9 @@ def pinned_pod(name: str, nodes: list[str]) -> str:
 
 
 def test_go_nodes_run_a_pod_and_ctrl_c_leaves_no_process(cluster: Cluster) -> None:
-    fleet = Fleet(cluster, 2, "gok", "--engine", "kubemark")
+    # The Go hollow kubelet does no TLS bootstrap: it needs a user that may create Nodes.
+    fleet = Fleet(cluster, 2, "gok", "--engine", "kubemark", "--kubeconfig",
+                  str(cluster.local.kubeconfig_for("hollow-kubelet")))
     try:
         fleet.wait_ready()
         assert len(go_processes("gok")) == 4  # a kubelet and a proxy per node

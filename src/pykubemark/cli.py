@@ -215,12 +215,14 @@ def _interruptible(name: str):
               "node names (always so with --processes > 1).")
 @click.option("--restarts-file", type=click.Path(path_type=Path), default=None,
               help="Record the restarts of child processes in this JSON file.")
+@click.option("--chaos-file", type=click.Path(path_type=Path), default=None,
+              help="Apply the node failures that `pykubemark chaos --file` writes to this file.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float | None, engine: str,
            delete_nodes_on_exit: bool, supervise: bool, restarts_file: Path | None,
-           verbose: bool) -> None:
+           chaos_file: Path | None, verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -252,7 +254,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            nodes=nodes, prefix=prefix, processes=processes,
                            register_rate=rate, profile=profile,
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
-                           restarts_file=restarts_file))
+                           restarts_file=restarts_file, chaos_file=chaos_file))
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,
@@ -310,6 +312,53 @@ def down(name: str, purge: bool) -> None:
         console.print(f"cluster '{name}' was not running")
     if purge:
         shutil.rmtree(cluster.dir, ignore_errors=True)
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["stop", "flap", "slow", "clear"]))
+@name_option
+@click.option("--file", "chaos_path", type=click.Path(path_type=Path), default=None,
+              help="The --chaos-file of a `pykubemark hollow` fleet (default: the cluster's, "
+              "for nodes started by `up --nodes`).")
+@click.option("--nodes", "node_names", default="", help="Comma-separated node names.")
+@click.option("--fraction", type=float, default=0.0, help="Or this fraction of all nodes.")
+@click.option("--after", type=float, default=0.0, help="Start in this many seconds.")
+@click.option("--for", "duration", type=float, default=0.0,
+              help="Seconds it lasts (default: until `chaos clear`).")
+@click.option("--period", type=float, default=0.0, help="flap: seconds down, then as many up.")
+@click.option("--delay", type=float, default=0.0, help="slow: seconds each heartbeat is late.")
+def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, fraction: float,
+          after: float, duration: float, period: float, delay: float) -> None:
+    """Fail hollow nodes of a running fleet: stop their heartbeats, flap them, slow them."""
+    import datetime as dt
+
+    from pykubemark.hollow import chaos as node_chaos
+
+    if chaos_path is None:
+        from pykubemark.cluster.control_plane import LocalCluster
+        from pykubemark.cluster.hollow import chaos_file
+
+        chaos_path = chaos_file(LocalCluster.load(name))
+    if action == "clear":
+        node_chaos.clear(chaos_path)
+        console.print(f"node failures cleared ({chaos_path})")
+        return
+    nodes = [n for n in node_names.split(",") if n]
+    try:
+        failure = node_chaos.NodeFailure(action, nodes=nodes, fraction=fraction, after=after,
+                                         duration=duration, period=period, delay=delay)
+    except ValueError as exc:
+        raise UserError(f"invalid node failure: {exc}") from None
+    scheduled = node_chaos.add(chaos_path, failure)
+
+    def clock(stamp: float | None) -> str:
+        if stamp is None:
+            return "until cleared"
+        return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%H:%M:%S UTC")
+
+    who = ", ".join(nodes) if nodes else f"{fraction:.0%} of the nodes"
+    console.print(f"{action} {who}: from {clock(scheduled.start)} to "
+                  f"{clock(scheduled.end)} ({chaos_path})")
 
 
 @cli.command()

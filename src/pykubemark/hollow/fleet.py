@@ -14,12 +14,14 @@ import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pykubemark import interrupts
+from pykubemark.hollow.chaos import ChaosWatcher
 from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
 from pykubemark.hollow.objects import ARCH, NodeIdentity
 from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
@@ -50,6 +52,8 @@ class FleetOptions:
     #: Run the shards as child processes restarted when they die (always with >1).
     supervise: bool = False
     restarts_file: Path | None = None
+    #: The JSON file of node failures that `pykubemark chaos` writes and the fleet polls.
+    chaos_file: Path | None = None
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -146,6 +150,7 @@ class Fleet:
         heartbeat = self.client.with_identity(user_agent=kubelet_agent, limiter=UNLIMITED)
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
         reporter = loop.create_task(self._report(stop))
+        chaos = loop.create_task(self._chaos(stop))
         try:
             for index, name in self.options.names():
                 if stop.is_set():
@@ -176,6 +181,7 @@ class Fleet:
             await stop.wait()
         finally:
             reporter.cancel()
+            chaos.cancel()
             await cancel_all(self._tasks)
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
@@ -201,6 +207,26 @@ class Fleet:
                 f"{len(pods)} pods ({running} running)"
                 + (f"; adopted {nodes} Ready nodes and {adopted} started pods"
                    if nodes or adopted else ""))
+
+    async def _chaos(self, stop: asyncio.Event) -> None:
+        """Apply the node failures of the profile and the chaos file, twice a second."""
+        watcher = ChaosWatcher(self.options.chaos_file, self.profile.node_failures,
+                               time.time())
+        if watcher.path is None and not watcher.planned:
+            return
+        failing: set[str] = set()
+        while not stop.is_set():
+            watcher.refresh()
+            now = time.time()
+            if watcher.plan.actions or failing:
+                failing = set()
+                for name, kubelet in self.kubelets.items():
+                    down, delay = watcher.plan.state(name, now)
+                    kubelet.set_failure(down, delay)
+                    if down or delay:
+                        failing.add(name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

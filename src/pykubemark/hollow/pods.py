@@ -166,6 +166,9 @@ class PodLifecycle:
         self.synced_versions: dict[str, int] = {}
         self.channel: deque[tuple[str, int, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
+        #: Cleared while the node's heartbeats are down: no status is written then.
+        self.up = asyncio.Event()
+        self.up.set()
         self._relist_phase = random.random() * profile.start.relist_period
         self.rng = random.Random()
         self._background: set[asyncio.Task[Any]] = set()
@@ -552,6 +555,7 @@ class PodLifecycle:
         loop = asyncio.get_running_loop()
         next_batch = loop.time() + BATCH_PERIOD * random.random()
         while True:
+            await self.up.wait()
             if not self.channel:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 
 from pykubemark.errors import UserError, read_yaml_mapping
+from pykubemark.hollow.chaos import NodeFailure
 
 KUBE_VERSION = "v1.20.2"
 
@@ -164,6 +165,8 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     start: StartProfile = msgspec.field(default_factory=StartProfile)
     stop: StopProfile = msgspec.field(default_factory=StopProfile)
     failures: FailureProfile = msgspec.field(default_factory=FailureProfile)
+    #: Node failures, timed from the fleet's start (``after``); see hollow/chaos.py.
+    node_failures: list[NodeFailure] = []
     pod_cidr_base: str = "10.64.0.0/10"
     node_ip_base: str = "198.18.0.0/15"
 

@@ -364,3 +364,17 @@ def test_start_delay_from_a_profile_rule() -> None:
     delays = [plan_for(pod(f"p{i}"), profile, rng).start_delay for i in range(50)]
     assert all(2.0 <= d <= 4.0 for d in delays) and len(set(delays)) > 1
     assert failures.plan_for(pod(), FailureProfile(), rng).start_delay == 0.0
+
+
+def test_failure_weight_annotation_chooses_a_share_of_one_templates_pods() -> None:
+    rng = random.Random(1)
+    annotations = {"pykubemark.io/failure": "crashloop", "pykubemark.io/failure-weight": "0.1",
+                   "pykubemark.io/exit-code": "2", "pykubemark.io/run-seconds": "7"}
+    plans = [plan_for(pod(f"p{i}", annotations=annotations), FailureProfile(), rng)
+             for i in range(2000)]
+    failing = [p for p in plans if p.failure == "crashloop"]
+    assert 0.07 < len(failing) / len(plans) < 0.13
+    assert all(p.code() == 2 for p in failing)
+    # the others ignore the failure and its exit code, but keep the run time
+    healthy = [p for p in plans if p.failure == "none"]
+    assert all(p.code() == 0 and p.run_seconds == 7 for p in healthy)

@@ -21,6 +21,8 @@ from pykubemark.kube.types import Pod
 log = logging.getLogger(__name__)
 PREFIX = "pykubemark.io/"
 FAILURE_ANNOTATION = PREFIX + "failure"
+#: The share of pods (of one template) that play the annotated failure, chosen by uid.
+FAILURE_WEIGHT_ANNOTATION = PREFIX + "failure-weight"
 EXIT_CODE_ANNOTATION = PREFIX + "exit-code"
 RUN_SECONDS_ANNOTATION = PREFIX + "run-seconds"
 START_DELAY_ANNOTATION = PREFIX + "start-delay"
@@ -103,6 +105,12 @@ def plan_for(pod: Pod, failures: FailureProfile, rng: random.Random) -> Plan:
                         rule.flap_period)
             break
     annotations = pod.metadata.annotations
+    weight = _number(pod, FAILURE_WEIGHT_ANNOTATION)
+    if weight is not None and not _chosen(pod.metadata.uid, -1, weight):
+        # Not one of the failing share: only the run time (a Job's) applies.
+        run = _number(pod, RUN_SECONDS_ANNOTATION)
+        plan.run_seconds = run if run is not None else plan.run_seconds
+        return plan
     failure = annotations.get(FAILURE_ANNOTATION)
     if failure is not None:
         if failure in FAILURES:

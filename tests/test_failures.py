@@ -7,15 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import Cluster, Fleet, run_cli, wait_for
+from helpers import CLI, Cluster, Fleet, run_cli, wait_for
 from test_cluster import one_line_error
 
 NS = "failures"
 PREFIX = "fail"
+FLEET_LABEL = "pykubemark.io/fleet=failures"
 
 
 def _pod(name: str, node: str, annotations: dict[str, str], labels: dict[str, str]) -> dict:
@@ -29,8 +31,11 @@ def _pod(name: str, node: str, annotations: dict[str, str], labels: dict[str, st
 
 
 @pytest.fixture(scope="module")
-def fleet(cluster: Cluster) -> Iterator[Fleet]:
-    fleet = Fleet(cluster, 2, PREFIX, "--events", "--delete-nodes-on-exit")
+def fleet(cluster: Cluster, tmp_path_factory) -> Iterator[Fleet]:
+    profile = tmp_path_factory.mktemp("failures") / "profile.yaml"
+    profile.write_text(f"extra_labels: {{{FLEET_LABEL.replace('=', ': ')}}}\n")
+    fleet = Fleet(cluster, 2, PREFIX, "--events", "--delete-nodes-on-exit", "--profile",
+                  str(profile))
     try:
         fleet.wait_ready()
         cluster.kubectl("create", "namespace", NS)
@@ -181,3 +186,42 @@ def test_bad_failures_rule_is_one_line(cluster: Cluster, tmp_path) -> None:
     line = one_line_error(run_cli("hollow", "--kubeconfig", cluster.kubeconfig, "--nodes", "1",
                                   "--profile", str(profile), check=False))
     assert "failures" in line and "explode" in line
+
+
+def test_failures_scenario_makes_its_pods_fail(cluster: Cluster, fleet: Fleet, tmp_path) -> None:
+    """The built-in scenario's failures reach the hollow nodes as annotations only."""
+    out = tmp_path / "run"
+    settings = {"pods_per_node": 2, "crash_fraction": 0.5, "flap_fraction": 0.5,
+                "failing_size": 2, "crash_run_seconds": 1, "flap_period": 3,
+                "hold_seconds": 40}
+    proc = subprocess.Popen(
+        [*CLI, "run", "failures", "--cluster", cluster.name, "--out", str(out), "--quiet",
+         "--node-selector", FLEET_LABEL,
+         *(arg for k, v in settings.items() for arg in ("--set", f"{k}={v}"))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: dict[str, set] = {"restarts": set(), "ready": set()}
+
+    def failing() -> bool:
+        crashing = cluster.get_json("pods", "-A", "-l", "pykubemark.io/group=crashing")["items"]
+        for pod in crashing:
+            for c in pod["status"].get("containerStatuses") or []:
+                seen["restarts"].add(c["restartCount"])
+        flapping = cluster.get_json("pods", "-A", "-l", "pykubemark.io/group=flapping")["items"]
+        for pod in flapping:
+            for c in pod["status"].get("conditions") or []:
+                if c["type"] == "Ready":
+                    seen["ready"].add(c["status"])
+        return max(seen["restarts"], default=0) >= 2 and seen["ready"] == {"True", "False"}
+
+    try:
+        wait_for("crash loops and flapping readiness", failing, timeout=240, interval=1)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)
+            proc.communicate(timeout=120)
+    assert proc.returncode in (0, 1), stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["name"] for p in summary["phases"]] == ["saturation", "failing", "cleanup"]
+    assert not cluster.kubectl("get", "namespaces", "-l",
+                               f"pykubemark.io/run={summary['run_id']}", "-o", "name").split()

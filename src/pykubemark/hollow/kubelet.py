@@ -242,16 +242,9 @@ class HollowKubelet:
         while True:
             await self.up.wait()
             await self._renew_lease()
-            await self._sleep_unless_down(
+            # A node that goes down meanwhile waits above, and renews as soon as it is up.
+            await asyncio.sleep(
                 renew * (1 + self.profile.lease_jitter * random.random()) + self.heartbeat_delay)
-
-    async def _sleep_unless_down(self, seconds: float) -> None:
-        """Sleep, but wake when the node goes down so that it resumes as soon as it is up."""
-        if self.up.is_set():
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + seconds
-            while self.up.is_set() and loop.time() < deadline:
-                await asyncio.sleep(min(0.5, deadline - loop.time()))
 
     async def _renew_lease(self) -> None:
         """Update from the last written copy; on failure GET (or create) and retry."""
@@ -291,7 +284,7 @@ class HollowKubelet:
             await self.up.wait()
             started = time.monotonic()
             await self._sync_status()
-            await self._sleep_unless_down(
+            await asyncio.sleep(
                 max(0.0, period - (time.monotonic() - started)) + self.heartbeat_delay)
 
     async def _sync_status(self) -> None:

@@ -33,9 +33,9 @@ test: provision lint
 # The benchmarks at their default sizes (tens of minutes; `make test` runs each once at a
 # tiny size). Each starts and stops its own cluster; results land in benchmarks/results/.
 bench: provision
-	$(BIN)/python benchmarks/timestamps.py --results-dir benchmarks/results
-	$(BIN)/python benchmarks/fidelity.py --results-dir benchmarks/results
-	$(BIN)/python benchmarks/cost.py --results-dir benchmarks/results
+	$(BIN)/python benchmarks/timestamps.py
+	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/cost.py
 
 demo: provision
 	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1

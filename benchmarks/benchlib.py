@@ -31,9 +31,11 @@ from pykubemark.cluster.hollow import ready_nodes
 from pykubemark.cluster.processes import last_lines
 from pykubemark.cluster.state import Proc
 from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO / "results"
+#: Committed: every figure in the README names its file here.
+RESULTS_DIR = REPO / "benchmarks" / "results"
 console = Console(stderr=True)
 #: Tables go to stdout, wide enough for their columns even when it is not a terminal.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -166,9 +168,7 @@ class ResultFile:
         self.data: dict[str, Any] = {}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
 
 # -- admin REST ----------------------------------------------------------------------------

@@ -215,6 +215,12 @@ def _interruptible(name: str):
               "node names (always so with --processes > 1).")
 @click.option("--restarts-file", type=click.Path(path_type=Path), default=None,
               help="Record the restarts of child processes in this JSON file.")
+@click.option("--transport", type=click.Choice(["h1", "h2"]), default="h1", show_default=True,
+              help="h2: one HTTP/2 connection per hollow kubelet and per hollow proxy, as "
+              "client-go; h1: a shared HTTP/1.1 pool, one connection per watch.")
+@click.option("--content-type", type=click.Choice(["json", "protobuf"]), default="json",
+              show_default=True,
+              help="protobuf: lists and watches of built-in types in the apiserver's protobuf.")
 @click.option("--chaos-file", type=click.Path(path_type=Path), default=None,
               help="Apply the node failures that `pykubemark chaos --file` writes to this file.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
@@ -222,7 +228,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float | None, engine: str,
            delete_nodes_on_exit: bool, supervise: bool, restarts_file: Path | None,
-           chaos_file: Path | None, verbose: bool) -> None:
+           transport: str, content_type: str, chaos_file: Path | None,
+           verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -254,7 +261,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            nodes=nodes, prefix=prefix, processes=processes,
                            register_rate=rate, profile=profile,
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
-                           restarts_file=restarts_file, chaos_file=chaos_file))
+                           restarts_file=restarts_file, transport=transport,
+                           content_type=content_type, chaos_file=chaos_file))
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,

@@ -52,6 +52,11 @@ class FleetOptions:
     #: Run the shards as child processes restarted when they die (always with >1).
     supervise: bool = False
     restarts_file: Path | None = None
+    #: "h1": every node shares the process's aiohttp pool (a connection per watch);
+    #: "h2": each hollow kubelet (heartbeat included) and each hollow proxy get one
+    #: HTTP/2 connection of their own, as the Go hollow node's client-go does.
+    transport: str = "h1"
+    content_type: str = "json"
     #: The JSON file of node failures that `pykubemark chaos` writes and the fleet polls.
     chaos_file: Path | None = None
 
@@ -121,9 +126,12 @@ class Fleet:
                  proxy_config: KubeConfig) -> None:
         self.options = options
         self.profile = options.profile
-        self.client = Client(kubelet_config)
-        self.proxy_client = (Client(proxy_config) if proxy_config is not kubelet_config
-                             else self.client)
+        h2_shared = options.transport == "h2" and options.profile.fidelity == "lite"
+        codec = options.content_type
+        self.client = Client(kubelet_config, http2=h2_shared, content_type=codec)
+        self.proxy_client = (Client(proxy_config, http2=h2_shared, content_type=codec)
+                             if proxy_config is not kubelet_config else self.client)
+        self._components: list[Client] = []
         self.kubelets: dict[str, HollowKubelet] = {}
         self.proxies: dict[str, HollowProxy] = {}
         self.shared: list[Reflector[Any]] = []
@@ -152,19 +160,31 @@ class Fleet:
         reporter = loop.create_task(self._report(stop))
         chaos = loop.create_task(self._chaos(stop))
         try:
+            own_connections = self.options.transport == "h2" and not lite
             for index, name in self.options.names():
                 if stop.is_set():
                     break
-                kubelet_client = self.client.with_identity(
+                node_client, node_heartbeat, node_proxy = self.client, heartbeat, self.proxy_client
+                if own_connections:
+                    # The Go hollow kubelet's heartbeat clientset differs from its main one
+                    # only by timeout and QPS, which client-go's transport cache ignores:
+                    # both share one connection; the proxy (another process there) has its
+                    # own.
+                    node_client = self._component(self.client.config)
+                    node_heartbeat = node_client.with_identity(user_agent=kubelet_agent,
+                                                               limiter=UNLIMITED)
+                    node_proxy = self._component(self.proxy_client.config)
+                kubelet_client = node_client.with_identity(
                     user_agent=kubelet_agent,
                     limiter=TokenBucket(profile.kubelet_qps, profile.kubelet_burst))
                 # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
-                events = (self.client.with_identity(user_agent=kubelet_agent,
+                events = (node_client.with_identity(user_agent=kubelet_agent,
                                                     limiter=TokenBucket(5, 10))
                           if profile.events else None)
                 kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
-                                        profile, heartbeat=heartbeat, events=events, shared=lite)
-                proxy = HollowProxy(name, self.proxy_client.with_identity(
+                                        profile, heartbeat=node_heartbeat, events=events,
+                                        shared=lite)
+                proxy = HollowProxy(name, node_proxy.with_identity(
                     user_agent=proxy_agent,
                     limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
                     endpoints, shared=lite)
@@ -188,6 +208,14 @@ class Fleet:
             await self.client.close()
             if self.proxy_client is not self.client:
                 await self.proxy_client.close()
+            for component in self._components:
+                await component.close()
+
+    def _component(self, config: KubeConfig) -> Client:
+        """A client with its own HTTP/2 connection, for one hollow component."""
+        client = Client(config, http2=True, content_type=self.options.content_type)
+        self._components.append(client)
+        return client
 
     async def _delete_nodes(self) -> None:
         async def delete(name: str) -> None:

@@ -1,7 +1,11 @@
-"""REST verbs against the apiserver over one shared aiohttp session.
+"""REST verbs against the apiserver over a shared aiohttp pool or one HTTP/2 connection.
 
-Thousands of hollow nodes share one connection pool; each passes its own rate limiter
-and user agent. 429 and 5xx answers with Retry-After are retried as client-go does
+By default thousands of hollow nodes share one aiohttp (HTTP/1.1) pool; each passes its
+own rate limiter and user agent. With ``http2=True`` a Client and its `with_identity`
+views multiplex everything over one HTTP/2 connection (kube/http2.py), as a client-go
+component does; ``content_type="protobuf"`` makes lists and watches ask for the
+apiserver's protobuf (kube/protobuf.py), decoded into the same typed views as JSON.
+429 and 5xx answers with Retry-After are retried as client-go does
 (up to 10 times, sleeping as told); other failures are raised for the caller, whose own
 loop (lease, status, reflector) decides when to try again, like the kubelet's.
 """
@@ -10,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 
 from pykubemark.kube.config import KubeConfig
+from pykubemark.kube.http2 import H2Pool
+from pykubemark.kube.protobuf import PROTOBUF, frames
 from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 MAX_RETRY_AFTER = 10
+CONTENT_TYPES = ("json", "protobuf")
 #: What a request raises when the connection, not the apiserver, failed; callers with a
 #: loop of their own catch these to try again later.
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -69,12 +77,20 @@ class Client:
 
     def __init__(self, config: KubeConfig, *, user_agent: str = "pykubemark",
                  limiter: TokenBucket = UNLIMITED, session: aiohttp.ClientSession | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, http2: bool = False,
+                 content_type: str = "json", pool: H2Pool | None = None) -> None:
+        if content_type not in CONTENT_TYPES:
+            raise ValueError(f"content_type must be one of {CONTENT_TYPES}, not {content_type!r}")
         self.config = config
         self.user_agent = user_agent
         self.limiter = limiter
+        self.http2 = http2 or pool is not None
+        #: Lists and watches of built-in types ask for protobuf; other calls stay JSON.
+        self.protobuf = content_type == "protobuf"
         self._session = session
         self._owns_session = session is None
+        self._pool = pool
+        self._owns_pool = pool is None
         self._headers = {
             "Accept": JSON, "User-Agent": user_agent, **config.headers, **(headers or {})
         }
@@ -92,15 +108,27 @@ class Client:
             )
         return self._session
 
+    @property
+    def pool(self) -> H2Pool:
+        if self._pool is None:
+            self._pool = H2Pool(self.config.server, self.config.h2_ssl_context(),
+                                self.config.tls_server_name)
+        return self._pool
+
     def with_identity(self, *, user_agent: str | None = None, limiter: TokenBucket | None = None,
                       config: KubeConfig | None = None) -> Client:
-        """A view sharing this pool with its own agent, limiter or token."""
+        """A view sharing this pool (or HTTP/2 connection) with its own agent, limiter or token."""
         return Client(config or self.config, user_agent=user_agent or self.user_agent,
-                      limiter=limiter or self.limiter, session=self.session)
+                      limiter=limiter or self.limiter,
+                      session=None if self.http2 else self.session,
+                      pool=self.pool if self.http2 else None,
+                      content_type="protobuf" if self.protobuf else "json")
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
+        if self._owns_pool and self._pool is not None:
+            await self._pool.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -110,9 +138,14 @@ class Client:
 
     # -- verbs ---------------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                      body: Any = None, content_type: str = JSON, timeout: float = 60.0) -> bytes:
+                      body: Any = None, content_type: str = JSON, timeout: float = 60.0,
+                      accept: str | None = None) -> bytes:
         data = body if isinstance(body, bytes | None) else orjson.dumps(body)
         headers = self._headers if data is None else {**self._headers, "Content-Type": content_type}
+        if accept is not None:
+            headers = {**headers, "Accept": accept}
+        if self.http2:
+            return await self._request_h2(method, path, params, data, headers, timeout)
         url = self.config.server + path
         for _attempt in range(MAX_RETRY_AFTER + 1):
             await self.limiter.wait()
@@ -130,8 +163,26 @@ class Client:
             await asyncio.sleep(wait)
         raise ApiError(429, payload, method, path)
 
-    async def get(self, path: str, params: Mapping[str, str] | None = None) -> bytes:
-        return await self.request("GET", path, params=params)
+    async def _request_h2(self, method: str, path: str, params: Mapping[str, str] | None,
+                          data: bytes | None, headers: Mapping[str, str],
+                          timeout: float) -> bytes:
+        target = f"{path}?{urlencode(params)}" if params else path
+        for _attempt in range(MAX_RETRY_AFTER + 1):
+            await self.limiter.wait()
+            async with asyncio.timeout(timeout):
+                response = await self.pool.request(method, target, headers, data)
+                payload = await response.read()
+            if response.status < 300:
+                return payload
+            wait = _retry_after(response.headers)
+            if wait is None or not (response.status == 429 or response.status >= 500):
+                raise ApiError(response.status, payload, method, path)
+            await asyncio.sleep(wait)
+        raise ApiError(429, payload, method, path)
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None, *,
+                  accept: str | None = None) -> bytes:
+        return await self.request("GET", path, params=params, accept=accept)
 
     async def create(self, path: str, body: Any) -> bytes:
         return await self.request("POST", path, body=body)
@@ -145,8 +196,13 @@ class Client:
     async def delete(self, path: str, body: Any = None) -> bytes:
         return await self.request("DELETE", path, body=body)
 
-    async def stream(self, path: str, params: Mapping[str, str]) -> AsyncIterator[bytes]:
-        """Lines of a watch response, as they arrive (no size limit per line)."""
+    async def stream(self, path: str, params: Mapping[str, str], *,
+                     protobuf: bool = False) -> AsyncIterator[bytes]:
+        """Lines of a JSON watch (no size limit per line), or protobuf frames, as they arrive."""
+        if self.http2 or protobuf:
+            async for unit in self._stream_units(path, params, protobuf):
+                yield unit
+            return
         await self.limiter.wait()
         async with self.session.get(
             self.config.server + path, params=params, headers=self._headers,
@@ -164,3 +220,42 @@ class Client:
                 for line in lines:
                     if line:
                         yield line
+
+    async def _stream_units(self, path: str, params: Mapping[str, str],
+                            protobuf: bool) -> AsyncIterator[bytes]:
+        await self.limiter.wait()
+        headers = {**self._headers, "Accept": PROTOBUF} if protobuf else self._headers
+        if self.http2:
+            response = await self.pool.request("GET", f"{path}?{urlencode(params)}", headers)
+            if response.status >= 300:
+                raise ApiError(response.status, await response.read(), "WATCH", path)
+            chunks: AsyncGenerator[bytes] = response.chunks()
+        else:
+            chunks = self._stream_h1(path, params, headers)
+        buffer = bytearray()
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                if protobuf:
+                    for frame in frames(buffer):
+                        yield frame
+                elif b"\n" in chunk:
+                    *lines, rest = bytes(buffer).split(b"\n")
+                    buffer[:] = rest
+                    for line in lines:
+                        if line:
+                            yield line
+        finally:
+            await chunks.aclose()  # an HTTP/2 watch we stop reading is reset at once
+
+    async def _stream_h1(self, path: str, params: Mapping[str, str],
+                         headers: Mapping[str, str]) -> AsyncGenerator[bytes]:
+        async with self.session.get(
+            self.config.server + path, params=params, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None),
+            server_hostname=self.config.tls_server_name,
+        ) as response:
+            if response.status >= 300:
+                raise ApiError(response.status, await response.read(), "WATCH", path)
+            async for chunk in response.content.iter_any():
+                yield chunk

@@ -11,6 +11,7 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,20 @@ class KubeConfig:
     source: str = ""
     tls_server_name: str | None = None
     context: str = ""
+    #: Builds a fresh context with the same trust and credentials: the HTTP/2 transport
+    #: offers ALPN h2 on its own context, never on the one HTTP/1.1 sessions share.
+    ssl_factory: Callable[[], ssl.SSLContext | None] | None = None
+    _h2_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+
+    def h2_ssl_context(self) -> ssl.SSLContext | None:
+        """One context offering ALPN h2, shared by every HTTP/2 connection of this config:
+        a context holds the trust store (hundreds of KiB), a connection only needs a
+        reference to it."""
+        if self._h2_context is None:
+            self._h2_context = (self.ssl_factory or (lambda: self.ssl_context))()
+            if self._h2_context is not None:
+                self._h2_context.set_alpn_protocols(["h2"])
+        return self._h2_context
 
 
 def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
@@ -138,7 +153,9 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     return KubeConfig(server=server, ssl_context=ssl_context, headers=headers,
                       source=str(merged.files[0]) if len(merged.files) == 1 else where,
                       tls_server_name=cluster.get("tls-server-name"),
-                      context=context_name)
+                      context=context_name,
+                      ssl_factory=lambda: _ssl_context(server, cluster, user,
+                                                       cluster_file.parent, user_file.parent))
 
 
 def _ssl_context(server: str, cluster: dict, user: dict, base: Path,

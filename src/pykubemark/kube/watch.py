@@ -6,6 +6,9 @@
 - a WATCH that cannot start because the connection is refused is retried after 1 s;
 - any other failure relists after an exponential backoff (0.8 s doubling to 30 s);
 - 410 Gone relists with ``resourceVersion=""`` (a consistent read, paged by 500).
+
+Over a protobuf client (``Client(content_type="protobuf")``) lists and watches of the
+typed views kube/protobuf.py knows (Pod, Node, MetaOnly) are protobuf on the wire.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import aiohttp
 import msgspec
 
+from pykubemark.kube import protobuf as pb
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.types import MetaOnly, ObjectList, Status, WatchEvent
 
@@ -79,6 +83,8 @@ class Reflector(Generic[T]):
         # Bookmarks carry only a resourceVersion (and nulls where lists would be).
         self._bookmark_decoder = msgspec.json.Decoder(WatchEvent[MetaOnly])
         self._list_decoder = msgspec.json.Decoder(self._list_type)
+        self._pb_item: Callable[[bytes], Any] | None = (
+            pb.DECODERS.get(item_type) if client.protobuf else None)
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -95,7 +101,8 @@ class Reflector(Generic[T]):
                     relist_rv = ""
                     continue
                 log.debug("%s: %s", self.name, exc)
-            except (TimeoutError, aiohttp.ClientError, OSError, msgspec.DecodeError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, msgspec.DecodeError,
+                    pb.CodecError) as exc:
                 log.debug("%s: %r", self.name, exc)
             await asyncio.sleep(backoff.next())
 
@@ -105,14 +112,20 @@ class Reflector(Generic[T]):
         if resource_version == "":
             params["limit"] = "500"
         while True:
-            page = self._list_decoder.decode(await self.client.get(self.path, params))
-            items.extend(page.items)
-            cont = page.metadata.get("continue")
+            if self._pb_item is not None:
+                data = await self.client.get(self.path, params, accept=pb.PROTOBUF)
+                page_items, list_rv, cont = pb.list_items(data, self._pb_item)
+            else:
+                page = self._list_decoder.decode(await self.client.get(self.path, params))
+                page_items = page.items
+                list_rv = str(page.metadata.get("resourceVersion", ""))
+                cont = str(page.metadata.get("continue") or "")
+            items.extend(page_items)
             if not cont or resource_version == "0":
                 break
-            params = {**self.params, "limit": "500", "continue": str(cont)}
+            params = {**self.params, "limit": "500", "continue": cont}
         self.lists += 1
-        self.resource_version = str(page.metadata.get("resourceVersion", ""))
+        self.resource_version = list_rv
         self.handler.on_list(items)
         self.synced.set()
 
@@ -124,13 +137,32 @@ class Reflector(Generic[T]):
                 "timeoutSeconds": str(int(self._timeout())), "allowWatchBookmarks": "true",
             }
             self.watches += 1
+            protobuf = self._pb_item is not None
+            dispatch = self._dispatch_frame if protobuf else self._dispatch
             try:
-                async for line in self.client.stream(self.path, params):
-                    self._dispatch(line)
+                async for unit in self.client.stream(self.path, params, protobuf=protobuf):
+                    dispatch(unit)
+            except ConnectionRefusedError:
+                await asyncio.sleep(1.0)
             except aiohttp.ClientConnectorError as exc:
                 if "refused" not in str(exc).lower():
                     raise
                 await asyncio.sleep(1.0)
+
+    def _dispatch_frame(self, frame: bytes) -> None:
+        kind, envelope = pb.watch_event(frame)
+        if kind == "ERROR":
+            status = pb.status(envelope.raw)
+            raise ApiError(status.code or 500, msgspec.json.encode(status), "WATCH", self.path)
+        if kind == "BOOKMARK":
+            self.resource_version = (pb.meta_only(envelope.raw).metadata.resourceVersion
+                                     or self.resource_version)
+            return
+        assert self._pb_item is not None
+        obj = self._pb_item(envelope.raw)
+        if rv := obj.metadata.resourceVersion:
+            self.resource_version = rv
+        self.handler.on_event(kind, obj)
 
     def _dispatch(self, line: bytes) -> None:
         if line.startswith(ERROR_PREFIX):

@@ -43,7 +43,8 @@ def hollow_options(func):
                      help="YAML file overriding hollow-node behaviour (see hollow/profile.py)."),
         click.option("--events/--no-events", default=None,
                      help="Post the events a real kubelet posts "
-                     "(Pulled, Created, Started, Killing)."),
+                     "(Pulled, Created, Started, Killing; for failures Pulling, Failed, "
+                     "BackOff, Unhealthy)."),
         click.option("--endpoint-slices", is_flag=True,
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
         click.option("--register-rate", type=float, default=None,

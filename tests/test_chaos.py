@@ -1,6 +1,7 @@
 """Node failures against a real controller-manager with shortened timeouts: a stopped
 hollow node is marked Unknown by the node-lifecycle controller after its grace period,
-tainted, its pods evicted; a flapping node's Ready condition follows the schedule."""
+tainted, its pods evicted; a flapping node's Ready condition follows the schedule; a
+restarted node registers again and adopts its pod without restarting it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Cluster, Fleet, run_cli, wait_for
+from helpers import KUBELET_USER, Cluster, Fleet, run_cli, wait_for
 from test_cluster import one_line_error
 
 from pykubemark.hollow.chaos import read_plan
+from pykubemark.measure.audit import read_audit
 
 NAME = "chaos"
 PREFIX = "chaos"
@@ -28,7 +30,7 @@ UNREACHABLE = "node.kubernetes.io/unreachable"
 
 @pytest.fixture(scope="module")
 def chaos_cluster(binaries) -> Iterator[Cluster]:
-    run_cli("up", "--name", NAME,
+    run_cli("up", "--name", NAME, "--audit",
             f"--controller-manager-arg=--node-monitor-grace-period={GRACE:.0f}s",
             "--controller-manager-arg=--node-monitor-period=2s",
             "--controller-manager-arg=--pod-eviction-timeout=10s")
@@ -67,13 +69,23 @@ spec:
   - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute,
      tolerationSeconds: 2}
   containers: [{name: c, image: registry.k8s.io/pause:3.2}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: survivor, namespace: default}
+spec:
+  nodeSelector: {kubernetes.io/hostname: chaos-2}
+  containers: [{name: c, image: registry.k8s.io/pause:3.2}]
 """)
-        wait_for("the pod Running", lambda: cluster.get_json("pod", "evictee")["status"]
-                 .get("phase") == "Running", 120)
+        for pod in ("evictee", "survivor"):
+            wait_for(f"{pod} Running", lambda pod=pod: cluster.get_json("pod", pod)["status"]
+                     .get("phase") == "Running", 120)
+        survivor = cluster.get_json("pod", "survivor")
         run_cli("chaos", "stop", "--name", NAME, "--nodes", f"{PREFIX}-0",
                 "--for", str(STOP_FOR))
         run_cli("chaos", "flap", "--name", NAME, "--nodes", f"{PREFIX}-1",
                 "--period", str(FLAP_PERIOD), "--for", str(FLAP_FOR))
+        run_cli("chaos", "restart", "--name", NAME, "--nodes", f"{PREFIX}-2", "--after", "5")
         plan = read_plan(chaos_file)
         samples: list[dict[str, Any]] = []
 
@@ -84,14 +96,16 @@ spec:
             samples.append({"at": time.time(), "nodes": nodes,
                             "renew": lease["spec"]["renewTime"],
                             "pod": next((p for p in pods
-                                         if p["metadata"]["name"] == "evictee"), None)})
+                                         if p["metadata"]["name"] == "evictee"), None),
+                            "survivor": next(p for p in pods
+                                             if p["metadata"]["name"] == "survivor")})
             over = time.time() > max(a.end or 0 for a in plan.actions) + 5
             return over and _ready(nodes[f"{PREFIX}-0"])["status"] == "True" \
                 and _ready(nodes[f"{PREFIX}-1"])["status"] == "True" \
                 and samples[-1]["pod"] is None
         wait_for("the node failures to end and the nodes to recover", sample,
                  timeout=FLAP_FOR + 180, interval=1)
-        yield {"samples": samples, "plan": plan, "fleet": fleet}
+        yield {"samples": samples, "plan": plan, "fleet": fleet, "survivor": survivor}
     finally:
         code = fleet.stop()
         assert code == 0, fleet.log.read_text()[-2000:]
@@ -144,9 +158,26 @@ def test_flapping_node_changes_ready_as_scheduled(observed: dict[str, Any]) -> N
         window = int((at - flap.start + (1 if status == "True" else -1)) // FLAP_PERIOD)
         # Unknown only in a down window (even), True again only in an up one (odd)
         assert window % 2 == (0 if status == "Unknown" else 1), (status, at - flap.start)
-    # the third node was never touched
-    other = {_ready(s["nodes"][f"{PREFIX}-2"])["status"] for s in samples}
-    assert other == {"True"}
+
+
+def test_restarted_node_registers_again_and_adopts_its_pod(chaos_cluster: Cluster,
+                                                           observed: dict[str, Any]) -> None:
+    restart = next(a for a in observed["plan"].actions if a.failure.action == "restart")
+    node = f"{PREFIX}-2"
+    since = dt.datetime.fromtimestamp(restart.start - 1, dt.UTC)
+    requests = list(read_audit(chaos_cluster.audit_log, since=since, users=[KUBELET_USER]))
+    # as a restarted kubelet: its Node exists (409), it lists its pods again
+    assert any(r.verb == "create" and r.resource == "nodes" and r.code == 409
+               for r in requests)
+    assert any(r.verb == "list" and r.resource == "pods"
+               and r.selectors().get("fieldSelector") == f"spec.nodeName={node}"
+               for r in requests)
+    # its pod was adopted, not restarted; the node never stopped being Ready
+    before = observed["survivor"]["status"]
+    after = observed["samples"][-1]["survivor"]["status"]
+    assert after["podIP"] == before["podIP"]
+    assert after["containerStatuses"] == before["containerStatuses"]
+    assert {_ready(s["nodes"][node])["status"] for s in observed["samples"]} == {"True"}
 
 
 def test_bad_node_failure_is_one_line(tmp_path: Path) -> None:

@@ -324,7 +324,7 @@ def down(name: str, purge: bool) -> None:
 
 
 @cli.command()
-@click.argument("action", type=click.Choice(["stop", "flap", "slow", "clear"]))
+@click.argument("action", type=click.Choice(["stop", "flap", "slow", "restart", "clear"]))
 @name_option
 @click.option("--file", "chaos_path", type=click.Path(path_type=Path), default=None,
               help="The --chaos-file of a `pykubemark hollow` fleet (default: the cluster's, "
@@ -333,12 +333,14 @@ def down(name: str, purge: bool) -> None:
 @click.option("--fraction", type=float, default=0.0, help="Or this fraction of all nodes.")
 @click.option("--after", type=float, default=0.0, help="Start in this many seconds.")
 @click.option("--for", "duration", type=float, default=0.0,
-              help="Seconds it lasts (default: until `chaos clear`).")
+              help="Seconds it lasts (default: until `chaos clear`; restart: down this "
+              "long, default 0).")
 @click.option("--period", type=float, default=0.0, help="flap: seconds down, then as many up.")
 @click.option("--delay", type=float, default=0.0, help="slow: seconds each heartbeat is late.")
 def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, fraction: float,
           after: float, duration: float, period: float, delay: float) -> None:
-    """Fail hollow nodes of a running fleet: stop their heartbeats, flap them, slow them."""
+    """Fail hollow nodes of a running fleet: stop their heartbeats, flap them, slow them,
+    restart them."""
     import datetime as dt
 
     from pykubemark.hollow import chaos as node_chaos

@@ -99,3 +99,16 @@ def test_profile_node_failures(tmp_path: Path) -> None:
     path.write_text("node_failures:\n- action: flap\n  fraction: 0.01\n")
     with pytest.raises(UserError, match="period"):
         load_profile(path)
+
+
+def test_restart_happens_once_when_its_down_time_ends() -> None:
+    plan = ChaosPlan([schedule(NodeFailure("restart", nodes=["n"], after=10, duration=5),
+                               0.0, "r"),
+                      schedule(NodeFailure("restart", nodes=["m"], after=10), 0.0, "s")])
+    assert plan.state("n", 12.0) == (True, 0.0)  # down before it comes back
+    assert plan.restarts("n", 0.0, 14.9) == []
+    assert plan.restarts("n", 14.9, 15.0) == ["r"]
+    assert plan.restarts("n", 15.0, 30.0) == []  # once
+    assert plan.state("n", 15.0) == (False, 0.0)
+    assert plan.restarts("m", 9.5, 10.0) == ["s"]  # no down time: at once
+    assert plan.restarts("other", 0.0, 30.0) == []

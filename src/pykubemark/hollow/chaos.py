@@ -21,14 +21,15 @@ from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
 
 log = logging.getLogger(__name__)
-ACTIONS = ("stop", "flap", "slow")
+ACTIONS = ("stop", "flap", "slow", "restart")
 
 
 class NodeFailure(msgspec.Struct, forbid_unknown_fields=True):
     """stop: heartbeats (lease, node status, pod statuses) cease; flap: down for
     ``period`` s, up for ``period`` s, again; slow: lease and node status late by
-    ``delay`` s. On ``nodes`` by name or on a ``fraction`` of all nodes, from ``after`` s
-    for ``duration`` s (0: until cleared)."""
+    ``delay`` s; restart: down for ``duration`` s (0: none), then a new kubelet that
+    registers again and adopts its pods. On ``nodes`` by name or on a ``fraction`` of all
+    nodes, from ``after`` s for ``duration`` s (0: until cleared)."""
 
     action: str
     nodes: list[str] = []
@@ -73,7 +74,7 @@ class Scheduled(msgspec.Struct, forbid_unknown_fields=True):
     def down(self, now: float) -> bool:
         if not self.active(now) or self.failure.action == "slow":
             return False
-        if self.failure.action == "stop":
+        if self.failure.action in ("stop", "restart"):
             return True
         return int((now - self.start) // self.failure.period) % 2 == 0
 
@@ -93,9 +94,16 @@ class ChaosPlan(msgspec.Struct, forbid_unknown_fields=True):
                 delay = max(delay, action.failure.delay)
         return down, delay
 
+    def restarts(self, node: str, since: float, now: float) -> list[str]:
+        """Ids of the restarts of ``node`` that completed in (since, now]."""
+        return [a.id for a in self.actions if a.failure.action == "restart"
+                and a.end is not None and since < a.end <= now and a.applies(node)]
+
 
 def schedule(failure: NodeFailure, at: float, ident: str) -> Scheduled:
     start = at + failure.after
+    if failure.action == "restart":
+        return Scheduled(ident, failure, start, start + failure.duration)
     return Scheduled(ident, failure, start, start + failure.duration if failure.duration else None)
 
 

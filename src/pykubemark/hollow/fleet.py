@@ -136,13 +136,15 @@ class Fleet:
         self.proxies: dict[str, HollowProxy] = {}
         self.shared: list[Reflector[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._node_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._pod_router = PodRouter()
 
     async def run(self, stop: asyncio.Event) -> None:
         profile = self.profile
         lite = profile.fidelity == "lite"
         loop = asyncio.get_running_loop()
         endpoints = await endpoints_path(self.proxy_client, profile.proxy_endpoints)
-        pod_router = PodRouter()
+        pod_router = self._pod_router = PodRouter()
         if lite:
             self.shared = [
                 Reflector(self.client, "/api/v1/pods", Pod, pod_router,
@@ -192,9 +194,8 @@ class Fleet:
                 self.proxies[name] = proxy
                 if lite:
                     pod_router.subscribe(name, kubelet.pods)
-                for task in (loop.create_task(kubelet.run()), loop.create_task(proxy.run())):
-                    task.add_done_callback(_report_crash)
-                    self._tasks.append(task)
+                self._node_tasks[name] = self._start(kubelet.run())
+                self._start(proxy.run())
                 if interval:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), interval)
@@ -210,6 +211,25 @@ class Fleet:
                 await self.proxy_client.close()
             for component in self._components:
                 await component.close()
+
+    def _start(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+        return task
+
+    async def restart(self, name: str) -> None:
+        """A restarted kubelet: the old one is gone (its timers with it); a new one with
+        the same identity and clients registers again and adopts its Node and pods."""
+        old = self.kubelets[name]
+        await cancel_all([self._node_tasks[name]])
+        kubelet = HollowKubelet(old.identity, old.client, self.profile, heartbeat=old.heartbeat,
+                                events=old.pods.events, shared=old.shared)
+        self.kubelets[name] = kubelet
+        if old.shared:
+            self._pod_router.subscribe(name, kubelet.pods)
+        self._node_tasks[name] = self._start(kubelet.run())
+        log.info("%s: restarted", name)
 
     def _component(self, config: KubeConfig) -> Client:
         """A client with its own HTTP/2 connection, for one hollow component."""
@@ -243,16 +263,21 @@ class Fleet:
         if watcher.path is None and not watcher.planned:
             return
         failing: set[str] = set()
+        since = time.time()
         while not stop.is_set():
             watcher.refresh()
             now = time.time()
             if watcher.plan.actions or failing:
                 failing = set()
-                for name, kubelet in self.kubelets.items():
+                for name, kubelet in list(self.kubelets.items()):
                     down, delay = watcher.plan.state(name, now)
+                    if watcher.plan.restarts(name, since, now):
+                        await self.restart(name)
+                        kubelet = self.kubelets[name]
                     kubelet.set_failure(down, delay)
                     if down or delay:
                         failing.add(name)
+            since = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 

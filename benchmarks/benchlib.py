@@ -111,10 +111,10 @@ def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
 
 def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
                     processes: int = 1, extra: Iterable[str] = ()) -> Proc:
-    """`pykubemark hollow` as a child of the cluster (stopped by `down`), with the
-    hollow-kubelet and hollow-proxy users so the audit log can tell them apart."""
+    """`pykubemark hollow` as a child of the cluster (stopped by `down`): each kubelet
+    bootstraps its own system:node:<name> identity, the proxies are system:kube-proxy."""
     argv = python_argv(
-        "hollow", "--kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet")),
+        "hollow", "--kubeconfig", str(cluster.kubeconfig_for("kubelet-bootstrap")),
         "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
         "--nodes", str(nodes), "--prefix", prefix, "--processes", str(processes), *extra,
     )

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 from benchlib import (
     RESULTS_DIR,
     Api,
@@ -65,13 +66,24 @@ from pykubemark.cluster.state import Proc
 from pykubemark.engines.gokubemark import GoFleet
 from pykubemark.measure.audit import Request, read_audit, watch_set
 
-#: user in the audit log -> (side, component)
+#: user in the audit log -> (side, component). Every kubelet is its own
+#: system:node:<name> (pykubemark's by TLS bootstrap, the Go ones with certificates from
+#: the cluster CA); `fold_user` folds them by node-name prefix: go-* and py-*.
+GO_NODES, PY_NODES = "system:node:go-*", "system:node:py-*"
 USERS = {
-    "kubemark:go-kubelet": ("go", "kubelet"),
+    GO_NODES: ("go", "kubelet"),
+    "kubemark:go-kubelet": ("go", "kubelet"),  # a Go fleet with one shared identity
     "kubemark:go-proxy": ("go", "proxy"),
-    "pykubemark:hollow-kubelet": ("py", "kubelet"),
-    "pykubemark:hollow-proxy": ("py", "proxy"),
+    PY_NODES: ("py", "kubelet"),
+    "system:kube-proxy": ("py", "proxy"),
 }
+
+
+def fold_user(request: Request) -> Request:
+    for folded in (GO_NODES, PY_NODES):
+        if request.user.startswith(folded[:-1]):
+            return msgspec.structs.replace(request, user=folded)
+    return request
 REFERENCE = Path(__file__).resolve().parent / "reference" / "kubemark-go-1.20.json"
 TOLERANCE = 0.10
 #: When neither side sent this many requests, a deviation says little (a watch reopened
@@ -415,7 +427,8 @@ class Fidelity:
             return
         until = max(p.end for p in done if p.end is not None)
         wait_for_audit(self.audit_log, until)
-        everyone = list(read_audit(self.audit_log, since=self.launched, until=until))
+        everyone = [fold_user(r) for r in read_audit(self.audit_log, since=self.launched,
+                                                      until=until)]
         requests = [r for r in everyone if r.user in USERS]
         phases = {}
         for phase in done:

@@ -34,7 +34,13 @@ def binaries():
 
 @pytest.fixture(scope="session")
 def cluster(binaries) -> Iterator[Cluster]:
-    run_cli("up", "--name", "test", "--audit")
+    # The controller-manager's and scheduler's own default client budgets, as when the
+    # reference was measured: how fast pods reach a kubelet decides how much its status
+    # manager coalesces, so the per-pod request counts compare only at the same pace.
+    run_cli("up", "--name", "test", "--audit",
+            "--controller-manager-arg=--kube-api-qps=20",
+            "--controller-manager-arg=--kube-api-burst=30",
+            "--scheduler-arg=--kube-api-qps=50", "--scheduler-arg=--kube-api-burst=100")
     try:
         yield Cluster("test")
     finally:

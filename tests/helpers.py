@@ -8,9 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
+
+from pykubemark.measure.audit import Request, read_audit
 
 CLI = [sys.executable, "-m", "pykubemark"]
 
@@ -82,9 +86,22 @@ def utcnow() -> dt.datetime:
 
 
 
+#: Each hollow kubelet is ``system:node:<its name>`` (TLS bootstrap): a user prefix, which
+#: `hollow_audit` folds every kubelet's requests under. The proxies share one user.
+KUBELET_USER = "system:node:"
+PROXY_USER = "system:kube-proxy"
 
-KUBELET_USER = "pykubemark:hollow-kubelet"
-PROXY_USER = "pykubemark:hollow-proxy"
+
+def hollow_audit(path: Path, *, since: dt.datetime | None = None,
+                 until: dt.datetime | None = None,
+                 users: Iterable[str] = (KUBELET_USER, PROXY_USER)) -> Iterator[Request]:
+    """The audit log's requests of hollow kubelets and/or proxies, each kubelet's user
+    (system:node:<name>) replaced by KUBELET_USER so rows add up over nodes."""
+    wanted = set(users)
+    for request in read_audit(path, since=since, until=until):
+        user = KUBELET_USER if request.user.startswith(KUBELET_USER) else request.user
+        if user in wanted:
+            yield msgspec.structs.replace(request, user=user)
 
 
 class Fleet:
@@ -100,7 +117,7 @@ class Fleet:
         self.started = utcnow()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*CLI, "hollow", "--kubeconfig", str(local.kubeconfig_for("hollow-kubelet")),
+                [*CLI, "hollow", "--kubeconfig", str(local.kubeconfig_for("kubelet-bootstrap")),
                  "--proxy-kubeconfig", str(local.kubeconfig_for("hollow-proxy")),
                  "--nodes", str(nodes), "--prefix", prefix, *extra],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KUBELET_USER, Cluster, Fleet, run_cli, wait_for
+from helpers import KUBELET_USER, Cluster, Fleet, hollow_audit, run_cli, wait_for
 from test_cluster import one_line_error
 
 from pykubemark.hollow.chaos import read_plan
-from pykubemark.measure.audit import read_audit
 
 NAME = "chaos"
 PREFIX = "chaos"
@@ -165,7 +164,8 @@ def test_restarted_node_registers_again_and_adopts_its_pod(chaos_cluster: Cluste
     restart = next(a for a in observed["plan"].actions if a.failure.action == "restart")
     node = f"{PREFIX}-2"
     since = dt.datetime.fromtimestamp(restart.start - 1, dt.UTC)
-    requests = list(read_audit(chaos_cluster.audit_log, since=since, users=[KUBELET_USER]))
+    requests = list(hollow_audit(chaos_cluster.audit_log, since=since,
+                                 users=(KUBELET_USER,)))
     # as a restarted kubelet: its Node exists (409), it lists its pods again
     assert any(r.verb == "create" and r.resource == "nodes" and r.code == 409
                for r in requests)

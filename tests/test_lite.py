@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import yaml
-from helpers import KUBELET_USER, PROXY_USER, Cluster, Fleet, utcnow, wait_for
-
-from pykubemark.measure.audit import read_audit
+from helpers import KUBELET_USER, PROXY_USER, Cluster, Fleet, hollow_audit, utcnow, wait_for
 
 NODES = 20
 
@@ -57,8 +55,8 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
         until = utcnow()
     finally:
         assert fleet.stop() == 0
-    requests = list(read_audit(cluster.audit_log, since=fleet.started, until=until,
-                               users=[KUBELET_USER, PROXY_USER]))
+    requests = list(hollow_audit(cluster.audit_log, since=fleet.started, until=until,
+                                 users=[KUBELET_USER, PROXY_USER]))
     watches = Counter((r.user, r.resource) for r in requests if r.verb == "list")
     # One LIST per shared informer, not one per node.
     assert watches[(KUBELET_USER, "pods")] == 1
@@ -110,7 +108,7 @@ def test_endpoint_slices_option_watches_endpointslices(cluster: Cluster) -> None
         until = utcnow()
     finally:
         assert fleet.stop() == 0
-    lists = [r for r in read_audit(cluster.audit_log, since=fleet.started, until=until,
+    lists = [r for r in hollow_audit(cluster.audit_log, since=fleet.started, until=until,
                                    users=[PROXY_USER]) if r.verb == "list"]
     slices = [r for r in lists if r.resource == "endpointslices"]
     assert len(slices) == 2  # one per node

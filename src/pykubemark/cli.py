@@ -54,6 +54,12 @@ def hollow_options(func):
                      default="pykubemark", show_default=True,
                      help="pykubemark's hollow nodes, or the Go kubemark's (the reference: "
                      "kubelet + proxy processes per node; needs root and unshare)."),
+        click.option("--node-credentials", type=click.Choice(["auto", "bootstrap", "shared"]),
+                     default="auto", show_default=True,
+                     help="bootstrap: each kubelet gets its own certificate (system:node:NAME) "
+                     "through the CSR API, as the kubelet's TLS bootstrap; shared: every kubelet "
+                     "uses the kubeconfig's user; auto: bootstrap when that user may create CSRs "
+                     "but not Nodes (a bootstrap token), else shared. `up`: auto = bootstrap."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -133,7 +139,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
        prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
-       endpoint_slices: bool, register_rate: float | None, engine: str) -> None:
+       endpoint_slices: bool, register_rate: float | None, engine: str,
+       node_credentials: str) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
@@ -162,7 +169,9 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
         _profile(profile_file, fidelity, events, endpoint_slices)
         hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity,
                                  processes=processes, profile=profile_file, events=events,
-                                 endpoint_slices=endpoint_slices, register_rate=rate)
+                                 endpoint_slices=endpoint_slices, register_rate=rate,
+                                 node_credentials="shared" if node_credentials == "shared"
+                                 else "bootstrap")
         binaries = ensure_binaries(bin_dir)
 
         def extra(c: LocalCluster, shown) -> None:
@@ -210,6 +219,9 @@ def _interruptible(name: str):
               help="Separate credentials for the hollow kube-proxies (default: --kubeconfig).")
 @click.option("--nodes", type=click.IntRange(1, 100_000), required=True)
 @hollow_options
+@click.option("--cert-dir", type=click.Path(path_type=Path), default=None,
+              help="Where bootstrapped node certificates are kept and reused "
+              "(default: $PYKUBEMARK_STATE/hollow-certs, one subdirectory per apiserver).")
 @click.option("--delete-nodes-on-exit", is_flag=True, help="Delete the Node objects on exit.")
 @click.option("--supervise", is_flag=True,
               help="Run the nodes in child processes and restart one that dies, with the same "
@@ -228,8 +240,9 @@ def _interruptible(name: str):
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
            endpoint_slices: bool, register_rate: float | None, engine: str,
-           delete_nodes_on_exit: bool, supervise: bool, restarts_file: Path | None,
-           transport: str, content_type: str, chaos_file: Path | None,
+           node_credentials: str, cert_dir: Path | None, delete_nodes_on_exit: bool,
+           supervise: bool, restarts_file: Path | None, transport: str, content_type: str,
+           chaos_file: Path | None,
            verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
@@ -237,7 +250,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
 
     from pykubemark.hollow.fleet import FleetOptions, run_fleet
     from pykubemark.kube.config import load_kubeconfig
-    from pykubemark.kube.probe import check_server
+    from pykubemark.kube.probe import check_server, may
 
     rate = _register_rate(engine, register_rate)
     if engine == "kubemark":
@@ -251,11 +264,23 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                         format="%(asctime)s %(name)s %(message)s")
     profile = _profile(profile_file, fidelity, events, endpoint_slices)
     config = load_kubeconfig(kubeconfig)
-    version = check_server(config)
+    csr = {"verb": "create", "resource": "certificatesigningrequests",
+           "group": "certificates.k8s.io"}
+    if node_credentials == "auto":
+        node_credentials = ("bootstrap" if may(config, **csr)
+                            and not may(config, "create", "nodes") else "shared")
+    version = check_server(config, **csr) if node_credentials == "bootstrap" \
+        else check_server(config)
     if proxy_kubeconfig is not None:
         check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
+    elif node_credentials == "bootstrap" and not may(config, "watch", "endpoints"):
+        raise UserError(f"the user of {config.source} bootstraps node certificates but may not "
+                        "watch endpoints: give the hollow kube-proxies their own credentials "
+                        "with --proxy-kubeconfig (e.g. system:kube-proxy)")
+    identity = ("per-node identities (TLS bootstrap)" if node_credentials == "bootstrap"
+                else "one shared identity")
     err_console.print(
-        f"{nodes} hollow nodes ({profile.fidelity}) against {config.server} "
+        f"{nodes} hollow nodes ({profile.fidelity}, {identity}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
     )
     run_fleet(FleetOptions(kubeconfig=kubeconfig, proxy_kubeconfig=proxy_kubeconfig,
@@ -263,7 +288,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            register_rate=rate, profile=profile,
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
                            restarts_file=restarts_file, transport=transport,
-                           content_type=content_type, chaos_file=chaos_file))
+                           content_type=content_type, node_credentials=node_credentials,
+                           cert_dir=cert_dir, chaos_file=chaos_file))
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import types
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -183,3 +186,121 @@ def test_dispatch_real_pod_bookmark() -> None:
                 b'"spec":{"containers":null},"status":{}}}')
     assert r.resource_version == "3845"
     assert handler.events == []
+
+
+# -- retry paths of the reflector, against a scripted HTTP layer ----------------------------
+class Exhausted(Exception):
+    """The script has no more answers: ends the reflector's loop in a test."""
+
+
+class ScriptedClient(Client):
+    """Only the HTTP layer is faked: each GET (LIST) and each watch stream takes the next
+    scripted answer — bytes or lines, or an exception to raise."""
+
+    def __init__(self, lists: list[Any], watches: list[Any]) -> None:
+        super().__init__(KubeConfig(server="https://127.0.0.1:1", ssl_context=None))
+        self.lists, self.watches = lists, watches
+        self.calls: list[tuple[str, dict[str, str]]] = []
+
+    async def get(self, path: str, params: Any = None, accept: str | None = None) -> bytes:
+        self.calls.append(("list", dict(params or {})))
+        if not self.lists:
+            raise Exhausted
+        answer = self.lists.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def stream(self, path: str, params: Any,  # type: ignore[override]
+                     protobuf: bool = False):
+        self.calls.append(("watch", dict(params)))
+        if not self.watches:
+            raise Exhausted
+        answer = self.watches.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        for line in answer:
+            yield line
+
+
+def pod_list(rv: str) -> bytes:
+    return orjson.dumps({"kind": "PodList", "apiVersion": "v1",
+                         "metadata": {"resourceVersion": rv}, "items": []})
+
+
+GONE_LINE = (b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},'
+             b'"status":"Failure","message":"too old resource version: 100 (2000)",'
+             b'"reason":"Expired","code":410}}')
+GONE = ApiError(410, b'{"kind":"Status","reason":"Expired","code":410,'
+                     b'"message":"too old resource version"}', "GET", "/api/v1/pods")
+
+
+def refused() -> aiohttp.ClientConnectorError:
+    key = types.SimpleNamespace(host="127.0.0.1", port=1, ssl=None)
+    return aiohttp.ClientConnectorError(
+        key, ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))  # type: ignore[arg-type]
+
+
+def scripted(lists: list[Any], watches: list[Any]) -> tuple[Reflector, ScriptedClient, list]:
+    fake = ScriptedClient(lists, watches)
+    r = Reflector(fake, "/api/v1/pods", Pod, Recorder())
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    r.sleep = sleep  # type: ignore[method-assign]
+    return r, fake, slept
+
+
+def calls(fake: ScriptedClient) -> list[tuple[str, str | None, str | None]]:
+    return [(verb, p.get("resourceVersion"), p.get("limit")) for verb, p in fake.calls]
+
+
+def test_watch_410_relists_at_the_last_resource_version() -> None:
+    r, fake, slept = scripted([pod_list("100"), pod_list("130")],
+                              [[pod_line("ADDED", "a", "120"), GONE_LINE]])
+    with pytest.raises(Exhausted):
+        asyncio.run(r.run())
+    # from the watch cache: the last synced RV, no limit (paging would go to etcd)
+    assert calls(fake) == [("list", "0", "500"), ("watch", "100", None),
+                           ("list", "120", None), ("watch", "130", None)]
+    assert len(slept) == 1 and slept[0] >= 0.8  # after a backoff
+
+
+def test_list_410_at_the_last_resource_version_falls_back_to_etcd() -> None:
+    r, fake, _ = scripted([pod_list("100"), GONE, pod_list("200")], [[GONE_LINE]])
+    with pytest.raises(Exhausted):
+        asyncio.run(r.run())
+    assert calls(fake) == [("list", "0", "500"), ("watch", "100", None),
+                           ("list", "100", None), ("list", "", "500"), ("watch", "200", None)]
+    assert not r.rv_unavailable  # that LIST succeeded: the next relist uses the cache again
+
+
+def test_refused_watch_reopens_from_the_last_rv_without_listing() -> None:
+    r, fake, slept = scripted([pod_list("100")], [refused(), refused()])
+    with pytest.raises(Exhausted):
+        asyncio.run(r.run())
+    assert calls(fake) == [("list", "0", "500"), ("watch", "100", None),
+                           ("watch", "100", None), ("watch", "100", None)]
+    assert len(slept) == 2 and slept[0] >= 0.8 and slept[0] < slept[1]  # backing off
+
+
+def test_short_watch_is_not_reopened_in_a_tight_loop() -> None:
+    r, fake, slept = scripted([pod_list("100"), pod_list("100")], [[]])
+    with pytest.raises(Exhausted):
+        asyncio.run(r.run())
+    assert calls(fake) == [("list", "0", "500"), ("watch", "100", None),
+                           ("list", "100", None), ("watch", "100", None)]
+    assert len(slept) == 1 and slept[0] >= 0.8
+
+
+def test_watch_that_ends_after_events_is_reopened_at_once() -> None:
+    bookmark = (b'{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1",'
+                b'"metadata":{"resourceVersion":"150"}}}')
+    r, fake, slept = scripted([pod_list("100")], [[bookmark]])
+    with pytest.raises(Exhausted):
+        asyncio.run(r.run())
+    assert calls(fake) == [("list", "0", "500"), ("watch", "100", None),
+                           ("watch", "150", None)]
+    assert slept == []

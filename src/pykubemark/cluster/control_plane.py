@@ -21,7 +21,12 @@ import psutil
 from pykubemark import interrupts
 from pykubemark.cluster import health, ports, processes
 from pykubemark.cluster.kubeconfig import write_kubeconfig
-from pykubemark.cluster.pki import write_pki
+from pykubemark.cluster.node_bootstrap import (
+    BOOTSTRAP_GROUP,
+    BOOTSTRAP_USER,
+    allow_node_bootstrap,
+)
+from pykubemark.cluster.pki import issue_client_cert, write_pki
 from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, validate_name
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
@@ -32,17 +37,22 @@ SERVICE_CIDR = "10.0.0.0/16"
 #: 50/100) would make them, not the scenario's --qps, set the pace of pod creation and
 #: binding; clusterloader2's kubemark clusters raise them too.
 COMPONENT_QPS = ("--kube-api-qps=100", "--kube-api-burst=200")
-#: Users in the token file: (user, groups). The hollow kubelet and proxy get users of
-#: their own so the apiserver's audit log tells their requests apart.
+#: Users in the token file: (user, groups). Hollow kubelets join as real ones do, by TLS
+#: bootstrap with the `kubelet-bootstrap` credential (each then is system:node:<name>);
+#: hollow kube-proxies are `system:kube-proxy`, bound to system:node-proxier by default.
+#: `hollow-kubelet` is the old shared identity, for `--node-credentials shared`.
 USERS = {
     "admin": ("admin", "system:masters"),
     "scheduler": ("system:kube-scheduler", ""),
     "controller-manager": ("system:kube-controller-manager", ""),
+    "kubelet-bootstrap": (BOOTSTRAP_USER, BOOTSTRAP_GROUP),
     "hollow-kubelet": ("pykubemark:hollow-kubelet", "system:masters,system:nodes"),
-    "hollow-proxy": ("pykubemark:hollow-proxy", "system:masters"),
-    # The Go kubemark, run beside ours by the benchmarks.
+    "hollow-proxy": ("system:kube-proxy", ""),
+    # The Go kubemark, run beside ours by the benchmarks: its kubelets get per-node
+    # certificates (`node_kubeconfig`), go-kubelet is the old shared identity; its
+    # proxies are bound to system:node-proxier like system:kube-proxy.
     "go-kubelet": ("kubemark:go-kubelet", "system:masters,system:nodes"),
-    "go-proxy": ("kubemark:go-proxy", "system:masters"),
+    "go-proxy": ("kubemark:go-proxy", ""),
 }
 #: What `restart` accepts besides a component's own name.
 ALIASES = {"apiserver": "kube-apiserver", "scheduler": "kube-scheduler",
@@ -97,6 +107,18 @@ class LocalCluster:
 
     def kubeconfig_for(self, user: str) -> Path:
         return self.dir / f"{user}.kubeconfig"
+
+    def node_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig for system:node:<node> with a certificate from the cluster CA,
+        for kubelets that do not bootstrap through the CSR API (the Go kubemark's)."""
+        pki = self.dir / "pki"
+        cert, key = issue_client_cert(pki / "ca.crt", pki / "ca.key", f"system:node:{node}",
+                                      ("system:nodes",))
+        directory = self.dir / "node-kubeconfigs"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return write_kubeconfig(directory / f"{node}.kubeconfig", server=self.state.server,
+                                ca_cert=pki / "ca.crt", user=f"system:node:{node}",
+                                cluster=self.state.name, client_cert=cert, client_key=key)
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
@@ -189,6 +211,7 @@ class LocalCluster:
             f"--client-ca-file={pki['ca_cert']}",
             f"--token-auth-file={d / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki['sa_pub']}",
             f"--service-account-signing-key-file={pki['sa_key']}",
@@ -214,12 +237,16 @@ class LocalCluster:
               lambda: health.healthy(self.state.server + "/readyz", token=admin_token,
                                      ca_cert=pki["ca_cert"]),
               apiserver, options.timeout)
+        allow_node_bootstrap(self.state.server, admin_token, pki["ca_cert"])
 
         cm = self._launch_controller("kube-controller-manager", binaries.kube_controller_manager,
                                      "controller-manager", [
             f"--cluster-name={self.state.name}",
             f"--service-account-private-key-file={pki['sa_key']}",
             f"--root-ca-file={pki['ca_cert']}",
+            # Signs the hollow kubelets' client CSRs (TLS bootstrap), as in kubeadm.
+            f"--cluster-signing-cert-file={pki['ca_cert']}",
+            f"--cluster-signing-key-file={pki['ca_key']}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             *COMPONENT_QPS, *options.controller_manager_args,

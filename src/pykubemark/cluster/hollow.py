@@ -27,11 +27,16 @@ class HollowArgs:
     events: bool | None = None
     endpoint_slices: bool = False
     register_rate: float = 50.0
+    node_credentials: str = "bootstrap"
 
     def argv(self, cluster: LocalCluster) -> list[str]:
+        kubelet_user = "kubelet-bootstrap" if self.node_credentials == "bootstrap" \
+            else "hollow-kubelet"
         args = [
-            "hollow", "--kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet")),
+            "hollow", "--kubeconfig", str(cluster.kubeconfig_for(kubelet_user)),
             "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
+            "--node-credentials", self.node_credentials,
+            "--cert-dir", str(cluster.dir / "hollow-certs"),
             "--nodes", str(self.nodes), "--prefix", self.prefix,
             "--processes", str(self.processes), "--register-rate", str(self.register_rate),
             # A fleet process that dies is replaced; `status` shows how often.

@@ -10,8 +10,13 @@ import yaml
 from pykubemark.files import write_atomic
 
 
-def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, user: str, token: str,
-                     cluster: str) -> Path:
+def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, user: str, token: str = "",
+                     cluster: str, client_cert: bytes = b"", client_key: bytes = b"") -> Path:
+    """A kubeconfig authenticating with a token, or with a client certificate and key."""
+    credentials: dict[str, str] = {"token": token}
+    if client_cert:
+        credentials = {"client-certificate-data": base64.b64encode(client_cert).decode(),
+                       "client-key-data": base64.b64encode(client_key).decode()}
     data = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -22,7 +27,7 @@ def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, user: str, token
                 "certificate-authority-data": base64.b64encode(ca_cert.read_bytes()).decode(),
             },
         }],
-        "users": [{"name": user, "user": {"token": token}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
         "current-context": cluster,
         "preferences": {},

@@ -51,6 +51,32 @@ def _builder(subject: str, issuer: str, public_key, days: int) -> x509.Certifica
     )
 
 
+def issue_client_cert(ca_cert: Path, ca_key: Path, common_name: str,
+                      organizations: tuple[str, ...] = (), days: int = 365) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) for a client signed by the cluster CA directly: for
+    clients that cannot bootstrap through the CSR API (the Go kubemark's kubelets)."""
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), None)
+    key = _key()
+    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    names.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(names))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_CLIENT_AUTH]), critical=False)
+        .sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 def write_pki(directory: Path) -> dict[str, Path]:
     """Write CA, serving cert/key and service-account keys; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)

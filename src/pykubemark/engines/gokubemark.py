@@ -149,19 +149,22 @@ class GoFleet:
     #: Children get SIGTERM when this process dies (foreground use, nothing records them).
     die_with_parent: bool = False
     members: list[GoNode] = field(default_factory=list)
+    #: Per-node kubeconfigs (system:node:<name>); nodes not in it use kubelet_kubeconfig.
+    node_kubeconfigs: dict[str, Path] = field(default_factory=dict)
     _on_start: Callable[[Proc], None] | None = None
 
     # -- construction ------------------------------------------------------------------
     @classmethod
     def for_cluster(cls, cluster: LocalCluster, nodes: int, *, kubemark: Path | None = None,
                     prefix: str = "go", users: tuple[str, str] = ("go-kubelet", "go-proxy"),
-                    **kwargs: object) -> GoFleet:
+                    node_identities: bool = True, **kwargs: object) -> GoFleet:
         """A fleet on a local cluster, with its processes recorded in the cluster's state.
 
-        ``users`` are the kubelet's and the proxy's users in the cluster's token file:
-        the benchmarks give the Go nodes users of their own (``kubemark:go-kubelet``,
-        ``kubemark:go-proxy``) so the audit log tells their requests apart from
-        pykubemark's; `up --engine kubemark` gives them pykubemark's.
+        Each Go kubelet is ``system:node:<prefix>-<i>`` with a certificate from the
+        cluster CA (the Go hollow kubelet does no TLS bootstrap), or, without
+        ``node_identities``, the shared user ``users[0]`` of the cluster's token file;
+        the proxies are ``users[1]`` (bound to system:node-proxier). The node-name prefix
+        tells the Go kubelets' requests from pykubemark's in the audit log.
         """
         kubemark = require_runtime(kubemark or find_kubemark())
         fleet = cls(kubemark=kubemark,
@@ -169,6 +172,9 @@ class GoFleet:
                     proxy_kubeconfig=cluster.kubeconfig_for(users[1]),
                     nodes=nodes, log_dir=cluster.dir / "logs", prefix=prefix,
                     **kwargs)  # type: ignore[arg-type]
+        if node_identities:
+            fleet.node_kubeconfigs = {name: cluster.node_kubeconfig(name)
+                                      for name in fleet.names}
         fleet.register_with(cluster)
         return fleet
 
@@ -216,9 +222,12 @@ class GoFleet:
         self.members = [GoNode(name, free[2 * i], free[2 * i + 1])
                         for i, name in enumerate(self.names)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        flat = flatten_kubeconfig(self.kubelet_kubeconfig,
-                                  self.log_dir / f"{self.prefix}-kubelet.kubeconfig")
+        shared = flatten_kubeconfig(self.kubelet_kubeconfig,
+                                    self.log_dir / f"{self.prefix}-kubelet.kubeconfig")
         for i, node in enumerate(self.members):
+            own = self.node_kubeconfigs.get(node.name)
+            flat = (flatten_kubeconfig(own, self.log_dir / f"{node.name}-kubelet.kubeconfig")
+                    if own else shared)
             node.kubelet = self._launch(f"{node.name}-kubelet", self.kubelet_argv(node),
                                         env={"PYKUBEMARK_KUBECONFIG": str(flat)})
             node.proxy = self._launch(f"{node.name}-proxy", self.proxy_argv(node))

@@ -28,11 +28,13 @@ from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
 from pykubemark.hollow.profile import Profile
 from pykubemark.hollow.proxy import HollowProxy, endpoints_path, proxy_watches
 from pykubemark.hollow.supervisor import Supervisor
+from pykubemark.kube.bootstrap import BootstrapError, NodeCredentials, cert_dir_for
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.config import KubeConfig, load_kubeconfig
 from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
 from pykubemark.kube.types import MetaOnly, Node, Pod
-from pykubemark.kube.watch import Reflector, cancel_all
+from pykubemark.kube.watch import Backoff, Reflector, cancel_all
+from pykubemark.paths import state_home
 
 log = logging.getLogger("pykubemark.hollow")
 
@@ -57,6 +59,11 @@ class FleetOptions:
     #: HTTP/2 connection of their own, as the Go hollow node's client-go does.
     transport: str = "h1"
     content_type: str = "json"
+    #: "shared": every kubelet uses the kubeconfig's own user; "bootstrap": each node
+    #: obtains its own certificate through the CSR API with that credential.
+    node_credentials: str = "shared"
+    cert_dir: Path | None = None
+    bootstrap_concurrency: int = 50
     #: The JSON file of node failures that `pykubemark chaos` writes and the fleet polls.
     chaos_file: Path | None = None
 
@@ -138,6 +145,34 @@ class Fleet:
         self._tasks: list[asyncio.Task[Any]] = []
         self._node_tasks: dict[str, asyncio.Task[Any]] = {}
         self._pod_router = PodRouter()
+        self.credentials: NodeCredentials | None = None
+        if options.node_credentials == "bootstrap":
+            base = options.cert_dir or state_home() / "hollow-certs"
+            self.credentials = NodeCredentials(
+                self.client, cert_dir_for(base, kubelet_config),
+                concurrency=options.bootstrap_concurrency)
+        #: One client, hence one connection pool, per node identity (bootstrap mode).
+        self.node_clients: dict[str, Client] = {}
+
+    async def kubelet_client(self, name: str) -> Client:
+        """The client a node's kubelet authenticates with: its own certificate and
+        connections once bootstrapped (retried like a kubelet restarted by systemd),
+        else the fleet's shared one."""
+        if self.credentials is None:
+            return self.client
+        if (client := self.node_clients.get(name)) is not None:
+            return client
+        backoff = Backoff(initial=1.0, cap=30.0)
+        while True:
+            try:
+                config = await self.credentials.config_for(name)
+                break
+            except (ApiError, TimeoutError, *NETWORK_ERRORS) as exc:
+                log.warning("%s: TLS bootstrap: %r", name, exc)
+                await asyncio.sleep(backoff.next())
+        client = self.node_clients[name] = Client(
+            config, http2=self.options.transport == "h2", content_type=self.options.content_type)
+        return client
 
     async def run(self, stop: asyncio.Event) -> None:
         profile = self.profile
@@ -145,57 +180,31 @@ class Fleet:
         loop = asyncio.get_running_loop()
         endpoints = await endpoints_path(self.proxy_client, profile.proxy_endpoints)
         pod_router = self._pod_router = PodRouter()
-        if lite:
-            self.shared = [
-                Reflector(self.client, "/api/v1/pods", Pod, pod_router,
-                          params={"fieldSelector": "spec.nodeName!="}),
-                Reflector(self.client, "/api/v1/nodes", Node, NodeRouter(self.kubelets)),
-                *(Reflector(self.client, path, MetaOnly, IGNORE) for path, _ in CLUSTER_WATCHES),
-                *proxy_watches(self.proxy_client, endpoints),
-            ]
-            self._tasks += [loop.create_task(r.run()) for r in self.shared]
-        version = profile.kubelet_version
-        kubelet_agent = user_agent("kubelet", version)
-        proxy_agent = user_agent("kube-proxy", version)
-        heartbeat = self.client.with_identity(user_agent=kubelet_agent, limiter=UNLIMITED)
-        interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
+        names = self.options.names()
         reporter = loop.create_task(self._report(stop))
         chaos = loop.create_task(self._chaos(stop))
+        if lite and names:
+            # The shared kubelet watches run as the shard's first node, as it would.
+            watcher = await self.kubelet_client(names[0][1])
+            timeout = profile.min_watch_timeout
+            self.shared = [
+                Reflector(watcher, "/api/v1/pods", Pod, pod_router,
+                          params={"fieldSelector": "spec.nodeName!="}, min_timeout=timeout),
+                Reflector(watcher, "/api/v1/nodes", Node, NodeRouter(self.kubelets),
+                          min_timeout=timeout),
+                *(Reflector(watcher, path, MetaOnly, IGNORE, min_timeout=timeout)
+                  for path, _ in CLUSTER_WATCHES),
+                *proxy_watches(self.proxy_client, endpoints, timeout),
+            ]
+            self._tasks += [loop.create_task(r.run()) for r in self.shared]
+        interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
         try:
-            own_connections = self.options.transport == "h2" and not lite
-            for index, name in self.options.names():
+            for index, name in names:
                 if stop.is_set():
                     break
-                node_client, node_heartbeat, node_proxy = self.client, heartbeat, self.proxy_client
-                if own_connections:
-                    # The Go hollow kubelet's heartbeat clientset differs from its main one
-                    # only by timeout and QPS, which client-go's transport cache ignores:
-                    # both share one connection; the proxy (another process there) has its
-                    # own.
-                    node_client = self._component(self.client.config)
-                    node_heartbeat = node_client.with_identity(user_agent=kubelet_agent,
-                                                               limiter=UNLIMITED)
-                    node_proxy = self._component(self.proxy_client.config)
-                kubelet_client = node_client.with_identity(
-                    user_agent=kubelet_agent,
-                    limiter=TokenBucket(profile.kubelet_qps, profile.kubelet_burst))
-                # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
-                events = (node_client.with_identity(user_agent=kubelet_agent,
-                                                    limiter=TokenBucket(5, 10))
-                          if profile.events else None)
-                kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
-                                        profile, heartbeat=node_heartbeat, events=events,
-                                        shared=lite)
-                proxy = HollowProxy(name, node_proxy.with_identity(
-                    user_agent=proxy_agent,
-                    limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
-                    endpoints, shared=lite)
-                self.kubelets[name] = kubelet
-                self.proxies[name] = proxy
-                if lite:
-                    pod_router.subscribe(name, kubelet.pods)
-                self._node_tasks[name] = self._start(kubelet.run())
-                self._start(proxy.run())
+                task = loop.create_task(self._node(index, name, endpoints, pod_router))
+                task.add_done_callback(_report_crash)
+                self._tasks.append(task)
                 if interval:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), interval)
@@ -206,6 +215,8 @@ class Fleet:
             await cancel_all(self._tasks)
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
+            for client in self.node_clients.values():
+                await client.close()
             await self.client.close()
             if self.proxy_client is not self.client:
                 await self.proxy_client.close()
@@ -222,7 +233,10 @@ class Fleet:
         """A restarted kubelet: the old one is gone (its timers with it); a new one with
         the same identity and clients registers again and adopts its Node and pods."""
         old = self.kubelets[name]
-        await cancel_all([self._node_tasks[name]])
+        task = self._node_tasks.pop(name, None)
+        if task is None:
+            return  # not started yet (or being restarted)
+        await cancel_all([task])
         kubelet = HollowKubelet(old.identity, old.client, self.profile, heartbeat=old.heartbeat,
                                 events=old.pods.events, shared=old.shared)
         self.kubelets[name] = kubelet
@@ -237,13 +251,79 @@ class Fleet:
         self._components.append(client)
         return client
 
+    async def _node(self, index: int, name: str, endpoints: str, pod_router: PodRouter) -> None:
+        """One hollow node: its credentials first (bootstrap mode), then kubelet + proxy."""
+        profile = self.profile
+        lite = profile.fidelity == "lite"
+        kubelet_agent = user_agent("kubelet", profile.kubelet_version)
+        try:
+            own = await self.kubelet_client(name)
+        except BootstrapError as exc:
+            log.error("%s: no certificate, the node does not start: %s", name, exc)
+            return
+        own_connections = self.options.transport == "h2" and not lite
+        proxy_client = self.proxy_client
+        if own_connections:
+            # The Go hollow kubelet's heartbeat clientset differs from its main one only by
+            # timeout and QPS, which client-go's transport cache ignores: both share one
+            # connection; the proxy (another process there) has its own.
+            if own is self.client:
+                own = self._component(self.client.config)
+            proxy_client = self._component(self.proxy_client.config)
+        kubelet_client = own.with_identity(
+            user_agent=kubelet_agent, limiter=TokenBucket(profile.kubelet_qps,
+                                                          profile.kubelet_burst))
+        # Lease and node status: kubelet 1.20's unthrottled heartbeat client, whose
+        # requests give up after the status period, at most the lease duration.
+        heartbeat = own.with_identity(
+            user_agent=kubelet_agent, limiter=UNLIMITED,
+            timeout=min(profile.status_check, float(profile.lease_duration)))
+        # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
+        events = (own.with_identity(user_agent=kubelet_agent, limiter=TokenBucket(5, 10))
+                  if profile.events else None)
+        kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
+                                profile, heartbeat=heartbeat, events=events, shared=lite)
+        proxy = HollowProxy(name, proxy_client.with_identity(
+            user_agent=user_agent("kube-proxy", profile.kubelet_version),
+            limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
+            endpoints, shared=lite, min_watch_timeout=profile.min_watch_timeout)
+        self.kubelets[name] = kubelet
+        self.proxies[name] = proxy
+        if lite:
+            pod_router.subscribe(name, kubelet.pods)
+        loop = asyncio.get_running_loop()
+        parts = [loop.create_task(kubelet.run()), loop.create_task(proxy.run())]
+        for part in parts:
+            part.add_done_callback(_report_crash)
+        self._node_tasks[name] = parts[0]
+        try:
+            await asyncio.gather(*parts)
+        except asyncio.CancelledError:
+            if self._node_tasks.get(name) is parts[0] or parts[1].done():
+                raise
+            # A chaos restart replaced the kubelet (its task is the fleet's now): the
+            # proxy goes on.
+            await parts[1]
+        finally:
+            await cancel_all(parts)
+
     async def _delete_nodes(self) -> None:
+        refused = 0
+
         async def delete(name: str) -> None:
-            with contextlib.suppress(ApiError, *NETWORK_ERRORS):
+            nonlocal refused
+            try:
                 await self.client.delete(f"/api/v1/nodes/{name}")
+            except ApiError as exc:
+                refused += exc.status == 403
+            except NETWORK_ERRORS:
+                pass
 
         await asyncio.gather(*(delete(name) for name in self.kubelets))
-        log.info("deleted %d nodes", len(self.kubelets))
+        if refused:
+            log.warning("the user of %s may not delete nodes: %d left registered",
+                        self.client.config.source, refused)
+        log.info("deleted %d nodes", len(self.kubelets) - refused)
 
     def summary(self) -> str:
         registered = sum(k.registered.is_set() for k in self.kubelets.values())
@@ -251,8 +331,12 @@ class Fleet:
         running = sum(r.phase == "Running" for r in pods)
         nodes = sum(k.adopted for k in self.kubelets.values())
         adopted = sum(k.pods.adopted for k in self.kubelets.values())
+        certs = ""
+        if self.credentials is not None:
+            certs = (f", certificates: {self.credentials.requested} issued, "
+                     f"{self.credentials.reused} reused")
         return (f"shard {self.options.shard}: {registered}/{len(self.kubelets)} nodes registered, "
-                f"{len(pods)} pods ({running} running)"
+                f"{len(pods)} pods ({running} running){certs}"
                 + (f"; adopted {nodes} Ready nodes and {adopted} started pods"
                    if nodes or adopted else ""))
 

@@ -23,11 +23,13 @@ from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
 from pykubemark.hollow.profile import Profile
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.types import MetaOnly, Node, Pod
-from pykubemark.kube.watch import Backoff, Reflector, cancel_all
+from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_all
 
 log = logging.getLogger(__name__)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 CSINODES = "/apis/storage.k8s.io/v1/csinodes"
+LEASE_UPDATE_RETRIES = 5  # the lease controller's maxUpdateRetries
+NODE_STATUS_UPDATE_RETRIES = 5  # the kubelet's nodeStatusUpdateRetry
 #: The informers every kubelet 1.20 opens besides its node and pods (path, item type).
 CLUSTER_WATCHES = (
     ("/api/v1/services", "services"),
@@ -53,8 +55,9 @@ class ObjectWatches:
     """Per-object watches of referenced secrets and configmaps, as kubelet 1.20's
     watch-based manager keeps them: opened on first reference, closed on the last."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, min_timeout: float = MIN_WATCH_TIMEOUT) -> None:
         self.client = client
+        self.min_timeout = min_timeout
         self.active: dict[tuple[str, str, str], tuple[int, asyncio.Task[None]]] = {}
 
     def update(self, added: set[tuple[str, str, str]], removed: set[tuple[str, str, str]]) -> None:
@@ -64,7 +67,8 @@ class ObjectWatches:
                 kind, namespace, name = key
                 reflector = Reflector(self.client, f"/api/v1/namespaces/{namespace}/{kind}",
                                       MetaOnly, IGNORE,
-                                      params={"fieldSelector": f"metadata.name={name}"})
+                                      params={"fieldSelector": f"metadata.name={name}"},
+                                      min_timeout=self.min_timeout)
                 task = asyncio.get_running_loop().create_task(reflector.run())
             self.active[key] = (count + 1, task)
         for key in removed:
@@ -102,7 +106,7 @@ class HollowKubelet:
         self.images: list[str] = []
         self.registered = asyncio.Event()
         self.lease: dict[str, Any] | None = None
-        self.object_watches = ObjectWatches(client)
+        self.object_watches = ObjectWatches(client, profile.min_watch_timeout)
         self.pods = PodLifecycle(
             self.name, identity.ip, Ipam(identity.pod_cidr), client, profile, events=events,
             on_refs=None if shared else self.object_watches.update, on_image=self._saw_image,
@@ -110,6 +114,7 @@ class HollowKubelet:
         self.reflectors: list[Reflector[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._reregister = asyncio.Event()
+        self.node_gone = False
         #: Set while the node is up; cleared by a node failure (heartbeats cease).
         self.up = asyncio.Event()
         self.up.set()
@@ -140,12 +145,16 @@ class HollowKubelet:
             loop.create_task(self._reregister_loop()),
         ]
         if not self.shared:
+            timeout = self.profile.min_watch_timeout
             self.reflectors = [
                 Reflector(self.client, "/api/v1/nodes", Node, NodeHandler(self),
-                          params={"fieldSelector": f"metadata.name={self.name}"}),
+                          params={"fieldSelector": f"metadata.name={self.name}"},
+                          min_timeout=timeout),
                 Reflector(self.client, "/api/v1/pods", Pod, self.pods,
-                          params={"fieldSelector": f"spec.nodeName={self.name}"}),
-                *(Reflector(self.client, path, MetaOnly, IGNORE) for path, _ in CLUSTER_WATCHES),
+                          params={"fieldSelector": f"spec.nodeName={self.name}"},
+                          min_timeout=timeout),
+                *(Reflector(self.client, path, MetaOnly, IGNORE, min_timeout=timeout)
+                  for path, _ in CLUSTER_WATCHES),
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.reflectors]
         try:
@@ -208,26 +217,40 @@ class HollowKubelet:
                            if image.get("names")]
 
     async def _ensure_csinode(self) -> None:
-        """Create the CSINode, or re-own it when the Node was re-created (else the
-        garbage collector removes it with the old Node)."""
+        """Create the CSINode; when the Node was re-created, replace the old one by a new
+        object owned by the new Node. (Re-owning it in place races the garbage
+        collector, whose delete of the old one checks only its uid.)"""
         path = f"{CSINODES}/{self.name}"
         try:
             csinode = orjson.loads(await self.client.get(path))
         except ApiError as exc:
             if not exc.not_found:
                 raise
+            csinode = None
+        if csinode is not None:
+            if _owner_uid(csinode) == self.node_uid:
+                return
             try:
-                await self.client.create(CSINODES, self.identity.csinode(self.node_uid))
-            except ApiError as create_exc:
-                if create_exc.status != 409:
+                await self.client.delete(path, {"preconditions": {
+                    "uid": csinode["metadata"]["uid"]}})
+            except ApiError as exc:
+                if exc.status not in (404, 409):
                     raise
-            return
-        if _owner_uid(csinode) != self.node_uid:
-            csinode["metadata"]["ownerReferences"] = objects.owner_ref(self.name, self.node_uid)
-            await self.client.replace(path, csinode)
+        try:
+            await self.client.create(CSINODES, self.identity.csinode(self.node_uid))
+        except ApiError as create_exc:
+            if create_exc.status != 409:
+                raise
 
     def node_deleted(self) -> None:
-        self._reregister.set()
+        """Our Node is gone (a DELETED event or a 404). kubelet 1.20 registers only once
+        per process, so by default nothing happens: status and lease keep failing as the
+        kubelet's do. The profile's `reregister_deleted_node` registers it again."""
+        if self.profile.reregister_deleted_node:
+            self._reregister.set()
+        elif not self.node_gone:
+            self.node_gone = True
+            log.warning("%s: Node deleted; not registering again (as kubelet 1.20)", self.name)
 
     async def _reregister_loop(self) -> None:
         while True:
@@ -247,34 +270,74 @@ class HollowKubelet:
                 renew * (1 + self.profile.lease_jitter * random.random()) + self.heartbeat_delay)
 
     async def _renew_lease(self) -> None:
-        """Update from the last written copy; on failure GET (or create) and retry."""
+        """The lease controller's sync (component-helpers/apimachinery/lease, 1.20):
+        update from the last written copy, up to 5 times; on conflict read it again
+        and go on; when all 5 fail, read or create it (with backoff) and update once more."""
+        if self.lease is not None and await self._retry_update_lease(self.lease):
+            return
+        self.lease, created = await self._backoff_ensure_lease()
+        if not created and self.lease is not None:
+            await self._retry_update_lease(self.lease)
+
+    async def _retry_update_lease(self, base: dict[str, Any] | None) -> bool:
         path = f"{LEASES}/{self.name}"
-        for _attempt in range(5):
+        for _attempt in range(LEASE_UPDATE_RETRIES):
+            lease, _owned = await self._new_lease(base)  # an owner is not required here
             try:
-                if self.lease is None:
-                    try:
-                        self.lease = orjson.loads(await self.heartbeat.get(path))
-                    except ApiError as exc:
-                        if not exc.not_found:
-                            raise
-                        self.lease = orjson.loads(
-                            await self.heartbeat.create(LEASES, self.identity.lease(self.node_uid)))
-                        return
-                lease = self.lease
-                lease["spec"]["renewTime"] = objects.now_micro()
-                lease["spec"]["holderIdentity"] = self.name
-                lease["spec"]["leaseDurationSeconds"] = self.profile.lease_duration
-                if self.node_uid and _owner_uid(lease) != self.node_uid:
-                    lease["metadata"]["ownerReferences"] = objects.owner_ref(
-                        self.name, self.node_uid)
                 self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
-                return
+                return True
             except ApiError as exc:
-                self.lease = None
                 log.debug("%s: lease: %s", self.name, exc)
+                if exc.conflict:
+                    # May be None (no Node to own a new one): the next try then PUTs a
+                    # fresh Lease, which the apiserver creates — as the kubelet's does.
+                    base, _ = await self._backoff_ensure_lease()
             except NETWORK_ERRORS as exc:
                 log.debug("%s: lease: %r", self.name, exc)
-                return
+        return False
+
+    async def _backoff_ensure_lease(self) -> tuple[dict[str, Any] | None, bool]:
+        """GET the lease, or create it when there is a Node to own it; retry every
+        0.2 s doubling to 7 s while requests fail."""
+        path = f"{LEASES}/{self.name}"
+        sleep = 0.1
+        while True:
+            try:
+                try:
+                    return orjson.loads(await self.heartbeat.get(path)), False
+                except ApiError as exc:
+                    if not exc.not_found:
+                        raise
+                lease, owned = await self._new_lease(None)
+                if not owned:
+                    return None, False
+                return orjson.loads(await self.heartbeat.create(LEASES, lease)), True
+            except (ApiError, *NETWORK_ERRORS) as exc:
+                log.debug("%s: ensure lease: %r", self.name, exc)
+                sleep = min(2 * sleep, 7.0)
+                await asyncio.sleep(sleep)
+
+    async def _new_lease(self, base: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+        """newLease with the kubelet's SetNodeOwnerFunc: a copy of ``base`` (or a new
+        Lease) renewed now; without an owner yet, a GET of the Node supplies one.
+        Returns whether the lease has its owner."""
+        if base is None:
+            lease = self.identity.lease("")
+            lease["metadata"].pop("ownerReferences", None)
+        else:
+            lease = {**base, "metadata": {**base.get("metadata", {})},
+                     "spec": {**base.get("spec", {})}}
+        lease["spec"]["renewTime"] = objects.now_micro()
+        if lease["metadata"].get("ownerReferences"):
+            return lease, True
+        try:
+            node = orjson.loads(await self.heartbeat.get(f"/api/v1/nodes/{self.name}"))
+        except (ApiError, *NETWORK_ERRORS) as exc:
+            log.debug("%s: lease owner: %r", self.name, exc)
+            return lease, False
+        lease["metadata"]["ownerReferences"] = objects.owner_ref(self.name,
+                                                                 node["metadata"]["uid"])
+        return lease, True
 
     # -- node status -------------------------------------------------------------------
     async def _status_loop(self) -> None:
@@ -288,15 +351,25 @@ class HollowKubelet:
                 max(0.0, period - (time.monotonic() - started)) + self.heartbeat_delay)
 
     async def _sync_status(self) -> None:
+        """updateNodeStatus: up to 5 tries; the first reads the Node from the
+        apiserver's cache (resourceVersion=0), the retries from etcd."""
+        for attempt in range(NODE_STATUS_UPDATE_RETRIES):
+            try:
+                await self._try_update_status(attempt)
+                return
+            except ApiError as exc:
+                log.debug("%s: node status: %s", self.name, exc)
+                if exc.not_found:
+                    self.node_deleted()
+                    if self.profile.reregister_deleted_node:
+                        return
+            except NETWORK_ERRORS as exc:
+                log.debug("%s: node status: %r", self.name, exc)
+
+    async def _try_update_status(self, attempt: int) -> None:
         path = f"/api/v1/nodes/{self.name}"
-        try:
-            node = orjson.loads(await self.heartbeat.get(path, {"resourceVersion": "0"}))
-        except ApiError as exc:
-            if exc.not_found:
-                self.node_deleted()
-            return
-        except NETWORK_ERRORS:
-            return
+        params = {"resourceVersion": "0"} if attempt == 0 else None
+        node = orjson.loads(await self.heartbeat.get(path, params))
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})
@@ -314,11 +387,8 @@ class HollowKubelet:
                                        None if current.get("capacity") else
                                        self.identity.capacity())
         patch = objects.status_patch(current, desired)
-        try:
-            await self.heartbeat.patch(f"{path}/status", {"status": patch})
-            self.last_report = time.monotonic()
-        except (ApiError, *NETWORK_ERRORS) as exc:
-            log.debug("%s: node status: %r", self.name, exc)
+        await self.heartbeat.patch(f"{path}/status", {"status": patch})
+        self.last_report = time.monotonic()
 
 
 def _owner_uid(obj: dict[str, Any]) -> str:

@@ -124,7 +124,9 @@ class NodeIdentity:
                 "operatingSystem": "linux",
                 "architecture": ARCH,
             },
-            "images": [{"names": [image], "sizeBytes": 682696} for image in images],
+            # Equal sizes: the kubelet's sort by size keeps them in the order seen.
+            "images": [{"names": [image], "sizeBytes": 682696}
+                       for image in images[:max(0, self.profile.node_status_max_images)]],
         }
         if capacity is not None:
             status["capacity"] = capacity

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import math
 import random
@@ -37,6 +38,23 @@ from pykubemark.kube.types import Pod
 log = logging.getLogger(__name__)
 BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
+
+
+#: The kubelet's token manager refreshes a token older than this, whatever its expiry.
+TOKEN_MAX_TTL = 24 * 3600.0
+
+
+def token_refresh_delay(expiration_seconds: int, expires: str,
+                        now: dt.datetime | None = None) -> float:
+    """Seconds until the kubelet would ask again: when less than 20 % of the requested
+    lifetime is left before the token's expiry, and at most 24 h after issue."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        expiry = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    except ValueError:
+        expiry = now + dt.timedelta(seconds=expiration_seconds)
+    refresh = (expiry - now).total_seconds() - 0.2 * expiration_seconds
+    return max(1.0, min(refresh, TOKEN_MAX_TTL))
 
 
 class PodRecord:
@@ -647,7 +665,22 @@ class PodLifecycle:
                 }
                 path = (f"/api/v1/namespaces/{pod.metadata.namespace}/serviceaccounts/"
                         f"{account}/token")
-                self._spawn(self._post(self.client, path, body))
+                self._spawn(self._request_token(record, path, body))
+
+    async def _request_token(self, record: PodRecord, path: str, body: dict[str, Any]) -> None:
+        """POST a TokenRequest; renew it as the kubelet's token manager does, once 80 %
+        of the requested lifetime is left behind (or after 24 h)."""
+        try:
+            answer = orjson.loads(await self.client.create(path, body))
+        except (ApiError, *NETWORK_ERRORS, ValueError) as exc:
+            log.debug("%s: POST %s: %r", self.node_name, path, exc)
+            return
+        if record.terminating or self.pods.get(record.uid) is not record:
+            return
+        expires = (answer.get("status") or {}).get("expirationTimestamp", "")
+        delay = token_refresh_delay(body["spec"]["expirationSeconds"], expires)
+        record.timers.append(asyncio.get_running_loop().call_later(
+            delay, lambda: self._spawn(self._request_token(record, path, body))))
 
     async def _post(self, client: Client, path: str, body: dict[str, Any]) -> None:
         try:

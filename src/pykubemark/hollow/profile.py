@@ -153,6 +153,15 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     lease_jitter: float = 0.04
     status_check: float = 10.0
     status_report: float = 300.0
+    #: client-go's minWatchTimeout: each watch asks to end after 1–2× this (5 minutes).
+    #: Shorter only for experiments (e.g. to reopen watches after an etcd compaction).
+    min_watch_timeout: float = 300.0
+    #: The kubelet's nodeStatusMaxImages: images reported in the Node's status.
+    node_status_max_images: int = 50
+    #: kubelet 1.20 registers its Node once per process: a deleted Node stays deleted
+    #: (status updates and lease renewals fail with 404 until the process restarts).
+    #: True registers it again at once — a chaos-testing option, not kubelet behaviour.
+    reregister_deleted_node: bool = False
     #: The Go hollow kubelet's client (10/20); its heartbeat client (lease and node
     #: status) is not limited, as in kubelet 1.20.
     kubelet_qps: float = 10.0

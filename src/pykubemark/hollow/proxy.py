@@ -17,7 +17,7 @@ from pykubemark.hollow.kubelet import IGNORE
 from pykubemark.hollow.pods import NETWORK_ERRORS
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.types import MetaOnly
-from pykubemark.kube.watch import Backoff, Reflector, cancel_all
+from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_all
 
 log = logging.getLogger(__name__)
 SELECTOR = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
@@ -37,20 +37,24 @@ async def endpoints_path(client: Client, kind: str) -> str:
     return f"/apis/discovery.k8s.io/{version}/endpointslices"
 
 
-def proxy_watches(client: Client, endpoints: str) -> list[Reflector[MetaOnly]]:
+def proxy_watches(client: Client, endpoints: str,
+                  min_timeout: float = MIN_WATCH_TIMEOUT) -> list[Reflector[MetaOnly]]:
     params = {"labelSelector": SELECTOR}
     return [
-        Reflector(client, "/api/v1/services", MetaOnly, IGNORE, params=params),
-        Reflector(client, endpoints, MetaOnly, IGNORE, params=params),
+        Reflector(client, "/api/v1/services", MetaOnly, IGNORE, params=params,
+                  min_timeout=min_timeout),
+        Reflector(client, endpoints, MetaOnly, IGNORE, params=params, min_timeout=min_timeout),
     ]
 
 
 class HollowProxy:
-    def __init__(self, name: str, client: Client, endpoints: str, *, shared: bool = False):
+    def __init__(self, name: str, client: Client, endpoints: str, *, shared: bool = False,
+                 min_watch_timeout: float = MIN_WATCH_TIMEOUT):
         self.name = name
         self.client = client
         self.endpoints = endpoints
         self.shared = shared
+        self.min_watch_timeout = min_watch_timeout
         self.started = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -59,7 +63,8 @@ class HollowProxy:
         if not self.shared:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(r.run())
-                           for r in proxy_watches(self.client, self.endpoints)]
+                           for r in proxy_watches(self.client, self.endpoints,
+                                                   self.min_watch_timeout)]
             try:
                 await asyncio.gather(*self._tasks)
             finally:

@@ -78,7 +78,8 @@ class Client:
     def __init__(self, config: KubeConfig, *, user_agent: str = "pykubemark",
                  limiter: TokenBucket = UNLIMITED, session: aiohttp.ClientSession | None = None,
                  headers: dict[str, str] | None = None, http2: bool = False,
-                 content_type: str = "json", pool: H2Pool | None = None) -> None:
+                 content_type: str = "json", pool: H2Pool | None = None,
+                 timeout: float = 60.0) -> None:
         if content_type not in CONTENT_TYPES:
             raise ValueError(f"content_type must be one of {CONTENT_TYPES}, not {content_type!r}")
         self.config = config
@@ -87,6 +88,9 @@ class Client:
         self.http2 = http2 or pool is not None
         #: Lists and watches of built-in types ask for protobuf; other calls stay JSON.
         self.protobuf = content_type == "protobuf"
+        #: Per-request deadline, as rest.Config.Timeout (the kubelet's heartbeat client
+        #: gives up after min(10 s, lease duration)).
+        self.timeout = timeout
         self._session = session
         self._owns_session = session is None
         self._pool = pool
@@ -116,13 +120,17 @@ class Client:
         return self._pool
 
     def with_identity(self, *, user_agent: str | None = None, limiter: TokenBucket | None = None,
-                      config: KubeConfig | None = None) -> Client:
-        """A view sharing this pool (or HTTP/2 connection) with its own agent, limiter or token."""
+                      config: KubeConfig | None = None, timeout: float | None = None) -> Client:
+        """A view sharing this pool (or HTTP/2 connection) with its own agent, limiter,
+        timeout or token; another client certificate needs a connection of its own."""
+        shared = config is None or config is self.config
         return Client(config or self.config, user_agent=user_agent or self.user_agent,
                       limiter=limiter or self.limiter,
-                      session=None if self.http2 else self.session,
-                      pool=self.pool if self.http2 else None,
-                      content_type="protobuf" if self.protobuf else "json")
+                      session=self.session if shared and not self.http2 else None,
+                      pool=self.pool if shared and self.http2 else None,
+                      http2=self.http2,
+                      content_type="protobuf" if self.protobuf else "json",
+                      timeout=timeout or self.timeout)
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -138,8 +146,8 @@ class Client:
 
     # -- verbs ---------------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                      body: Any = None, content_type: str = JSON, timeout: float = 60.0,
-                      accept: str | None = None) -> bytes:
+                      body: Any = None, content_type: str = JSON,
+                      timeout: float | None = None, accept: str | None = None) -> bytes:
         data = body if isinstance(body, bytes | None) else orjson.dumps(body)
         headers = self._headers if data is None else {**self._headers, "Content-Type": content_type}
         if accept is not None:
@@ -151,7 +159,7 @@ class Client:
             await self.limiter.wait()
             async with self.session.request(
                 method, url, params=params, data=data, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
                 server_hostname=self.config.tls_server_name,
             ) as response:
                 payload = await response.read()
@@ -165,11 +173,11 @@ class Client:
 
     async def _request_h2(self, method: str, path: str, params: Mapping[str, str] | None,
                           data: bytes | None, headers: Mapping[str, str],
-                          timeout: float) -> bytes:
+                          timeout: float | None) -> bytes:
         target = f"{path}?{urlencode(params)}" if params else path
         for _attempt in range(MAX_RETRY_AFTER + 1):
             await self.limiter.wait()
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout or self.timeout):
                 response = await self.pool.request(method, target, headers, data)
                 payload = await response.read()
             if response.status < 300:

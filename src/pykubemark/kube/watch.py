@@ -1,11 +1,18 @@
-"""LIST then WATCH, the way client-go's reflector does it in 1.20.
+"""LIST then WATCH, the way client-go's reflector does it in 1.20 (reflector.go).
 
 - the first LIST asks for ``resourceVersion=0`` (served from the apiserver's cache);
 - each WATCH asks for bookmarks and ends after a random 5–10 minutes, then resumes
   from the last resourceVersion seen (objects or bookmarks);
-- a WATCH that cannot start because the connection is refused is retried after 1 s;
-- any other failure relists after an exponential backoff (0.8 s doubling to 30 s);
-- 410 Gone relists with ``resourceVersion=""`` (a consistent read, paged by 500).
+- a WATCH that cannot start because the connection is refused is reopened from the
+  last resourceVersion after its own exponential backoff, without a LIST;
+- any other failure — a watch that ends in an error (410 Expired included), a cut
+  connection, a watch that ends at once with no event ("very short watch") — waits
+  an exponential backoff (0.8 s doubling to 30 s, reset after 2 calm minutes) and
+  relists at the last synced resourceVersion (``relistResourceVersion``): served from
+  the watch cache, no read from etcd;
+- only when that LIST itself fails with 410 Expired or "too large resource version"
+  (``isLastSyncResourceVersionUnavailable``) does it relist with ``resourceVersion=""``,
+  a consistent read paged by 500.
 
 Over a protobuf client (``Client(content_type="protobuf")``) lists and watches of the
 typed views kube/protobuf.py knows (Pod, Node, MetaOnly) are protobuf on the wire.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import time
@@ -33,6 +41,23 @@ MIN_WATCH_TIMEOUT = 300.0
 T = TypeVar("T")
 ERROR_PREFIX = b'{"type":"ERROR"'
 BOOKMARK_PREFIX = b'{"type":"BOOKMARK"'
+#: A watch shorter than this without a single event is an error (client-go's check).
+SHORT_WATCH = 1.0
+PAGE = "500"
+
+
+class ShortWatch(Exception):
+    """The watch ended at once without an event: back off, do not reopen at once."""
+
+
+def _refused(exc: aiohttp.ClientConnectorError) -> bool:
+    return exc.os_error is not None and exc.os_error.errno == errno.ECONNREFUSED
+
+
+def _rv_unavailable(exc: ApiError) -> bool:
+    """client-go's isExpiredError or isTooLargeResourceVersionError."""
+    return exc.gone or (exc.status == 504 and "too large resource version" in
+                        exc.message.lower())
 
 
 class _HasMeta(Protocol):
@@ -66,7 +91,8 @@ class Reflector(Generic[T]):
 
     def __init__(self, client: Client, path: str, item_type: type[T], handler: Handler[T], *,
                  params: Mapping[str, str] | None = None, name: str = "",
-                 timeout: Callable[[], float] | None = None) -> None:
+                 timeout: Callable[[], float] | None = None,
+                 min_timeout: float = MIN_WATCH_TIMEOUT) -> None:
         self.client = client
         self.path = path
         self.params = dict(params or {})
@@ -76,7 +102,10 @@ class Reflector(Generic[T]):
         self.synced = asyncio.Event()
         self.lists = 0
         self.watches = 0
-        self._timeout = timeout or (lambda: MIN_WATCH_TIMEOUT * (1 + random.random()))
+        #: The last LIST at resource_version failed with 410: list from etcd ("").
+        self.rv_unavailable = False
+        self.sleep = asyncio.sleep  # replaceable, for tests of the retry paths
+        self._timeout = timeout or (lambda: min_timeout * (1 + random.random()))
         self._list_type = ObjectList[item_type]  # type: ignore[valid-type]
         self._event_decoder = msgspec.json.Decoder(WatchEvent[item_type])  # type: ignore[valid-type]
         self._error_decoder = msgspec.json.Decoder(WatchEvent[Status])
@@ -88,29 +117,42 @@ class Reflector(Generic[T]):
 
     async def run(self) -> None:
         backoff = Backoff()
-        relist_rv = "0"
+        connect_backoff = Backoff()
         while True:
             try:
-                await self._list(relist_rv)
-                relist_rv = "0"
-                await self._watch_loop()
+                await self._list_and_watch(connect_backoff)
             except asyncio.CancelledError:
                 raise
-            except ApiError as exc:
-                if exc.gone:
-                    relist_rv = ""
-                    continue
+            except (ApiError, ShortWatch) as exc:
                 log.debug("%s: %s", self.name, exc)
             except (TimeoutError, aiohttp.ClientError, OSError, msgspec.DecodeError,
                     pb.CodecError) as exc:
                 log.debug("%s: %r", self.name, exc)
-            await asyncio.sleep(backoff.next())
+            await self.sleep(backoff.next())
+
+    def relist_resource_version(self) -> str:
+        if self.rv_unavailable:
+            return ""
+        return self.resource_version or "0"
+
+    async def _list_and_watch(self, connect_backoff: Backoff) -> None:
+        try:
+            await self._list(self.relist_resource_version())
+        except ApiError as exc:
+            if not _rv_unavailable(exc):
+                raise
+            self.rv_unavailable = True
+            await self._list(self.relist_resource_version())
+        self.rv_unavailable = False
+        await self._watch_loop(connect_backoff)
 
     async def _list(self, resource_version: str) -> None:
+        """Paged by 500 like client-go's pager, except at a given resourceVersion, where
+        paging is off so that the watch cache serves it."""
         items: list[T] = []
         params = {**self.params, "resourceVersion": resource_version}
-        if resource_version == "":
-            params["limit"] = "500"
+        if resource_version in ("", "0"):
+            params["limit"] = PAGE
         while True:
             if self._pb_item is not None:
                 data = await self.client.get(self.path, params, accept=pb.PROTOBUF)
@@ -123,13 +165,13 @@ class Reflector(Generic[T]):
             items.extend(page_items)
             if not cont or resource_version == "0":
                 break
-            params = {**self.params, "limit": "500", "continue": cont}
+            params = {**self.params, "limit": PAGE, "continue": cont}
         self.lists += 1
         self.resource_version = list_rv
         self.handler.on_list(items)
         self.synced.set()
 
-    async def _watch_loop(self) -> None:
+    async def _watch_loop(self, connect_backoff: Backoff) -> None:
         """Watch until an error; a watch that simply times out is reopened."""
         while True:
             params = {
@@ -137,17 +179,24 @@ class Reflector(Generic[T]):
                 "timeoutSeconds": str(int(self._timeout())), "allowWatchBookmarks": "true",
             }
             self.watches += 1
+            started = time.monotonic()
+            events = 0
             protobuf = self._pb_item is not None
             dispatch = self._dispatch_frame if protobuf else self._dispatch
             try:
                 async for unit in self.client.stream(self.path, params, protobuf=protobuf):
+                    events += 1
                     dispatch(unit)
             except ConnectionRefusedError:
-                await asyncio.sleep(1.0)
+                await self.sleep(connect_backoff.next())
+                continue
             except aiohttp.ClientConnectorError as exc:
-                if "refused" not in str(exc).lower():
+                if not _refused(exc):
                     raise
-                await asyncio.sleep(1.0)
+                await self.sleep(connect_backoff.next())
+                continue
+            if events == 0 and time.monotonic() - started < SHORT_WATCH:
+                raise ShortWatch(f"very short watch of {self.path}: no events")
 
     def _dispatch_frame(self, frame: bytes) -> None:
         kind, envelope = pb.watch_event(frame)

@@ -43,7 +43,8 @@ def hollow_options(func):
                      help="YAML file overriding hollow-node behaviour (see hollow/profile.py)."),
         click.option("--events/--no-events", default=None,
                      help="Post the events a real kubelet posts "
-                     "(Pulled, Created, Started, Killing)."),
+                     "(Pulled, Created, Started, Killing; for failures Pulling, Failed, "
+                     "BackOff, Unhealthy)."),
         click.option("--endpoint-slices", is_flag=True,
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
         click.option("--register-rate", type=float, default=None,
@@ -264,6 +265,8 @@ def _interruptible(name: str):
               help="With --shard-from-pod-name: nodes of all shards together.")
 @click.option("--heartbeat-file", type=click.Path(path_type=Path), default=None,
               help="Touch this file while every node renews its lease (for `pykubemark alive`).")
+@click.option("--chaos-file", type=click.Path(path_type=Path), default=None,
+              help="Apply the node failures that `pykubemark chaos --file` writes to this file.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
@@ -271,6 +274,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
            node_credentials: str, cert_dir: Path | None, delete_nodes_on_exit: bool,
            supervise: bool, restarts_file: Path | None, transport: str, content_type: str,
            pod_name: str | None, total_nodes: int | None, heartbeat_file: Path | None,
+           chaos_file: Path | None,
            verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
@@ -328,7 +332,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            delete_nodes_on_exit=delete_nodes_on_exit, supervise=supervise,
                            restarts_file=restarts_file, transport=transport,
                            content_type=content_type, node_credentials=node_credentials,
-                           cert_dir=cert_dir, heartbeat_file=heartbeat_file))
+                           cert_dir=cert_dir, heartbeat_file=heartbeat_file,
+                           chaos_file=chaos_file))
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,
@@ -534,6 +539,55 @@ def down(name: str, purge: bool) -> None:
         console.print(f"cluster '{name}' was not running")
     if purge:
         shutil.rmtree(cluster.dir, ignore_errors=True)
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["stop", "flap", "slow", "restart", "clear"]))
+@name_option
+@click.option("--file", "chaos_path", type=click.Path(path_type=Path), default=None,
+              help="The --chaos-file of a `pykubemark hollow` fleet (default: the cluster's, "
+              "for nodes started by `up --nodes`).")
+@click.option("--nodes", "node_names", default="", help="Comma-separated node names.")
+@click.option("--fraction", type=float, default=0.0, help="Or this fraction of all nodes.")
+@click.option("--after", type=float, default=0.0, help="Start in this many seconds.")
+@click.option("--for", "duration", type=float, default=0.0,
+              help="Seconds it lasts (default: until `chaos clear`; restart: down this "
+              "long, default 0).")
+@click.option("--period", type=float, default=0.0, help="flap: seconds down, then as many up.")
+@click.option("--delay", type=float, default=0.0, help="slow: seconds each heartbeat is late.")
+def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, fraction: float,
+          after: float, duration: float, period: float, delay: float) -> None:
+    """Fail hollow nodes of a running fleet: stop their heartbeats, flap them, slow them,
+    restart them."""
+    import datetime as dt
+
+    from pykubemark.hollow import chaos as node_chaos
+
+    if chaos_path is None:
+        from pykubemark.cluster.control_plane import LocalCluster
+        from pykubemark.cluster.hollow import chaos_file
+
+        chaos_path = chaos_file(LocalCluster.load(name))
+    if action == "clear":
+        node_chaos.clear(chaos_path)
+        console.print(f"node failures cleared ({chaos_path})")
+        return
+    nodes = [n for n in node_names.split(",") if n]
+    try:
+        failure = node_chaos.NodeFailure(action, nodes=nodes, fraction=fraction, after=after,
+                                         duration=duration, period=period, delay=delay)
+    except ValueError as exc:
+        raise UserError(f"invalid node failure: {exc}") from None
+    scheduled = node_chaos.add(chaos_path, failure)
+
+    def clock(stamp: float | None) -> str:
+        if stamp is None:
+            return "until cleared"
+        return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%H:%M:%S UTC")
+
+    who = ", ".join(nodes) if nodes else f"{fraction:.0%} of the nodes"
+    console.print(f"{action} {who}: from {clock(scheduled.start)} to "
+                  f"{clock(scheduled.end)} ({chaos_path})")
 
 
 @cli.command()

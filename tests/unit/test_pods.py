@@ -320,7 +320,7 @@ def test_job_like_pod_succeeds() -> None:
 def test_job_like_pod_exit_code_fails(annotation: str, code: int) -> None:
     async def body() -> None:
         lc = lifecycle()
-        lc.on_event("ADDED", pod(restart="OnFailure", annotations={
+        lc.on_event("ADDED", pod(restart="Never", annotations={
             "pykubemark.io/run-seconds": "0.01", "pykubemark.io/exit-code": annotation}))
         record = lc.pods["uid-web-1"]
         await until(lambda: record.phase == "Failed", "Failed")

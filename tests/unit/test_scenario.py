@@ -139,3 +139,59 @@ def test_bad_measurement_and_bad_expression_are_refused() -> None:
 def test_unknown_scenario_lists_the_builtins() -> None:
     with pytest.raises(UserError, match="density"):
         load_scenario("no-such-scenario")
+
+
+# -- failures: annotations are the contract with the hollow nodes -----------------------------
+def test_failures_scenario_annotates_only_its_failing_pods() -> None:
+    _, _, phases = plan("failures", 100, pods_per_node=10)
+    healthy = phases["saturation"]
+    assert sum(p.pods for p in healthy) == 1000
+    assert all(not p.body["spec"]["template"]["metadata"]["annotations"] for p in healthy)
+    failing = phases["failing"]
+    crashing = [p for p in failing if p.kind == "Deployment" and p.name.startswith("crashing")]
+    flapping = [p for p in failing if p.kind == "Deployment" and p.name.startswith("flapping")]
+    assert sum(p.pods for p in crashing) == 50  # 5 % of the healthy pods
+    assert sum(p.pods for p in flapping) == 10
+    assert crashing[0].body["spec"]["template"]["metadata"]["annotations"] == {
+        "pykubemark.io/failure": "crashloop", "pykubemark.io/failure-weight": "1",
+        "pykubemark.io/exit-code": "1", "pykubemark.io/run-seconds": "30"}
+    assert flapping[0].body["spec"]["template"]["metadata"]["annotations"] == {
+        "pykubemark.io/failure": "unready", "pykubemark.io/failure-weight": "1",
+        "pykubemark.io/ready-flap-seconds": "20"}
+    assert len([p for p in failing if p.kind == "Service"]) == len(flapping)
+    _, _, phases = plan("failures", 100, crash_fraction=0, flap_fraction=0)
+    assert [p for p in phases["failing"] if p.pods] == []
+
+
+def test_failure_weight_is_an_expression_and_checked() -> None:
+    text = """
+name: w
+parameters: {share: 0.25}
+failures:
+  - failure: oomkilled
+    weight: share
+    names: [web]
+phases:
+  - name: p
+    create:
+      - {kind: Deployment, name: web, replicas: 4}
+      - {kind: Deployment, name: other, replicas: 4}
+"""
+    scenario = parse_scenario(text, "scenario w.yaml")
+    values = resolve_parameters(scenario, 3, {}, "w")
+    generator = LoadGenerator(None, scenario, values, run_id="r", test="w",  # type: ignore[arg-type]
+                              nodes=3)
+    web, other = generator.plan(scenario.phases[0])
+    assert web.body["spec"]["template"]["metadata"]["annotations"] == {
+        "pykubemark.io/failure": "oomkilled", "pykubemark.io/failure-weight": "0.25"}
+    assert other.body["spec"]["template"]["metadata"]["annotations"] == {}
+    values = resolve_parameters(scenario, 3, {"share": 2}, "w")
+    generator = LoadGenerator(None, scenario, values, run_id="r", test="w",  # type: ignore[arg-type]
+                              nodes=3)
+    with pytest.raises(UserError, match="weight"):
+        generator.plan(scenario.phases[0])
+
+
+def test_unknown_failure_is_named_with_its_line() -> None:
+    message = error("name: x\nfailures:\n  - failure: explode\nphases:\n  - name: p\n")
+    assert "line 3" in message and "failures" in message and "explode" in message

@@ -13,6 +13,10 @@ from pykubemark.cluster.control_plane import LocalCluster, python_argv
 from pykubemark.errors import UserError
 
 
+def chaos_file(cluster: LocalCluster) -> Path:
+    return cluster.dir / "chaos.json"
+
+
 @dataclass
 class HollowArgs:
     nodes: int
@@ -37,6 +41,8 @@ class HollowArgs:
             "--processes", str(self.processes), "--register-rate", str(self.register_rate),
             # A fleet process that dies is replaced; `status` shows how often.
             "--supervise", "--restarts-file", str(cluster.restarts_file("hollow")),
+            # `pykubemark chaos --name` writes node failures there.
+            "--chaos-file", str(chaos_file(cluster)),
         ]
         if self.fidelity:
             args += ["--fidelity", self.fidelity]

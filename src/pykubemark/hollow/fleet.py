@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pykubemark import interrupts
+from pykubemark.hollow.chaos import ChaosWatcher
 from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
 from pykubemark.hollow.objects import ARCH, NodeIdentity
 from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
@@ -65,6 +66,8 @@ class FleetOptions:
     bootstrap_concurrency: int = 50
     #: Touched while every node renews its lease (a liveness probe reads its age).
     heartbeat_file: Path | None = None
+    #: The JSON file of node failures that `pykubemark chaos` writes and the fleet polls.
+    chaos_file: Path | None = None
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -142,6 +145,8 @@ class Fleet:
         self.proxies: dict[str, HollowProxy] = {}
         self.shared: list[Reflector[Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._node_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._pod_router = PodRouter()
         self.credentials: NodeCredentials | None = None
         if options.node_credentials == "bootstrap":
             base = options.cert_dir or state_home() / "hollow-certs"
@@ -176,11 +181,12 @@ class Fleet:
         lite = profile.fidelity == "lite"
         loop = asyncio.get_running_loop()
         endpoints = await endpoints_path(self.proxy_client, profile.proxy_endpoints)
-        pod_router = PodRouter()
+        pod_router = self._pod_router = PodRouter()
         names = self.options.names()
         reporter = loop.create_task(self._report(stop))
         beat = (loop.create_task(self._heartbeat(stop, self.options.heartbeat_file))
                 if self.options.heartbeat_file else None)
+        chaos = loop.create_task(self._chaos(stop))
         if lite and names:
             # The shared kubelet watches run as the shard's first node, as it would.
             watcher = await self.kubelet_client(names[0][1])
@@ -211,6 +217,7 @@ class Fleet:
             reporter.cancel()
             if beat:
                 beat.cancel()
+            chaos.cancel()
             await cancel_all(self._tasks)
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
@@ -221,6 +228,28 @@ class Fleet:
                 await self.proxy_client.close()
             for component in self._components:
                 await component.close()
+
+    def _start(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+        return task
+
+    async def restart(self, name: str) -> None:
+        """A restarted kubelet: the old one is gone (its timers with it); a new one with
+        the same identity and clients registers again and adopts its Node and pods."""
+        old = self.kubelets[name]
+        task = self._node_tasks.pop(name, None)
+        if task is None:
+            return  # not started yet (or being restarted)
+        await cancel_all([task])
+        kubelet = HollowKubelet(old.identity, old.client, self.profile, heartbeat=old.heartbeat,
+                                events=old.pods.events, shared=old.shared)
+        self.kubelets[name] = kubelet
+        if old.shared:
+            self._pod_router.subscribe(name, kubelet.pods)
+        self._node_tasks[name] = self._start(kubelet.run())
+        log.info("%s: restarted", name)
 
     def _component(self, config: KubeConfig) -> Client:
         """A client with its own HTTP/2 connection, for one hollow component."""
@@ -272,8 +301,15 @@ class Fleet:
         parts = [loop.create_task(kubelet.run()), loop.create_task(proxy.run())]
         for part in parts:
             part.add_done_callback(_report_crash)
+        self._node_tasks[name] = parts[0]
         try:
             await asyncio.gather(*parts)
+        except asyncio.CancelledError:
+            if self._node_tasks.get(name) is parts[0] or parts[1].done():
+                raise
+            # A chaos restart replaced the kubelet (its task is the fleet's now): the
+            # proxy goes on.
+            await parts[1]
         finally:
             await cancel_all(parts)
 
@@ -322,6 +358,31 @@ class Fleet:
                 path.touch()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.profile.lease_renew)
+
+    async def _chaos(self, stop: asyncio.Event) -> None:
+        """Apply the node failures of the profile and the chaos file, twice a second."""
+        watcher = ChaosWatcher(self.options.chaos_file, self.profile.node_failures,
+                               time.time())
+        if watcher.path is None and not watcher.planned:
+            return
+        failing: set[str] = set()
+        since = time.time()
+        while not stop.is_set():
+            watcher.refresh()
+            now = time.time()
+            if watcher.plan.actions or failing:
+                failing = set()
+                for name, kubelet in list(self.kubelets.items()):
+                    down, delay = watcher.plan.state(name, now)
+                    if watcher.plan.restarts(name, since, now):
+                        await self.restart(name)
+                        kubelet = self.kubelets[name]
+                    kubelet.set_failure(down, delay)
+                    if down or delay:
+                        failing.add(name)
+            since = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -117,6 +117,24 @@ class HollowKubelet:
         self._tasks: list[asyncio.Task[Any]] = []
         self._reregister = asyncio.Event()
         self.node_gone = False
+        #: Set while the node is up; cleared by a node failure (heartbeats cease).
+        self.up = asyncio.Event()
+        self.up.set()
+        #: Extra seconds before each heartbeat (a "slow" node failure).
+        self.heartbeat_delay = 0.0
+
+    def set_failure(self, down: bool, delay: float) -> None:
+        """A node failure starts or ends: heartbeats and pod statuses stop or resume."""
+        self.heartbeat_delay = delay
+        if down == (not self.up.is_set()):
+            return
+        log.info("%s: %s", self.name, "heartbeats stop" if down else "heartbeats resume")
+        if down:
+            self.up.clear()
+            self.pods.up.clear()
+        else:
+            self.up.set()
+            self.pods.up.set()
 
     # -- run --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -247,8 +265,11 @@ class HollowKubelet:
     async def _lease_loop(self) -> None:
         renew = self.profile.lease_renew
         while True:
+            await self.up.wait()
             await self._renew_lease()
-            await asyncio.sleep(renew * (1 + self.profile.lease_jitter * random.random()))
+            # A node that goes down meanwhile waits above, and renews as soon as it is up.
+            await asyncio.sleep(
+                renew * (1 + self.profile.lease_jitter * random.random()) + self.heartbeat_delay)
 
     async def _renew_lease(self) -> None:
         """The lease controller's sync (component-helpers/apimachinery/lease, 1.20):
@@ -328,9 +349,11 @@ class HollowKubelet:
         period = self.profile.status_check
         await asyncio.sleep(random.random() * period)
         while True:
+            await self.up.wait()
             started = time.monotonic()
             await self._sync_status()
-            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+            await asyncio.sleep(
+                max(0.0, period - (time.monotonic() - started)) + self.heartbeat_delay)
 
     async def _sync_status(self) -> None:
         """updateNodeStatus: up to 5 tries; the first reads the Node from the
@@ -355,6 +378,11 @@ class HollowKubelet:
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})
+        if any(c.get("status") != s for c in current.get("conditions") or []
+               for t, s, _, _ in objects.CONDITIONS if c.get("type") == t):
+            # The node-lifecycle controller marked them Unknown (or someone else changed
+            # them): the kubelet's setters give a changed condition a new transition time.
+            self.transition = objects.now_seconds()
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images)
         due = time.monotonic() - self.last_report >= self.profile.status_report
         if not due and not objects.status_patch(current, desired):

@@ -183,9 +183,83 @@ def _condition(kind: str, status: str, since: str, reason: str = "", message: st
     return condition
 
 
-def container_id(pod: Pod, name: str) -> str:
+def container_id(pod: Pod, name: str, restart: int = 0) -> str:
+    """One id per container instance: a restarted container is a new one."""
     meta = pod.metadata
-    return f"{RUNTIME.split(':')[0]}://{meta.namespace}_{meta.name}_{meta.uid[:8]}_{name}"
+    suffix = f"_{restart}" if restart else ""
+    return (f"{RUNTIME.split(':')[0]}://{meta.namespace}_{meta.name}_{meta.uid[:8]}_{name}"
+            f"{suffix}")
+
+
+class Exited:
+    """A container instance that exited, as its lastState/state.terminated reports it."""
+
+    __slots__ = ("code", "finished", "reason", "restart", "started")
+
+    def __init__(self, code: int, reason: str, started: str, finished: str,
+                 restart: int) -> None:
+        self.code = code
+        self.reason = reason
+        self.started = started
+        self.finished = finished
+        self.restart = restart
+
+    def terminated(self, pod: Pod, name: str) -> dict[str, Any]:
+        return {"terminated": {
+            "exitCode": self.code, "reason": self.reason, "startedAt": self.started,
+            "finishedAt": self.finished, "containerID": container_id(pod, name, self.restart),
+        }}
+
+
+class ContainerView:
+    """The runtime's view of a failing pod's containers (all of them alike), rendered as
+    kubelet 1.20's convertToAPIContainerStatuses does: the newest instance is the state,
+    the one before it lastState; a reason from the last sync (CrashLoopBackOff,
+    ErrImagePull, ...) replaces the state of a container that is not running."""
+
+    __slots__ = ("exited", "image_known", "ready", "restart_count", "running_since",
+                 "waiting")
+
+    def __init__(self) -> None:
+        self.restart_count = 0
+        self.running_since = ""
+        self.exited: list[Exited] = []
+        #: (reason, message with {container} for the container's name)
+        self.waiting: tuple[str, str] | None = None
+        self.ready = False
+        self.image_known = True
+
+    def status(self, pod: Pod, name: str, image: str) -> dict[str, Any]:
+        newest = self.exited[-1] if self.exited else None
+        state: dict[str, Any]
+        last: dict[str, Any] = {}
+        cid = ""
+        if self.running_since:
+            state = {"running": {"startedAt": self.running_since}}
+            cid = container_id(pod, name, self.restart_count)
+            if newest:
+                last = newest.terminated(pod, name)
+        elif newest is not None:
+            state = newest.terminated(pod, name)
+            cid = state["terminated"]["containerID"]
+            if len(self.exited) > 1:
+                last = self.exited[-2].terminated(pod, name)
+        else:
+            state = {"waiting": {"reason": "ContainerCreating"}}
+        if self.waiting and not self.running_since:
+            if "terminated" in state:
+                last = state
+            reason, message = self.waiting
+            state = {"waiting": {"reason": reason, "message": message.format(container=name)}}
+        status: dict[str, Any] = {
+            "name": name, "image": image, "imageID": image if cid else "",
+            "ready": self.ready and bool(self.running_since),
+            "restartCount": self.restart_count, "started": bool(self.running_since),
+            "lastState": last, "state": state,
+        }
+        if cid:
+            status["containerID"] = cid
+        return status
 
 
 class PodTimes:
@@ -204,14 +278,27 @@ class PodTimes:
 
 
 def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
-               *, exit_code: int = 0) -> dict[str, Any]:
-    """Status for one of: Pending (creating), Running, Terminated (after kill), Succeeded."""
+               *, exit_code: int = 0, exit_reason: str = "",
+               view: ContainerView | None = None, ready_changed: str = "") -> dict[str, Any]:
+    """Status for one of: Pending (creating), Running, Terminated (after kill), Succeeded;
+    with a ``view``, the containers and the Ready conditions are the view's."""
     names = [c.name for c in pod.spec.containers]
     unready = f"containers with unready status: [{' '.join(names)}]"
     scheduled = times.scheduled
     conditions = [_condition("Initialized", "True", scheduled)]
     statuses = []
-    if phase == "Pending":
+    if view is not None:
+        statuses = [view.status(pod, c.name, c.image) for c in pod.spec.containers]
+        since = ready_changed or scheduled
+        if all(s["ready"] for s in statuses):
+            conditions += [_condition("Ready", "True", since),
+                           _condition("ContainersReady", "True", since)]
+        else:
+            reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
+            message = "" if reason == "PodCompleted" else unready
+            conditions += [_condition("Ready", "False", since, reason, message),
+                           _condition("ContainersReady", "False", since, reason, message)]
+    elif phase == "Pending":
         conditions += [
             _condition("Ready", "False", scheduled, "ContainersNotReady", unready),
             _condition("ContainersReady", "False", scheduled, "ContainersNotReady", unready),
@@ -247,7 +334,8 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                 "containerID": container_id(pod, c.name), "ready": False, "restartCount": 0,
                 "started": False, "lastState": {},
                 "state": {"terminated": {
-                    "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                    "exitCode": exit_code,
+                    "reason": exit_reason or ("Completed" if exit_code == 0 else "Error"),
                     "startedAt": times.started or times.finished, "finishedAt": times.finished,
                     "containerID": container_id(pod, c.name),
                 }},

@@ -27,8 +27,10 @@ from typing import Any
 
 import orjson
 
-from pykubemark.hollow import objects
+from pykubemark.hollow import failures, objects
+from pykubemark.hollow.failures import Plan
 from pykubemark.hollow.ipam import Ipam
+from pykubemark.hollow.objects import ContainerView, Exited
 from pykubemark.hollow.profile import Profile
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import Pod
@@ -36,8 +38,6 @@ from pykubemark.kube.types import Pod
 log = logging.getLogger(__name__)
 BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
-RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
-EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
 
 
 #: The kubelet's token manager refreshes a token older than this, whatever its expiry.
@@ -59,18 +59,26 @@ def token_refresh_delay(expiration_seconds: int, expires: str,
 
 class PodRecord:
     __slots__ = (
+        "backoff",
         "deletable",
         "exit_code",
+        "exit_reason",
+        "exited_at",
         "holds_ip",
         "ip",
+        "last_ready",
         "phase",
+        "plan",
         "pod",
+        "ready_changed",
+        "reason",
         "status",
         "terminating",
         "timers",
         "times",
         "uid",
         "version",
+        "view",
     )
 
     def __init__(self, pod: Pod) -> None:
@@ -87,7 +95,17 @@ class PodRecord:
         self.terminating = False
         self.deletable = False
         self.exit_code = 0
+        self.exit_reason = ""
         self.timers: list[asyncio.TimerHandle] = []
+        self.plan = Plan()
+        #: Set once the pod fails: the containers as the runtime would report them.
+        self.view: ContainerView | None = None
+        #: The pod worker's reason cache: the error of its last sync, shown by the next.
+        self.reason: tuple[str, str] | None = None
+        self.backoff: failures.Backoff | None = None
+        self.exited_at = 0.0
+        self.last_ready = False
+        self.ready_changed = ""
 
     @property
     def path(self) -> str:
@@ -133,6 +151,14 @@ def referenced_objects(pod: Pod) -> set[tuple[str, str, str]]:
     return refs
 
 
+def pull_error(image: str) -> str:
+    """What dockershim reports for an image that does not exist."""
+    repository = image.rsplit(":", 1)[0] if "/" not in image.rsplit(":", 1)[-1] else image
+    return (f"rpc error: code = Unknown desc = Error response from daemon: pull access "
+            f"denied for {repository}, repository does not exist or may require "
+            f"'docker login': denied: requested access to the resource is denied")
+
+
 def is_job_like(pod: Pod) -> bool:
     return pod.spec.restartPolicy in ("Never", "OnFailure")
 
@@ -158,7 +184,11 @@ class PodLifecycle:
         self.synced_versions: dict[str, int] = {}
         self.channel: deque[tuple[str, int, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
+        #: Cleared while the node's heartbeats are down: no status is written then.
+        self.up = asyncio.Event()
+        self.up.set()
         self._relist_phase = random.random() * profile.start.relist_period
+        self.rng = random.Random()
         self._background: set[asyncio.Task[Any]] = set()
         #: Pods found already started (after a restart) and adopted as they were.
         self.adopted = 0
@@ -211,13 +241,25 @@ class PodLifecycle:
             record.times.scheduled = pod.status.startTime or record.times.scheduled
             self.synced_versions[record.uid] = 0
             if phase == "Running" and is_job_like(pod):
-                self._later(record, self._run_seconds(pod), self._complete)
+                record.plan = failures.plan_for(pod, self.profile.failures, self.rng)
+                self._later(record, self._run_seconds(record), self._complete)
             return record
         if pod.spec.hostNetwork:
             record.ip = self.host_ip
         else:
             record.ip = self.ipam.allocate()
             record.holds_ip = True
+        record.plan = plan = failures.plan_for(pod, self.profile.failures, self.rng)
+        delay = self._mount_delay(pod) + plan.start_delay
+        if plan.failure == "imagepull":
+            view = record.view = ContainerView()
+            view.image_known = False
+            record.ready_changed = record.times.scheduled
+            record.backoff = self._backoff()
+            self._set_status(record, "Pending")
+            self._request_tokens(record)
+            self._later(record, delay, self._pull)
+            return record
         self._set_status(record, "Pending")
         for container in pod.spec.containers:
             if self.on_image:
@@ -227,7 +269,7 @@ class PodLifecycle:
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
         self._request_tokens(record)
-        self._later(record, self._mount_delay(pod), self._containers_started)
+        self._later(record, delay, self._containers_started)
         return record
 
     def _mount_delay(self, pod: Pod) -> float:
@@ -257,29 +299,169 @@ class PodLifecycle:
         if record.phase != "Pending" or record.terminating:
             return
         record.times.ready_since = objects.now_seconds()
-        self._set_status(record, "Running")
+        plan = record.plan
+        if plan.failure == "unready":
+            view = record.view = ContainerView()
+            view.running_since = record.times.started
+            record.ready_changed = record.times.scheduled
+            self._set_status(record, "Running")
+            if plan.flap_period > 0:
+                self._later(record, plan.flap_period, self._flap)
+        else:
+            self._set_status(record, "Running")
         for container in record.pod.spec.containers:
             self._event(record, "Started", f"Started container {container.name}", container.name)
-        if is_job_like(record.pod):
-            self._later(record, self._run_seconds(record.pod), self._complete)
+        if plan.crashes or is_job_like(record.pod):
+            self._later(record, self._run_seconds(record), self._complete)
 
-    def _run_seconds(self, pod: Pod) -> float:
-        value = pod.metadata.annotations.get(RUN_SECONDS_ANNOTATION)
-        try:
-            return float(value) if value is not None else self.profile.start.job_run_seconds
-        except ValueError:
-            return self.profile.start.job_run_seconds
+    def _run_seconds(self, record: PodRecord) -> float:
+        if record.plan.run_seconds is not None:
+            return record.plan.run_seconds
+        if record.plan.crashes:
+            return self.profile.failures.run_seconds
+        return self.profile.start.job_run_seconds
 
     def _complete(self, record: PodRecord) -> None:
+        """The container exits: a terminal phase, or a restart as its policy says."""
         if record.phase != "Running" or record.terminating:
             return
-        try:
-            record.exit_code = int(record.pod.metadata.annotations.get(EXIT_CODE_ANNOTATION, "0"))
-        except ValueError:
-            record.exit_code = 1
-        record.times.finished = objects.now_seconds()
-        self._release_ip(record)
-        self._set_status(record, "Succeeded" if record.exit_code == 0 else "Failed")
+        code = record.plan.code()
+        reason = record.plan.exit_reason(code)
+        policy = record.pod.spec.restartPolicy
+        restart = policy == "Always" or (policy == "OnFailure" and code != 0)
+        now = objects.now_seconds()
+        if record.view is None and not restart:
+            record.exit_code = code
+            record.exit_reason = reason
+            record.times.finished = now
+            self._release_ip(record)
+            self._set_status(record, "Succeeded" if code == 0 else "Failed")
+            return
+        view = record.view
+        if view is None:
+            view = record.view = ContainerView()
+            view.running_since = record.times.started
+            view.ready = True
+            record.last_ready = True
+            record.ready_changed = record.times.ready_since
+        view.exited = [*view.exited[-1:], Exited(code, reason, view.running_since, now,
+                                                 view.restart_count)]
+        view.running_since = ""
+        record.exit_code = code
+        record.exited_at = asyncio.get_running_loop().time()
+        if restart:
+            self._later(record, self._start_delay(), self._crash_sync)
+        else:
+            record.times.finished = now
+            self._release_ip(record)
+            self._later(record, self._start_delay(), lambda r: self._publish(
+                r, "Succeeded" if code == 0 else "Failed"))
+
+    # -- failures: the pod worker's syncs and the kubelet's back-off ---------------------
+    def _backoff(self) -> failures.Backoff:
+        return failures.Backoff(self.profile.failures.backoff_initial,
+                                self.profile.failures.backoff_max)
+
+    def _retry_delay(self) -> float:
+        """A failed sync is requeued after ``backOffPeriod`` with jitter (pod_workers.go)."""
+        f = self.profile.failures
+        return f.retry_period * (1 + self.rng.random() * f.retry_jitter)
+
+    def _crash_sync(self, record: PodRecord) -> None:
+        """One sync of a pod whose containers exited: write the status the last sync
+        left, then restart them unless the back-off since their exit still runs."""
+        view = record.view
+        if record.terminating or record.phase in TERMINAL or view is None:
+            return
+        view.waiting = record.reason
+        self._publish(record, "Running")
+        if record.backoff is None:
+            record.backoff = self._backoff()
+        now = asyncio.get_running_loop().time()
+        if record.backoff.in_backoff_since(record.exited_at, now):
+            record.reason = ("CrashLoopBackOff",
+                             f"back-off {failures.go_duration(record.backoff.delay)} "
+                             f"restarting failed container={{container}} "
+                             f"pod={failures.pod_desc(record.pod)}")
+            for container in record.pod.spec.containers:
+                self._event(record, "BackOff", "Back-off restarting failed container",
+                            container.name, "Warning")
+            self._later(record, self._retry_delay(), self._crash_sync)
+            return
+        record.backoff.next(record.exited_at, now)
+        record.reason = None
+        view.restart_count += 1
+        view.running_since = objects.now_seconds()
+        for container in record.pod.spec.containers:
+            self._event(record, "Pulled",
+                        f'Container image "{container.image}" already present on machine',
+                        container.name)
+            self._event(record, "Created", f"Created container {container.name}", container.name)
+            self._event(record, "Started", f"Started container {container.name}", container.name)
+        self._later(record, self._start_delay(), self._restarted)
+
+    def _restarted(self, record: PodRecord) -> None:
+        """The relist after a restart: the status says Running (and Ready) again."""
+        if record.terminating or record.view is None or not record.view.running_since:
+            return
+        record.view.waiting = None
+        self._publish(record, "Running")
+        self._later(record, self._run_seconds(record), self._complete)
+
+    def _flap(self, record: PodRecord) -> None:
+        """A failing readiness probe that recovers and fails again every period."""
+        view = record.view
+        if record.terminating or view is None or not view.running_since:
+            return
+        view.ready = not view.ready
+        if not view.ready:
+            for container in record.pod.spec.containers:
+                self._event(record, "Unhealthy",
+                            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                            container.name, "Warning")
+        self._publish(record, "Running")
+        self._later(record, record.plan.flap_period, self._flap)
+
+    def _pull(self, record: PodRecord) -> None:
+        if record.phase != "Pending" or record.terminating:
+            return
+        for container in record.pod.spec.containers:
+            self._event(record, "Pulling", f'Pulling image "{container.image}"', container.name)
+        self._later(record, self.profile.failures.pull_seconds, self._pull_failed)
+
+    def _pull_failed(self, record: PodRecord) -> None:
+        if record.phase != "Pending" or record.terminating or record.backoff is None:
+            return
+        now = asyncio.get_running_loop().time()
+        record.backoff.next(now, now)
+        image = record.pod.spec.containers[0].image if record.pod.spec.containers else ""
+        error = pull_error(image)
+        for container in record.pod.spec.containers:
+            self._event(record, "Failed",
+                        f'Failed to pull image "{container.image}": {pull_error(container.image)}',
+                        container.name, "Warning")
+            self._event(record, "Failed", "Error: ErrImagePull", container.name, "Warning")
+        record.reason = ("ErrImagePull", error)
+        self._later(record, self._retry_delay(), self._pull_sync)
+
+    def _pull_sync(self, record: PodRecord) -> None:
+        """A sync of a pod whose image cannot be pulled: pull again once the back-off
+        since the last failed pull has passed."""
+        if record.phase != "Pending" or record.terminating or record.view is None:
+            return
+        assert record.backoff is not None
+        record.view.waiting = record.reason
+        self._publish(record, "Pending")
+        if not record.backoff.in_backoff_since_update(asyncio.get_running_loop().time()):
+            self._pull(record)
+            return
+        for container in record.pod.spec.containers:
+            message = f'Back-off pulling image "{container.image}"'
+            self._event(record, "BackOff", message, container.name)
+            self._event(record, "Failed", "Error: ImagePullBackOff", container.name, "Warning")
+        image = record.pod.spec.containers[0].image if record.pod.spec.containers else ""
+        record.reason = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+        self._later(record, self._retry_delay(), self._pull_sync)
 
     def _terminate(self, record: PodRecord) -> None:
         """Deletion observed: the Go kubelet's sequence, each step timed from now."""
@@ -301,6 +483,16 @@ class PodLifecycle:
     def _killed(self, record: PodRecord) -> None:
         record.times.finished = objects.now_seconds()
         self._release_ip(record)
+        view = record.view
+        if view is not None:
+            # A deleted pod is not restarted: no reason from the last sync is shown.
+            view.waiting = record.reason = None
+            if view.running_since:
+                view.exited = [*view.exited[-1:], Exited(
+                    0, "Completed", view.running_since, record.times.finished,
+                    view.restart_count)]
+                view.running_since = ""
+                record.exit_code = 0
         self._set_status(record, "Terminated")
 
     def _resync(self, record: PodRecord) -> None:
@@ -337,9 +529,33 @@ class PodLifecycle:
 
     def _set_status(self, record: PodRecord, phase: str) -> None:
         record.phase = phase
+        if record.view is not None:
+            self._publish(record, phase, force=True)
+            return
         record.status = objects.pod_status(record.pod, phase, record.times, self.host_ip,
-                                           record.ip, exit_code=record.exit_code)
+                                           record.ip, exit_code=record.exit_code,
+                                           exit_reason=record.exit_reason)
         self._bump(record)
+
+    def _publish(self, record: PodRecord, phase: str, *, force: bool = False) -> None:
+        """A failing pod's status from its view; a new version only when it changed, as
+        the status manager ignores an equal status."""
+        view = record.view
+        assert view is not None
+        record.phase = phase
+        if phase == "Terminated":
+            policy = record.pod.spec.restartPolicy
+            phase = "Running" if policy == "Always" else (
+                "Succeeded" if record.exit_code == 0 else "Failed")
+        ready = view.ready and bool(view.running_since)
+        if ready != record.last_ready:
+            record.last_ready = ready
+            record.ready_changed = objects.now_seconds()
+        status = objects.pod_status(record.pod, phase, record.times, self.host_ip, record.ip,
+                                    view=view, ready_changed=record.ready_changed)
+        if force or status != record.status:
+            record.status = status
+            self._bump(record)
 
     def _bump(self, record: PodRecord) -> None:
         record.version += 1
@@ -357,6 +573,7 @@ class PodLifecycle:
         loop = asyncio.get_running_loop()
         next_batch = loop.time() + BATCH_PERIOD * random.random()
         while True:
+            await self.up.wait()
             if not self.channel:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -415,7 +632,8 @@ class PodLifecycle:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _event(self, record: PodRecord, reason: str, message: str, container: str) -> None:
+    def _event(self, record: PodRecord, reason: str, message: str, container: str,
+               kind: str = "Normal") -> None:
         if self.events is None:
             return
         meta = record.pod.metadata
@@ -423,7 +641,7 @@ class PodLifecycle:
                     "name": meta.name, "uid": meta.uid,
                     "fieldPath": f"spec.containers{{{container}}}"}
         body = objects.event(meta.namespace, involved, reason, message, "kubelet",
-                             self.node_name, "Normal")
+                             self.node_name, kind)
         self._spawn(self._post(self.events, f"/api/v1/namespaces/{meta.namespace}/events", body))
 
     def _request_tokens(self, record: PodRecord) -> None:

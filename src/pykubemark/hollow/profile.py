@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 
 from pykubemark.errors import UserError, read_yaml_mapping
+from pykubemark.hollow.chaos import NodeFailure
 
 KUBE_VERSION = "v1.20.2"
 
@@ -65,6 +66,83 @@ class StopProfile(msgspec.Struct, forbid_unknown_fields=True):
     confirm_after: float | None = 0.4
 
 
+FAILURES = ("none", "crashloop", "oomkilled", "imagepull", "unready")
+
+
+class Distribution(msgspec.Struct, forbid_unknown_fields=True):
+    """Seconds drawn per pod: exactly one of ``fixed``, ``uniform: [low, high]`` or
+    ``lognormal: {p50, p99}`` (the shape of measured start-up latencies)."""
+
+    fixed: float | None = None
+    uniform: list[float] | None = None
+    lognormal: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("fixed", "uniform", "lognormal") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a distribution takes exactly one of fixed, uniform, lognormal")
+        if self.fixed is not None and self.fixed < 0:
+            raise ValueError("fixed must be >= 0")
+        if self.uniform is not None and (len(self.uniform) != 2
+                                         or not 0 <= self.uniform[0] <= self.uniform[1]):
+            raise ValueError("uniform must be [low, high] with 0 <= low <= high")
+        if self.lognormal is not None:
+            if set(self.lognormal) != {"p50", "p99"}:
+                raise ValueError("lognormal takes exactly p50 and p99")
+            if not 0 < self.lognormal["p50"] <= self.lognormal["p99"]:
+                raise ValueError("lognormal needs 0 < p50 <= p99")
+
+
+class FailureRule(msgspec.Struct, forbid_unknown_fields=True):
+    """Which pods fail and how, KWOK-stages-like: pods matching ``namespaces`` (any, if
+    empty) and every label in ``labels`` get this behaviour with probability ``weight``
+    (chosen from the pod's uid, so a restarted fleet chooses the same pods)."""
+
+    failure: str = "none"
+    weight: float = 1.0
+    namespaces: list[str] = []
+    labels: dict[str, str] = {}
+    #: Exit code of a crashing container (default 1; 137 for oomkilled).
+    exit_code: int | None = None
+    #: How long a crashing container runs before it exits.
+    run_seconds: Distribution | None = None
+    #: Extra delay before the containers start (slow start), any failure kind.
+    start_delay: Distribution | None = None
+    #: unready: Ready flips every this many seconds (0: never Ready).
+    flap_period: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.failure not in FAILURES:
+            raise ValueError(f"failure must be one of {', '.join(FAILURES)}, "
+                             f"not '{self.failure}'")
+        if not 0 <= self.weight <= 1:
+            raise ValueError(f"weight must be between 0 and 1, not {self.weight}")
+        if self.flap_period < 0:
+            raise ValueError("flap_period must be >= 0")
+
+
+class FailureProfile(msgspec.Struct, forbid_unknown_fields=True):
+    """Failures as data, with the kubelet 1.20 constants that shape them
+    (pkg/kubelet/kubelet.go: ``backOffPeriod`` 10 s, ``MaxContainerBackOff`` 300 s; a
+    failed pod worker is requeued after ``backOffPeriod`` with jitter 0.5)."""
+
+    rules: list[FailureRule] = []
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    retry_period: float = 10.0
+    retry_jitter: float = 0.5
+    #: How long a failing image pull takes.
+    pull_seconds: float = 1.0
+    #: How long a crashing container runs by default.
+    run_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.backoff_initial <= self.backoff_max:
+            raise ValueError("failures need 0 < backoff_initial <= backoff_max")
+        if self.retry_period <= 0 or self.retry_jitter < 0:
+            raise ValueError("failures need retry_period > 0 and retry_jitter >= 0")
+
+
 class Profile(msgspec.Struct, forbid_unknown_fields=True):
     fidelity: str = "kubelet"  # or "lite"
     kubelet_version: str = KUBE_VERSION
@@ -95,6 +173,9 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     events: bool = False
     start: StartProfile = msgspec.field(default_factory=StartProfile)
     stop: StopProfile = msgspec.field(default_factory=StopProfile)
+    failures: FailureProfile = msgspec.field(default_factory=FailureProfile)
+    #: Node failures, timed from the fleet's start (``after``); see hollow/chaos.py.
+    node_failures: list[NodeFailure] = []
     pod_cidr_base: str = "10.64.0.0/10"
     node_ip_base: str = "198.18.0.0/15"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from pykubemark.errors import UserError
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.load import templates
 from pykubemark.load.scenario import POD_KINDS, ObjectSpec, Phase, Scenario, Values
@@ -231,7 +232,8 @@ class LoadGenerator:
                     body = templates.workload(
                         spec.kind, name, replicas=replicas, labels=labels,
                         image=self.scenario.image, config=spec.config,
-                        node_selector=self.node_selector, run_seconds=run_seconds)
+                        node_selector=self.node_selector, run_seconds=run_seconds,
+                        annotations=self._failure_annotations(spec))
                     pods = {"DaemonSet": self.nodes, "Pod": 1}.get(spec.kind, replicas)
                     out.append(Planned(spec.kind, namespace, name, body, pods))
                 elif spec.kind == "Service":
@@ -248,6 +250,29 @@ class LoadGenerator:
                     out.append(Planned("Service", namespace, name,
                                        templates.service(name, labels), 0))
         return out
+
+    def _failure_annotations(self, spec: ObjectSpec) -> dict[str, str]:
+        """The scenario's failure for this entry's pods, as the hollow nodes read it."""
+        for index, failure in enumerate(self.scenario.failures):
+            if not failure.matches(spec):
+                continue
+            where = f"failures[{index}]"
+            weight = self.values.number(failure.weight, f"{where}.weight")
+            if not 0 <= weight <= 1:
+                raise UserError(f"{self.values.where}: field '{where}.weight': {weight} is "
+                                f"not between 0 and 1")
+            out = {templates.FAILURE_ANNOTATION: failure.failure,
+                   templates.FAILURE_WEIGHT_ANNOTATION: f"{weight:g}"}
+            if failure.exit_code is not None:
+                out[templates.EXIT_CODE_ANNOTATION] = str(failure.exit_code)
+            for name, key in (("run_seconds", templates.RUN_SECONDS_ANNOTATION),
+                               ("start_delay", templates.START_DELAY_ANNOTATION),
+                               ("flap_period", templates.FLAP_ANNOTATION)):
+                value = getattr(failure, name)
+                if value is not None:
+                    out[key] = f"{self.values.number(value, f'{where}.{name}'):g}"
+            return out
+        return {}
 
     def qps(self, phase: Phase) -> float:
         value = phase.qps if phase.qps is not None else self.values.names.get("qps", 0)
@@ -283,6 +308,11 @@ class LoadGenerator:
             await self.wait_running(timeout, complete=True)
         elif phase.wait == "gone":
             await self.wait_gone(phase, timeout)
+        hold = self.values.number(phase.hold, f"phases.{phase.name}.hold")
+        if hold > 0:
+            self.progress.waiting = f"holding {hold:g} s"
+            await asyncio.sleep(hold)
+            self.progress.waiting = ""
         self.progress.objects = touched
         return touched
 

@@ -29,6 +29,8 @@ KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secre
 #: Measurements that can be scoped to a phase; the others span the whole run.
 PHASE_MEASUREMENTS = ("SchedulingThroughput",)
 RUN_MEASUREMENTS = ("APIResponsiveness", "ResourceUsage", "EtcdMetrics")
+#: Failures hollow nodes play from pod annotations (the contract with pykubemark.hollow).
+FAILURES = ("crashloop", "oomkilled", "imagepull", "unready")
 
 
 class ObjectSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,6 +80,33 @@ class Phase(msgspec.Struct, forbid_unknown_fields=True):
     #: After the phase's actions: until pods are Running / Jobs complete / gone.
     wait: Literal["running", "complete", "gone", "none"] = "running"
     timeout: Num = "600 + pods / 5"
+    #: Seconds to stay after the wait (failures keep churning, measurements run).
+    hold: Num = 0
+
+
+class FailureSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Pods of the matching create entries fail on hollow nodes: ``weight`` of them
+    (chosen per pod by the node), as ``failure`` says. Written as annotations on the pod
+    templates, which is all that `load` and the hollow nodes share."""
+
+    failure: str
+    weight: Num = 1
+    #: Only entries of these groups / with these names (default: every pod entry).
+    groups: list[str] = []
+    names: list[str] = []
+    exit_code: int | None = None
+    run_seconds: Num | None = None
+    start_delay: Num | None = None
+    flap_period: Num | None = None
+
+    def __post_init__(self) -> None:
+        if self.failure not in FAILURES:
+            raise ValueError(f"failure must be one of {', '.join(FAILURES)}, "
+                             f"not '{self.failure}'")
+
+    def matches(self, spec: ObjectSpec) -> bool:
+        return ((not self.groups or spec.group in self.groups)
+                and (not self.names or spec.name in self.names))
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,6 +121,8 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     #: The pod-startup SLO (p99, seconds) for every group.
     pod_startup_slo: float = 5.0
     image: str = "registry.k8s.io/pause:3.2"
+    #: Pod failures on hollow nodes; the first that matches an entry applies.
+    failures: list[FailureSpec] = []
 
     def __post_init__(self) -> None:
         if not self.phases:

@@ -15,6 +15,11 @@ GROUP_LABEL = "pykubemark.io/group"
 SPEC_LABEL = "pykubemark.io/spec"
 #: Read by hollow nodes (a real kubelet runs the container's command instead).
 RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
+FAILURE_ANNOTATION = "pykubemark.io/failure"
+FAILURE_WEIGHT_ANNOTATION = "pykubemark.io/failure-weight"
+EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
+START_DELAY_ANNOTATION = "pykubemark.io/start-delay"
+FLAP_ANNOTATION = "pykubemark.io/ready-flap-seconds"
 JOB_IMAGE = "registry.k8s.io/e2e-test-images/busybox:1.29-1"
 
 API_PATHS = {
@@ -62,11 +67,14 @@ def pod_spec(name: str, image: str, *, config: bool, node_selector: dict[str, st
 
 def workload(kind: str, name: str, *, replicas: int, labels: dict[str, str], image: str,
              config: bool, node_selector: dict[str, str],
-             run_seconds: float | None = None) -> dict[str, Any]:
-    """A Deployment, Job, DaemonSet or bare Pod whose pods carry ``labels``."""
+             run_seconds: float | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment, Job, DaemonSet or bare Pod whose pods carry ``labels`` (and
+    ``annotations``: how hollow nodes play them)."""
     pod_labels = {**labels, "name": name}
-    annotations = ({RUN_SECONDS_ANNOTATION: str(run_seconds)} if run_seconds is not None
-                   else {})
+    annotations = dict(annotations or {})
+    if run_seconds is not None:
+        annotations[RUN_SECONDS_ANNOTATION] = str(run_seconds)
     if kind == "Job":
         spec = pod_spec(name, image, config=config, node_selector=node_selector,
                         restart="Never", run_seconds=run_seconds)

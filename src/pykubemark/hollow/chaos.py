@@ -1,0 +1,162 @@
+"""Node failures as data: which hollow nodes stop, flap or heartbeat late, and when.
+
+A running fleet learns them from a small JSON file (its "chaos file") that it polls:
+`pykubemark chaos` appends actions to it with absolute times, so every shard of every
+process agrees on which node is down when, without any channel besides the file. The
+profile's ``node_failures`` section gives the same actions relative to the fleet's start.
+A node picked by ``fraction`` is chosen from a hash of its name and the action's id, so
+all shards choose the same nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import msgspec
+
+from pykubemark.errors import UserError
+from pykubemark.files import write_atomic
+
+log = logging.getLogger(__name__)
+ACTIONS = ("stop", "flap", "slow", "restart")
+
+
+class NodeFailure(msgspec.Struct, forbid_unknown_fields=True):
+    """stop: heartbeats (lease, node status, pod statuses) cease; flap: down for
+    ``period`` s, up for ``period`` s, again; slow: lease and node status late by
+    ``delay`` s; restart: down for ``duration`` s (0: none), then a new kubelet that
+    registers again and adopts its pods. On ``nodes`` by name or on a ``fraction`` of all
+    nodes, from ``after`` s for ``duration`` s (0: until cleared)."""
+
+    action: str
+    nodes: list[str] = []
+    fraction: float = 0.0
+    after: float = 0.0
+    duration: float = 0.0
+    period: float = 0.0
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not '{self.action}'")
+        if not self.nodes and not 0 < self.fraction <= 1:
+            raise ValueError("a node failure needs nodes or a fraction in (0, 1]")
+        if self.after < 0 or self.duration < 0:
+            raise ValueError("after and duration must be >= 0")
+        if self.action == "flap" and self.period <= 0:
+            raise ValueError("flap needs a period > 0")
+        if self.action == "slow" and self.delay <= 0:
+            raise ValueError("slow needs a delay > 0")
+
+
+class Scheduled(msgspec.Struct, forbid_unknown_fields=True):
+    """A node failure at absolute times (seconds since the epoch)."""
+
+    id: str
+    failure: NodeFailure
+    start: float
+    end: float | None
+
+    def applies(self, node: str) -> bool:
+        if node in self.failure.nodes:
+            return True
+        if self.failure.fraction <= 0:
+            return False
+        digest = hashlib.blake2b(f"{self.id}/{node}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest) / 2**64 < self.failure.fraction
+
+    def active(self, now: float) -> bool:
+        return self.start <= now and (self.end is None or now < self.end)
+
+    def down(self, now: float) -> bool:
+        if not self.active(now) or self.failure.action == "slow":
+            return False
+        if self.failure.action in ("stop", "restart"):
+            return True
+        return int((now - self.start) // self.failure.period) % 2 == 0
+
+
+class ChaosPlan(msgspec.Struct, forbid_unknown_fields=True):
+    actions: list[Scheduled] = []
+
+    def state(self, node: str, now: float) -> tuple[bool, float]:
+        """(heartbeats down, extra heartbeat delay) for one node at ``now``."""
+        down = False
+        delay = 0.0
+        for action in self.actions:
+            if not action.applies(node):
+                continue
+            down = down or action.down(now)
+            if action.failure.action == "slow" and action.active(now):
+                delay = max(delay, action.failure.delay)
+        return down, delay
+
+    def restarts(self, node: str, since: float, now: float) -> list[str]:
+        """Ids of the restarts of ``node`` that completed in (since, now]."""
+        return [a.id for a in self.actions if a.failure.action == "restart"
+                and a.end is not None and since < a.end <= now and a.applies(node)]
+
+
+def schedule(failure: NodeFailure, at: float, ident: str) -> Scheduled:
+    start = at + failure.after
+    if failure.action == "restart":
+        return Scheduled(ident, failure, start, start + failure.duration)
+    return Scheduled(ident, failure, start, start + failure.duration if failure.duration else None)
+
+
+def read_plan(path: Path) -> ChaosPlan:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=ChaosPlan)
+    except FileNotFoundError:
+        return ChaosPlan()
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise UserError(f"invalid chaos file {path}: {exc}") from None
+
+
+def add(path: Path, failure: NodeFailure, now: float | None = None) -> Scheduled:
+    """Append one failure starting ``failure.after`` s from now; expired ones are dropped."""
+    now = time.time() if now is None else now
+    plan = read_plan(path)
+    plan.actions = [a for a in plan.actions if a.end is None or a.end > now]
+    action = schedule(failure, now, f"{now:.6f}-{len(plan.actions)}")
+    plan.actions.append(action)
+    write_atomic(path, msgspec.json.encode(plan))
+    return action
+
+
+def clear(path: Path) -> None:
+    write_atomic(path, msgspec.json.encode(ChaosPlan()))
+
+
+class ChaosWatcher:
+    """A fleet's view of its chaos file and its profile's node failures, re-read when
+    the file changes; a bad file is reported and the previous plan kept."""
+
+    def __init__(self, path: Path | None, planned: list[NodeFailure], started: float) -> None:
+        self.path = path
+        self.planned = [schedule(f, started, f"profile-{i}") for i, f in enumerate(planned)]
+        self.plan = ChaosPlan(list(self.planned))
+        self._stamp: int | None = None
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; True when the plan changed."""
+        if self.path is None:
+            return False
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            from_file = read_plan(self.path)
+        except UserError as exc:
+            log.warning("%s; keeping the previous node failures", exc)
+            return False
+        self.plan = ChaosPlan([*self.planned, *from_file.actions])
+        log.info("node failures: %d scheduled", len(self.plan.actions))
+        return True

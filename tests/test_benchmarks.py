@@ -28,6 +28,7 @@ RUNS = {
                 ["summary"]),
     "timestamps.py": (["--nodes", "1", "--pods-per-node", "2", "--settle", "1"],
                       ["sides"]),
+    "scale.py": (["--sizes", "2", "--window", "25"], ["sizes", "nodes_per_core"]),
 }
 
 

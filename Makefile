@@ -36,6 +36,7 @@ bench: provision
 	$(BIN)/python benchmarks/timestamps.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/cost.py
+	$(BIN)/python benchmarks/scale.py
 
 demo: provision
 	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1

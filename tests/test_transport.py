@@ -22,7 +22,7 @@ from pykubemark.kube import ApiError, Client, load_kubeconfig
 from pykubemark.kube import protobuf as pb
 from pykubemark.kube.http2 import H2Pool
 from pykubemark.kube.types import MetaOnly, Pod
-from pykubemark.kube.watch import Reflector
+from pykubemark.kube.watch import Backoff, Reflector
 
 NS = "wire-test"
 
@@ -110,7 +110,7 @@ def test_connection_redialled_after_restart_and_expired_watch_is_gone(
             reflector = Reflector(client, "/api/v1/configmaps", MetaOnly, Recorder())
             reflector.resource_version = "1"
             with pytest.raises(ApiError) as caught:
-                await asyncio.wait_for(reflector._watch_loop(), 60)
+                await asyncio.wait_for(reflector._watch_loop(Backoff()), 60)
             task = asyncio.create_task(reflector.run())
             await asyncio.wait_for(reflector.synced.wait(), 60)
             task.cancel()

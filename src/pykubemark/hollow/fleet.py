@@ -24,12 +24,12 @@ from pykubemark import interrupts
 from pykubemark.hollow.chaos import ChaosWatcher
 from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
 from pykubemark.hollow.objects import ARCH, NodeIdentity
-from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
+from pykubemark.hollow.pods import PodLifecycle
 from pykubemark.hollow.profile import Profile
 from pykubemark.hollow.proxy import HollowProxy, endpoints_path, proxy_watches
 from pykubemark.hollow.supervisor import Supervisor
 from pykubemark.kube.bootstrap import BootstrapError, NodeCredentials, cert_dir_for
-from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.config import KubeConfig, load_kubeconfig
 from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
 from pykubemark.kube.types import MetaOnly, Node, Pod

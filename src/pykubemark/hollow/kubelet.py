@@ -19,9 +19,9 @@ import orjson
 from pykubemark.hollow import objects
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import NodeIdentity
-from pykubemark.hollow.pods import NETWORK_ERRORS, PodLifecycle
+from pykubemark.hollow.pods import PodLifecycle
 from pykubemark.hollow.profile import Profile
-from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import MetaOnly, Node, Pod
 from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_all
 

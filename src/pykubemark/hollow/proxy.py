@@ -14,8 +14,7 @@ import orjson
 
 from pykubemark.hollow import objects
 from pykubemark.hollow.kubelet import IGNORE
-from pykubemark.hollow.pods import NETWORK_ERRORS
-from pykubemark.kube.client import ApiError, Client
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import MetaOnly
 from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_all
 

@@ -103,6 +103,18 @@ class _Merged:
     def where(self) -> str:
         return ", ".join(str(f) for f in self.files)
 
+    def resolve(self, context: str | None) -> tuple[str, dict, Path, dict, Path]:
+        """The context (given, else current) and its cluster and user, each with the
+        file it came from: (context name, cluster, cluster file, user, user file)."""
+        context_name = context or self.current_context
+        if not context_name:
+            raise UserError(f"kubeconfig {self.where} has no current-context")
+        ctx, _ = self.get("context", context_name)
+        cluster, cluster_file = self.get("cluster", str(ctx.get("cluster", "")))
+        user, user_file = (self.get("user", str(ctx["user"])) if ctx.get("user")
+                           else ({}, cluster_file))
+        return context_name, cluster, cluster_file, user, user_file
+
     def get(self, what: str, name: str) -> tuple[dict, Path]:
         try:
             return self.entries.get(what, {})[name]
@@ -150,13 +162,7 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     """Parse a kubeconfig (``path``, else ``$KUBECONFIG`` merged, else ``~/.kube/config``)."""
     merged = _Merged.read(kubeconfig_files(path))
     where = merged.where
-    context_name = context or merged.current_context
-    if not context_name:
-        raise UserError(f"kubeconfig {where} has no current-context")
-    ctx, _ = merged.get("context", context_name)
-    cluster, cluster_file = merged.get("cluster", str(ctx.get("cluster", "")))
-    user, user_file = (merged.get("user", str(ctx["user"])) if ctx.get("user")
-                       else ({}, cluster_file))
+    context_name, cluster, cluster_file, user, user_file = merged.resolve(context)
     server = str(cluster.get("server") or "").rstrip("/")
     if not server.startswith(("https://", "http://")):
         raise UserError(f"kubeconfig {where}: cluster server '{server}' is not an http(s) URL")
@@ -244,13 +250,7 @@ def flatten_kubeconfig(path: str | Path | None = None,
     """One self-contained kubeconfig for ``context``: certificates, keys and token files
     inlined, so that it still works when copied into a Secret on another machine."""
     merged = _Merged.read(kubeconfig_files(path))
-    context_name = context or merged.current_context
-    if not context_name:
-        raise UserError(f"kubeconfig {merged.where} has no current-context")
-    ctx, _ = merged.get("context", context_name)
-    cluster, cluster_file = merged.get("cluster", str(ctx.get("cluster", "")))
-    user, user_file = (merged.get("user", str(ctx["user"])) if ctx.get("user")
-                       else ({}, cluster_file))
+    _, cluster, cluster_file, user, user_file = merged.resolve(context)
     if user.get("exec") or user.get("auth-provider"):
         raise UserError(f"kubeconfig {merged.where}: exec and auth-provider credentials "
                         "cannot be copied into a Secret; use a token or client certificate")

@@ -29,6 +29,8 @@ RUNS = {
     "timestamps.py": (["--nodes", "1", "--pods-per-node", "2", "--settle", "1"],
                       ["sides"]),
     "scale.py": (["--sizes", "2", "--window", "25"], ["sizes", "nodes_per_core"]),
+    "headline.py": (["--nodes", "3", "--pods-per-node", "2", "--processes", "1"],
+                    ["slos", "phases", "saturation"]),
 }
 
 

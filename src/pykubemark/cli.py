@@ -133,6 +133,9 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
               help="Extra kube-scheduler flag (the last one of a name wins).")
 @click.option("--nodes", type=click.IntRange(0, 100_000), default=0, show_default=True,
               help="Hollow nodes to start with the cluster (stopped by `down`).")
+@click.option("--size", type=click.IntRange(0, 100_000), default=None,
+              help="Size the apiserver's in-flight limits and caches for this many nodes as "
+              "Kubernetes' kubemark master does (default: --nodes).")
 @hollow_options
 @click.option("--real-node", is_flag=True,
               help="Also one real kubelet (built from the same source) on Debian's containerd, "
@@ -144,7 +147,7 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
-       prefix: str,
+       size: int | None, prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
        endpoint_slices: bool, register_rate: float | None, engine: str,
        node_credentials: str, real_node: bool, load_images: tuple[Path, ...]) -> None:
@@ -157,7 +160,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
     options = UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
                         etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args,
                         controller_manager_args=controller_manager_args,
-                        scheduler_args=scheduler_args)
+                        scheduler_args=scheduler_args,
+                        size=nodes if size is None else size)
     # Bad input fails before anything starts.
     if engine == "kubemark":
         from pykubemark.engines.gokubemark import require_runtime, start_for_cluster

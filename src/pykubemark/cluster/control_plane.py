@@ -37,6 +37,23 @@ SERVICE_CIDR = "10.0.0.0/16"
 #: 50/100) would make them, not the scenario's --qps, set the pace of pod creation and
 #: binding; clusterloader2's kubemark clusters raise them too.
 COMPONENT_QPS = ("--kube-api-qps=100", "--kube-api-burst=200")
+
+
+def sized_apiserver_flags(nodes: int) -> list[str]:
+    """The apiserver flags Kubernetes' own kubemark master sets for a cluster of this many
+    nodes (test/kubemark/resources/start-kubemark-master.sh in 1.20): in-flight limits
+    raised at 1000 and 3000 nodes and the watch caches sized by --target-ram-mb. Explicit
+    --apiserver-arg flags come after these, so the last one of a name wins."""
+    if nodes <= 0:
+        return []
+    flags = [f"--target-ram-mb={nodes * 60}"]
+    if nodes >= 3000:
+        flags += ["--max-requests-inflight=3000", "--max-mutating-requests-inflight=1000"]
+    elif nodes >= 1000:
+        flags += ["--max-requests-inflight=1500", "--max-mutating-requests-inflight=500"]
+    return flags
+
+
 #: Users in the token file: (user, groups). Hollow kubelets join as real ones do, by TLS
 #: bootstrap with the `kubelet-bootstrap` credential (each then is system:node:<name>);
 #: hollow kube-proxies are `system:kube-proxy`, bound to system:node-proxier by default.
@@ -75,6 +92,9 @@ class UpOptions:
     controller_manager_args: tuple[str, ...] = ()
     scheduler_args: tuple[str, ...] = ()
     timeout: float = 120.0
+    #: Nodes the control plane is sized for (`up --nodes`, or `--size`): see
+    #: `sized_apiserver_flags`.
+    size: int = 0
 
 
 def _wait(what: str, check: Callable[[], bool], proc: Proc | None, timeout: float) -> None:
@@ -229,7 +249,7 @@ class LocalCluster:
                 "--audit-log-format=json",
                 "--audit-log-maxsize=2000",
             ]
-        apiserver_argv += list(options.apiserver_args)
+        apiserver_argv += [*sized_apiserver_flags(options.size), *options.apiserver_args]
         apiserver = self._launch("kube-apiserver", apiserver_argv, port=port["apiserver"],
                                  health_url=f"{self.state.server}/readyz")
         admin_token = self.token("admin")

@@ -399,6 +399,18 @@ def _install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """uvloop's SSL protocol reports a peer that closed while it still had bytes to write
+    as a "fatal error" with a traceback (MagicStack/uvloop#506); at thousands of
+    connections an apiserver restart prints thousands of them. The connection is gone
+    and the client retries, as for any other dropped connection: keep it to one line."""
+    exc = context.get("exception")
+    if isinstance(exc, RuntimeError) and "handler is closed" in str(exc):
+        log.debug("%s: %s", context.get("message"), exc)
+        return
+    loop.default_exception_handler(context)
+
+
 def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = None, *,
               top_level: bool = False) -> None:
     """Run one shard until SIGINT/SIGTERM (or the parent dies). At top level (no
@@ -414,6 +426,7 @@ def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = Non
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_exception_handler)
 
         def on_signal() -> None:
             if stop.is_set() and top_level:

@@ -1,0 +1,154 @@
+"""The headline: Kubernetes' 2000 nodes and 60 000 pods, on this machine, end to end.
+
+Kubernetes 1.3 announced 2000 nodes and 60 000 pods; Kubemark needed 22 machines of 8
+cores for the hollow nodes alone. This runs the same shape as a user would, with the
+product's own commands: ``pykubemark up --nodes N`` (kubelet fidelity; the control
+plane sized for N nodes as Kubernetes' kubemark master is) and ``pykubemark run density
+--pods-per-node P``, then reads the run's own files to say which side was short: pods
+turned Running per second per core of hollow-node CPU during saturation, beside each
+control-plane component's CPU. The run directory (report.html, perfdata) stays under
+``--out``; the committed result keeps the summary's SLO table, the phases and those
+figures.
+
+    .venv/bin/python benchmarks/headline.py                  # 2000 nodes x 30 pods
+    .venv/bin/python benchmarks/headline.py --nodes 20 --pods-per-node 2   # tiny
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+from benchlib import (
+    REPO,
+    RESULTS_DIR,
+    ResultFile,
+    console,
+    environment,
+    run_cli,
+    shielded,
+    timestamp,
+)
+
+from pykubemark.cluster.control_plane import python_argv
+from pykubemark.errors import UserError
+
+#: What the SLO table of the report calls the component rows of ResourceUsage.
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler")
+
+
+def _when(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def mean_cores(series: list[list[float]], start: float, end: float) -> float | None:
+    """Mean of a ResourceUsage CPU series (seconds since the run's start, cores) over
+    [start, end]; None when no sample fell inside."""
+    inside = [cores for t, cores in series if start <= t <= end]
+    return sum(inside) / len(inside) if inside else None
+
+
+def saturation_figures(run_dir: Path) -> dict[str, Any]:
+    """Pods Running per second in the saturation phase, and the CPU each side spent on
+    it, from the run's own files (summary.json, series/, raw/)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    started = _when(summary["started"])
+    phase = next((p for p in summary["phases"] if p["name"] == "saturation"), None)
+    if phase is None or not phase.get("finished"):
+        return {}
+    start = (_when(phase["started"]) - started).total_seconds()
+    end = (_when(phase["finished"]) - started).total_seconds()
+    raw = run_dir / "raw" / "PodStartupLatency_SaturationPodStartupLatency.json"
+    pods = json.loads(raw.read_text())["count"] if raw.exists() else 0
+    cpu_file = run_dir / "series" / "ResourceUsage_cpu.json"
+    series = json.loads(cpu_file.read_text())["series"] if cpu_file.exists() else {}
+    cores = {name: mean_cores(points, start, end) for name, points in series.items()}
+    seconds = end - start
+    rate = pods / seconds if seconds > 0 else None
+    hollow = cores.get("hollow")
+    return {
+        "seconds": round(seconds, 1),
+        "pods_running": pods,
+        "pods_running_per_s": round(rate, 2) if rate else None,
+        "mean_cores": {k: round(v, 3) for k, v in cores.items() if v is not None},
+        "hollow_pods_running_per_s_per_core":
+            round(rate / hollow, 1) if rate and hollow else None,
+        "control_plane_cores": round(sum(cores.get(c) or 0.0 for c in CONTROL_PLANE), 3),
+    }
+
+
+def _pykubemark(*args: str, check: bool = True) -> int:
+    console.print(f"[dim]$ pykubemark {' '.join(args)}[/]")
+    code = subprocess.call(python_argv(*args))
+    if check and code != 0:
+        raise UserError(f"pykubemark {args[0]} exited with {code}")
+    return code
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--pods-per-node", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--qps", type=float, default=100.0, show_default=True,
+              help="Saturation pods created per second.")
+@click.option("--processes", type=click.IntRange(1), default=2, show_default=True,
+              help="Hollow processes (event loops) for the nodes.")
+@click.option("--name", default="headline", show_default=True, help="Local cluster name.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: results/headline-<time>, or under "
+              "--results-dir when that is given).")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+@click.option("--keep-cluster", is_flag=True, help="Leave the cluster running afterwards.")
+def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
+         out: Path | None, results_dir: Path, keep_cluster: bool) -> None:
+    started = timestamp()
+    runs = REPO / "results" if results_dir == RESULTS_DIR else results_dir / "runs"
+    out = out or runs / f"headline-{started}"
+    result = ResultFile(f"headline-{nodes}-nodes", results_dir)
+    result.data.update({
+        "what": f"{nodes} hollow nodes (kubelet fidelity), density at {pods_per_node} pods "
+                "per node, one local control plane, all on this machine",
+        "command": f"python benchmarks/headline.py --nodes {nodes} --pods-per-node "
+                   f"{pods_per_node} --qps {qps:g} --processes {processes}",
+        "environment": environment(),
+        "run_dir": str(out),
+    })
+    up = ["up", "--name", name, "--nodes", str(nodes), "--processes", str(processes),
+          "--etcd-tmpfs"]
+    try:
+        _pykubemark(*up)
+        # exit 1: an SLO failed, which the result records; anything else is an error
+        code = _pykubemark("run", "density", "--cluster", name, "--pods-per-node",
+                           str(pods_per_node), "--qps", f"{qps:g}", "--quiet",
+                           "--out", str(out), check=False)
+        if code not in (0, 1):
+            raise UserError(f"pykubemark run exited with {code} (run directory: {out})")
+    finally:
+        with shielded():
+            summary_file = out / "summary.json"
+            if summary_file.exists():
+                summary = json.loads(summary_file.read_text())
+                result.data.update({
+                    "run_status": summary["status"], "verdict": summary["verdict"],
+                    "parameters": summary["parameters"],
+                    "nodes_ready": summary["cluster"].get("ready_nodes"),
+                    "phases": summary["phases"], "slos": summary["slos"],
+                    "apiserver_flags": [f for f in summary["cluster"]["flags"].get(
+                        "kube-apiserver", []) if "inflight" in f or "ram" in f],
+                    "saturation": saturation_figures(out),
+                })
+                if summary["status"] == "completed":
+                    result.data["status"] = "complete"
+                result.save()
+                console.print(f"result: {result.path}")
+        with shielded():
+            if not keep_cluster:
+                _pykubemark("down", "--name", name, check=False)
+
+
+if __name__ == "__main__":
+    run_cli(main)

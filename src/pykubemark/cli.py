@@ -546,7 +546,8 @@ def down(name: str, purge: bool) -> None:
 
 
 @cli.command()
-@click.argument("action", type=click.Choice(["stop", "flap", "slow", "restart", "clear"]))
+@click.argument("action", type=click.Choice(["stop", "flap", "slow", "restart", "chaosmonkey",
+                                             "clear"]))
 @name_option
 @click.option("--file", "chaos_path", type=click.Path(path_type=Path), default=None,
               help="The --chaos-file of a `pykubemark hollow` fleet (default: the cluster's, "
@@ -559,10 +560,18 @@ def down(name: str, purge: bool) -> None:
               "long, default 0).")
 @click.option("--period", type=float, default=0.0, help="flap: seconds down, then as many up.")
 @click.option("--delay", type=float, default=0.0, help="slow: seconds each heartbeat is late.")
+@click.option("--interval", type=float, default=0.0,
+              help="chaosmonkey: seconds between rounds that each kill --fraction of the nodes.")
+@click.option("--jitter", type=float, default=0.0,
+              help="chaosmonkey: each interval is longer by up to this factor of itself.")
+@click.option("--downtime", type=float, default=0.0,
+              help="chaosmonkey: seconds a killed node stays down before it restarts.")
 def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, fraction: float,
-          after: float, duration: float, period: float, delay: float) -> None:
+          after: float, duration: float, period: float, delay: float, interval: float,
+          jitter: float, downtime: float) -> None:
     """Fail hollow nodes of a running fleet: stop their heartbeats, flap them, slow them,
-    restart them."""
+    restart them, or let clusterloader2's chaos monkey kill and restore a fraction of
+    them every interval."""
     import datetime as dt
 
     from pykubemark.hollow import chaos as node_chaos
@@ -579,7 +588,8 @@ def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, frac
     nodes = [n for n in node_names.split(",") if n]
     try:
         failure = node_chaos.NodeFailure(action, nodes=nodes, fraction=fraction, after=after,
-                                         duration=duration, period=period, delay=delay)
+                                         duration=duration, period=period, delay=delay,
+                                         interval=interval, jitter=jitter, downtime=downtime)
     except ValueError as exc:
         raise UserError(f"invalid node failure: {exc}") from None
     scheduled = node_chaos.add(chaos_path, failure)
@@ -590,6 +600,9 @@ def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, frac
         return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%H:%M:%S UTC")
 
     who = ", ".join(nodes) if nodes else f"{fraction:.0%} of the nodes"
+    if action == "chaosmonkey":
+        who = (f"{fraction:.0%} of {', '.join(nodes) if nodes else 'the nodes'} every "
+               f"{interval:g}s (+{jitter:.0%}), down {downtime:g}s each")
     console.print(f"{action} {who}: from {clock(scheduled.start)} to "
                   f"{clock(scheduled.end)} ({chaos_path})")
 

@@ -4,6 +4,11 @@ Everything measured is on disk as it is measured; the summary is rewritten after
 phase. Ctrl-C (or SIGTERM) stops the load, stops the measurements (which write what
 they saw), deletes what the run created unless asked to keep it, and writes a report
 marked partial; a second Ctrl-C exits at once and says what was left behind.
+
+A scenario's node failures go to the chaos file of the local cluster's fleet (the file
+`pykubemark chaos` writes): the runner is where `load` (which knows no hollow node) and
+`hollow` (which owns the failures) meet. The run removes its own failures when it ends,
+however it ends, so its nodes come back.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import msgspec
 
 from pykubemark import __version__
 from pykubemark.errors import UserError
+from pykubemark.hollow import chaos as node_chaos
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.config import KubeConfig
 from pykubemark.load.generator import LoadError, LoadGenerator, Progress
-from pykubemark.load.scenario import Scenario, Values, resolve_parameters
+from pykubemark.load.scenario import NodeFailureSpec, Scenario, Values, resolve_parameters
 from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL
 from pykubemark.measure import (
     ApiResponsiveness,
@@ -55,11 +61,15 @@ class Target:
     processes: dict[str, int] = field(default_factory=dict)
     etcd_metrics_url: str | None = None
     flags: dict[str, list[str]] = field(default_factory=dict)
+    #: Where its hollow fleet reads node failures (a local cluster's, as `chaos --name`).
+    chaos_file: Path | None = None
 
     @classmethod
     def from_local(cls, name: str) -> Target:
         """A cluster `pykubemark up` started: its admin kubeconfig, and its processes to
         sample, etcd to scrape, and the flags in force to report."""
+        from pykubemark.cluster.control_plane import LocalCluster
+        from pykubemark.cluster.hollow import chaos_file
         from pykubemark.cluster.state import load
         from pykubemark.kube.config import load_kubeconfig
 
@@ -72,7 +82,8 @@ class Target:
                    processes={p.name: p.pid for p in running},
                    etcd_metrics_url=f"http://127.0.0.1:{etcd}/metrics" if etcd else None,
                    flags={p.name: [a for a in p.argv[1:] if a.startswith("--")]
-                          for p in running})
+                          for p in running},
+                   chaos_file=chaos_file(LocalCluster.load(name)))
 
 
 @dataclass
@@ -94,6 +105,23 @@ def identifier(group: str) -> str:
 
 def utc(when: dt.datetime | None = None) -> str:
     return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_failures(specs: list[NodeFailureSpec], values: Values,
+                  field_name: str) -> list[node_chaos.NodeFailure]:
+    """A scenario's node failures as the fleet takes them; those that select no node
+    (a fraction set to 0) are left out."""
+    out = []
+    for i, spec in enumerate(specs):
+        where = f"{field_name}[{i}]"
+        numbers = spec.evaluate(values, where)
+        if numbers is None:
+            continue
+        try:
+            out.append(node_chaos.NodeFailure(**numbers))
+        except ValueError as exc:
+            raise UserError(f"{values.where}: field '{where}': {exc}") from None
+    return out
 
 
 class _NodeList(msgspec.Struct):
@@ -130,6 +158,9 @@ class Run:
         self.phase_measurements: dict[str, list[Measurement]] = {}
         self.summary: dict[str, Any] = {}
         self.left_behind: list[str] = []
+        #: Node failures by phase ("" for the whole run), and the ids of those scheduled.
+        self.node_failures: dict[str, list[node_chaos.NodeFailure]] = {}
+        self.scheduled_failures: list[str] = []
 
     # -- preparation -------------------------------------------------------------------
     async def prepare(self) -> Values:
@@ -152,14 +183,23 @@ class Run:
                             + " (start hollow nodes, or pass --nodes)")
         values = resolve_parameters(self.scenario, count, self.options.overrides,
                                     self.options.scenario_source)
-        self._output = Output(self.options.out, self.test, self.started)
         self.generator = LoadGenerator(self.client, self.scenario, values, run_id=self.run_id,
                                        test=self.test, node_selector=self.options.node_selector,
                                        nodes=count)
         for phase in self.scenario.phases:  # evaluate every expression once, up front
             self.generator.plan(phase)
             self.generator.qps(phase)
+        self.node_failures = {"": node_failures(self.scenario.node_failures, values,
+                                                "node_failures")}
+        for i, phase in enumerate(self.scenario.phases):
+            self.node_failures[phase.name] = node_failures(
+                phase.node_failures, values, f"phases[{i}].node_failures")
         target = self.options.target
+        if any(self.node_failures.values()) and target.chaos_file is None:
+            raise UserError(f"{self.options.scenario_source} fails hollow nodes (node_failures)"
+                            f": that needs a local cluster's fleet (--cluster NAME), not "
+                            f"{target.config.server}")
+        self._output = Output(self.options.out, self.test, self.started)
         self.summary = {
             "pykubemark": __version__,
             "test": self.test,
@@ -176,6 +216,7 @@ class Run:
             "parameters": {k: v for k, v in values.names.items()},
             "node_selector": self.options.node_selector,
             "phases": [],
+            "node_failures": [],
             "slos": [],
             "verdict": "no data",
             "files": {"perfdata": [], "report": "report.html"},
@@ -213,10 +254,12 @@ class Run:
                 continue
             self.measurements.append(run_wide[name]())
         await asyncio.gather(*(m.start() for m in self.measurements))
+        self.fail_nodes("")
         await generator.create_namespaces()
         for phase in self.scenario.phases:
             record: dict[str, Any] = {"name": phase.name, "started": utc(), "finished": None}
             self.summary["phases"].append(record)
+            self.fail_nodes(phase.name)
             self.write_summary()
             scoped = [SchedulingThroughput(ctx, selector=selector)
                       for name in phase.measurements if name == "SchedulingThroughput"]
@@ -229,6 +272,33 @@ class Run:
                 await asyncio.gather(*(m.stop() for m in scoped), return_exceptions=True)
                 record["finished"] = utc()
                 self.write_summary()
+
+    def fail_nodes(self, phase: str) -> None:
+        """Schedule the node failures of a phase ("": of the run) from now on."""
+        path = self.options.target.chaos_file
+        for failure in self.node_failures.get(phase, []):
+            assert path is not None, "refused in prepare()"
+            scheduled = node_chaos.add(path, failure)
+            self.scheduled_failures.append(scheduled.id)
+            self.summary["node_failures"].append({
+                "phase": phase or None, "id": scheduled.id,
+                "failure": msgspec.structs.asdict(failure),
+                "start": utc(dt.datetime.fromtimestamp(scheduled.start, dt.UTC)),
+                "end": (utc(dt.datetime.fromtimestamp(scheduled.end, dt.UTC))
+                        if scheduled.end is not None else None)})
+
+    def restore_nodes(self) -> None:
+        """Remove the run's node failures from the chaos file: its nodes come back."""
+        path = self.options.target.chaos_file
+        if path is None or not self.scheduled_failures:
+            return
+        try:
+            node_chaos.remove(path, self.scheduled_failures)
+        except (OSError, UserError) as exc:
+            log.error("the run's node failures could not be removed from %s: %s", path, exc)
+            self.summary["node_failures_left"] = str(path)
+            return
+        self.scheduled_failures = []
 
     async def _with_progress(self, phase: str, work: Any) -> Any:
         assert self.generator is not None
@@ -243,6 +313,7 @@ class Run:
         """Stop measuring, clean up unless kept, write the summary and the report."""
         every = self.measurements + [m for ms in self.phase_measurements.values() for m in ms]
         await asyncio.gather(*(m.stop() for m in every), return_exceptions=True)
+        self.restore_nodes()  # before the cleanup: a node that is down confirms no deletion
         if self.generator is not None and self.generator.namespaces_created \
                 and not self.options.keep:
             self.left_behind = await self._with_progress("cleanup", self.generator.cleanup())
@@ -302,6 +373,7 @@ def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | N
                 task.cancel()
                 return
             run_id = the_run.run_id
+            the_run.restore_nodes()
             sys.stderr.write(
                 f"\npykubemark: stopped at once; left behind: the namespaces labelled "
                 f"{RUN_LABEL}={run_id} (kubectl delete namespace -l {RUN_LABEL}={run_id}); "
@@ -318,6 +390,9 @@ def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | N
             task.uncancel()
         except (LoadError, MeasurementError) as exc:
             status = f"failed: {exc}"
+        except BaseException:
+            the_run.restore_nodes()
+            raise
         try:
             await the_run.finish(status)
         except asyncio.CancelledError:
@@ -327,6 +402,8 @@ def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | N
         except (ApiError, *NETWORK_ERRORS, LoadError) as exc:
             the_run.summary["status"] = f"{status}; cleanup failed: {exc}"
             the_run.write_summary()
+        finally:
+            the_run.restore_nodes()  # done in finish(), unless that was cut short
 
     asyncio.run(main())
     the_run.write_report()

@@ -6,10 +6,18 @@ process agrees on which node is down when, without any channel besides the file.
 profile's ``node_failures`` section gives the same actions relative to the fleet's start.
 A node picked by ``fraction`` is chosen from a hash of its name and the action's id, so
 all shards choose the same nodes.
+
+``chaosmonkey`` is clusterloader2's ChaosMonkey (failureRate, interval, jitterFactor,
+simulatedDowntime): every ``interval`` s, stretched by up to ``jitter`` times itself, a
+``fraction`` of the nodes is killed (heartbeats cease) and comes back ``downtime`` s
+later as a restarted kubelet, as `systemctl stop kubelet`, a pause, then `start` would.
+Round times and each round's choice are hashes of the action's id too, so the shards
+agree on them without talking.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import time
@@ -21,15 +29,17 @@ from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
 
 log = logging.getLogger(__name__)
-ACTIONS = ("stop", "flap", "slow", "restart")
+ACTIONS = ("stop", "flap", "slow", "restart", "chaosmonkey")
 
 
 class NodeFailure(msgspec.Struct, forbid_unknown_fields=True):
     """stop: heartbeats (lease, node status, pod statuses) cease; flap: down for
     ``period`` s, up for ``period`` s, again; slow: lease and node status late by
     ``delay`` s; restart: down for ``duration`` s (0: none), then a new kubelet that
-    registers again and adopts its pods. On ``nodes`` by name or on a ``fraction`` of all
-    nodes, from ``after`` s for ``duration`` s (0: until cleared)."""
+    registers again and adopts its pods; chaosmonkey: each round (every ``interval`` s,
+    plus up to ``jitter`` x ``interval``) a ``fraction`` of the nodes (of ``nodes`` if
+    given) restarts after ``downtime`` s down. On ``nodes`` by name or on a ``fraction``
+    of all nodes, from ``after`` s for ``duration`` s (0: until cleared)."""
 
     action: str
     nodes: list[str] = []
@@ -38,10 +48,20 @@ class NodeFailure(msgspec.Struct, forbid_unknown_fields=True):
     duration: float = 0.0
     period: float = 0.0
     delay: float = 0.0
+    interval: float = 0.0
+    jitter: float = 0.0
+    downtime: float = 0.0
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not '{self.action}'")
+        if self.action == "chaosmonkey":
+            if not 0 < self.fraction <= 1:
+                raise ValueError("chaosmonkey needs a fraction in (0, 1] killed per round")
+            if self.interval <= 0 or self.downtime <= 0:
+                raise ValueError("chaosmonkey needs an interval > 0 and a downtime > 0")
+            if self.jitter < 0:
+                raise ValueError("jitter must be >= 0")
         if not self.nodes and not 0 < self.fraction <= 1:
             raise ValueError("a node failure needs nodes or a fraction in (0, 1]")
         if self.after < 0 or self.duration < 0:
@@ -61,19 +81,55 @@ class Scheduled(msgspec.Struct, forbid_unknown_fields=True):
     end: float | None
 
     def applies(self, node: str) -> bool:
+        if self.failure.action == "chaosmonkey":
+            return not self.failure.nodes or node in self.failure.nodes
         if node in self.failure.nodes:
             return True
         if self.failure.fraction <= 0:
             return False
-        digest = hashlib.blake2b(f"{self.id}/{node}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest) / 2**64 < self.failure.fraction
+        return _unit(f"{self.id}/{node}") < self.failure.fraction
+
+    # -- chaosmonkey -----------------------------------------------------------------
+    def rounds(self, until: float) -> list[float]:
+        """Start times of the rounds that began by ``until`` (and before the end)."""
+        failure = self.failure
+        key = (self.id, self.start, failure.interval, failure.jitter)
+        times = _ROUNDS.setdefault(key, [self.start])
+        while times[-1] <= until and (self.end is None or times[-1] < self.end):
+            step = failure.interval * (1 + failure.jitter * _unit(f"{self.id}/round/{len(times)}"))
+            times.append(times[-1] + step)
+        last = bisect.bisect_right(times, until)
+        return [t for t in times[:last] if self.end is None or t < self.end]
+
+    def killed(self, node: str, round_index: int) -> bool:
+        return self.applies(node) and \
+            _unit(f"{self.id}/{round_index}/{node}") < self.failure.fraction
+
+    def back_at(self, started: float) -> float:
+        """When a node killed in the round that began at ``started`` restarts."""
+        back = started + self.failure.downtime
+        return back if self.end is None else min(back, self.end)
+
+    def _monkey_down(self, node: str, now: float) -> bool:
+        times = self.rounds(now)
+        first = bisect.bisect_right(times, now - self.failure.downtime)
+        return any(self.killed(node, k) and now < self.back_at(times[k])
+                   for k in range(first, len(times)))
+
+    def _monkey_restarts(self, node: str, since: float, now: float) -> bool:
+        times = self.rounds(now)
+        first = bisect.bisect_right(times, since - self.failure.downtime)
+        return any(since < self.back_at(times[k]) <= now and self.killed(node, k)
+                   for k in range(first, len(times)))
 
     def active(self, now: float) -> bool:
         return self.start <= now and (self.end is None or now < self.end)
 
-    def down(self, now: float) -> bool:
+    def down(self, now: float, node: str = "") -> bool:
         if not self.active(now) or self.failure.action == "slow":
             return False
+        if self.failure.action == "chaosmonkey":
+            return self._monkey_down(node, now)
         if self.failure.action in ("stop", "restart"):
             return True
         return int((now - self.start) // self.failure.period) % 2 == 0
@@ -89,15 +145,28 @@ class ChaosPlan(msgspec.Struct, forbid_unknown_fields=True):
         for action in self.actions:
             if not action.applies(node):
                 continue
-            down = down or action.down(now)
+            down = down or action.down(now, node)
             if action.failure.action == "slow" and action.active(now):
                 delay = max(delay, action.failure.delay)
         return down, delay
 
     def restarts(self, node: str, since: float, now: float) -> list[str]:
         """Ids of the restarts of ``node`` that completed in (since, now]."""
-        return [a.id for a in self.actions if a.failure.action == "restart"
-                and a.end is not None and since < a.end <= now and a.applies(node)]
+        return [a.id for a in self.actions
+                if (a.failure.action == "restart" and a.end is not None
+                    and since < a.end <= now and a.applies(node))
+                or (a.failure.action == "chaosmonkey" and a.applies(node)
+                    and a._monkey_restarts(node, since, now))]
+
+
+#: Round start times of each chaosmonkey action (they never change), computed once.
+_ROUNDS: dict[tuple[str, float, float, float], list[float]] = {}
+
+
+def _unit(key: str) -> float:
+    """A number in [0, 1) that every shard derives alike from ``key``."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64
 
 
 def schedule(failure: NodeFailure, at: float, ident: str) -> Scheduled:
@@ -129,6 +198,14 @@ def add(path: Path, failure: NodeFailure, now: float | None = None) -> Scheduled
 
 def clear(path: Path) -> None:
     write_atomic(path, msgspec.json.encode(ChaosPlan()))
+
+
+def remove(path: Path, ids: list[str]) -> None:
+    """Drop these actions (a run's own), leaving the others: their nodes come back."""
+    plan = read_plan(path)
+    kept = [a for a in plan.actions if a.id not in set(ids)]
+    if len(kept) != len(plan.actions):
+        write_atomic(path, msgspec.json.encode(ChaosPlan(kept)))
 
 
 class ChaosWatcher:

@@ -31,6 +31,11 @@ PHASE_MEASUREMENTS = ("SchedulingThroughput",)
 RUN_MEASUREMENTS = ("APIResponsiveness", "ResourceUsage", "EtcdMetrics")
 #: Failures hollow nodes play from pod annotations (the contract with pykubemark.hollow).
 FAILURES = ("crashloop", "oomkilled", "imagepull", "unready")
+#: Node failures a fleet plays from its chaos file (the contract with pykubemark.hollow;
+#: the runner turns each into one of hollow.chaos's NodeFailure).
+NODE_FAILURES = ("stop", "flap", "slow", "restart", "chaosmonkey")
+NODE_FAILURE_NUMBERS = ("fraction", "after", "duration", "period", "delay", "interval",
+                        "jitter", "downtime")
 
 
 class ObjectSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,6 +71,38 @@ class DeleteSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str = ""
 
 
+class NodeFailureSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Hollow nodes fail: ``action`` on ``nodes`` by name or a ``fraction`` of them, from
+    ``after`` s past the start of its phase (of the run, scenario-wide) for ``duration``
+    s (0: until the run ends). The numbers may be expressions; one that leaves no node
+    (fraction 0, no names) is no failure, so a parameter can switch it off."""
+
+    action: str
+    nodes: list[str] = []
+    fraction: Num = 0
+    after: Num = 0
+    duration: Num = 0
+    period: Num = 0
+    delay: Num = 0
+    interval: Num = 0
+    jitter: Num = 0
+    downtime: Num = 0
+
+    def __post_init__(self) -> None:
+        if self.action not in NODE_FAILURES:
+            raise ValueError(f"action must be one of {', '.join(NODE_FAILURES)}, "
+                             f"not '{self.action}'")
+
+    def evaluate(self, values: Values, field: str) -> dict[str, Any] | None:
+        """The numbers of this failure, or None when it selects no node."""
+        out: dict[str, Any] = {"action": self.action, "nodes": list(self.nodes)}
+        for name in NODE_FAILURE_NUMBERS:
+            out[name] = values.number(getattr(self, name), f"{field}.{name}")
+        if not self.nodes and out["fraction"] <= 0:
+            return None
+        return out
+
+
 class Phase(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     #: Measurements running during this phase only (SchedulingThroughput).
@@ -82,6 +119,8 @@ class Phase(msgspec.Struct, forbid_unknown_fields=True):
     timeout: Num = "600 + pods / 5"
     #: Seconds to stay after the wait (failures keep churning, measurements run).
     hold: Num = 0
+    #: Hollow nodes failing from this phase's start on (times relative to it).
+    node_failures: list[NodeFailureSpec] = []
 
 
 class FailureSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -123,6 +162,8 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     image: str = "registry.k8s.io/pause:3.2"
     #: Pod failures on hollow nodes; the first that matches an entry applies.
     failures: list[FailureSpec] = []
+    #: Hollow nodes failing from the run's start on (times relative to it).
+    node_failures: list[NodeFailureSpec] = []
 
     def __post_init__(self) -> None:
         if not self.phases:
@@ -146,6 +187,9 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
                 if spec.kind in POD_KINDS and spec.group not in seen:
                     seen.append(spec.group)
         return seen
+
+    def has_node_failures(self) -> bool:
+        return bool(self.node_failures) or any(p.node_failures for p in self.phases)
 
 
 POD_KINDS = ("Deployment", "Job", "DaemonSet", "Pod")

@@ -158,8 +158,8 @@ class Run:
         self.phase_measurements: dict[str, list[Measurement]] = {}
         self.summary: dict[str, Any] = {}
         self.left_behind: list[str] = []
-        #: Node failures by phase ("" for the whole run), and the ids of those scheduled.
-        self.node_failures: dict[str, list[node_chaos.NodeFailure]] = {}
+        #: Node failures by phase index (None: the whole run's), the ids of those scheduled.
+        self.node_failures: dict[int | None, list[node_chaos.NodeFailure]] = {}
         self.scheduled_failures: list[str] = []
 
     # -- preparation -------------------------------------------------------------------
@@ -189,10 +189,10 @@ class Run:
         for phase in self.scenario.phases:  # evaluate every expression once, up front
             self.generator.plan(phase)
             self.generator.qps(phase)
-        self.node_failures = {"": node_failures(self.scenario.node_failures, values,
-                                                "node_failures")}
+        self.node_failures = {None: node_failures(self.scenario.node_failures, values,
+                                                  "node_failures")}
         for i, phase in enumerate(self.scenario.phases):
-            self.node_failures[phase.name] = node_failures(
+            self.node_failures[i] = node_failures(
                 phase.node_failures, values, f"phases[{i}].node_failures")
         target = self.options.target
         if any(self.node_failures.values()) and target.chaos_file is None:
@@ -254,12 +254,12 @@ class Run:
                 continue
             self.measurements.append(run_wide[name]())
         await asyncio.gather(*(m.start() for m in self.measurements))
-        self.fail_nodes("")
+        self.fail_nodes(None)
         await generator.create_namespaces()
-        for phase in self.scenario.phases:
+        for index, phase in enumerate(self.scenario.phases):
             record: dict[str, Any] = {"name": phase.name, "started": utc(), "finished": None}
             self.summary["phases"].append(record)
-            self.fail_nodes(phase.name)
+            self.fail_nodes(index)
             self.write_summary()
             scoped = [SchedulingThroughput(ctx, selector=selector)
                       for name in phase.measurements if name == "SchedulingThroughput"]
@@ -273,15 +273,16 @@ class Run:
                 record["finished"] = utc()
                 self.write_summary()
 
-    def fail_nodes(self, phase: str) -> None:
-        """Schedule the node failures of a phase ("": of the run) from now on."""
+    def fail_nodes(self, phase: int | None) -> None:
+        """Schedule the node failures of a phase (None: of the run) from now on."""
         path = self.options.target.chaos_file
         for failure in self.node_failures.get(phase, []):
             assert path is not None, "refused in prepare()"
             scheduled = node_chaos.add(path, failure)
             self.scheduled_failures.append(scheduled.id)
             self.summary["node_failures"].append({
-                "phase": phase or None, "id": scheduled.id,
+                "phase": None if phase is None else self.scenario.phases[phase].name,
+                "id": scheduled.id,
                 "failure": msgspec.structs.asdict(failure),
                 "start": utc(dt.datetime.fromtimestamp(scheduled.start, dt.UTC)),
                 "end": (utc(dt.datetime.fromtimestamp(scheduled.end, dt.UTC))

@@ -95,3 +95,13 @@ def test_remove_drops_only_the_given_actions(tmp_path: Path) -> None:
     other = chaos.add(path, NodeFailure("stop", nodes=["x"]), now=100.0)
     chaos.remove(path, [mine.id])
     assert [a.id for a in chaos.read_plan(path).actions] == [other.id]
+
+
+def test_downtimes_longer_than_the_interval_overlap() -> None:
+    action = schedule(monkey(interval=10.0, downtime=25.0), 0.0, "o")
+    plan = ChaosPlan([action])
+    node = next(n for n in NAMES if action.killed(n, 0)
+                and not any(action.killed(n, k) for k in (1, 2, 3)))
+    assert [plan.state(node, t)[0] for t in (0.0, 12.0, 24.9, 25.0, 31.0)] == \
+        [True, True, True, False, False]
+    assert plan.restarts(node, 24.0, 26.0) == ["o"]

@@ -90,16 +90,24 @@ class Scheduled(msgspec.Struct, forbid_unknown_fields=True):
         return _unit(f"{self.id}/{node}") < self.failure.fraction
 
     # -- chaosmonkey -----------------------------------------------------------------
-    def rounds(self, until: float) -> list[float]:
-        """Start times of the rounds that began by ``until`` (and before the end)."""
+    def _times(self, until: float) -> list[float]:
+        """The cached round start times, computed up to past ``until`` (the last one may
+        lie beyond it, or beyond the end)."""
         failure = self.failure
         key = (self.id, self.start, failure.interval, failure.jitter)
         times = _ROUNDS.setdefault(key, [self.start])
         while times[-1] <= until and (self.end is None or times[-1] < self.end):
-            step = failure.interval * (1 + failure.jitter * _unit(f"{self.id}/round/{len(times)}"))
-            times.append(times[-1] + step)
-        last = bisect.bisect_right(times, until)
-        return [t for t in times[:last] if self.end is None or t < self.end]
+            stretch = 1 + failure.jitter * _unit(f"{self.id}/round/{len(times)}")
+            times.append(times[-1] + failure.interval * stretch)
+        return times
+
+    def _began(self, times: list[float], k: int, until: float) -> bool:
+        return times[k] <= until and (self.end is None or times[k] < self.end)
+
+    def rounds(self, until: float) -> list[float]:
+        """Start times of the rounds that began by ``until`` (and before the end)."""
+        times = self._times(until)
+        return [t for k, t in enumerate(times) if self._began(times, k, until)]
 
     def killed(self, node: str, round_index: int) -> bool:
         return self.applies(node) and \
@@ -110,17 +118,22 @@ class Scheduled(msgspec.Struct, forbid_unknown_fields=True):
         back = started + self.failure.downtime
         return back if self.end is None else min(back, self.end)
 
+    def _recent(self, since: float, now: float) -> tuple[list[float], range]:
+        """The rounds that began by ``now`` whose downtime had not ended by ``since``."""
+        times = self._times(now)
+        first = bisect.bisect_right(times, since - self.failure.downtime)
+        last = bisect.bisect_right(times, now)
+        return times, range(first, last)
+
     def _monkey_down(self, node: str, now: float) -> bool:
-        times = self.rounds(now)
-        first = bisect.bisect_right(times, now - self.failure.downtime)
-        return any(self.killed(node, k) and now < self.back_at(times[k])
-                   for k in range(first, len(times)))
+        times, recent = self._recent(now, now)
+        return any(self._began(times, k, now) and now < self.back_at(times[k])
+                   and self.killed(node, k) for k in recent)
 
     def _monkey_restarts(self, node: str, since: float, now: float) -> bool:
-        times = self.rounds(now)
-        first = bisect.bisect_right(times, since - self.failure.downtime)
-        return any(since < self.back_at(times[k]) <= now and self.killed(node, k)
-                   for k in range(first, len(times)))
+        times, recent = self._recent(since, now)
+        return any(self._began(times, k, now) and since < self.back_at(times[k]) <= now
+                   and self.killed(node, k) for k in recent)
 
     def active(self, now: float) -> bool:
         return self.start <= now and (self.end is None or now < self.end)

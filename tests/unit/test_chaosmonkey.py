@@ -105,3 +105,17 @@ def test_downtimes_longer_than_the_interval_overlap() -> None:
     assert [plan.state(node, t)[0] for t in (0.0, 12.0, 24.9, 25.0, 31.0)] == \
         [True, True, True, False, False]
     assert plan.restarts(node, 24.0, 26.0) == ["o"]
+
+
+def test_the_profile_takes_a_chaosmonkey(tmp_path: Path) -> None:
+    from pykubemark.errors import UserError
+    from pykubemark.hollow.profile import load_profile
+
+    path = tmp_path / "profile.yaml"
+    path.write_text("node_failures:\n- {action: chaosmonkey, fraction: 0.01, interval: 60,"
+                    " jitter: 0.1, downtime: 30}\n")
+    assert load_profile(path).node_failures == [monkey(fraction=0.01, jitter=0.1,
+                                                       downtime=30.0)]
+    path.write_text("node_failures:\n- {action: chaosmonkey, fraction: 0.01, interval: 60}\n")
+    with pytest.raises(UserError, match="downtime"):
+        load_profile(path)

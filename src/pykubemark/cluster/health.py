@@ -7,16 +7,18 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from pykubemark.kube.blocking import call
-from pykubemark.kube.client import ApiError
-from pykubemark.kube.config import server_config
-
 
 def get(url: str, *, token: str | None = None, ca_cert: Path | None = None,
         timeout: float = 3.0) -> tuple[int, bytes]:
     """(status, body); status 0 when nothing answered. Without ``ca_cert`` an https
     server is not verified: the scheduler and controller-manager serve self-signed
     certificates."""
+    # Imported on the first probe, not with this module: `down` and the other commands
+    # that load the cluster but never probe it need not import aiohttp (~0.3 s of CPU).
+    from pykubemark.kube.blocking import call
+    from pykubemark.kube.client import ApiError
+    from pykubemark.kube.config import server_config
+
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:

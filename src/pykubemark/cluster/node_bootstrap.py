@@ -11,11 +11,12 @@ cluster CA. One addition of ours: the bootstrap user may delete Nodes, so
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pykubemark.errors import UserError
-from pykubemark.kube.blocking import call
-from pykubemark.kube.client import ApiError
-from pykubemark.kube.config import KubeConfig, server_config
+
+if TYPE_CHECKING:
+    from pykubemark.kube.config import KubeConfig
 
 BOOTSTRAP_USER = "kubelet-bootstrap"
 BOOTSTRAP_GROUP = "system:bootstrappers"
@@ -50,6 +51,9 @@ def _binding(name: str, role: str, kind: str, subject: str) -> dict:
 
 
 def _create(config: KubeConfig, path: str, body: dict) -> None:
+    from pykubemark.kube.blocking import call
+    from pykubemark.kube.client import ApiError
+
     what = f"{body['kind']} {body['metadata']['name']}"
     try:
         call(config, "POST", path, body=body, timeout=30)
@@ -61,6 +65,9 @@ def _create(config: KubeConfig, path: str, body: dict) -> None:
 
 
 def allow_node_bootstrap(server: str, admin_token: str, ca_cert: Path) -> None:
+    # kube (aiohttp) is imported here, not with the module: see cluster/health.py.
+    from pykubemark.kube.config import server_config
+
     config = server_config(server, token=admin_token, ca_cert=ca_cert)
     _create(config, f"{RBAC}/clusterroles", CLEANUP_ROLE)
     for binding in BINDINGS:

@@ -10,7 +10,7 @@ import orjson
 
 def get(url: str, *, token: str | None = None, ca_cert: Path | None = None,
         timeout: float = 3.0) -> tuple[int, bytes]:
-    """(status, body); status 0 when nothing answered. Without ``ca_cert`` an https
+    """(status, body): 200 for any 2xx, 0 when nothing answered. Without ``ca_cert`` an https
     server is not verified: the scheduler and controller-manager serve self-signed
     certificates."""
     # Imported on the first probe, not with this module: `down` and the other commands

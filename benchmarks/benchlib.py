@@ -13,17 +13,14 @@ import datetime as dt
 import json
 import os
 import signal
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 
 from pykubemark.cluster.control_plane import LocalCluster, UpOptions, python_argv
@@ -32,6 +29,9 @@ from pykubemark.cluster.processes import last_lines
 from pykubemark.cluster.state import Proc
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
+from pykubemark.kube.blocking import call
+from pykubemark.kube.client import ApiError
+from pykubemark.kube.config import server_config
 
 REPO = Path(__file__).resolve().parent.parent
 #: Committed: every figure in the README names its file here.
@@ -173,32 +173,24 @@ class ResultFile:
 
 # -- admin REST ----------------------------------------------------------------------------
 class Api:
-    """A few synchronous admin calls (urllib): the benchmark's own requests are not what
-    is measured, so simplicity wins over speed here."""
+    """A few synchronous admin calls (`pykubemark.kube.blocking`, a connection per call):
+    the benchmark's own requests are not what is measured, so simplicity wins over speed
+    here. A failed request raises `ApiFailure`; no answer at all raises `OSError`."""
 
     def __init__(self, cluster: LocalCluster) -> None:
-        self.server = cluster.state.server
-        self.token = cluster.token("admin")
-        self.context = ssl.create_default_context(cafile=str(cluster.dir / "pki" / "ca.crt"))
+        self.config = server_config(cluster.state.server, token=cluster.token("admin"),
+                                    ca_cert=cluster.dir / "pki" / "ca.crt")
 
     def request(self, method: str, path: str, body: Any = None, *,
                 params: dict[str, str] | None = None,
                 content_type: str = "application/json") -> Any:
-        url = self.server + path
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {self.token}")
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(request, timeout=60, context=self.context) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode(errors="replace")
-            raise ApiFailure(exc.code, f"{method} {path}: {exc.code} {detail}") from None
+            answer = call(self.config, method, path, params=params, body=body,
+                          content_type=content_type)
+        except ApiError as exc:
+            detail = exc.body[:300].decode(errors="replace")
+            raise ApiFailure(exc.status, f"{method} {path}: {exc.status} {detail}") from None
+        return orjson.loads(answer or b"null")
 
     def get(self, path: str, **params: str) -> Any:
         return self.request("GET", path, params=params or None)

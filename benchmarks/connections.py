@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from pykubemark.kube import load_kubeconfig
+from pykubemark.measure.resources import cpu_seconds, process_tree
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
@@ -33,27 +34,12 @@ VARIANTS = {
 }
 
 
-def tree(proc: psutil.Process) -> list[psutil.Process]:
-    return [proc, *proc.children(recursive=True)]
-
-
 def connections(proc: psutil.Process, port: int) -> int:
     total = 0
-    for p in tree(proc):
+    for p in process_tree(proc):
         with contextlib.suppress(psutil.Error):
             total += sum(1 for c in p.net_connections(kind="tcp") if c.raddr
                          and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
-    return total
-
-
-def cpu(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in tree(proc):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
     return total
 
 
@@ -99,13 +85,14 @@ def main() -> None:
                     raise SystemExit(f"{name}: nodes not Ready (exit {proc.poll()})")
                 time.sleep(3)
             time.sleep(10)
-            c0 = cpu(fleet)
+            c0 = cpu_seconds(process_tree(fleet))
             time.sleep(args.idle)
             held = connections(fleet, port)
             value = {"established_connections": held,
                      "per_node": round(held / args.nodes, 2),
-                     "idle_cpu_s": round(cpu(fleet) - c0, 2), "idle_window_s": args.idle,
-                     "fleet_rss_mib": round(sum(p.memory_info().rss for p in tree(fleet))
+                     "idle_cpu_s": round(cpu_seconds(process_tree(fleet)) - c0, 2),
+                     "idle_window_s": args.idle,
+                     "fleet_rss_mib": round(sum(p.memory_info().rss for p in process_tree(fleet))
                                             / 2**20, 1)}
         finally:
             proc.send_signal(signal.SIGINT)

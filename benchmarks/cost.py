@@ -56,6 +56,7 @@ from rich.table import Table
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
 from pykubemark.engines.gokubemark import GoFleet
+from pykubemark.measure.resources import cpu_seconds, process_tree
 
 GROUPS = ("go-kubelet", "go-proxy", "py")
 MIB = 1 << 20
@@ -75,16 +76,14 @@ class Sample:
 
 
 def read(processes: list[psutil.Process]) -> Sample:
-    cpu, rss, pss, count = 0.0, 0, 0, 0
+    rss, pss, count = 0, 0, 0
     for proc in processes:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-            times = proc.cpu_times()
             memory = proc.memory_full_info()
-            cpu += times.user + times.system
             rss += memory.rss
             pss += getattr(memory, "pss", memory.rss)
             count += 1
-    return Sample(time.monotonic(), cpu, rss, pss, count)
+    return Sample(time.monotonic(), cpu_seconds(processes), rss, pss, count)
 
 
 @dataclass
@@ -144,11 +143,7 @@ class Cost:
 
     def py_processes(self) -> list[psutil.Process]:
         live = self.py_proc.process() if self.py_proc else None
-        if live is None:
-            return []
-        with contextlib.suppress(psutil.Error):
-            return [live, *live.children(recursive=True)]
-        return [live]
+        return [] if live is None else process_tree(live)
 
     def nodes(self, group: str) -> int:
         return self.py_nodes if group == "py" else self.go_nodes

@@ -24,6 +24,8 @@ from pathlib import Path
 import click
 import psutil
 
+from pykubemark.measure.resources import cpu_seconds
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "pykubemark"]
 
@@ -93,11 +95,11 @@ def main(base: str, target: str, nodes: int, nodes_per_pod: int, idle_seconds: f
         save()
         time.sleep(idle_seconds)
         procs = _shard_processes()
-        cpu_before = {p.pid: sum(p.cpu_times()[:2]) for p in procs}
+        cpu_before = {p.pid: cpu_seconds([p]) for p in procs}
         time.sleep(30)
         data["idle_per_shard"] = [{
             "rss_mib": round(p.memory_info().rss / 2**20, 1),
-            "cpu_millicores": round(1000 * (sum(p.cpu_times()[:2]) - cpu_before[p.pid]) / 30, 1),
+            "cpu_millicores": round(1000 * (cpu_seconds([p]) - cpu_before[p.pid]) / 30, 1),
         } for p in procs]
         save()
     finally:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psutil
 from benchlib import (
     RESULTS_DIR,
     Api,
@@ -44,6 +43,7 @@ from benchlib import (
 
 from pykubemark.cluster.control_plane import LocalCluster, python_argv
 from pykubemark.measure.audit import read_audit
+from pykubemark.measure.resources import cpu_seconds, process_tree
 from pykubemark.measure.stats import percentiles
 
 MIB = 1 << 20
@@ -79,25 +79,6 @@ def node_health(api: Api, prefix: str, report_period: float) -> dict[str, int]:
     return {"nodes": len(nodes), "not_ready": not_ready, "status_late": stale}
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
 def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: float,
                  name: str, bin_dir: Path | None) -> dict[str, Any]:
     cluster: LocalCluster = start_cluster(name, audit=True, bin_dir=bin_dir)
@@ -113,13 +94,13 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
             cluster, {"scale": size}, check=lambda: check_proc(hollow),
             timeout=120 + size / 5), 1)
         control = [p for proc in cluster.state.running() if proc.name != "hollow-scale"
-                   for p in tree(proc.pid)]
-        fleet = tree(hollow.pid)
+                   for p in process_tree(proc.pid)]
+        fleet = process_tree(hollow.pid)
         start, fleet_cpu, control_cpu = utcnow(), cpu_seconds(fleet), cpu_seconds(control)
         sleep_checked(window, lambda: check_proc(hollow), f"{size} nodes idling")
         end = utcnow()
         fleet_cpu, control_cpu = cpu_seconds(fleet) - fleet_cpu, cpu_seconds(control) - control_cpu
-        memory = [p.memory_full_info() for p in tree(hollow.pid)]
+        memory = [p.memory_full_info() for p in process_tree(hollow.pid)]
         gaps = lease_gaps(cluster.dir / "logs" / "audit.log", start, end, "scale-")
         every_gap = [g for node in gaps.values() for g in node]
         health = node_health(Api(cluster), "scale", 300)

@@ -135,3 +135,37 @@ def test_missing_binaries_when_not_root_is_refused(tmp_path, monkeypatch) -> Non
         ensure_binaries(None)
     assert raised.value.exit_code == 2
     assert "root" in raised.value.message and "--bin-dir" in raised.value.message
+
+
+def test_health_get_tells_answer_refusal_and_silence_apart(cluster: Cluster,
+                                                           tmp_path) -> None:
+    from pykubemark.cluster import health
+    from pykubemark.cluster.pki import write_pki
+
+    local = cluster.local
+    server, ca, token = cluster.state.server, local.dir / "pki" / "ca.crt", local.token("admin")
+    status, body = health.get(f"{server}/api/v1/nodes/no-such-node", token=token, ca_cert=ca)
+    assert status == 404 and json.loads(body)["reason"] == "NotFound"
+    assert health.get(f"{server}/readyz", token="not-a-token", ca_cert=ca)[0] == 401
+    # Another CA does not vouch for the apiserver: the TLS handshake fails, nothing answers.
+    other_ca = write_pki(tmp_path)["ca_cert"]
+    assert health.get(f"{server}/readyz", token=token, ca_cert=other_ca) == (0, b"")
+    with socket.socket() as sock:  # bound, not listening: the connection is refused
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+        assert health.get(f"http://127.0.0.1:{closed}/health") == (0, b"")
+        assert not health.healthy(f"http://127.0.0.1:{closed}/health")
+
+
+def test_node_bootstrap_rbac_is_idempotent_and_needs_an_admin(cluster: Cluster) -> None:
+    from pykubemark.cluster.node_bootstrap import allow_node_bootstrap
+    from pykubemark.errors import UserError
+
+    local = cluster.local
+    ca = local.dir / "pki" / "ca.crt"
+    allow_node_bootstrap(cluster.state.server, local.token("admin"), ca)  # all there: 409s
+    roles = cluster.get_json("clusterrolebinding", "kubeadm:kubelet-bootstrap")
+    assert roles["subjects"][0]["name"] == "system:bootstrappers"
+    with pytest.raises(UserError) as raised:
+        allow_node_bootstrap(cluster.state.server, "not-a-token", ca)
+    assert "401" in raised.value.message and "ClusterRole" in raised.value.message

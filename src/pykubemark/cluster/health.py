@@ -1,36 +1,32 @@
-"""Health probes of the local control plane, over loopback HTTP(S)."""
+"""Health probes of the local control plane, over loopback HTTP(S), through `kube`."""
 
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
-
-def _context(ca_cert: Path | None) -> ssl.SSLContext:
-    if ca_cert is None:
-        # The scheduler and controller-manager serve self-signed certificates.
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return ssl.create_default_context(cafile=str(ca_cert))
+import orjson
 
 
 def get(url: str, *, token: str | None = None, ca_cert: Path | None = None,
         timeout: float = 3.0) -> tuple[int, bytes]:
-    """(status, body); status 0 when nothing answered."""
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    ctx = _context(ca_cert) if url.startswith("https") else None
+    """(status, body): 200 for any 2xx, 0 when nothing answered. Without ``ca_cert`` an https
+    server is not verified: the scheduler and controller-manager serve self-signed
+    certificates."""
+    # Imported on the first probe, not with this module: `down` and the other commands
+    # that load the cluster but never probe it need not import aiohttp (~0.3 s of CPU).
+    from pykubemark.kube.blocking import call
+    from pykubemark.kube.client import ApiError
+    from pykubemark.kube.config import server_config
+
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=ctx) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        config = server_config(f"{parts.scheme}://{parts.netloc}", token=token,
+                               ca_cert=ca_cert, insecure=ca_cert is None)
+        return 200, call(config, "GET", path, timeout=timeout)
+    except ApiError as exc:
+        return exc.status, exc.body
     except (OSError, ValueError):
         return 0, b""
 
@@ -41,7 +37,7 @@ def healthy(url: str, *, token: str | None = None, ca_cert: Path | None = None) 
         return False
     if url.endswith("/health"):  # etcd answers JSON
         try:
-            return json.loads(body).get("health") == "true"
-        except ValueError:
+            return orjson.loads(body).get("health") == "true"
+        except (orjson.JSONDecodeError, AttributeError):
             return False
     return body.strip() == b"ok"

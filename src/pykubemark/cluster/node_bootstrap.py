@@ -10,13 +10,13 @@ cluster CA. One addition of ours: the bootstrap user may delete Nodes, so
 
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pykubemark.errors import UserError
+
+if TYPE_CHECKING:
+    from pykubemark.kube.config import KubeConfig
 
 BOOTSTRAP_USER = "kubelet-bootstrap"
 BOOTSTRAP_GROUP = "system:bootstrappers"
@@ -50,24 +50,25 @@ def _binding(name: str, role: str, kind: str, subject: str) -> dict:
     }
 
 
-def _post(server: str, path: str, body: dict, token: str, ca_cert: Path) -> None:
-    request = urllib.request.Request(
-        server + path, data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    ctx = ssl.create_default_context(cafile=str(ca_cert))
+def _create(config: KubeConfig, path: str, body: dict) -> None:
+    from pykubemark.kube.blocking import call
+    from pykubemark.kube.client import ApiError
+
+    what = f"{body['kind']} {body['metadata']['name']}"
     try:
-        with urllib.request.urlopen(request, timeout=30, context=ctx):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code != 409:  # already there: `up` of a restarted etcd, nothing to do
-            raise UserError(f"cannot create {body['kind']} {body['metadata']['name']}: "
-                            f"{exc.code} {exc.read()[:200].decode(errors='replace')}") from None
+        call(config, "POST", path, body=body, timeout=30)
+    except ApiError as exc:
+        if not exc.conflict:  # already there: `up` of a restarted etcd, nothing to do
+            raise UserError(f"cannot create {what}: {exc.status} {exc.message}") from None
     except OSError as exc:
-        raise UserError(f"cannot create {body['kind']} {body['metadata']['name']}: "
-                        f"{exc}") from None
+        raise UserError(f"cannot create {what}: {exc}") from None
 
 
 def allow_node_bootstrap(server: str, admin_token: str, ca_cert: Path) -> None:
-    _post(server, f"{RBAC}/clusterroles", CLEANUP_ROLE, admin_token, ca_cert)
+    # kube (aiohttp) is imported here, not with the module: see cluster/health.py.
+    from pykubemark.kube.config import server_config
+
+    config = server_config(server, token=admin_token, ca_cert=ca_cert)
+    _create(config, f"{RBAC}/clusterroles", CLEANUP_ROLE)
     for binding in BINDINGS:
-        _post(server, f"{RBAC}/clusterrolebindings", _binding(*binding), admin_token, ca_cert)
+        _create(config, f"{RBAC}/clusterrolebindings", _binding(*binding))

@@ -41,6 +41,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, body: bytes, method: str = "", path: str = "") -> None:
         self.status = status
+        self.body = body
         self.reason = ""
         self.message = body[:200].decode(errors="replace")
         with contextlib.suppress(ValueError, AttributeError):

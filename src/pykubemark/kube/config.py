@@ -182,6 +182,28 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
                                                        user_file.parent))
 
 
+def server_config(server: str, *, token: str | None = None, ca_cert: Path | None = None,
+                  insecure: bool = False) -> KubeConfig:
+    """A server addressed directly, without a kubeconfig: the local control plane's own
+    probes and admin calls (bearer token, cluster CA), its components' self-signed health
+    endpoints (``insecure``) and etcd's plain http."""
+    server = server.rstrip("/")
+    ca = None
+    if ca_cert is not None and not insecure:
+        try:
+            ca = ca_cert.read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read certificate authority {ca_cert}: "
+                            f"{exc.strerror}") from None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def context() -> ssl.SSLContext | None:
+        return None if server.startswith("http://") else _verify_context(ca, insecure)
+
+    return KubeConfig(server=server, ssl_context=context(), headers=headers, source=server,
+                      ca_data=ca, insecure=insecure, ssl_factory=context)
+
+
 def _verify_context(ca: bytes | None, insecure: bool) -> ssl.SSLContext:
     """Trust the kubeconfig's CA alone when it has one: loading the system's trust store
     too costs tens of milliseconds and ~100 kB per context, and there is one per node."""
@@ -192,11 +214,12 @@ def _verify_context(ca: bytes | None, insecure: bool) -> ssl.SSLContext:
         except (ssl.SSLError, ValueError) as exc:
             raise UserError(f"certificate authority is not valid PEM ({exc})") from None
         return ctx
-    ctx = ssl.create_default_context()
-    if insecure:
+    if insecure:  # nothing is verified, so the system's trust store need not be loaded
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+        return ctx
+    return ssl.create_default_context()
 
 
 def _with_cert(ca: bytes | None, insecure: bool, pem: Path) -> ssl.SSLContext:

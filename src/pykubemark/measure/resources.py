@@ -11,7 +11,9 @@ all its CPU time; a process that is gone simply stops being counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,26 @@ MIB = 1024.0 * 1024.0
 UNITS = {"cpu": "cores", "memory": "MiB"}
 
 
+def process_tree(root: int | psutil.Process) -> list[psutil.Process]:
+    """The process and its descendants as they are now; empty once it is gone."""
+    try:
+        proc = root if isinstance(root, psutil.Process) else psutil.Process(root)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs``, each since it started; one that is gone
+    counts nothing, so a difference of two readings may miss a process that exited."""
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 @dataclass
 class Tree:
     """One named process and its descendants, with the CPU seconds last read per pid."""
@@ -34,10 +56,8 @@ class Tree:
 
     def read(self, since: float) -> tuple[float, float] | None:
         """(CPU seconds used since the last read, RSS bytes), None once the root is gone."""
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
+        procs = process_tree(self.pid)
+        if not procs:
             return None
         used, rss, now = 0.0, 0.0, {}
         for proc in procs:

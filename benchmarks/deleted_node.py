@@ -30,8 +30,8 @@ from benchlib import (
     start_py_hollow,
     utcnow,
 )
-from gokubemark import GoFleet
 
+from pykubemark.engines.gokubemark import GoFleet
 from pykubemark.measure.audit import read_audit
 
 NODES = {"go": "go-0", "py": "py-0"}

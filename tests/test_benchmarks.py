@@ -65,3 +65,15 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
     if "status" in data:
         assert data["status"] == "complete"
     assert not cluster_processes(name)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")
+                                          if p.name != "benchlib.py"))
+def test_every_benchmark_script_loads(script: str) -> None:
+    """Scripts too long to run here (or needing a base cluster) still must not rot at
+    import: `--help` loads every module they use."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--help"],
+                            capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout.lower()

@@ -70,11 +70,19 @@ class ClusterState(msgspec.Struct):
         return [p for p in self.processes if p.alive()]
 
 
+#: Words Go's YAML 1.1 reader takes for booleans: a kubeconfig naming the cluster `y`
+#: makes the controller-manager exit at start.
+YAML_BOOLEANS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false"})
+
+
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise UserError(
             f"cluster name '{name}' is not valid: use 1-40 lowercase letters, digits and '-'"
         )
+    if name in YAML_BOOLEANS:
+        raise UserError(f"cluster name '{name}' reads as a boolean in a kubeconfig: "
+                        "choose another")
     return name
 
 

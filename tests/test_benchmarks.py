@@ -34,6 +34,15 @@ RUNS = {
     "failures.py": (["--nodes", "2", "--pods-per-node", "5", "--crash-fraction", "0.5",
                      "--node-flap-fraction", "1", "--node-flap-period", "5",
                      "--hold-seconds", "5"], ["without", "with", "ratio", "compare"]),
+    "restarts.py": (["--nodes", "2", "--components", "apiserver", "--quiet", "3",
+                     "--downtime", "1", "--observe", "5", "--renew-timeout", "60"],
+                    ["restarts"]),
+    "soak.py": (["--nodes", "2", "--duration", "10", "--sample-every", "5", "--churn", "1",
+                 "--pod-lifetime", "4", "--flat-window", "5", "--settle", "0"],
+                ["samples", "rss", "leases", "start", "end", "churn"]),
+    "overload.py": (["--nodes", "2", "--pods", "4", "--quiet", "3", "--hold", "5",
+                     "--server-concurrency", "30", "--timeout", "120"],
+                    ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
 }
 
 

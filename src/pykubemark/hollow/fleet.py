@@ -344,7 +344,8 @@ class Fleet:
         return (f"shard {self.options.shard}: {registered}/{len(self.kubelets)} nodes registered, "
                 f"{len(pods)} pods ({running} running){certs}"
                 + (f"; adopted {nodes} Ready nodes and {adopted} started pods"
-                   if nodes or adopted else ""))
+                   if nodes or adopted else "")
+                + f"; {_tasks()} asyncio tasks")
 
     def renewing(self, now: float) -> bool:
         """Every node renewed its lease within the lease duration (or just started)."""
@@ -389,6 +390,15 @@ class Fleet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.options.report_every)
             log.info("%s", self.summary())
+
+
+def _tasks() -> int:
+    """Tasks of the running loop: the soak benchmark reads them from this log line to
+    tell a task leak (they must not grow with the hours) from a steady fleet."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        return 0
 
 
 def _install_loop() -> None:

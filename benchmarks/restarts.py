@@ -1,0 +1,196 @@
+"""Restarts at scale: the apiserver, then etcd, killed with SIGKILL and started again
+(`pykubemark restart`'s path) under a fleet of hollow nodes, judged by the apiserver.
+
+For each restart, from the moment the component is back (healthy again):
+
+* how long until every node renewed its lease (the Lease objects' renewTime, watched in
+  kube-node-lease) — the issue asks for all within 60 s;
+* whether the controller-manager marked any node NotReady (the nodes' Ready condition,
+  watched; and its lastTransitionTime, which any flip would change);
+* the relist storm: the LIST rate the apiserver counted (apiserver_request_total, scraped
+  every second) — its peak and when it last exceeded the quiet rate before the kill.
+
+A quiet window before each kill gives the baseline; each restart is observed at least
+until the controller-manager's node-monitor grace period since the kill has passed, so a
+NotReady it would have set is seen.
+
+    .venv/bin/python benchmarks/restarts.py --nodes 2000            # ~15 min
+    .venv/bin/python benchmarks/restarts.py --nodes 20 --quiet 10 --observe 30   # small
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import click
+from benchlib import RESULTS_DIR, console, run_cli, utcnow
+from observe import (
+    GRACE,
+    SHARED,
+    Counters,
+    Leases,
+    Nodes,
+    admin_client,
+    default_processes,
+    fleet_processes,
+    own_cluster,
+    result_file,
+    start_fleet,
+    storm,
+)
+
+from pykubemark.cluster.control_plane import ALIASES, LocalCluster
+from pykubemark.errors import UserError
+from pykubemark.measure.stats import percentiles
+
+#: The issue's bound on recovery: every lease renewed within this of the component back.
+RENEW_BOUND = 60.0
+
+
+async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases, nodes: Nodes,
+                       counters: Counters, names: set[str], quiet: float, downtime: float,
+                       observe: float, renew_timeout: float) -> dict[str, Any]:
+    check = lambda: fleet_processes(cluster)  # noqa: E731 - raises if the fleet died
+    console.print(f"[bold]{component}[/]: {quiet:.0f}s quiet before the kill")
+    quiet_from = utcnow()
+    await asyncio.sleep(quiet)
+    own_before = leases.lists + nodes.lists
+    transitions = {n: nodes.transition.get(n) for n in names}
+    killed = utcnow()
+    proc = await asyncio.to_thread(cluster.restart, component, downtime=downtime, kill=True)
+    back = utcnow()
+    console.print(f"{component} killed at {killed:%H:%M:%S}, back (healthy, pid {proc.pid}) "
+                  f"{(back - killed).total_seconds():.1f}s later")
+    mark = leases.mark(back)
+    deadline = back + dt.timedelta(seconds=renew_timeout)
+    while not names <= mark.first.keys() and utcnow() < deadline:
+        check()
+        await asyncio.sleep(0.5)
+    delays = [(mark.first[n] - back).total_seconds() for n in names if n in mark.first]
+    missing = len(names - mark.first.keys())
+    console.print(f"leases renewed after {component} back: {len(delays)}/{len(names)}, "
+                  f"last after {max(delays, default=float('nan')):.1f}s")
+    # Observe the storm, and past the node-monitor grace period since the kill.
+    end = max(back + dt.timedelta(seconds=observe), killed + dt.timedelta(seconds=GRACE + 5))
+    while utcnow() < end:
+        check()
+        await asyncio.sleep(1.0)
+    until = utcnow()
+    flipped = [n for n in names if nodes.transition.get(n) != transitions[n]]
+    not_ready = nodes.not_ready_since(killed)
+    return {
+        "component": proc.name,
+        "killed": killed.isoformat(),
+        "back": back.isoformat(),
+        "down_s": round((back - killed).total_seconds(), 2),
+        "observed_until": until.isoformat(),
+        "leases": {
+            "nodes": len(names),
+            "renewed": len(delays),
+            "not_renewed_within_timeout": missing,
+            "all_renewed_after_s": round(max(delays), 2) if delays and not missing else None,
+            "all_within_60s": not missing and max(delays, default=0.0) <= RENEW_BOUND,
+            "renew_delay_s": {k: round(v, 2) for k, v in
+                              percentiles(delays, with_max=True).items()},
+        },
+        "not_ready": {
+            "nodes_seen_not_ready": len({event[1] for event in not_ready}),
+            "events": not_ready[:50],
+            "ready_transition_changed": len(flipped),
+            "ready_now": sum(nodes.ready.get(n, False) for n in names),
+        },
+        "list_storm": storm(counters, baseline=(quiet_from.isoformat(), killed.isoformat()),
+                            since=killed, until=until.isoformat(),
+                            own_lists=leases.lists + nodes.lists - own_before),
+    }
+
+
+async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wanted: int,
+                  components: list[str], quiet: float, downtime: float, observe: float,
+                  renew_timeout: float, every: float) -> None:
+    async with admin_client(cluster) as client:
+        leases, nodes, counters = Leases(client, prefix), Nodes(client, prefix), \
+            Counters(client, every)
+        tasks = [asyncio.create_task(o.run()) for o in (leases, nodes, counters)]
+        try:
+            await asyncio.wait_for(asyncio.gather(leases.synced.wait(), nodes.synced.wait()), 60)
+            names = {n for n, ready in nodes.ready.items() if ready}
+            if len(names) < nodes_wanted:
+                console.print(f"[yellow]only {len(names)} of {nodes_wanted} nodes Ready[/]")
+            result.data["restarts"] = []
+            for component in components:
+                entry = await restart_once(
+                    cluster, component, leases=leases, nodes=nodes, counters=counters,
+                    names=names, quiet=quiet, downtime=downtime, observe=observe,
+                    renew_timeout=renew_timeout)
+                result.data["restarts"].append(entry)
+                result.save()
+                storm_ = entry["list_storm"]
+                console.print(
+                    f"{component}: all leases renewed after "
+                    f"{entry['leases']['all_renewed_after_s']}s, "
+                    f"{entry['not_ready']['nodes_seen_not_ready']} nodes NotReady, "
+                    f"peak LIST rate {storm_['peak_list_rate']}/s "
+                    f"(quiet peak {storm_['baseline_list_rate_peak']}/s), "
+                    f"settled after {storm_['settled_after_s']}s")
+            result.data["scrape_failures"] = counters.failed
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--processes", type=click.IntRange(1), default=None,
+              help="Fleet processes (default: one per 1000 nodes).")
+@click.option("--fidelity", type=click.Choice(["kubelet", "lite"]), default="kubelet",
+              show_default=True)
+@click.option("--components", default="apiserver,etcd", show_default=True,
+              help="Restarted in this order, one at a time.")
+@click.option("--quiet", type=click.FloatRange(2), default=60.0, show_default=True,
+              help="Seconds of baseline before each kill.")
+@click.option("--downtime", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="Seconds between the kill and the start.")
+@click.option("--observe", type=click.FloatRange(5), default=120.0, show_default=True,
+              help="Seconds observed after the component is back (at least until the "
+              "node-monitor grace period since the kill has passed).")
+@click.option("--renew-timeout", type=click.FloatRange(10), default=300.0, show_default=True)
+@click.option("--sample-every", type=click.FloatRange(0.2), default=1.0, show_default=True,
+              help="Seconds between scrapes of the apiserver's /metrics.")
+@click.option("--note", default="", help="Stored in the result (e.g. the machine's state).")
+@click.option("--name", default="bench-restarts", show_default=True)
+@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+def main(nodes: int, processes: int | None, fidelity: str, components: str, quiet: float,
+         downtime: float, observe: float, renew_timeout: float, sample_every: float, note: str,
+         name: str, results_dir: Path) -> None:
+    """Kill -9 the apiserver, then etcd, under N hollow nodes; measure the recovery."""
+    processes = processes or default_processes(nodes)
+    wanted = [c.strip() for c in components.split(",") if c.strip()]
+    parameters = {"nodes": nodes, "processes": processes, "fidelity": fidelity,
+                  "components": wanted, "quiet_s": quiet, "downtime_s": downtime,
+                  "observe_s": observe, "signal": "SIGKILL", "sample_every_s": sample_every}
+
+    def body() -> None:
+        known = {"etcd", *ALIASES, *ALIASES.values()}
+        if unknown := [c for c in wanted if c not in known]:
+            raise UserError(f"--components: no component {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(known))})")
+        with result_file(f"restarts-{nodes}", results_dir, parameters,
+                         note or (SHARED if nodes < 2000 else "")) as result, \
+                own_cluster(name) as cluster:
+            start_fleet(cluster, nodes, prefix="rs", fidelity=fidelity, processes=processes)
+            asyncio.run(measure(cluster, result, prefix="rs", nodes_wanted=nodes,
+                                components=wanted, quiet=quiet, downtime=downtime,
+                                observe=observe, renew_timeout=renew_timeout,
+                                every=sample_every))
+
+    run_cli(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -213,7 +213,7 @@ def read_counters(text: str) -> tuple[float, dict[str, float], float, float,
     levels: dict[str, list[float]] = {}
     for match in _FLOWCONTROL.finditer(text):
         labels = dict(_LABEL.findall(match.group(2)))
-        pair = levels.setdefault(labels.get("priorityLevel", "?"), [0.0, 0.0])
+        pair = levels.setdefault(labels.get("priority_level", "?"), [0.0, 0.0])
         pair[0 if match.group(1) == "dispatched" else 1] += float(match.group(3))
     return lists, by_resource, total, throttled, {k: (v[0], v[1]) for k, v in levels.items()}
 

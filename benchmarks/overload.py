@@ -96,7 +96,7 @@ def deployment(replicas: int) -> dict[str, Any]:
 async def seats(client: Client) -> float | None:
     """The concurrency limit the apiserver gave the throttle level (None: not yet)."""
     text = (await client.get("/metrics")).decode()
-    match = re.search(r'^apiserver_flowcontrol_request_concurrency_limit\{priorityLevel="'
+    match = re.search(r'^apiserver_flowcontrol_request_concurrency_limit\{priority_level="'
                       + LEVEL + r'"\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else None
 
@@ -221,7 +221,8 @@ async def overload(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wan
                 f"429s served: {result.data['http_429_served']['during_throttle']}; fleet "
                 f"attempts/s before {rate['before']['mean_per_s']}, during "
                 f"{rate['during_throttle']['mean_per_s']}; after the lift all nodes Ready "
-                f"after {all_ready}s, all pods Running after {all_running}s")
+                f"after {result.data['after_lift']['all_nodes_ready_after_s']}s, all pods "
+                f"Running after {result.data['after_lift']['all_pods_running_after_s']}s")
         finally:
             if throttled:
                 with contextlib.suppress(Exception):

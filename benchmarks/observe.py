@@ -263,7 +263,8 @@ class Counters:
 def storm(counters: Counters, *, baseline: tuple[str, str], since: dt.datetime,
           until: str = "~", own_lists: float = 0.0) -> dict[str, Any]:
     """The LIST rate after a disruption against the quiet rate before it: its peak, and
-    when it last exceeded the quiet peak + 1/s (settled after that)."""
+    when (seconds after ``since``) it last exceeded the quiet peak + 1/s: settled after
+    that."""
     lists = lambda s: s.lists  # noqa: E731
     quiet = [rate for _, rate in counters.rates(lists, *baseline)]
     after = counters.rates(lists, since.isoformat(), until)

@@ -81,6 +81,11 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
     until = utcnow()
     flipped = [n for n in names if nodes.transition.get(n) != transitions[n]]
     not_ready = nodes.not_ready_since(killed)
+    list_storm = storm(counters, baseline=(quiet_from.isoformat(), killed.isoformat()),
+                       since=killed, until=until.isoformat(),
+                       own_lists=leases.lists + nodes.lists - own_before)
+    list_storm["settled_after_back_s"] = round(
+        max(0.0, list_storm["settled_after_s"] - (back - killed).total_seconds()), 1)
     return {
         "component": proc.name,
         "killed": killed.isoformat(),
@@ -105,9 +110,7 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
             "ready_transition_changed": len(flipped),
             "ready_now": sum(nodes.ready.get(n, False) for n in names),
         },
-        "list_storm": storm(counters, baseline=(quiet_from.isoformat(), killed.isoformat()),
-                            since=killed, until=until.isoformat(),
-                            own_lists=leases.lists + nodes.lists - own_before),
+        "list_storm": list_storm,
     }
 
 

@@ -176,6 +176,9 @@ class Nodes(Watched):
 
 # -- the apiserver's counters ----------------------------------------------------------------
 _REQUEST = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.M)
+#: Requests a filter answered before any handler (max-in-flight and APF's 429s, timeouts):
+#: they are not in apiserver_request_total.
+_TERMINATED = re.compile(r'^apiserver_request_terminations_total\{([^}]*)\} (\S+)$', re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 _FLOWCONTROL = re.compile(
     r'^apiserver_flowcontrol_(dispatched|rejected)_requests_total\{([^}]*)\} (\S+)$', re.M)
@@ -191,7 +194,7 @@ class Sample:
     #: LISTs by resource: which clients relisted (leases, nodes, pods: the hollow nodes).
     lists_by_resource: dict[str, float]
     requests: float
-    throttled: float  # code 429
+    throttled: float  # 429s: answered by a handler or terminated by a filter
     #: priority level → (dispatched, rejected), from priority and fairness.
     levels: dict[str, tuple[float, float]]
 
@@ -210,6 +213,9 @@ def read_counters(text: str) -> tuple[float, dict[str, float], float, float,
             by_resource[resource] = by_resource.get(resource, 0.0) + value
         if labels.get("code") == "429":
             throttled += value
+    for match in _TERMINATED.finditer(text):
+        if dict(_LABEL.findall(match.group(1))).get("code") == "429":
+            throttled += float(match.group(2))
     levels: dict[str, list[float]] = {}
     for match in _FLOWCONTROL.finditer(text):
         labels = dict(_LABEL.findall(match.group(2)))

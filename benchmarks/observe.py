@@ -269,18 +269,23 @@ class Counters:
 def storm(counters: Counters, *, baseline: tuple[str, str], since: dt.datetime,
           until: str = "~", own_lists: float = 0.0) -> dict[str, Any]:
     """The LIST rate after a disruption against the quiet rate before it: its peak, and
-    when (seconds after ``since``) it last exceeded the quiet peak + 1/s: settled after
-    that."""
+    when (seconds after ``since``) it last exceeded the quiet rate's p90 + 1/s: settled
+    after that. The p90, not the peak, so that one burst in the quiet window (a
+    controller's periodic resync) does not hide the storm."""
     lists = lambda s: s.lists  # noqa: E731
-    quiet = [rate for _, rate in counters.rates(lists, *baseline)]
+    quiet_rates = counters.rates(lists, *baseline)
+    quiet = sorted(rate for _, rate in quiet_rates)
+    quiet_p90 = quiet[int(0.9 * (len(quiet) - 1))] if quiet else 0.0
+    threshold = quiet_p90 + 1.0
     after = counters.rates(lists, since.isoformat(), until)
-    quiet_peak = max(quiet, default=0.0)
-    above = [at for at, rate in after if rate > quiet_peak + 1.0]
+    above = [at for at, rate in after if rate > threshold]
     peak_at, peak = max(after, key=lambda pair: pair[1], default=("", 0.0))
     settled = (parse_time(above[-1]) - since).total_seconds() if above else 0.0
     return {
         "baseline_list_rate_mean": round(sum(quiet) / len(quiet), 2) if quiet else None,
-        "baseline_list_rate_peak": round(quiet_peak, 2),
+        "baseline_list_rate_p90": round(quiet_p90, 2),
+        "baseline_list_rate_peak": round(max(quiet, default=0.0), 2),
+        "settle_threshold": round(threshold, 2),
         "peak_list_rate": round(peak, 2),
         "peak_at": peak_at,
         "lists_total": round(counters.increase(lists, since.isoformat(), until)),
@@ -288,6 +293,7 @@ def storm(counters: Counters, *, baseline: tuple[str, str], since: dt.datetime,
         "lists_by_this_benchmark": own_lists,
         "settled_after_s": round(settled, 1),
         "samples": len(after),
+        "baseline_list_rate_per_second": [[at, round(rate, 2)] for at, rate in quiet_rates],
         "list_rate_per_second": [[at, round(rate, 2)] for at, rate in after],
     }
 

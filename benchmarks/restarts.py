@@ -140,7 +140,7 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
                     f"{entry['leases']['all_renewed_after_s']}s, "
                     f"{entry['not_ready']['nodes_seen_not_ready']} nodes NotReady, "
                     f"peak LIST rate {storm_['peak_list_rate']}/s "
-                    f"(quiet peak {storm_['baseline_list_rate_peak']}/s), "
+                    f"(quiet p90 {storm_['baseline_list_rate_p90']}/s), "
                     f"settled after {storm_['settled_after_s']}s")
             result.data["scrape_failures"] = counters.failed
         finally:
@@ -159,7 +159,7 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
               help="Restarted in this order, one at a time.")
 @click.option("--quiet", type=click.FloatRange(2), default=60.0, show_default=True,
               help="Seconds of baseline before each kill.")
-@click.option("--downtime", type=click.FloatRange(0), default=5.0, show_default=True,
+@click.option("--downtime", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Seconds between the kill and the start.")
 @click.option("--observe", type=click.FloatRange(5), default=120.0, show_default=True,
               help="Seconds observed after the component is back (at least until the "

@@ -156,14 +156,20 @@ def rss_summary(samples: list[dict[str, Any]], window: float,
     rss = [s["rss_mib"] for s in samples]
     slope, _ = statistics.linear_regression(hours, rss)
     end = samples[-1]["t"]
-    last = [s["rss_mib"] for s in samples if s["t"] >= end - window]
+    tail = [s for s in samples if s["t"] >= end - window]
+    last = [s["rss_mib"] for s in tail]
     first = last[0]
+    # The whole soak's slope includes the warm-up (pods 0 → steady); the window's does not.
+    window_slope = statistics.linear_regression([s["t"] / 3600 for s in tail], last)[0] \
+        if len(tail) >= 2 else None
     worst = max(abs(v - first) / first for v in last) if first else 0.0
     return {
         "slope_mib_per_hour": round(slope, 2),
         "first_mib": rss[0], "last_mib": rss[-1], "max_mib": max(rss),
         "window_s": window,
         "window_samples": len(last),
+        "window_slope_mib_per_hour": round(window_slope, 2) if window_slope is not None
+        else None,
         "window_max_deviation": round(worst, 4),
         "window_flat": worst <= tolerance,
         "window_covered": samples[0]["t"] <= end - window,

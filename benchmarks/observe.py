@@ -266,19 +266,25 @@ class Counters:
         return out
 
 
+#: Seconds over which the LIST rate is averaged to tell when a storm settled.
+SMOOTH = 5.0
+
+
 def storm(counters: Counters, *, baseline: tuple[str, str], since: dt.datetime,
           until: str = "~", own_lists: float = 0.0) -> dict[str, Any]:
     """The LIST rate after a disruption against the quiet rate before it: its peak, and
-    when (seconds after ``since``) it last exceeded the quiet rate's p90 + 1/s: settled
-    after that. The p90, not the peak, so that one burst in the quiet window (a
-    controller's periodic resync) does not hide the storm."""
+    when (seconds after ``since``) the rate over ``SMOOTH`` seconds last exceeded the
+    quiet mean + 1/s: settled after that (to within those seconds). Smoothed, so that a
+    controller's periodic lists (the cronjob controller's, every 10 s) are not a storm."""
     lists = lambda s: s.lists  # noqa: E731
     quiet_rates = counters.rates(lists, *baseline)
     quiet = sorted(rate for _, rate in quiet_rates)
     quiet_p90 = quiet[int(0.9 * (len(quiet) - 1))] if quiet else 0.0
-    threshold = quiet_p90 + 1.0
+    threshold = (sum(quiet) / len(quiet) if quiet else 0.0) + 1.0
     after = counters.rates(lists, since.isoformat(), until)
-    above = [at for at, rate in after if rate > threshold]
+    window = max(1, round(SMOOTH / counters.every))
+    above = [after[i][0] for i in range(len(after))
+             if sum(r for _, r in after[max(0, i - window + 1):i + 1]) / window > threshold]
     peak_at, peak = max(after, key=lambda pair: pair[1], default=("", 0.0))
     settled = (parse_time(above[-1]) - since).total_seconds() if above else 0.0
     return {

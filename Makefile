@@ -9,7 +9,7 @@ PODS_PER_NODE ?= 5
 DEMO_OUT ?= results/demo-$(shell date +%Y%m%d-%H%M%S)
 KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
-.PHONY: all venv provision test lint bench bench-headline demo demo-down clean
+.PHONY: all venv provision test lint bench bench-headline bench-reliability demo demo-down clean
 
 all: test
 
@@ -42,6 +42,12 @@ bench: provision
 # (60 000 pods), the report under results/ and the summary in benchmarks/results/.
 bench-headline: provision
 	$(BIN)/python benchmarks/headline.py --nodes 2000 --pods-per-node 30
+
+# Issue 11's sizes, about 1 h 45 min in all: restarts ~15 min, overload ~10 min, soak ~70 min.
+bench-reliability: provision
+	$(BIN)/python benchmarks/restarts.py --nodes 2000
+	$(BIN)/python benchmarks/overload.py --nodes 500
+	$(BIN)/python benchmarks/soak.py --nodes 2000 --duration 3600
 
 demo: provision
 	-$(BIN)/pykubemark down --name demo >/dev/null 2>&1

@@ -40,13 +40,14 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def start_cluster(name: str, *, apiserver_args: Iterable[str] = ()) -> LocalCluster:
-    """A fresh local control plane (no Go kubemark needed); only clusters this process
+def start_cluster(name: str, *, size: int, apiserver_args: Iterable[str] = ()) -> LocalCluster:
+    """A fresh local control plane sized for ``size`` nodes as `up --nodes` sizes it
+    (explicit ``apiserver_args`` win); no Go kubemark needed. Only clusters this process
     started are ever stopped, so a running name is refused."""
     from pykubemark.provision import ensure_binaries
 
     binaries = ensure_binaries(None, allow_build=False)
-    options = UpOptions(name=name, apiserver_args=tuple(apiserver_args))
+    options = UpOptions(name=name, apiserver_args=tuple(apiserver_args), size=size)
     with console.status(f"starting cluster '{name}'"):
         cluster = LocalCluster.up(options, binaries)
     console.print(f"cluster [bold]{name}[/] up at {cluster.state.server} ({cluster.dir})")
@@ -420,9 +421,9 @@ def result_file(kind: str, directory: Path, parameters: dict[str, Any],
 
 
 @contextlib.contextmanager
-def own_cluster(name: str, apiserver_args: Iterable[str] = ()) -> Iterator[LocalCluster]:
+def own_cluster(name: str, size: int, apiserver_args: Iterable[str] = ()) -> Iterator[LocalCluster]:
     """A cluster for this run only, stopped whatever happens (a second Ctrl-C included)."""
-    cluster = start_cluster(name, apiserver_args=apiserver_args)
+    cluster = start_cluster(name, size=size, apiserver_args=apiserver_args)
     try:
         yield cluster
     finally:

@@ -287,7 +287,7 @@ def main(nodes: int, processes: int | None, fidelity: str, pods: int | None, qui
     def body() -> None:
         with result_file(f"overload-{nodes}", results_dir, parameters,
                          note or (SHARED if nodes < 500 else "")) as result, \
-                own_cluster(name, apiserver_args) as cluster:
+                own_cluster(name, nodes, apiserver_args) as cluster:
             start_fleet(cluster, nodes, prefix="ov", fidelity=fidelity, processes=processes)
             asyncio.run(overload(cluster, result, prefix="ov", nodes_wanted=nodes, pods=pods,
                                  quiet=quiet, hold=hold, timeout=timeout,

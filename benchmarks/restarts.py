@@ -188,7 +188,7 @@ def main(nodes: int, processes: int | None, fidelity: str, components: str, quie
                             f"(known: {', '.join(sorted(known))})")
         with result_file(f"restarts-{nodes}", results_dir, parameters,
                          note or (SHARED if nodes < 2000 else "")) as result, \
-                own_cluster(name) as cluster:
+                own_cluster(name, nodes) as cluster:
             start_fleet(cluster, nodes, prefix="rs", fidelity=fidelity, processes=processes)
             asyncio.run(measure(cluster, result, prefix="rs", nodes_wanted=nodes,
                                 components=wanted, quiet=quiet, downtime=downtime,

@@ -312,7 +312,7 @@ def main(nodes: int, processes: int | None, fidelity: str, duration: float, chur
     def body() -> None:
         with result_file(f"soak-{nodes}", results_dir, parameters,
                          note or (SHARED if nodes < 2000 else "")) as result, \
-                own_cluster(name) as cluster:
+                own_cluster(name, nodes) as cluster:
             start_fleet(cluster, nodes, prefix="sk", fidelity=fidelity, processes=processes)
             asyncio.run(soak(cluster, result, prefix="sk", duration=duration,
                              churn_rate=churn_rate, lifetime=pod_lifetime, every=sample_every,

@@ -76,8 +76,12 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
     assert not cluster_processes(name)
 
 
+#: Modules the scripts import, not scripts.
+LIBRARIES = ("benchlib.py", "observe.py")
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")
-                                          if p.name != "benchlib.py"))
+                                          if p.name not in LIBRARIES))
 def test_every_benchmark_script_loads(script: str) -> None:
     """Scripts too long to run here (or needing a base cluster) still must not rot at
     import: `--help` loads every module they use."""

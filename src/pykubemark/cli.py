@@ -60,6 +60,10 @@ def hollow_options(func):
                      "through the CSR API, as the kubelet's TLS bootstrap; shared: every kubelet "
                      "uses the kubeconfig's user; auto: bootstrap when that user may create CSRs "
                      "but not Nodes (a bootstrap token), else shared. `up`: auto = bootstrap."),
+        click.option("--kubelet-api/--no-kubelet-api", "kubelet_api", default=None,
+                     help="Serve the kubelet's own HTTPS API (logs, /stats/summary, /pods, "
+                     "/metrics/resource; exec refused) for every node, each on its own "
+                     "loopback address (default: on)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -73,6 +77,22 @@ def _profile(profile_file: Path | None, fidelity: str | None, events: bool | Non
 
     return load_profile(profile_file, fidelity=fidelity, events=events,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
+
+
+def _check_node_addresses(profile: Profile, nodes: int) -> None:
+    """Every node's API listens on its InternalIP: refuse a range that cannot hold them."""
+    import ipaddress
+
+    from pykubemark.hollow.kubelet_api import RESERVED, check_addresses
+    from pykubemark.hollow.objects import nth_address
+
+    try:
+        first, last = (nth_address(profile.node_ip_base, i) for i in (0, nodes - 1))
+    except ValueError as exc:
+        raise UserError(f"node_ip_base: {exc}") from None
+    check_addresses([first, last])
+    if ipaddress.ip_address(first) <= RESERVED <= ipaddress.ip_address(last):
+        check_addresses([str(RESERVED)])
 
 
 def _register_rate(engine: str, register_rate: float | None) -> float:
@@ -150,7 +170,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        size: int | None, prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
        endpoint_slices: bool, register_rate: float | None, engine: str,
-       node_credentials: str, real_node: bool, load_images: tuple[Path, ...]) -> None:
+       node_credentials: str, kubelet_api: bool | None, real_node: bool,
+       load_images: tuple[Path, ...]) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
     from pykubemark.cluster.hollow import HollowArgs, start_hollow
@@ -168,7 +189,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
 
         _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
                                 profile=profile_file, events=events is not None,
-                                endpoint_slices=endpoint_slices)
+                                endpoint_slices=endpoint_slices,
+                                kubelet_api=kubelet_api is not None)
         binaries = ensure_binaries(bin_dir)
         kubemark = require_runtime(binaries.kubemark) if nodes else None
 
@@ -177,12 +199,14 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
             start_for_cluster(c, nodes, prefix=prefix, kubemark=kubemark,
                               start_interval=1 / rate if rate else 0.0, progress=shown.update)
     else:
-        _profile(profile_file, fidelity, events, endpoint_slices)
+        profile = _profile(profile_file, fidelity, events, endpoint_slices)
+        if kubelet_api is not False and nodes:
+            _check_node_addresses(profile, nodes)
         hollow_args = HollowArgs(nodes=nodes, prefix=prefix, fidelity=fidelity,
                                  processes=processes, profile=profile_file, events=events,
                                  endpoint_slices=endpoint_slices, register_rate=rate,
                                  node_credentials="shared" if node_credentials == "shared"
-                                 else "bootstrap")
+                                 else "bootstrap", kubelet_api=kubelet_api is not False)
         binaries = ensure_binaries(bin_dir)
 
         def extra(c: LocalCluster, shown) -> None:
@@ -271,6 +295,17 @@ def _interruptible(name: str):
               help="Touch this file while every node renews its lease (for `pykubemark alive`).")
 @click.option("--chaos-file", type=click.Path(path_type=Path), default=None,
               help="Apply the node failures that `pykubemark chaos --file` writes to this file.")
+@click.option("--kubelet-port", type=click.IntRange(0, 65535), default=0,
+              help="Port of every node's kubelet API (default: a free one per process; "
+              "with --kubelet-address, the first node's, default 10250).")
+@click.option("--kubelet-address", envvar="PYKUBEMARK_KUBELET_ADDRESS", default=None,
+              help="Serve every node's kubelet API on this address (a shard pod's own IP), "
+              "one port per node, instead of one loopback address per node; also the "
+              "nodes' InternalIP. [env: PYKUBEMARK_KUBELET_ADDRESS]")
+@click.option("--kubelet-client-ca", type=click.Path(path_type=Path, exists=True,
+                                                      dir_okay=False), default=None,
+              help="Accept only clients with a certificate from this CA (the apiserver's "
+              "--kubelet-client-certificate); default: anonymous, as a kubelet allowing it.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
@@ -278,13 +313,15 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
            node_credentials: str, cert_dir: Path | None, delete_nodes_on_exit: bool,
            supervise: bool, restarts_file: Path | None, transport: str, content_type: str,
            pod_name: str | None, total_nodes: int | None, heartbeat_file: Path | None,
-           chaos_file: Path | None,
+           chaos_file: Path | None, kubelet_api: bool | None, kubelet_port: int,
+           kubelet_address: str | None, kubelet_client_ca: Path | None,
            verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
 
     from pykubemark.hollow.fleet import FleetOptions, run_fleet
+    from pykubemark.hollow.kubelet_api import ApiOptions
     from pykubemark.kube.config import load_kubeconfig
     from pykubemark.kube.probe import check_server, may
 
@@ -304,12 +341,27 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
         _refuse_pykubemark_only(fidelity=fidelity, processes=processes != 1,
                                 profile=profile_file, events=events is not None,
                                 endpoint_slices=endpoint_slices,
-                                delete_nodes_on_exit=delete_nodes_on_exit)
+                                delete_nodes_on_exit=delete_nodes_on_exit,
+                                kubelet_api=kubelet_api is not None,
+                                kubelet_port=bool(kubelet_port),
+                                kubelet_address=kubelet_address,
+                                kubelet_client_ca=kubelet_client_ca)
         _hollow_kubemark(kubeconfig, proxy_kubeconfig, nodes, prefix, rate)
         return
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
     profile = _profile(profile_file, fidelity, events, endpoint_slices)
+    api = ApiOptions(enabled=kubelet_api is not False, port=kubelet_port,
+                     address=kubelet_address or None, client_ca=kubelet_client_ca)
+    if api.enabled and api.address:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(api.address)
+        except ValueError:
+            raise UserError(f"--kubelet-address {api.address!r} is not an IP address") from None
+    elif api.enabled:
+        _check_node_addresses(profile, nodes)
     config = load_kubeconfig(kubeconfig)
     csr = {"verb": "create", "resource": "certificatesigningrequests",
            "group": "certificates.k8s.io"}
@@ -337,7 +389,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            restarts_file=restarts_file, transport=transport,
                            content_type=content_type, node_credentials=node_credentials,
                            cert_dir=cert_dir, heartbeat_file=heartbeat_file,
-                           chaos_file=chaos_file))
+                           chaos_file=chaos_file, kubelet_api=api))
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,

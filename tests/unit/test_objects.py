@@ -137,7 +137,7 @@ def test_node_shape_matches_reference() -> None:
     assert status["nodeInfo"]["kubeProxyVersion"] == "v1.20.2"
     assert status["nodeInfo"]["operatingSystem"] == "linux"
     assert [a["type"] for a in status["addresses"]] == ["InternalIP", "Hostname"]
-    assert status["addresses"][0]["address"] == "198.18.0.1"
+    assert status["addresses"][0]["address"] == "127.16.0.1"
     assert status["addresses"][1]["address"] == "hollow-0"
     assert status["images"][0]["names"] == ["registry.k8s.io/pause:3.2"]
 
@@ -146,7 +146,7 @@ def test_node_identity_derives_addresses_from_index_and_profile() -> None:
     profile = Profile(capacity=Capacity(cpu="4", pods="250"), extra_labels={"zone": "a"},
                       kubelet_version="v1.21.0")
     identity = NodeIdentity("hollow-5", 5, profile)
-    assert identity.ip == "198.18.0.6"
+    assert identity.ip == "127.16.0.6"
     assert identity.pod_cidr == "10.64.5.0/24"
     node = identity.node("t", [])
     assert node["spec"]["podCIDR"] == "10.64.5.0/24"

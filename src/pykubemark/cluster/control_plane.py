@@ -184,6 +184,12 @@ class LocalCluster:
 
     def _write_credentials(self) -> dict[str, Path]:
         pki = write_pki(self.dir / "pki")
+        cert, key = issue_client_cert(pki["ca_cert"], pki["ca_key"],
+                                      "kube-apiserver-kubelet-client", ("system:masters",))
+        pki["kubelet_client_cert"] = self.dir / "pki" / "apiserver-kubelet-client.crt"
+        pki["kubelet_client_key"] = self.dir / "pki" / "apiserver-kubelet-client.key"
+        write_atomic(pki["kubelet_client_cert"], cert)
+        write_atomic(pki["kubelet_client_key"], key, mode=0o600)
         tokens = {user: secrets.token_hex(16) for user in USERS}
         lines = [f'{tokens[u]},{USERS[u][0]},{USERS[u][0]},"{USERS[u][1]}"' for u in USERS]
         write_atomic(self.dir / "tokens.csv", "\n".join(lines) + "\n", mode=0o600)
@@ -236,6 +242,13 @@ class LocalCluster:
             f"--service-account-key-file={pki['sa_pub']}",
             f"--service-account-signing-key-file={pki['sa_key']}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # kubectl logs/exec and the node proxy: the apiserver calls a kubelet as
+            # kubeadm's kube-apiserver-kubelet-client, at the node's InternalIP first
+            # (a hollow node's own loopback address; its Hostname resolves nowhere).
+            f"--kubelet-client-certificate={pki['kubelet_client_cert']}",
+            f"--kubelet-client-key={pki['kubelet_client_key']}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,"
+            "ExternalIP",
             # Loopback addresses may not be endpoints of the `kubernetes` service.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",

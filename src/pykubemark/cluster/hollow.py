@@ -28,6 +28,7 @@ class HollowArgs:
     endpoint_slices: bool = False
     register_rate: float = 50.0
     node_credentials: str = "bootstrap"
+    kubelet_api: bool = True
 
     def argv(self, cluster: LocalCluster) -> list[str]:
         kubelet_user = "kubelet-bootstrap" if self.node_credentials == "bootstrap" \
@@ -52,6 +53,11 @@ class HollowArgs:
             args.append("--events" if self.events else "--no-events")
         if self.endpoint_slices:
             args.append("--endpoint-slices")
+        if self.kubelet_api:
+            # The apiserver calls in with its --kubelet-client-certificate, from this CA.
+            args += ["--kubelet-client-ca", str(cluster.dir / "pki" / "ca.crt")]
+        else:
+            args.append("--no-kubelet-api")
         return python_argv(*args)
 
 

@@ -151,3 +151,22 @@ def issue_node_cert(directory: Path, common_name: str, organization: str,
     _write_cert(paths[0], cert)
     _write_key(paths[1], key)
     return paths
+
+
+def self_signed_serving_cert(common_name: str, ips: list[str],
+                             days: int = 365) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) for a server at ``ips``, self-signed as the kubelet's
+    own when it is given none (``HOST@TIMESTAMP``): the apiserver does not verify a
+    kubelet's serving certificate unless ``--kubelet-certificate-authority`` is set."""
+    key = _key()
+    cert = (
+        _builder(common_name, common_name, key.public_key(), days)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]),
+            critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))

@@ -23,7 +23,8 @@ from typing import Any
 from pykubemark import interrupts
 from pykubemark.hollow.chaos import ChaosWatcher
 from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
-from pykubemark.hollow.objects import ARCH, NodeIdentity
+from pykubemark.hollow.kubelet_api import ApiOptions, KubeletApi, check_addresses
+from pykubemark.hollow.objects import ARCH, NodeIdentity, nth_address
 from pykubemark.hollow.pods import PodLifecycle
 from pykubemark.hollow.profile import Profile
 from pykubemark.hollow.proxy import HollowProxy, endpoints_path, proxy_watches
@@ -68,6 +69,8 @@ class FleetOptions:
     heartbeat_file: Path | None = None
     #: The JSON file of node failures that `pykubemark chaos` writes and the fleet polls.
     chaos_file: Path | None = None
+    #: The kubelet's own HTTPS API (logs, stats, node proxy), one server per process.
+    kubelet_api: ApiOptions = field(default_factory=ApiOptions)
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -155,6 +158,24 @@ class Fleet:
                 concurrency=options.bootstrap_concurrency)
         #: One client, hence one connection pool, per node identity (bootstrap mode).
         self.node_clients: dict[str, Client] = {}
+        self.api: KubeletApi | None = None
+        #: Each node's InternalIP and kubelet port.
+        self.endpoints: dict[str, tuple[str, int]] = {}
+
+    async def _serve_api(self, names: list[tuple[int, str]]) -> None:
+        """Listen for every node of the shard before any registers: its Node object
+        names the address and port the apiserver will dial."""
+        addresses = {name: nth_address(self.profile.node_ip_base, index)
+                     for index, name in names}
+        api_options = self.options.kubelet_api
+        if not api_options.enabled or not names:
+            return
+        if not api_options.address:
+            check_addresses(addresses.values())
+        self.api = KubeletApi(self.kubelets, api_options)
+        self.endpoints = await self.api.start(addresses)
+        log.info("shard %d: kubelet API of %d nodes, %s at %s:%d", self.options.shard,
+                 len(names), names[0][1], *self.endpoints[names[0][1]])
 
     async def kubelet_client(self, name: str) -> Client:
         """The client a node's kubelet authenticates with: its own certificate and
@@ -183,6 +204,7 @@ class Fleet:
         endpoints = await endpoints_path(self.proxy_client, profile.proxy_endpoints)
         pod_router = self._pod_router = PodRouter()
         names = self.options.names()
+        await self._serve_api(names)
         reporter = loop.create_task(self._report(stop))
         beat = (loop.create_task(self._heartbeat(stop, self.options.heartbeat_file))
                 if self.options.heartbeat_file else None)
@@ -219,6 +241,8 @@ class Fleet:
                 beat.cancel()
             chaos.cancel()
             await cancel_all(self._tasks)
+            if self.api is not None:
+                await self.api.stop()
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
             for client in self.node_clients.values():
@@ -287,7 +311,9 @@ class Fleet:
         # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
         events = (own.with_identity(user_agent=kubelet_agent, limiter=TokenBucket(5, 10))
                   if profile.events else None)
-        kubelet = HollowKubelet(NodeIdentity(name, index, profile), kubelet_client,
+        ip, port = self.endpoints.get(name, (None, 10250))
+        kubelet = HollowKubelet(NodeIdentity(name, index, profile, ip=ip, port=port),
+                                kubelet_client,
                                 profile, heartbeat=heartbeat, events=events, shared=lite)
         proxy = HollowProxy(name, proxy_client.with_identity(
             user_agent=user_agent("kube-proxy", profile.kubelet_version),

@@ -57,11 +57,14 @@ def owner_ref(node_name: str, node_uid: str) -> list[dict[str, str]]:
 class NodeIdentity:
     """Everything fixed about one hollow node, derived from its name and index."""
 
-    def __init__(self, name: str, index: int, profile: Profile) -> None:
+    def __init__(self, name: str, index: int, profile: Profile, *, ip: str | None = None,
+                 port: int = 10250) -> None:
         self.name = name
         self.index = index
         self.profile = profile
-        self.ip = nth_address(profile.node_ip_base, index)
+        #: InternalIP and kubelet port: where the apiserver reaches this node's API.
+        self.ip = ip or nth_address(profile.node_ip_base, index)
+        self.port = port
         self.pod_cidr = nth_subnet(profile.pod_cidr_base, index, 24)
         self.machine_id = uuid.uuid5(uuid.NAMESPACE_DNS, f"pykubemark.{name}").hex
 
@@ -111,7 +114,7 @@ class NodeIdentity:
             "conditions": self.conditions(transition, heartbeat),
             "addresses": [{"type": "InternalIP", "address": self.ip},
                           {"type": "Hostname", "address": self.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
             "nodeInfo": {
                 "machineID": self.machine_id,
                 "systemUUID": self.machine_id,

@@ -177,7 +177,10 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     #: Node failures, timed from the fleet's start (``after``); see hollow/chaos.py.
     node_failures: list[NodeFailure] = []
     pod_cidr_base: str = "10.64.0.0/10"
-    node_ip_base: str = "198.18.0.0/15"
+    #: Node InternalIPs: base + 1 + the node's index, unique over the shards of a fleet.
+    #: Loopback, so each node's kubelet API can listen on its own address on this machine
+    #: (never 127.0.0.1, where the apiserver listens): room for a million nodes.
+    node_ip_base: str = "127.16.0.0/12"
 
     def __post_init__(self) -> None:
         if self.fidelity not in ("kubelet", "lite"):

@@ -1,0 +1,147 @@
+"""The kubelet's own API on hollow nodes, reached the way users reach it: through the
+real apiserver (`kubectl logs`, `exec`, the node proxy), which dials each node's
+InternalIP and kubelet port with its --kubelet-client-certificate."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from helpers import Cluster, Fleet, run_cli, wait_for
+
+NS = "kubelet-api"
+PREFIX = "kapi"
+
+
+def _pod(name: str, node: str, requests: dict[str, str] | None = None,
+         annotations: dict[str, str] | None = None) -> dict:
+    container: dict = {"name": "main", "image": "registry.k8s.io/pause:3.2"}
+    if requests:
+        container["resources"] = {"requests": requests}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
+        "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                 "containers": [container]},
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: Cluster) -> Iterator[Fleet]:
+    ca = cluster.local.dir / "pki" / "ca.crt"
+    fleet = Fleet(cluster, 2, PREFIX, "--fidelity", "lite", "--delete-nodes-on-exit",
+                  "--kubelet-client-ca", str(ca))
+    try:
+        fleet.wait_ready()
+        cluster.kubectl("create", "namespace", NS)
+        pods = [
+            _pod("web-0", f"{PREFIX}-0", {"cpu": "200m", "memory": "64Mi"}),
+            _pod("web-1", f"{PREFIX}-1", {"cpu": "100m", "memory": "32Mi"}),
+            _pod("crasher", f"{PREFIX}-0", annotations={
+                "pykubemark.io/failure": "crashloop", "pykubemark.io/exit-code": "3",
+                "pykubemark.io/run-seconds": "1"}),
+        ]
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                              "items": pods}))
+        wait_for("web pods Running", lambda: all(
+            cluster.get_json("pod", "-n", NS, name)["status"].get("phase") == "Running"
+            for name in ("web-0", "web-1")))
+        yield fleet
+    finally:
+        cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+        code = fleet.stop()
+    assert code == 0, fleet.log.read_text()[-2000:]
+
+
+def _kubectl_error(cluster: Cluster, *args: str) -> str:
+    """kubectl's error output for a command that must fail."""
+    from pykubemark.provision.binaries import find_kubectl
+
+    result = subprocess.run([str(find_kubectl()), "--kubeconfig", cluster.kubeconfig, *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
+def _raw(cluster: Cluster, node: str, path: str) -> str:
+    return cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/{path}")
+
+
+def test_nodes_have_distinct_loopback_addresses_and_a_kubelet_port(cluster: Cluster,
+                                                                    fleet: Fleet) -> None:
+    endpoints = set()
+    for node in fleet.nodes_json():
+        address = next(a["address"] for a in node["status"]["addresses"]
+                       if a["type"] == "InternalIP")
+        assert address.startswith("127.") and address != "127.0.0.1"
+        endpoints.add((address, node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]))
+        assert _raw(cluster, node["metadata"]["name"], "healthz") == "ok"
+    assert len(endpoints) == 2
+
+
+def test_kubectl_logs_returns_the_containers_log(cluster: Cluster, fleet: Fleet) -> None:
+    out = run_cli("kubectl", "--name", cluster.name, "--", "logs", "-n", NS, "web-0").stdout
+    assert f"container main of pod {NS}/web-0 starting" in out
+    assert len(run_cli("kubectl", "--name", cluster.name, "--", "logs", "-n", NS, "web-0",
+                       "--tail=1").stdout.splitlines()) == 1
+
+
+def test_previous_log_of_a_crash_looping_container_has_its_exit(cluster: Cluster,
+                                                                 fleet: Fleet) -> None:
+    def restarted() -> bool:
+        statuses = cluster.get_json("pod", "-n", NS, "crasher")["status"].get(
+            "containerStatuses", [])
+        return bool(statuses) and statuses[0]["restartCount"] >= 1
+
+    wait_for("the crasher to restart", restarted, timeout=90)
+    out = cluster.kubectl("logs", "-n", NS, "crasher", "--previous")
+    assert out.splitlines()[-1] == "main exiting with code 3 (Error)"
+
+
+def test_previous_log_of_a_container_never_restarted_is_refused(cluster: Cluster,
+                                                                fleet: Fleet) -> None:
+    error = _kubectl_error(cluster, "logs", "-n", NS, "web-1", "--previous")
+    assert 'previous terminated container "main" in pod "web-1" not found' in error
+
+
+def test_stats_summary_names_the_node_and_its_pods(cluster: Cluster, fleet: Fleet) -> None:
+    summary = json.loads(_raw(cluster, f"{PREFIX}-0", "stats/summary"))
+    assert summary["node"]["nodeName"] == f"{PREFIX}-0"
+    pods = {p["podRef"]["name"]: p for p in summary["pods"]}
+    assert "web-0" in pods and "web-1" not in pods
+    web = pods["web-0"]
+    assert 0 < web["cpu"]["usageNanoCores"] <= 200_000_000
+    assert 0 < web["memory"]["workingSetBytes"] <= 64 << 20
+    assert summary["node"]["cpu"]["usageNanoCores"] > web["cpu"]["usageNanoCores"]
+
+
+def test_pods_and_metrics_answer_per_node(cluster: Cluster, fleet: Fleet) -> None:
+    for node, mine in ((f"{PREFIX}-0", "web-0"), (f"{PREFIX}-1", "web-1")):
+        names = {p["metadata"]["name"] for p in json.loads(_raw(cluster, node, "pods"))["items"]}
+        assert mine in names and ({"web-0", "web-1"} - {mine}).isdisjoint(names)
+        metrics = _raw(cluster, node, "metrics/resource")
+        assert f'container_memory_working_set_bytes{{container="main",namespace="{NS}",' \
+               f'pod="{mine}"}}' in metrics
+
+
+def test_exec_is_refused_with_a_clear_message(cluster: Cluster, fleet: Fleet) -> None:
+    error = _kubectl_error(cluster, "exec", "-n", NS, "web-0", "--", "ls")
+    assert "streaming method exec disabled" in error
+
+
+def test_a_client_without_the_apiservers_certificate_is_refused(fleet: Fleet) -> None:
+    node = fleet.nodes_json()[0]
+    address = next(a["address"] for a in node["status"]["addresses"]
+                   if a["type"] == "InternalIP")
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"https://{address}:{port}/pods", context=context, timeout=10)
+    assert refused.value.code == 401

@@ -299,9 +299,11 @@ def _interruptible(name: str):
               help="Port of every node's kubelet API (default: a free one per process; "
               "with --kubelet-address, the first node's, default 10250).")
 @click.option("--kubelet-address", envvar="PYKUBEMARK_KUBELET_ADDRESS", default=None,
-              help="Serve every node's kubelet API on this address (a shard pod's own IP), "
-              "one port per node, instead of one loopback address per node; also the "
-              "nodes' InternalIP. [env: PYKUBEMARK_KUBELET_ADDRESS]")
+              help="Serve every node's kubelet API on this address, one port per node "
+              "from --kubelet-port (default 10250) up, instead of one loopback address per "
+              "node; also the nodes' InternalIP. For shards in pods with a network of their "
+              "own (`deploy`'s shards share the base node's and use loopback addresses). "
+              "[env: PYKUBEMARK_KUBELET_ADDRESS]")
 @click.option("--kubelet-client-ca", type=click.Path(path_type=Path, exists=True,
                                                       dir_okay=False), default=None,
               help="Accept only clients with a certificate from this CA (the apiserver's "

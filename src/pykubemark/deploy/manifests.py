@@ -120,10 +120,6 @@ def stateful_set(spec: DeploySpec) -> dict:
         "args": hollow_args(spec),
         "env": [{"name": "POD_NAME",
                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                # Every node of the shard is served on the pod's address (its
-                # InternalIP), a port each from 10250 up: the apiserver reaches them there.
-                {"name": "PYKUBEMARK_KUBELET_ADDRESS",
-                 "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 {"name": "PYTHONUNBUFFERED", "value": "1"}],
         "resources": resources(spec.nodes_per_pod),
         "livenessProbe": {

@@ -3,8 +3,8 @@
 The apiserver reaches a node's kubelet at its InternalIP and
 ``status.daemonEndpoints.kubeletEndpoint.Port`` for ``kubectl logs``, the node proxy
 (``/api/v1/nodes/NODE/proxy/...``, what metrics-server scrapes) and exec. One listening
-socket per node keeps nodes distinct — each its own loopback address, or in a shard pod
-the pod's address and a port each — while one aiohttp app serves them all, choosing the
+socket per node keeps nodes distinct — each its own loopback address (or, given one
+address, a port each) — while one aiohttp app serves them all, choosing the
 node by the local address a connection arrived on. Figures are made up from the pods'
 requests: plausible, stable over a scrape, never measured.
 """
@@ -60,8 +60,10 @@ class ApiOptions:
     enabled: bool = True
     #: One port for every node address; 0: a free one, chosen when the server starts.
     port: int = 0
-    #: Serve every node on this address instead (a shard pod's own IP), each node on
-    #: its own port from ``port`` (10250 when 0) upward.
+    #: Serve every node on this address instead (a pod's own IP, when shards have a pod
+    #: network of their own), each node on its own port from ``port`` (10250 when 0) up.
+    #: `deploy`'s shards run with hostNetwork on a loopback-only base node: there the
+    #: per-node loopback addresses are right, and the host's address is not ours.
     address: str | None = None
     #: The cluster CA: clients (the apiserver) must present a certificate it signed,
     #: as a kubelet with x509 authentication and no anonymous access demands.

@@ -10,6 +10,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import Cluster, Fleet, run_cli, wait_for
@@ -32,10 +33,15 @@ def _pod(name: str, node: str, requests: dict[str, str] | None = None,
 
 
 @pytest.fixture(scope="module")
-def fleet(cluster: Cluster) -> Iterator[Fleet]:
+def chaos_file(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kubelet-api") / "chaos.json"
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: Cluster, chaos_file: Path) -> Iterator[Fleet]:
     ca = cluster.local.dir / "pki" / "ca.crt"
     fleet = Fleet(cluster, 2, PREFIX, "--fidelity", "lite", "--delete-nodes-on-exit",
-                  "--kubelet-client-ca", str(ca))
+                  "--kubelet-client-ca", str(ca), "--chaos-file", str(chaos_file))
     try:
         fleet.wait_ready()
         cluster.kubectl("create", "namespace", NS)
@@ -145,3 +151,22 @@ def test_a_client_without_the_apiservers_certificate_is_refused(fleet: Fleet) ->
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"https://{address}:{port}/pods", context=context, timeout=10)
     assert refused.value.code == 401
+
+
+def test_a_stopped_node_answers_nothing_until_it_resumes(cluster: Cluster, fleet: Fleet,
+                                                        chaos_file: Path) -> None:
+    """Last in this module: it stops a node (and brings it back)."""
+    stopped = f"{PREFIX}-1"
+
+    def healthy(node: str) -> bool:
+        return cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz",
+                               check=False) == "ok"
+
+    run_cli("chaos", "stop", "--file", str(chaos_file), "--nodes", stopped)
+    try:
+        wait_for(f"{stopped}'s kubelet API to stop answering", lambda: not healthy(stopped),
+                 timeout=60)
+        assert healthy(f"{PREFIX}-0")
+    finally:
+        run_cli("chaos", "clear", "--file", str(chaos_file))
+    wait_for(f"{stopped}'s kubelet API to answer again", lambda: healthy(stopped), timeout=60)

@@ -352,6 +352,11 @@ class KubeletApi:
         kubelet = self.kubelets.get(name) if name else None
         if kubelet is None:
             raise web.HTTPServiceUnavailable(text="node not started yet")
+        if not kubelet.up.is_set() and request.transport is not None:
+            # A stopped node (chaos) answers nothing, as a dead kubelet: the connection
+            # drops and the apiserver reports it could not reach the node.
+            request.transport.close()
+            raise web.HTTPServiceUnavailable(text="node stopped")
         return kubelet
 
     @staticmethod

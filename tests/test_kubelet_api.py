@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Cluster, Fleet, run_cli, wait_for
+from test_cluster import one_line_error
 
 NS = "kubelet-api"
 PREFIX = "kapi"
@@ -155,7 +156,7 @@ def test_a_client_without_the_apiservers_certificate_is_refused(fleet: Fleet) ->
 
 def test_a_stopped_node_answers_nothing_until_it_resumes(cluster: Cluster, fleet: Fleet,
                                                         chaos_file: Path) -> None:
-    """Last in this module: it stops a node (and brings it back)."""
+    """After the other tests of the fleet: it stops a node (and brings it back)."""
     stopped = f"{PREFIX}-1"
 
     def healthy(node: str) -> bool:
@@ -170,3 +171,14 @@ def test_a_stopped_node_answers_nothing_until_it_resumes(cluster: Cluster, fleet
     finally:
         run_cli("chaos", "clear", "--file", str(chaos_file))
     wait_for(f"{stopped}'s kubelet API to answer again", lambda: healthy(stopped), timeout=60)
+
+
+def test_node_addresses_outside_loopback_are_refused_in_one_line(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("node_ip_base: 198.18.0.0/15\n")
+    line = one_line_error(run_cli("hollow", "--nodes", "2", "--profile", str(profile),
+                                  check=False))
+    assert "198.18.0.1" in line and "--no-kubelet-api" in line
+    line = one_line_error(run_cli("hollow", "--nodes", "2", "--kubelet-address", "nowhere",
+                                  check=False))
+    assert "nowhere" in line

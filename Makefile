@@ -37,6 +37,7 @@ bench: provision
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/cost.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/kubelet_api.py
 
 # Kubernetes' 1.3 headline on this machine: 2000 hollow nodes, density at 30 pods per node
 # (60 000 pods), the report under results/ and the summary in benchmarks/results/.

@@ -19,11 +19,13 @@ step; the cluster is always torn down, also on Ctrl-C.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 import psutil
 from benchlib import (
+    RESULTS_DIR,
     Api,
     ResultFile,
     check_proc,
@@ -90,13 +92,15 @@ def per_node(on: dict[str, Any], off: dict[str, Any], nodes: int) -> dict[str, f
 @click.option("--settle", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Seconds idle after all nodes are Ready, before reading memory.")
 @click.option("--name", default="bench-kubelet-api", show_default=True)
-def main(nodes: int, settle: float, name: str) -> None:
+@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+def main(nodes: int, settle: float, name: str, results_dir: Path) -> None:
     """Memory and fds per node of the kubelet API, with against without."""
-    run_cli(lambda: measure(nodes, settle, name))
+    run_cli(lambda: measure(nodes, settle, name, results_dir))
 
 
-def measure(nodes: int, settle: float, name: str) -> None:
-    result = ResultFile("kubelet-api")
+def measure(nodes: int, settle: float, name: str, results_dir: Path) -> None:
+    result = ResultFile("kubelet-api", results_dir)
     result.data = {"benchmark": "kubelet_api", "nodes": nodes, "fidelity": "lite",
                    "settle_seconds": settle, "environment": environment(),
                    "started": iso(utcnow())}

@@ -43,6 +43,7 @@ RUNS = {
     "overload.py": (["--nodes", "2", "--pods", "4", "--quiet", "3", "--hold", "5",
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
+    "kubelet_api.py": (["--nodes", "2", "--settle", "0"], ["idle", "after_one_scrape_each"]),
 }
 
 
@@ -61,7 +62,7 @@ def cluster_processes(name: str) -> list[psutil.Process]:
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) -> None:
     args, keys = RUNS[script]
-    name = "tb-" + script.removesuffix(".py")
+    name = "tb-" + script.removesuffix(".py").replace("_", "-")
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args, "--name", name,
          "--results-dir", str(tmp_path)],

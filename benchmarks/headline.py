@@ -115,6 +115,8 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
         "command": f"python benchmarks/headline.py --nodes {nodes} --pods-per-node "
                    f"{pods_per_node} --qps {qps:g} --processes {processes}",
         "environment": environment(),
+        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
         "run_dir": str(out),
     })
     up = ["up", "--name", name, "--nodes", str(nodes), "--processes", str(processes),

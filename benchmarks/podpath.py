@@ -138,7 +138,7 @@ def measure(cluster_name: str, nodes: int, pods_per_node: int, repeat: int, sett
         # A fleet much larger than the cycle need not be all Ready to the last node.
         wait_ready(cluster, {PREFIX[side]: max(cycle_nodes, nodes - nodes // 50)
                              for side in procs}, check=check, timeout=300)
-        time.sleep(10)  # registration traffic settles
+        time.sleep(40)  # registration traffic settles; the fleet's first report passes
         sides = {side: [f"{PREFIX[side]}-{i}" for i in range(cycle_nodes or nodes)]
                  for side in procs}
         for i in range(repeat):

@@ -1,14 +1,16 @@
 """CPU per pod cycle of one `pykubemark hollow` process, net of idle, optionally profiled.
 
 The micro-workload behind issue 8's "CPU per pod cycle": a running local cluster
-(`pykubemark up --name NAME`), a fleet of ``--nodes`` hollow nodes started here (as
-benchmarks/cost.py starts it: bootstrapped kubelets, system:kube-proxy proxies), then
-``--repeat`` times: a Deployment of ``pods_per_node`` pods per node created, all Running,
-scaled to 0, all gone (benchlib.PodCycle), followed by an idle window of the same length.
-CPU per pod = (fleet CPU in the cycle - fleet CPU in the idle window) / pods; the median
-over the repeats is reported. With ``--py-spy FILE`` the cycles (not the idle windows)
-are sampled by py-spy (collapsed stacks), and the top functions by own and by inclusive
-samples are written into the result.
+(``--cluster``, from `pykubemark up --name NAME`; else a throw-away one), a fleet of
+``--nodes`` hollow nodes started here (as benchmarks/cost.py starts it: bootstrapped
+kubelets, system:kube-proxy proxies), then ``--repeat`` times: a Deployment of
+``pods_per_node`` pods per node created, all Running, scaled to 0, all gone
+(benchlib.PodCycle), followed by an idle window of the same length. CPU per pod = (fleet
+CPU in the cycle - fleet CPU in the idle window) / pods; the median over the repeats is
+reported. ``--baseline-src`` runs a second fleet from other sources through the same
+cycles at the same time, so that a shared machine's load hits both alike. With
+``--py-spy FILE`` the cycles (not the idle windows) are sampled by py-spy (collapsed
+stacks), and the top functions by own and by inclusive samples go into the result.
 
     PYKUBEMARK_STATE=/tmp/state-x pykubemark up --name pp
     PYKUBEMARK_STATE=/tmp/state-x python benchmarks/podpath.py --cluster pp --nodes 20
@@ -39,6 +41,8 @@ from benchlib import (
     console,
     environment,
     run_cli,
+    shielded,
+    start_cluster,
     start_py_hollow,
     timestamp,
     utcnow,
@@ -109,11 +113,27 @@ def start_fleets(cluster: LocalCluster, nodes: int, py_args: tuple[str, ...],
 PREFIX = {"py": "pp", "base": "pb"}
 
 
-def measure(cluster_name: str, nodes: int, pods_per_node: int, repeat: int, settle: float,
-            py_spy: Path | None, py_args: tuple[str, ...], label: str,
-            native: bool = False, cycle_nodes: int = 0,
-            baseline_src: Path | None = None) -> None:
-    cluster = LocalCluster.load(cluster_name)
+def measure(cluster_name: str | None, nodes: int, pods_per_node: int, repeat: int,
+            settle: float, py_spy: Path | None, py_args: tuple[str, ...], label: str,
+            native: bool = False, cycle_nodes: int = 0, baseline_src: Path | None = None,
+            name: str = "bench-podpath", results_dir: Path = RESULTS_DIR,
+            warmup: float = 40.0) -> None:
+    """On the running cluster ``cluster_name``, or on a throw-away one named ``name``."""
+    own = cluster_name is None
+    cluster = start_cluster(name, audit=False) if own else LocalCluster.load(cluster_name)
+    try:
+        _measure(cluster, nodes, pods_per_node, repeat, settle, py_spy, py_args, label,
+                 native, cycle_nodes, baseline_src, results_dir, warmup)
+    finally:
+        if own:
+            with shielded():
+                cluster.down()
+
+
+def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
+             settle: float, py_spy: Path | None, py_args: tuple[str, ...], label: str,
+             native: bool, cycle_nodes: int, baseline_src: Path | None, results_dir: Path,
+             warmup: float) -> None:
     api = Api(cluster)
     procs = start_fleets(cluster, nodes, py_args, baseline_src)
     result: dict[str, Any] = {
@@ -124,7 +144,7 @@ def measure(cluster_name: str, nodes: int, pods_per_node: int, repeat: int, sett
                    "baseline_src": str(baseline_src) if baseline_src else None},
         "environment": environment(), "cycles": [],
     }
-    out = RESULTS_DIR / f"podpath-{label}-{timestamp()}.json"
+    out = results_dir / f"podpath-{label}-{timestamp()}.json"
 
     def check() -> None:
         for side, proc in procs.items():
@@ -138,7 +158,7 @@ def measure(cluster_name: str, nodes: int, pods_per_node: int, repeat: int, sett
         # A fleet much larger than the cycle need not be all Ready to the last node.
         wait_ready(cluster, {PREFIX[side]: max(cycle_nodes, nodes - nodes // 50)
                              for side in procs}, check=check, timeout=300)
-        time.sleep(40)  # registration traffic settles; the fleet's first report passes
+        time.sleep(warmup)  # registration traffic settles; the fleet's first report passes
         sides = {side: [f"{PREFIX[side]}-{i}" for i in range(cycle_nodes or nodes)]
                  for side in procs}
         for i in range(repeat):
@@ -205,7 +225,14 @@ def measure(cluster_name: str, nodes: int, pods_per_node: int, repeat: int, sett
 
 
 @click.command()
-@click.option("--cluster", "cluster_name", required=True, help="A running `pykubemark up`.")
+@click.option("--cluster", "cluster_name", default=None,
+              help="A running `pykubemark up` (default: a throw-away cluster, --name).")
+@click.option("--name", default="bench-podpath", show_default=True,
+              help="Name of the throw-away cluster when no --cluster is given.")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+@click.option("--warmup", type=float, default=40.0, show_default=True,
+              help="Seconds between all nodes Ready and the first cycle.")
 @click.option("--nodes", default=20, show_default=True)
 @click.option("--cycle-nodes", default=0, help="Pods go to the first N nodes (0: all).")
 @click.option("--pods-per-node", default=10, show_default=True)
@@ -219,12 +246,14 @@ def measure(cluster_name: str, nodes: int, pods_per_node: int, repeat: int, sett
               help="Also run a fleet from these pykubemark sources (e.g. `git archive main"
                    " src | tar -x -C DIR`, then DIR/src), cycled at the same time.")
 @click.option("--label", default="run")
-def main(cluster_name: str, nodes: int, cycle_nodes: int, pods_per_node: int, repeat: int,
+def main(cluster_name: str | None, name: str, results_dir: Path, warmup: float, nodes: int,
+         cycle_nodes: int, pods_per_node: int, repeat: int,
          settle: float, py_spy: Path | None, py_args: tuple[str, ...], label: str, native: bool,
          baseline_src: Path | None) -> None:
     """CPU per pod cycle of a pykubemark hollow fleet, net of idle."""
     run_cli(lambda: measure(cluster_name, nodes, pods_per_node, repeat, settle, py_spy,
-                            py_args, label, native, cycle_nodes, baseline_src))
+                            py_args, label, native, cycle_nodes, baseline_src, name,
+                            results_dir, warmup))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ RUNS = {
     "timestamps.py": (["--nodes", "1", "--pods-per-node", "2", "--settle", "1"],
                       ["sides"]),
     "scale.py": (["--sizes", "2", "--window", "25"], ["sizes", "nodes_per_core"]),
+    "podpath.py": (["--nodes", "1", "--pods-per-node", "1", "--repeat", "1", "--settle", "1",
+                    "--warmup", "0"], ["cycles", "cpu_seconds_per_pod_median"]),
 }
 
 

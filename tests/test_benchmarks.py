@@ -44,6 +44,8 @@ RUNS = {
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
     "kubelet_api.py": (["--nodes", "2", "--settle", "0"], ["idle", "after_one_scrape_each"]),
+    "podpath.py": (["--nodes", "1", "--pods-per-node", "1", "--repeat", "1", "--settle", "1",
+                    "--warmup", "0"], ["cycles", "cpu_seconds_per_pod_median"]),
 }
 
 

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 from pykubemark.hollow import failures, objects
@@ -42,6 +43,21 @@ TERMINAL = ("Succeeded", "Failed")
 
 #: The kubelet's token manager refreshes a token older than this, whatever its expiry.
 TOKEN_MAX_TTL = 24 * 3600.0
+
+
+class _Uid(msgspec.Struct):
+    uid: str = ""
+
+
+class _Current(msgspec.Struct):
+    """What the status manager reads of the pod it GETs: its uid and status. The spec
+    and managedFields, most of the answer, are skipped without building objects."""
+
+    metadata: _Uid = msgspec.field(default_factory=_Uid)
+    status: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_current_decoder = msgspec.json.Decoder(_Current)
 
 
 def token_refresh_delay(expiration_seconds: int, expires: str,
@@ -592,10 +608,10 @@ class PodLifecycle:
             return
         record = self.pods[uid]
         try:
-            current = orjson.loads(await self.client.get(record.path))
-            if current.get("metadata", {}).get("uid") != uid:
+            current = _current_decoder.decode(await self.client.get(record.path))
+            if current.metadata.uid != uid:
                 return
-            patch = objects.status_patch(current.get("status", {}), status) if status else {}
+            patch = objects.status_patch(current.status, status) if status else {}
             if patch:
                 await self.client.patch(record.path + "/status",
                                         {"metadata": {"uid": uid}, "status": patch})
@@ -616,7 +632,7 @@ class PodLifecycle:
                     self._forget(uid)
                 return
             log.debug("%s: status of %s: %s", self.node_name, record.path, exc)
-        except NETWORK_ERRORS as exc:
+        except (*NETWORK_ERRORS, msgspec.DecodeError) as exc:
             log.debug("%s: status of %s: %r", self.node_name, record.path, exc)
 
     async def _confirm_gone(self, record: PodRecord) -> None:

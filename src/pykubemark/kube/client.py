@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from pykubemark.kube.config import KubeConfig
 from pykubemark.kube.http2 import H2Pool
@@ -30,6 +32,10 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 MAX_RETRY_AFTER = 10
+#: client-go's HTTP/1.1 transport keeps an idle connection 90 s (``IdleConnTimeout``);
+#: aiohttp's 15 s default would redo a TLS handshake after every pause of a node's pod
+#: traffic.
+IDLE_CONNECTION_SECONDS = 90.0
 CONTENT_TYPES = ("json", "protobuf")
 #: What a request raises when the connection, not the apiserver, failed; callers with a
 #: loop of their own catch these to try again later.
@@ -73,6 +79,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return 1.0
 
 
+@functools.lru_cache(maxsize=16)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)
+
+
 class Client:
     """One apiserver, one connection pool; cheap per-caller views via `with_identity`."""
 
@@ -105,11 +116,13 @@ class Client:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=0, ssl=self.config.ssl_context if self.config.ssl_context else False,
-                enable_cleanup_closed=True,
+                enable_cleanup_closed=True, keepalive_timeout=IDLE_CONNECTION_SECONDS,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                # The apiserver sets no cookies: no jar to update and filter per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -170,11 +183,18 @@ class Client:
                        data: bytes | None, headers: Mapping[str, str],
                        timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         async with self.session.request(
-            method, self.config.server + path, params=params, data=data, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            server_hostname=self.config.tls_server_name,
+            method, self._url(path, params), data=data, headers=headers,
+            timeout=_client_timeout(timeout), server_hostname=self.config.tls_server_name,
         ) as response:
             return response.status, response.headers, await response.read()
+
+    def _url(self, path: str, params: Mapping[str, str] | None) -> URL:
+        """The URL already encoded (paths and names of Kubernetes objects need no
+        quoting; the query is urlencoded here): yarl neither parses nor re-quotes it."""
+        target = self.config.server + path
+        if params:
+            target += "?" + urlencode(params)
+        return URL(target, encoded=True)
 
     async def _send_h2(self, method: str, path: str, params: Mapping[str, str] | None,
                        data: bytes | None, headers: Mapping[str, str],

@@ -320,7 +320,7 @@ class Fleet:
         async def delete(name: str) -> None:
             nonlocal refused
             try:
-                await self.client.delete(f"/api/v1/nodes/{name}")
+                await self.client.delete(f"/api/v1/nodes/{name}", want_body=False)
             except ApiError as exc:
                 refused += exc.status == 403
             except NETWORK_ERRORS:

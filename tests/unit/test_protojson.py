@@ -55,6 +55,14 @@ def test_hollow_kubelet_objects_round_trip(build: str) -> None:
     assert _without_empty(orjson.loads(protojson.decode(data))) == _without_empty(body)
 
 
+def test_token_request_keeps_the_json_name_of_api_version() -> None:
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": ["a"], "expirationSeconds": 3607,
+                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p",
+                                        "uid": "u"}}}
+    assert orjson.loads(protojson.decode(protojson.encode(body))) == body
+
+
 def test_micro_time_keeps_microseconds() -> None:
     body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": "x"}, "spec": {"renewTime": "2026-11-23T05:21:36.123456Z"}}

@@ -170,7 +170,8 @@ class Client:
             accept, convert = PROTOBUF_OR_JSON, True
             if (data is None and body is not None and content_type == JSON
                     and isinstance(body, dict) and "kind" in body):
-                with contextlib.suppress(protojson.UnknownKind):
+                # A kind we have no message for, or a field the schema lacks: JSON.
+                with contextlib.suppress(protojson.UnknownKind, ValueError):
                     data, content_type = protojson.encode(body), PROTOBUF
         if data is None and body is not None:
             data = orjson.dumps(body)

@@ -57,6 +57,11 @@ def generated_for(path: str) -> bool:
     return len(parts) > 3 and parts[1] == "apis" and f"{parts[2]}/{parts[3]}" in PACKAGES
 
 
+#: Proto field names that are not the JSON name (go-to-protobuf's camel-casing of "APIVersion").
+JSON_NAMES = {"aPIVersion": "apiVersion", "uID": "uid"}
+PROTO_NAMES = {v: k for k, v in JSON_NAMES.items()}
+
+
 class UnknownKind(LookupError):
     """No generated message for this apiVersion and kind: the caller stays JSON."""
 
@@ -114,7 +119,7 @@ def fill(message: Any, data: dict[str, Any]) -> Any:
     for key, value in data.items():
         if value is None:
             continue
-        field = fields.get(key)
+        field = fields.get(key) or fields.get(PROTO_NAMES.get(key, ""))
         if field is None:
             owner = next((f for f in inline
                           if key in fields[f].message_type.fields_by_name), None)
@@ -122,6 +127,7 @@ def fill(message: Any, data: dict[str, Any]) -> Any:
                 raise ValueError(f"{message.DESCRIPTOR.full_name} has no field {key!r}")
             fill(getattr(message, owner), {key: value})
             continue
+        key = field.name
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             target = getattr(message, key)
             value_field = field.message_type.fields_by_name["value"]
@@ -187,11 +193,11 @@ def to_dict(message: Any) -> dict[str, Any]:
             out[field.name] = (list(value) if field.message_type is None
                                else [_value(field.message_type, v) for v in value])
         elif field.message_type is None:
-            out[field.name] = value
+            out[JSON_NAMES.get(field.name, field.name)] = value
         elif field.name in INLINE:
             out.update(to_dict(value))
         elif (converted := _value(field.message_type, value)) is not None:
-            out[field.name] = converted
+            out[JSON_NAMES.get(field.name, field.name)] = converted
     return out
 
 

@@ -11,6 +11,8 @@ kube-proxy's no-op watches need, in both encodings. Per watch event, as the Refl
 dispatches it (frame or line -> object -> fields read): ``event_modified`` reads what the
 kubelet's pod worker reads of a pod it already knows (uid, resourceVersion, nodeName,
 deletionTimestamp), ``event_added`` reads every field (a pod seen for the first time).
+Per Node (the hollow kubelet's own, 20 images): its GET answer to the dict the kubelet
+code reads, and its create body, in both encodings (kube/protojson.py).
 
     python benchmarks/codec.py [--n 20000] [--out benchmarks/results/codec.json]
 """
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+import orjson
 from google.protobuf.internal import api_implementation
 
 from pykubemark.kube import protobuf as pb
@@ -101,6 +104,17 @@ def main() -> None:
         known(obj)
         return obj
 
+    # The hollow kubelet's own Node, as its GET every 10 s answers it and as it writes it.
+    from pykubemark.hollow.objects import NodeIdentity
+    from pykubemark.hollow.profile import Profile
+    from pykubemark.kube import protojson
+
+    identity = NodeIdentity("hollow-1", 1, Profile())
+    stamp = "2026-11-23T05:21:36Z"
+    node = identity.node(stamp, ["k8s.gcr.io/pause:3.2"])
+    node["status"] = identity.status(stamp, stamp, [f"example.com/image-{i}:1" for i in range(20)])
+    node_json, node_pb = orjson.dumps(node), protojson.encode(node)
+
     cases = {
         "json_msgspec_pod": lambda: pod_decoder.decode(js),
         "protobuf_parse_only": parse_only,
@@ -112,9 +126,13 @@ def main() -> None:
         "protobuf_event_modified": pb_event,
         "json_event_added": lambda: read_all(json_event()),
         "protobuf_event_added": lambda: read_all(pb_event()),
+        "json_node_answer_to_dict": lambda: orjson.loads(node_json),
+        "protobuf_node_answer_to_dict": lambda: orjson.loads(protojson.decode(node_pb)),
+        "json_node_body_encode": lambda: orjson.dumps(node),
+        "protobuf_node_body_encode": lambda: protojson.encode(node),
     }
     result = {
-        "what": "process CPU microseconds per decoded Pod or watch event (best of 7 rounds)",
+        "what": "process CPU microseconds per decoded Pod, watch event or Node (best of 7 rounds)",
         "command": "python benchmarks/codec.py",
         "pod_bytes": {"json": len(js), "protobuf": len(proto)},
         "protobuf_backend": api_implementation.Type(),
@@ -129,7 +147,10 @@ def main() -> None:
         "meta_only": round(us["protobuf_meta_only"] / us["json_msgspec_meta_only"], 2),
         "event_modified": round(us["protobuf_event_modified"] / us["json_event_modified"], 2),
         "event_added": round(us["protobuf_event_added"] / us["json_event_added"], 2),
+        "node_answer": round(us["protobuf_node_answer_to_dict"]
+                             / us["json_node_answer_to_dict"], 2),
     }
+    result["node_bytes"] = {"json": len(node_json), "protobuf": len(node_pb)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

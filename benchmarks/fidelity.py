@@ -626,7 +626,7 @@ def window_cost(first: Snapshot, last: Snapshot, divisor: float) -> dict[str, An
                                 "subresource"),
         "responses": delta("apiserver_response_sizes_count", "verb", "resource", "subresource"),
         "apf_dispatched": delta("apiserver_flowcontrol_dispatched_requests_total",
-                                "flowSchema", "priorityLevel"),
+                                "flow_schema", "priority_level"),
     }
 
 

@@ -23,6 +23,16 @@ down, also on Ctrl-C. kube-apiserver 1.20 logs a watch only when it ends, so the
 interim files undercount watches still open; the final analysis runs after both fleets
 are stopped (``"final": true``), when every watch is in the log.
 
+Then (unless ``--no-apiserver-side``) what each fleet costs the apiserver, which /metrics
+cannot split by client: two back-to-back runs of the same schedule, Go kubemark alone and
+then pykubemark alone, each on a fresh control plane (no audit log), read from the
+apiserver's side only: kube-apiserver and etcd CPU-seconds (/proc) per node-minute idle
+and per pod of the cycle (raw and net of the idle rate), response bytes by
+verb/resource (``apiserver_response_sizes`` sums), APF dispatches by flow schema and
+priority level (``apiserver_flowcontrol_dispatched_requests_total``: where hollow
+kubelet traffic lands), and ESTABLISHED connections on the apiserver's port per node
+(above the control plane's own). ``apiserver_side.ratios`` holds pykubemark/Go per row.
+
     .venv/bin/python benchmarks/fidelity.py --nodes 10 --idle-minutes 10
 """
 
@@ -31,14 +41,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 import msgspec
+import psutil
 from benchlib import (
     RESULTS_DIR,
     Api,
@@ -532,6 +547,206 @@ def print_results(data: dict[str, Any]) -> None:
         out.print(table)
 
 
+# -- the apiserver's side: what each fleet costs it, one side per fresh control plane ------
+#: /metrics families read before and after each window (counters and histogram sums).
+METRIC_FAMILIES = ("apiserver_response_sizes_sum", "apiserver_response_sizes_count",
+                   "apiserver_flowcontrol_dispatched_requests_total")
+_SAMPLE = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The apiserver's own /metrics (the families above), as {(name, labels): value}."""
+    request = urllib.request.Request(api.server + "/metrics")
+    request.add_header("Authorization", f"Bearer {api.token}")
+    with urllib.request.urlopen(request, timeout=60, context=api.context) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith(METRIC_FAMILIES):
+            continue
+        if (m := _SAMPLE.match(line)) is not None:
+            samples[(m[1], tuple(sorted(_LABEL.findall(m[2]))))] = float(m[3])
+    return samples
+
+
+def process_cpu(proc: Proc | None) -> float:
+    """CPU seconds (user + system) of a control-plane process, from /proc."""
+    handle = proc.process() if proc is not None else None
+    if handle is None:
+        return 0.0
+    times = handle.cpu_times()
+    return times.user + times.system
+
+
+def apiserver_connections(cluster: LocalCluster) -> int:
+    """ESTABLISHED TCP connections the apiserver holds on its serving port (kernel's view,
+    from the apiserver's side: whoever the clients are)."""
+    proc = cluster.state.proc("kube-apiserver")
+    handle = proc.process() if proc is not None else None
+    if handle is None:
+        return 0
+    port = urllib.parse.urlsplit(cluster.state.server).port
+    return sum(1 for c in handle.net_connections(kind="tcp")
+               if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+@dataclass
+class Snapshot:
+    at: float
+    apiserver_cpu: float
+    etcd_cpu: float
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+    @classmethod
+    def take(cls, cluster: LocalCluster, api: Api) -> Snapshot:
+        return cls(time.monotonic(), process_cpu(cluster.state.proc("kube-apiserver")),
+                   process_cpu(cluster.state.proc("etcd")), scrape(api))
+
+
+def window_cost(first: Snapshot, last: Snapshot, divisor: float) -> dict[str, Any]:
+    """apiserver and etcd CPU-seconds, response bytes by verb/resource and APF dispatches
+    by flow schema/priority level between two snapshots, each divided by ``divisor``."""
+    def delta(name: str, *keys: str) -> dict[str, float]:
+        out: Counter[str] = Counter()
+        for (metric, labels), value in last.metrics.items():
+            if metric != name:
+                continue
+            got = dict(labels)
+            change = value - first.metrics.get((metric, labels), 0.0)
+            if change > 0:
+                out[" ".join(got.get(k, "") or "-" for k in keys)] += change / divisor
+        return {k: round(v, 3) for k, v in sorted(out.items())}
+
+    return {
+        "seconds": round(last.at - first.at, 1),
+        "apiserver_cpu_s": round((last.apiserver_cpu - first.apiserver_cpu) / divisor, 5),
+        "etcd_cpu_s": round((last.etcd_cpu - first.etcd_cpu) / divisor, 5),
+        "response_bytes": delta("apiserver_response_sizes_sum", "verb", "resource",
+                                "subresource"),
+        "responses": delta("apiserver_response_sizes_count", "verb", "resource", "subresource"),
+        "apf_dispatched": delta("apiserver_flowcontrol_dispatched_requests_total",
+                                "flow_schema", "priority_level"),
+    }
+
+
+def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
+             startup_seconds: float, idle_minutes: float, pods_per_node: int, hold: float,
+             settle: float, py_args: tuple[str, ...], go_start_interval: float,
+             go_real_proxier: bool, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """One side alone on a fresh control plane, the same schedule as the other side's run:
+    startup, idle window, pod cycle. Everything is read from the apiserver's side."""
+    result: dict[str, Any] = {"side": side, "nodes": nodes, "status": "running"}
+    cluster = start_cluster(f"{name}-{side}", audit=False, bin_dir=bin_dir)
+    fleet: GoFleet | None = None
+    try:
+        api = Api(cluster)
+        time.sleep(5)  # the control plane's own clients connect first
+        baseline = apiserver_connections(cluster)
+        launched = time.monotonic()
+        if side == "go":
+            fleet = GoFleet.for_cluster(cluster, nodes, start_interval=go_start_interval,
+                                        real_proxier=go_real_proxier)
+            fleet.start()
+            names, check = fleet.names, fleet.check_alive
+        else:
+            proc = start_py_hollow(cluster, nodes, prefix="py", extra=py_args)
+            names = [f"py-{i}" for i in range(nodes)]
+
+            def check() -> None:
+                check_proc(proc)
+        wait_ready(cluster, {side: nodes}, check=check, timeout=180 + nodes)
+        sleep_checked(max(startup_seconds - (time.monotonic() - launched), 15.0), check,
+                      f"{side}: startup")
+        before = Snapshot.take(cluster, api)
+        if idle_minutes > 0:
+            sleep_checked(idle_minutes * 60, check, f"{side}: idle window")
+        held = apiserver_connections(cluster)
+        after_idle = Snapshot.take(cluster, api)
+        minutes = (after_idle.at - before.at) / 60
+        result["connections"] = {"apiserver_established": held, "baseline": baseline,
+                                 "per_node": round((held - baseline) / nodes, 2)}
+        if minutes > 0:
+            result["idle_per_node_minute"] = window_cost(before, after_idle, nodes * minutes)
+        save(result)
+        if pods_per_node > 0:
+            cycle = PodCycle(api, {side: names}, pods_per_node=pods_per_node, hold=hold,
+                             settle=settle)
+            cycle.run(check=check)
+            after_cycle = Snapshot.take(cluster, api)
+            pods = cycle.pods(side)
+            raw = window_cost(after_idle, after_cycle, pods)
+            idle_rate = result.get("idle_per_node_minute", {})
+            cycle_minutes = (after_cycle.at - after_idle.at) / 60
+            for key in ("apiserver_cpu_s", "etcd_cpu_s"):
+                # Net of what the idle fleet would have cost over the same time.
+                raw[f"{key}_net_of_idle"] = round(
+                    raw[key] - idle_rate.get(key, 0.0) * nodes * cycle_minutes / pods, 5)
+            result["per_pod_cycle"] = raw
+        result["status"] = "complete"
+    except BaseException as exc:
+        result["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                            else f"failed: {exc}")
+        raise
+    finally:
+        with shielded():
+            if fleet is not None:
+                fleet.stop()
+            save(result)
+            with console.status(f"tearing down cluster '{name}-{side}'"):
+                cluster.down()
+    return result
+
+
+def cost_ratios(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """pykubemark / Go for the apiserver-side rows; target within ±10 %."""
+    go, py = runs.get("go", {}), runs.get("py", {})
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(b / a, 3) if a and b is not None else None
+
+    rows: dict[str, Any] = {}
+    for window in ("idle_per_node_minute", "per_pod_cycle"):
+        g, p = go.get(window, {}), py.get(window, {})
+        for key in ("apiserver_cpu_s", "etcd_cpu_s", "apiserver_cpu_s_net_of_idle",
+                    "etcd_cpu_s_net_of_idle"):
+            if key in g or key in p:
+                rows[f"{window} {key}"] = {"go": g.get(key), "py": p.get(key),
+                                           "ratio_py_go": ratio(g.get(key), p.get(key))}
+        if g or p:
+            gb = round(sum(g["response_bytes"].values())) if g else None
+            pb_ = round(sum(p["response_bytes"].values())) if p else None
+            rows[f"{window} response_bytes"] = {"go": gb, "py": pb_,
+                                                "ratio_py_go": ratio(gb, pb_)}
+    gc, pc = go.get("connections", {}), py.get("connections", {})
+    rows["connections per node"] = {"go": gc.get("per_node"), "py": pc.get("per_node"),
+                                    "ratio_py_go": ratio(gc.get("per_node"), pc.get("per_node"))}
+    for values in rows.values():
+        r = values["ratio_py_go"]
+        values["flag"] = "–" if r is None else ("ok" if abs(r - 1) <= TOLERANCE else "OUT")
+    return rows
+
+
+def print_cost(data: dict[str, Any]) -> None:
+    side = data.get("apiserver_side")
+    if not side:
+        return
+    table = Table(title="the apiserver's side: one fleet per fresh control plane "
+                  "(per node-minute idle, per pod cycle; CPU-seconds, bytes)",
+                  title_justify="left")
+    for column in ("row", "go", "py", "py/go", "±10 %"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+    for row, values in side.get("ratios", {}).items():
+        flag = values["flag"]
+        table.add_row(row, fmt(values["go"]), fmt(values["py"]), fmt(values["ratio_py_go"]),
+                      f"[{'green' if flag == 'ok' else 'bold red'}]{flag}[/]")
+    out.print(table)
+    for name, run in side.get("runs", {}).items():
+        apf = {w: run.get(w, {}).get("apf_dispatched") for w in
+               ("idle_per_node_minute", "per_pod_cycle")}
+        out.print(f"{name}: APF dispatched (flow schema, priority level) {apf}")
+
+
 # -- command ------------------------------------------------------------------------------
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--nodes", type=click.IntRange(1, 200), default=10, show_default=True,
@@ -556,12 +771,16 @@ def print_results(data: dict[str, Any]) -> None:
               show_default=True, help="Seconds between Go node launches.")
 @click.option("--go-real-proxier", is_flag=True,
               help="Run the Go hollow proxy with its real (fake-iptables) proxier.")
+@click.option("--apiserver-side/--no-apiserver-side", default=True, show_default=True,
+              help="After the side-by-side run, one run per side on a fresh control plane "
+              "with the same schedule: apiserver and etcd CPU, response bytes, APF flow "
+              "schemas and connections per node, from the apiserver's side.")
 @click.option("--py-arg", "py_args", multiple=True,
               help="Extra argument for `pykubemark hollow`, e.g. --py-arg=--events.")
 def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node: int,
          hold_seconds: float, settle_seconds: float, name: str, results_dir: Path,
          bin_dir: Path | None, go_start_interval: float, go_real_proxier: bool,
-         py_args: tuple[str, ...]) -> None:
+         apiserver_side: bool, py_args: tuple[str, ...]) -> None:
     """Compare pykubemark's hollow nodes with the Go kubemark's, request for request."""
 
     def body() -> None:
@@ -609,6 +828,26 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
             with shielded(), console.status(f"tearing down cluster '{name}'"):
                 cluster.down()
             console.print(f"cluster '{name}' stopped")
+        if not apiserver_side:
+            return
+        runs: dict[str, Any] = {}
+        results.data["apiserver_side"] = {"runs": runs, "status": "running"}
+
+        def save(run: dict[str, Any]) -> None:
+            runs[run["side"]] = run
+            results.data["apiserver_side"]["ratios"] = cost_ratios(runs)
+            results.save()
+
+        for side in ("go", "py"):
+            cost_run(side, nodes, name=name, bin_dir=bin_dir, startup_seconds=startup_seconds,
+                     idle_minutes=idle_minutes, pods_per_node=pods_per_node, hold=hold_seconds,
+                     settle=settle_seconds, py_args=py_args,
+                     go_start_interval=go_start_interval, go_real_proxier=go_real_proxier,
+                     save=save)
+        results.data["apiserver_side"]["status"] = "complete"
+        results.save()
+        print_cost(results.data)
+        console.print(f"results: {results.path}")
 
     run_cli(body)
 

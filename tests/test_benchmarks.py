@@ -21,7 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RUNS = {
     "fidelity.py": (["--nodes", "1", "--startup-seconds", "0", "--idle-minutes", "0",
                      "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1"],
-                    ["phases", "pod_cycle", "pod_timestamps"]),
+                    ["phases", "pod_cycle", "pod_timestamps", "apiserver_side"]),
     "cost.py": (["--go-nodes", "1", "--py-nodes", "2", "--startup-seconds", "0",
                  "--idle-minutes", "0", "--pods-per-node", "1", "--hold-seconds", "0",
                  "--settle-seconds", "1", "--sample-seconds", "1"],
@@ -46,6 +46,7 @@ RUNS = {
     "kubelet_api.py": (["--nodes", "2", "--settle", "0"], ["idle", "after_one_scrape_each"]),
     "podpath.py": (["--nodes", "1", "--pods-per-node", "1", "--repeat", "1", "--settle", "1",
                     "--warmup", "0"], ["cycles", "cpu_seconds_per_pod_median"]),
+    "ports.py": (["--nodes", "1", "--idle-seconds", "0", "--variants", "h2"], ["variants"]),
 }
 
 
@@ -76,7 +77,13 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         assert data.get(key), f"{script}: no {key} in {written.name}"
     if "status" in data:
         assert data["status"] == "complete"
-    assert not cluster_processes(name)
+    if "apiserver_side" in keys:
+        side = data["apiserver_side"]
+        assert side["status"] == "complete" and set(side["runs"]) == {"go", "py"}
+        assert side["runs"]["py"]["connections"]["apiserver_established"] > 0
+    # fidelity.py's per-side runs use clusters of their own (NAME-go, NAME-py).
+    assert not any(cluster_processes(n) for n in (name, f"{name}-go", f"{name}-py",
+                                                  f"{name}-h2"))
 
 
 #: Modules the scripts import, not scripts.

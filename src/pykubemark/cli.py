@@ -47,6 +47,16 @@ def hollow_options(func):
                      "BackOff, Unhealthy)."),
         click.option("--endpoint-slices", is_flag=True,
                      help="kube-proxy 1.21+: watch EndpointSlices instead of Endpoints."),
+        click.option("--transport", type=click.Choice(["h2", "h1"]), default="h2",
+                     show_default=True,
+                     help="h2: one HTTP/2 connection per hollow kubelet and per hollow proxy, "
+                     "as client-go; h1: a shared HTTP/1.1 pool, one connection per watch "
+                     "(7 or more per node)."),
+        click.option("--content-type", type=click.Choice(["protobuf", "json"]),
+                     default="protobuf", show_default=True,
+                     help="protobuf: gets, lists, watches, creates and updates of built-in "
+                     "types in the apiserver's protobuf, as the kubelet; json: everything JSON "
+                     "(for servers or types without protobuf). Patches are JSON either way."),
         click.option("--register-rate", type=float, default=None,
                      help="Nodes started per second (0: all at once). Default: 50, "
                      "or 2 for the kubemark engine (a Go kubelet's start-up costs ~1 CPU-s)."),
@@ -170,7 +180,8 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
        size: int | None, prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
        endpoint_slices: bool, register_rate: float | None, engine: str,
-       node_credentials: str, kubelet_api: bool | None, real_node: bool,
+       transport: str, content_type: str, node_credentials: str,
+       kubelet_api: bool | None, real_node: bool,
        load_images: tuple[Path, ...]) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
@@ -206,7 +217,9 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
                                  processes=processes, profile=profile_file, events=events,
                                  endpoint_slices=endpoint_slices, register_rate=rate,
                                  node_credentials="shared" if node_credentials == "shared"
-                                 else "bootstrap", kubelet_api=kubelet_api is not False)
+                                 else "bootstrap", transport=transport,
+                                 content_type=content_type,
+                                 kubelet_api=kubelet_api is not False)
         binaries = ensure_binaries(bin_dir)
 
         def extra(c: LocalCluster, shown) -> None:
@@ -279,12 +292,6 @@ def _interruptible(name: str):
               "node names (always so with --processes > 1).")
 @click.option("--restarts-file", type=click.Path(path_type=Path), default=None,
               help="Record the restarts of child processes in this JSON file.")
-@click.option("--transport", type=click.Choice(["h1", "h2"]), default="h1", show_default=True,
-              help="h2: one HTTP/2 connection per hollow kubelet and per hollow proxy, as "
-              "client-go; h1: a shared HTTP/1.1 pool, one connection per watch.")
-@click.option("--content-type", type=click.Choice(["json", "protobuf"]), default="json",
-              show_default=True,
-              help="protobuf: lists and watches of built-in types in the apiserver's protobuf.")
 @click.option("--shard-from-pod-name", "pod_name", default=None, metavar="POD_NAME",
               help="Shard pod of `deploy`: the StatefulSet ordinal K at the end of POD_NAME "
               "makes the prefix PREFIX-K and this shard's nodes the K-th share of "

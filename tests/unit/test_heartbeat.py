@@ -56,7 +56,8 @@ class FakeHeartbeat(Client):
             raise self.failures.pop(0)
         return orjson.dumps(self.node)
 
-    async def patch(self, path: str, body: Any, content_type: str = "") -> bytes:
+    async def patch(self, path: str, body: Any, content_type: str = "", *,
+                    want_body: bool = True) -> bytes:
         self.patches += 1
         return b"{}"
 

@@ -429,6 +429,18 @@ def test_status_patch_unchanged_is_empty() -> None:
     assert status_patch(status, copy.deepcopy(status)) == {}
 
 
+def test_status_patch_ignores_the_zero_fields_a_protobuf_answer_carries() -> None:
+    status = pod_status(make_pod(), "Running", times(), "h", "10.64.0.2")
+    padded = copy.deepcopy(status)
+    for key in objects.MERGE_LISTS:
+        for item in padded.get(key, []):
+            item.update({"reason": item.get("reason", ""), "message": item.get("message", "")})
+    padded["nominatedNodeName"] = ""
+    assert status_patch(padded, status) == {}
+    padded["phase"] = "Pending"
+    assert status_patch(padded, status) == {"phase": "Running"}
+
+
 def test_status_patch_scalars_only_changed() -> None:
     old = {"phase": "Pending", "hostIP": "h", "qosClass": "BestEffort"}
     new = {"phase": "Running", "hostIP": "h", "qosClass": "BestEffort", "startTime": "t"}

@@ -25,7 +25,15 @@ def test_pod_envelope_decodes_to_the_same_view_as_json() -> None:
     envelope = pb.unwrap(_bytes("pod.pb"))
     assert (envelope.typeMeta.apiVersion, envelope.typeMeta.kind) == ("v1", "Pod")
     from_json = msgspec.json.decode(_bytes("pod.json"), type=types.Pod)
-    assert pb.pod(envelope.raw) == from_json
+    view = pb.pod(envelope.raw)
+    assert view == from_json
+    # Field by field as the kubelet reads it, before anything is materialized.
+    assert (view.metadata.uid, view.spec.nodeName, view.status.phase) == (
+        from_json.metadata.uid, from_json.spec.nodeName, from_json.status.phase)
+    assert view.spec.containers == from_json.spec.containers
+    assert view.spec.volumes == from_json.spec.volumes
+    assert view.status.conditions == from_json.status.conditions
+    assert view.metadata.labels == from_json.metadata.labels
     assert pb.meta_only(envelope.raw).metadata.resourceVersion == from_json.metadata.resourceVersion
 
 
@@ -34,11 +42,35 @@ def test_body_without_magic_is_refused() -> None:
         pb.unwrap(_bytes("pod.json"))
 
 
+def test_truncated_pod_is_a_codec_error() -> None:
+    raw = pb.unwrap(_bytes("pod.pb")).raw
+    with pytest.raises(pb.CodecError):
+        pb.pod(raw[:len(raw) // 2])
+
+
+def test_view_fields_read_once_are_kept() -> None:
+    view = pb.pod(pb.unwrap(_bytes("pod.pb")).raw)
+    assert view.spec.containers is view.spec.containers
+
+
+def test_typed_envelope_reads_the_same_pod_in_one_parse() -> None:
+    from_json = msgspec.json.decode(_bytes("pod.json"), type=types.Pod)
+    assert pb.DECODERS[types.Pod].decode(_bytes("pod.pb")) == from_json
+    assert pb.DECODERS[types.MetaOnly].decode(_bytes("pod.pb")).metadata.resourceVersion == (
+        from_json.metadata.resourceVersion)
+    with pytest.raises(pb.CodecError):
+        pb.DECODERS[types.Pod].decode(_bytes("pod.json"))
+
+
 def test_list_gives_items_and_resource_version() -> None:
-    items, rv, cont = pb.list_items(_bytes("podlist.pb"), pb.pod)
+    items, rv, cont = pb.DECODERS[types.Pod].decode_list(_bytes("podlist.pb"))
     assert [p.metadata.name for p in items] == ["web-0"]
     assert rv.isdigit() and int(rv) >= int(items[0].metadata.resourceVersion)
     assert cont == ""
+    metas, meta_rv, _ = pb.DECODERS[types.MetaOnly].decode_list(_bytes("podlist.pb"))
+    assert meta_rv == rv
+    assert [m.metadata.resourceVersion for m in metas] == [
+        p.metadata.resourceVersion for p in items]
 
 
 def test_watch_stream_frames_in_any_chunking() -> None:

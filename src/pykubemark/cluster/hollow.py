@@ -29,6 +29,8 @@ class HollowArgs:
     register_rate: float = 50.0
     node_credentials: str = "bootstrap"
     kubelet_api: bool = True
+    transport: str = "h2"
+    content_type: str = "protobuf"
 
     def argv(self, cluster: LocalCluster) -> list[str]:
         kubelet_user = "kubelet-bootstrap" if self.node_credentials == "bootstrap" \
@@ -39,6 +41,7 @@ class HollowArgs:
             "--node-credentials", self.node_credentials,
             "--cert-dir", str(cluster.dir / "hollow-certs"),
             "--nodes", str(self.nodes), "--prefix", self.prefix,
+            "--transport", self.transport, "--content-type", self.content_type,
             "--processes", str(self.processes), "--register-rate", str(self.register_rate),
             # A fleet process that dies is replaced; `status` shows how often.
             "--supervise", "--restarts-file", str(cluster.restarts_file("hollow")),

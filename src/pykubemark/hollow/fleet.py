@@ -58,8 +58,9 @@ class FleetOptions:
     #: "h1": every node shares the process's aiohttp pool (a connection per watch);
     #: "h2": each hollow kubelet (heartbeat included) and each hollow proxy get one
     #: HTTP/2 connection of their own, as the Go hollow node's client-go does.
-    transport: str = "h1"
-    content_type: str = "json"
+    transport: str = "h2"
+    #: "protobuf": what the kubelet speaks for built-in types; "json": everything JSON.
+    content_type: str = "protobuf"
     #: "shared": every kubelet uses the kubeconfig's own user; "bootstrap": each node
     #: obtains its own certificate through the CSR API with that credential.
     node_credentials: str = "shared"
@@ -345,7 +346,7 @@ class Fleet:
         async def delete(name: str) -> None:
             nonlocal refused
             try:
-                await self.client.delete(f"/api/v1/nodes/{name}")
+                await self.client.delete(f"/api/v1/nodes/{name}", want_body=False)
             except ApiError as exc:
                 refused += exc.status == 403
             except NETWORK_ERRORS:

@@ -234,12 +234,13 @@ class HollowKubelet:
                 return
             try:
                 await self.client.delete(path, {"preconditions": {
-                    "uid": csinode["metadata"]["uid"]}})
+                    "uid": csinode["metadata"]["uid"]}}, want_body=False)
             except ApiError as exc:
                 if exc.status not in (404, 409):
                     raise
         try:
-            await self.client.create(CSINODES, self.identity.csinode(self.node_uid))
+            await self.client.create(CSINODES, self.identity.csinode(self.node_uid),
+                                     want_body=False)
         except ApiError as create_exc:
             if create_exc.status != 409:
                 raise
@@ -392,7 +393,7 @@ class HollowKubelet:
                                        None if current.get("capacity") else
                                        self.identity.capacity())
         patch = objects.status_patch(current, desired)
-        await self.heartbeat.patch(f"{path}/status", {"status": patch})
+        await self.heartbeat.patch(f"{path}/status", {"status": patch}, want_body=False)
         self.last_report = time.monotonic()
 
 

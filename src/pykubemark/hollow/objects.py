@@ -365,6 +365,27 @@ def _empty(value: Any) -> bool:
     return value is None or value == [] or value == {}
 
 
+def _canon(value: Any) -> Any:
+    """A value without its blank fields ("", 0, false, null, [], {}), recursively: Go
+    compares structs, where an omitted field and a zero one are the same, and an answer
+    in protobuf carries zero fields that its JSON omits."""
+    if isinstance(value, dict):
+        kept = {k: _canon(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if not _blank(v)}
+    if isinstance(value, list):
+        return [_canon(v) for v in value]
+    return value
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value is False or (
+        value == 0 and not isinstance(value, bool)) or value == [] or value == {}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or _canon(a) == _canon(b) or (_blank(_canon(a)) and _blank(_canon(b)))
+
+
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The strategic-merge patch of ``status`` from ``old`` to ``new``, as the kubelet's
     two-way merge computes it: changed fields only (an empty list or map equals an
@@ -373,7 +394,7 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     patch: dict[str, Any] = {}
     for key, value in new.items():
         before = old.get(key)
-        if before == value or (_empty(before) and _empty(value)):
+        if before == value or (_empty(before) and _empty(value)) or _same(before, value):
             continue
         merge_key = MERGE_LISTS.get(key)
         if merge_key and isinstance(before, list):
@@ -381,8 +402,9 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             changed = []
             for item in value:
                 previous = by_key.get(item[merge_key], {})
-                diff = {k: v for k, v in item.items() if previous.get(k) != v}
-                diff.update({k: None for k in previous if k not in item})
+                diff = {k: v for k, v in item.items() if not _same(previous.get(k), v)}
+                diff.update({k: None for k in previous
+                             if k not in item and not _blank(_canon(previous[k]))})
                 if diff:
                     changed.append({merge_key: item[merge_key], **diff})
             patch[f"$setElementOrder/{key}"] = [{merge_key: i[merge_key]} for i in value]

@@ -614,13 +614,14 @@ class PodLifecycle:
             patch = objects.status_patch(current.status, status) if status else {}
             if patch:
                 await self.client.patch(record.path + "/status",
-                                        {"metadata": {"uid": uid}, "status": patch})
+                                        {"metadata": {"uid": uid}, "status": patch},
+                                        want_body=False)
             self.synced_versions[uid] = max(version, self.synced_versions.get(uid, 0))
             if record.deletable and uid in self.pods:
                 await self.client.delete(record.path, {
                     "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                     "preconditions": {"uid": uid},
-                })
+                }, want_body=False)
                 self._forget(uid)
                 if self.profile.stop.confirm_after is not None:
                     asyncio.get_running_loop().call_later(
@@ -700,7 +701,7 @@ class PodLifecycle:
 
     async def _post(self, client: Client, path: str, body: dict[str, Any]) -> None:
         try:
-            await client.create(path, body)
+            await client.create(path, body, want_body=False)
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: POST %s: %r", self.node_name, path, exc)
 

@@ -83,7 +83,8 @@ class HollowProxy:
         body = objects.event("default", involved, "Starting", "Starting kube-proxy.",
                              "kube-proxy", self.name)
         try:
-            await self.client.create("/api/v1/namespaces/default/events", body)
+            await self.client.create("/api/v1/namespaces/default/events", body,
+                                     want_body=False)
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: proxy event: %r", self.name, exc)
         self.started.set()

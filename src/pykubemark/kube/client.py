@@ -23,9 +23,10 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from pykubemark.kube import protojson
 from pykubemark.kube.config import KubeConfig
 from pykubemark.kube.http2 import H2Pool
-from pykubemark.kube.protobuf import PROTOBUF, frames
+from pykubemark.kube.protobuf import MAGIC, PROTOBUF, CodecError, frames
 from pykubemark.kube.ratelimit import UNLIMITED, TokenBucket
 
 JSON = "application/json"
@@ -37,6 +38,9 @@ MAX_RETRY_AFTER = 10
 #: traffic.
 IDLE_CONNECTION_SECONDS = 90.0
 CONTENT_TYPES = ("json", "protobuf")
+#: What a protobuf client accepts, as client-go's AcceptContentTypes: protobuf where the
+#: apiserver has it (built-in kinds), JSON otherwise (custom resources, discovery).
+PROTOBUF_OR_JSON = f"{PROTOBUF}, {JSON}"
 #: What a request raises when the connection, not the apiserver, failed; callers with a
 #: loop of their own catch these to try again later.
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -67,6 +71,13 @@ class ApiError(Exception):
     @property
     def gone(self) -> bool:
         return self.status == 410
+
+
+def _as_json(payload: bytes) -> bytes:
+    try:
+        return protojson.decode(payload)
+    except (protojson.UnknownKind, CodecError, ValueError) as exc:
+        raise CodecError(f"protobuf answer not convertible: {exc}") from None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -161,8 +172,23 @@ class Client:
     # -- verbs ---------------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                       body: Any = None, content_type: str = JSON,
-                      timeout: float | None = None, accept: str | None = None) -> bytes:
-        data = body if isinstance(body, bytes | None) else orjson.dumps(body)
+                      timeout: float | None = None, accept: str | None = None,
+                      want_body: bool = True) -> bytes:
+        """The answer's body. A protobuf client sends creates and updates of built-in
+        kinds in protobuf, asks for protobuf (JSON accepted too) and hands back JSON
+        bytes whatever came, so that callers keep one shape; with ``want_body=False``
+        (a caller that ignores the answer) a protobuf answer is not converted."""
+        data = body if isinstance(body, bytes | None) else None
+        convert = False
+        if self.protobuf and accept is None and protojson.generated_for(path):
+            accept, convert = PROTOBUF_OR_JSON, True
+            if (data is None and body is not None and content_type == JSON
+                    and isinstance(body, dict) and "kind" in body):
+                # A kind we have no message for, or a field the schema lacks: JSON.
+                with contextlib.suppress(protojson.UnknownKind, ValueError):
+                    data, content_type = protojson.encode(body), PROTOBUF
+        if data is None and body is not None:
+            data = orjson.dumps(body)
         headers = self._headers if data is None else {**self._headers, "Content-Type": content_type}
         if accept is not None:
             headers = {**headers, "Accept": accept}
@@ -171,6 +197,8 @@ class Client:
             await self.limiter.wait()
             status, answer_headers, payload = await send(method, path, params, data, headers,
                                                          timeout or self.timeout)
+            if convert and payload.startswith(MAGIC) and (want_body or status >= 300):
+                payload = _as_json(payload)
             if status < 300:
                 return payload
             wait = _retry_after(answer_headers)
@@ -208,17 +236,19 @@ class Client:
                   accept: str | None = None) -> bytes:
         return await self.request("GET", path, params=params, accept=accept)
 
-    async def create(self, path: str, body: Any) -> bytes:
-        return await self.request("POST", path, body=body)
+    async def create(self, path: str, body: Any, *, want_body: bool = True) -> bytes:
+        return await self.request("POST", path, body=body, want_body=want_body)
 
     async def replace(self, path: str, body: Any) -> bytes:
         return await self.request("PUT", path, body=body)
 
-    async def patch(self, path: str, body: Any, content_type: str = STRATEGIC_MERGE_PATCH) -> bytes:
-        return await self.request("PATCH", path, body=body, content_type=content_type)
+    async def patch(self, path: str, body: Any, content_type: str = STRATEGIC_MERGE_PATCH, *,
+                    want_body: bool = True) -> bytes:
+        return await self.request("PATCH", path, body=body, content_type=content_type,
+                                  want_body=want_body)
 
-    async def delete(self, path: str, body: Any = None) -> bytes:
-        return await self.request("DELETE", path, body=body)
+    async def delete(self, path: str, body: Any = None, *, want_body: bool = True) -> bytes:
+        return await self.request("DELETE", path, body=body, want_body=want_body)
 
     async def stream(self, path: str, params: Mapping[str, str], *,
                      protobuf: bool = False) -> AsyncIterator[bytes]:

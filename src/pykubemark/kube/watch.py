@@ -112,7 +112,7 @@ class Reflector(Generic[T]):
         # Bookmarks carry only a resourceVersion (and nulls where lists would be).
         self._bookmark_decoder = msgspec.json.Decoder(WatchEvent[MetaOnly])
         self._list_decoder = msgspec.json.Decoder(self._list_type)
-        self._pb_item: Callable[[bytes], Any] | None = (
+        self._pb_item: pb.Codec | None = (
             pb.DECODERS.get(item_type) if client.protobuf else None)
 
     async def run(self) -> None:
@@ -156,7 +156,7 @@ class Reflector(Generic[T]):
         while True:
             if self._pb_item is not None:
                 data = await self.client.get(self.path, params, accept=pb.PROTOBUF)
-                page_items, list_rv, cont = pb.list_items(data, self._pb_item)
+                page_items, list_rv, cont = self._pb_item.decode_list(data)
             else:
                 page = self._list_decoder.decode(await self.client.get(self.path, params))
                 page_items = page.items
@@ -199,16 +199,17 @@ class Reflector(Generic[T]):
                 raise ShortWatch(f"very short watch of {self.path}: no events")
 
     def _dispatch_frame(self, frame: bytes) -> None:
-        kind, envelope = pb.watch_event(frame)
+        kind, body = pb.watch_body(frame)
         if kind == "ERROR":
-            status = pb.status(envelope.raw)
+            status = pb.DECODERS[Status].decode(body)
             raise ApiError(status.code or 500, msgspec.json.encode(status), "WATCH", self.path)
         if kind == "BOOKMARK":
-            self.resource_version = (pb.meta_only(envelope.raw).metadata.resourceVersion
-                                     or self.resource_version)
+            self.resource_version = (
+                pb.DECODERS[MetaOnly].decode(body).metadata.resourceVersion
+                or self.resource_version)
             return
         assert self._pb_item is not None
-        obj = self._pb_item(envelope.raw)
+        obj = self._pb_item.decode(body)
         if rv := obj.metadata.resourceVersion:
             self.resource_version = rv
         self.handler.on_event(kind, obj)

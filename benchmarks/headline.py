@@ -63,7 +63,9 @@ def saturation_figures(run_dir: Path) -> dict[str, Any]:
     start = (_when(phase["started"]) - started).total_seconds()
     end = (_when(phase["finished"]) - started).total_seconds()
     raw = run_dir / "raw" / "PodStartupLatency_SaturationPodStartupLatency.json"
-    pods = json.loads(raw.read_text())["count"] if raw.exists() else 0
+    # a pod with a start-up latency was seen Running by the measurement's watch
+    pods = sum(1 for p in json.loads(raw.read_text())["pods"].values()
+               if p.get("pod_startup") is not None) if raw.exists() else 0
     cpu_file = run_dir / "series" / "ResourceUsage_cpu.json"
     series = json.loads(cpu_file.read_text())["series"] if cpu_file.exists() else {}
     cores = {name: mean_cores(points, start, end) for name, points in series.items()}
@@ -72,12 +74,48 @@ def saturation_figures(run_dir: Path) -> dict[str, Any]:
     hollow = cores.get("hollow")
     return {
         "seconds": round(seconds, 1),
-        "pods_running": pods,
+        "pods_seen_running": pods,
         "pods_running_per_s": round(rate, 2) if rate else None,
         "mean_cores": {k: round(v, 3) for k, v in cores.items() if v is not None},
         "hollow_pods_running_per_s_per_core":
             round(rate / hollow, 1) if rate and hollow else None,
         "control_plane_cores": round(sum(cores.get(c) or 0.0 for c in CONTROL_PLANE), 3),
+    }
+
+
+def perfdata_figures(run_dir: Path) -> dict[str, Any]:
+    """The headline figures of the clusterloader2-format files, which the measurements
+    write as they finish even when the run's summary is cut short."""
+    figures: dict[str, Any] = {}
+    for path in sorted(run_dir.glob("*.json")):
+        if path.name == "summary.json":
+            continue
+        items = json.loads(path.read_text()).get("dataItems", [])
+        kind = path.name.split("_")[0]
+        if kind == "PodStartupLatency":
+            which = path.name.split("_")[1]
+            figures[which] = {i["labels"]["Metric"]: i["data"] for i in items}
+        elif kind == "SchedulingThroughput" and items:
+            figures["scheduling_throughput_pods_per_s"] = items[0]["data"]
+        elif kind == "APIResponsivenessPrometheus":
+            worst = sorted(items, key=lambda i: -i["data"].get("Perc99", 0.0))[:5]
+            figures["api_call_latency_worst_p99_ms"] = [
+                {**i["labels"], "Perc99": round(i["data"]["Perc99"])} for i in worst]
+    return figures
+
+
+def analyse(run_dir: Path) -> dict[str, Any]:
+    """What the committed result keeps of a run directory."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "run_status": summary["status"], "verdict": summary["verdict"],
+        "parameters": summary["parameters"],
+        "nodes_ready": summary["cluster"].get("ready_nodes"),
+        "phases": summary["phases"], "slos": summary["slos"],
+        "apiserver_flags": [f for f in summary["cluster"]["flags"].get("kube-apiserver", [])
+                            if "inflight" in f or "ram" in f],
+        "saturation": saturation_figures(run_dir),
+        "perfdata": perfdata_figures(run_dir),
     }
 
 
@@ -131,19 +169,9 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
             raise UserError(f"pykubemark run exited with {code} (run directory: {out})")
     finally:
         with shielded():
-            summary_file = out / "summary.json"
-            if summary_file.exists():
-                summary = json.loads(summary_file.read_text())
-                result.data.update({
-                    "run_status": summary["status"], "verdict": summary["verdict"],
-                    "parameters": summary["parameters"],
-                    "nodes_ready": summary["cluster"].get("ready_nodes"),
-                    "phases": summary["phases"], "slos": summary["slos"],
-                    "apiserver_flags": [f for f in summary["cluster"]["flags"].get(
-                        "kube-apiserver", []) if "inflight" in f or "ram" in f],
-                    "saturation": saturation_figures(out),
-                })
-                if summary["status"] == "completed":
+            if (out / "summary.json").exists():
+                result.data.update(analyse(out))
+                if result.data["run_status"] == "completed":
                     result.data["status"] = "complete"
                 result.save()
                 console.print(f"result: {result.path}")

@@ -192,6 +192,13 @@ class Api:
             raise ApiFailure(exc.status, f"{method} {path}: {exc.status} {detail}") from None
         return orjson.loads(answer or b"null")
 
+    def text(self, path: str) -> str:
+        """A non-JSON answer, e.g. the apiserver's /metrics."""
+        try:
+            return call(self.config, "GET", path).decode()
+        except ApiError as exc:
+            raise ApiFailure(exc.status, f"GET {path}: {exc.status}") from None
+
     def get(self, path: str, **params: str) -> Any:
         return self.request("GET", path, params=params or None)
 

@@ -44,7 +44,6 @@ import os
 import re
 import time
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -557,10 +556,7 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The apiserver's own /metrics (the families above), as {(name, labels): value}."""
-    request = urllib.request.Request(api.server + "/metrics")
-    request.add_header("Authorization", f"Bearer {api.token}")
-    with urllib.request.urlopen(request, timeout=60, context=api.context) as response:
-        text = response.read().decode()
+    text = api.text("/metrics")
     samples = {}
     for line in text.splitlines():
         if not line.startswith(METRIC_FAMILIES):

@@ -36,6 +36,7 @@ from aiohttp import web
 from pykubemark.cluster.pki import self_signed_serving_cert
 from pykubemark.errors import UserError
 from pykubemark.hollow.objects import Exited
+from pykubemark.kube.protobuf import materialize
 
 if TYPE_CHECKING:
     from pykubemark.hollow.kubelet import HollowKubelet
@@ -378,7 +379,8 @@ class KubeletApi:
         """The kubelet's pod manager: the pods bound here, with the status it wrote."""
         items = []
         for record in self._records(self._kubelet(request)):
-            pod = msgspec.to_builtins(record.pod)
+            # a pod decoded from protobuf is a lazy view: the struct it stands for
+            pod = msgspec.to_builtins(materialize(record.pod))
             pod["status"] = record.status or pod.get("status", {})
             items.append(pod)
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}

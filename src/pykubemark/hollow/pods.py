@@ -41,6 +41,9 @@ BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
 
 
+#: The volume manager's retry of a failed mount (nestedpendingoperations: 500 ms
+#: doubling to 2 min 2 s), which is how a refused TokenRequest is tried again.
+TOKEN_RETRY_INITIAL, TOKEN_RETRY_CAP = 0.5, 122.0
 #: The kubelet's token manager refreshes a token older than this, whatever its expiry.
 TOKEN_MAX_TTL = 24 * 3600.0
 
@@ -686,12 +689,20 @@ class PodLifecycle:
 
     async def _request_token(self, record: PodRecord, path: str, body: dict[str, Any]) -> None:
         """POST a TokenRequest; renew it as the kubelet's token manager does, once 80 %
-        of the requested lifetime is left behind (or after 24 h)."""
-        try:
-            answer = orjson.loads(await self.client.create(path, body))
-        except (ApiError, *NETWORK_ERRORS, ValueError) as exc:
-            log.debug("%s: POST %s: %r", self.node_name, path, exc)
-            return
+        of the requested lifetime is left behind (or after 24 h). A refusal is retried
+        as the volume manager retries a failed mount (0.5 s doubling to ~2 min): the
+        Node authorizer may not yet link a just-bound pod's service account to us."""
+        delay = TOKEN_RETRY_INITIAL
+        while True:
+            try:
+                answer = orjson.loads(await self.client.create(path, body))
+                break
+            except (ApiError, *NETWORK_ERRORS, ValueError) as exc:
+                log.debug("%s: POST %s: %r", self.node_name, path, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, TOKEN_RETRY_CAP)
+            if record.terminating or self.pods.get(record.uid) is not record:
+                return
         if record.terminating or self.pods.get(record.uid) is not record:
             return
         expires = (answer.get("status") or {}).get("expirationTimestamp", "")

@@ -109,6 +109,14 @@ def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
     return cluster
 
 
+def tear_down(cluster: LocalCluster, label: str, *, say_stopped: bool = True) -> None:
+    """Stop a benchmark's cluster; a second Ctrl-C must not cut it short."""
+    with shielded(), console.status(f"tearing down cluster '{label}'"):
+        cluster.down()
+    if say_stopped:
+        console.print(f"cluster '{label}' stopped")
+
+
 def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
                     processes: int = 1, extra: Iterable[str] = ()) -> Proc:
     """`pykubemark hollow` as a child of the cluster (stopped by `down`): each kubelet

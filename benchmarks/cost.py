@@ -48,6 +48,7 @@ from benchlib import (
     sleep_checked,
     start_cluster,
     start_py_hollow,
+    tear_down,
     utcnow,
     wait_ready,
 )
@@ -414,9 +415,7 @@ def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
                         print_results(results.data)
                         console.print(f"results: {results.path}")
         finally:
-            with shielded(), console.status(f"tearing down cluster '{name}'"):
-                cluster.down()
-            console.print(f"cluster '{name}' stopped")
+            tear_down(cluster, name)
 
     run_cli(body)
 

@@ -40,6 +40,7 @@ from benchlib import (
     shielded,
     start_cluster,
     start_py_hollow,
+    tear_down,
     timestamp,
     utcnow,
     wait_ready,
@@ -214,9 +215,7 @@ def main(nodes: int, pods_per_node: int, crash_fraction: float, flap_fraction: f
                     results.save()
                     console.print(f"results: {results.path}")
         finally:
-            with shielded(), console.status(f"tearing down cluster '{name}'"):
-                cluster.down()
-            console.print(f"cluster '{name}' stopped")
+            tear_down(cluster, name)
 
     run_cli(body)
 

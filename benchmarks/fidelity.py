@@ -68,6 +68,7 @@ from benchlib import (
     sleep_checked,
     start_cluster,
     start_py_hollow,
+    tear_down,
     utcnow,
     wait_ready,
 )
@@ -821,9 +822,7 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
                         print_results(results.data)
                         console.print(f"results: {results.path}")
         finally:
-            with shielded(), console.status(f"tearing down cluster '{name}'"):
-                cluster.down()
-            console.print(f"cluster '{name}' stopped")
+            tear_down(cluster, name)
         if not apiserver_side:
             return
         runs: dict[str, Any] = {}

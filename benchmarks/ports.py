@@ -35,10 +35,10 @@ from benchlib import (
     iso,
     out,
     run_cli,
-    shielded,
     sleep_checked,
     start_cluster,
     start_py_hollow,
+    tear_down,
     utcnow,
     wait_ready,
 )
@@ -78,8 +78,7 @@ def measure(variant: str, nodes: int, idle: float, name: str,
         sleep_checked(idle, lambda: check_proc(proc), f"{variant}: idle")
         held = apiserver_connections(cluster)
     finally:
-        with shielded(), console.status(f"tearing down cluster '{name}-{variant}'"):
-            cluster.down()
+        tear_down(cluster, f"{name}-{variant}", say_stopped=False)
     per_node = (held - baseline) / nodes
     low, high = port_range()
     needed = per_node * TARGET_NODES

@@ -130,8 +130,9 @@ def _pykubemark(*args: str, check: bool = True) -> int:
 @click.command()
 @click.option("--nodes", type=click.IntRange(1), default=2000, show_default=True)
 @click.option("--pods-per-node", type=click.IntRange(1), default=30, show_default=True)
-@click.option("--qps", type=float, default=100.0, show_default=True,
-              help="Saturation pods created per second.")
+@click.option("--qps", type=float, default=20.0, show_default=True,
+              help="Saturation pods created per second (density's own default; at 100 "
+              "the control plane on 2 cores fell minutes behind).")
 @click.option("--processes", type=click.IntRange(1), default=2, show_default=True,
               help="Hollow processes (event loops) for the nodes.")
 @click.option("--name", default="headline", show_default=True, help="Local cluster name.")

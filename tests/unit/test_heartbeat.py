@@ -50,16 +50,15 @@ class FakeHeartbeat(Client):
         self.gets: list[dict[str, str] | None] = []
         self.patches = 0
 
-    async def get(self, path: str, params: Any = None) -> bytes:
+    async def request(self, method: str, path: str, *, params: Any = None,
+                      **_: Any) -> bytes:
+        if method == "PATCH":
+            self.patches += 1
+            return b"{}"
         self.gets.append(dict(params) if params else None)
         if self.failures:
             raise self.failures.pop(0)
         return orjson.dumps(self.node)
-
-    async def patch(self, path: str, body: Any, content_type: str = "", *,
-                    want_body: bool = True) -> bytes:
-        self.patches += 1
-        return b"{}"
 
 
 def kubelet(heartbeat: Client) -> HollowKubelet:

@@ -346,7 +346,7 @@ class Fleet:
         async def delete(name: str) -> None:
             nonlocal refused
             try:
-                await self.client.delete(f"/api/v1/nodes/{name}", want_body=False)
+                await self.client.delete(f"/api/v1/nodes/{name}", as_json=False)
             except ApiError as exc:
                 refused += exc.status == 403
             except NETWORK_ERRORS:

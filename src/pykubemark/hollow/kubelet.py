@@ -14,8 +14,6 @@ import random
 import time
 from typing import Any
 
-import orjson
-
 from pykubemark.hollow import objects
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import NodeIdentity
@@ -190,11 +188,11 @@ class HollowKubelet:
         self.transition = objects.now_seconds()
         body = self.identity.node(self.transition, self.images)
         try:
-            node = orjson.loads(await self.client.create("/api/v1/nodes", body))
+            node = await self.client.object("POST", "/api/v1/nodes", body=body)
         except ApiError as exc:
             if exc.status != 409:
                 raise
-            node = orjson.loads(await self.client.get(f"/api/v1/nodes/{self.name}"))
+            node = await self.client.object("GET", f"/api/v1/nodes/{self.name}")
             cidr = node.get("spec", {}).get("podCIDR")
             if cidr and cidr != self.identity.pod_cidr:
                 self.identity.pod_cidr = cidr
@@ -224,7 +222,7 @@ class HollowKubelet:
         collector, whose delete of the old one checks only its uid.)"""
         path = f"{CSINODES}/{self.name}"
         try:
-            csinode = orjson.loads(await self.client.get(path))
+            csinode = await self.client.object("GET", path)
         except ApiError as exc:
             if not exc.not_found:
                 raise
@@ -234,13 +232,13 @@ class HollowKubelet:
                 return
             try:
                 await self.client.delete(path, {"preconditions": {
-                    "uid": csinode["metadata"]["uid"]}}, want_body=False)
+                    "uid": csinode["metadata"]["uid"]}}, as_json=False)
             except ApiError as exc:
                 if exc.status not in (404, 409):
                     raise
         try:
             await self.client.create(CSINODES, self.identity.csinode(self.node_uid),
-                                     want_body=False)
+                                     as_json=False)
         except ApiError as create_exc:
             if create_exc.status != 409:
                 raise
@@ -287,7 +285,7 @@ class HollowKubelet:
         for _attempt in range(LEASE_UPDATE_RETRIES):
             lease, _owned = await self._new_lease(base)  # an owner is not required here
             try:
-                self.lease = orjson.loads(await self.heartbeat.replace(path, lease))
+                self.lease = await self.heartbeat.object("PUT", path, body=lease)
                 self.renewed = time.monotonic()
                 return True
             except ApiError as exc:
@@ -308,14 +306,14 @@ class HollowKubelet:
         while True:
             try:
                 try:
-                    return orjson.loads(await self.heartbeat.get(path)), False
+                    return await self.heartbeat.object("GET", path), False
                 except ApiError as exc:
                     if not exc.not_found:
                         raise
                 lease, owned = await self._new_lease(None)
                 if not owned:
                     return None, False
-                created = orjson.loads(await self.heartbeat.create(LEASES, lease))
+                created = await self.heartbeat.object("POST", LEASES, body=lease)
                 self.renewed = time.monotonic()
                 return created, True
             except (ApiError, *NETWORK_ERRORS) as exc:
@@ -337,7 +335,8 @@ class HollowKubelet:
         if lease["metadata"].get("ownerReferences"):
             return lease, True
         try:
-            node = orjson.loads(await self.heartbeat.get(f"/api/v1/nodes/{self.name}"))
+            node = await self.heartbeat.object("GET", f"/api/v1/nodes/{self.name}",
+                                               fields=("metadata",))
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: lease owner: %r", self.name, exc)
             return lease, False
@@ -375,7 +374,8 @@ class HollowKubelet:
     async def _try_update_status(self, attempt: int) -> None:
         path = f"/api/v1/nodes/{self.name}"
         params = {"resourceVersion": "0"} if attempt == 0 else None
-        node = orjson.loads(await self.heartbeat.get(path, params))
+        node = await self.heartbeat.object("GET", path, params=params,
+                                           fields=("metadata", "status"))
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})
@@ -393,7 +393,7 @@ class HollowKubelet:
                                        None if current.get("capacity") else
                                        self.identity.capacity())
         patch = objects.status_patch(current, desired)
-        await self.heartbeat.patch(f"{path}/status", {"status": patch}, want_body=False)
+        await self.heartbeat.patch(f"{path}/status", {"status": patch}, as_json=False)
         self.last_report = time.monotonic()
 
 

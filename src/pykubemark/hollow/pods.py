@@ -25,9 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-import orjson
-
 from pykubemark.hollow import failures, objects
 from pykubemark.hollow.failures import Plan
 from pykubemark.hollow.ipam import Ipam
@@ -46,21 +43,6 @@ TERMINAL = ("Succeeded", "Failed")
 TOKEN_RETRY_INITIAL, TOKEN_RETRY_CAP = 0.5, 122.0
 #: The kubelet's token manager refreshes a token older than this, whatever its expiry.
 TOKEN_MAX_TTL = 24 * 3600.0
-
-
-class _Uid(msgspec.Struct):
-    uid: str = ""
-
-
-class _Current(msgspec.Struct):
-    """What the status manager reads of the pod it GETs: its uid and status. The spec
-    and managedFields, most of the answer, are skipped without building objects."""
-
-    metadata: _Uid = msgspec.field(default_factory=_Uid)
-    status: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-_current_decoder = msgspec.json.Decoder(_Current)
 
 
 def token_refresh_delay(expiration_seconds: int, expires: str,
@@ -611,20 +593,20 @@ class PodLifecycle:
             return
         record = self.pods[uid]
         try:
-            current = _current_decoder.decode(await self.client.get(record.path))
-            if current.metadata.uid != uid:
+            current = await self.client.object("GET", record.path, fields=("metadata", "status"))
+            if current.get("metadata", {}).get("uid") != uid:
                 return
-            patch = objects.status_patch(current.status, status) if status else {}
+            patch = objects.status_patch(current.get("status") or {}, status) if status else {}
             if patch:
                 await self.client.patch(record.path + "/status",
                                         {"metadata": {"uid": uid}, "status": patch},
-                                        want_body=False)
+                                        as_json=False)
             self.synced_versions[uid] = max(version, self.synced_versions.get(uid, 0))
             if record.deletable and uid in self.pods:
                 await self.client.delete(record.path, {
                     "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                     "preconditions": {"uid": uid},
-                }, want_body=False)
+                }, as_json=False)
                 self._forget(uid)
                 if self.profile.stop.confirm_after is not None:
                     asyncio.get_running_loop().call_later(
@@ -636,7 +618,7 @@ class PodLifecycle:
                     self._forget(uid)
                 return
             log.debug("%s: status of %s: %s", self.node_name, record.path, exc)
-        except (*NETWORK_ERRORS, msgspec.DecodeError) as exc:
+        except (*NETWORK_ERRORS, ValueError) as exc:  # ValueError: an answer not decodable
             log.debug("%s: status of %s: %r", self.node_name, record.path, exc)
 
     async def _confirm_gone(self, record: PodRecord) -> None:
@@ -695,7 +677,7 @@ class PodLifecycle:
         delay = TOKEN_RETRY_INITIAL
         while True:
             try:
-                answer = orjson.loads(await self.client.create(path, body))
+                answer = await self.client.object("POST", path, body=body)
                 break
             except (ApiError, *NETWORK_ERRORS, ValueError) as exc:
                 log.debug("%s: POST %s: %r", self.node_name, path, exc)
@@ -712,7 +694,7 @@ class PodLifecycle:
 
     async def _post(self, client: Client, path: str, body: dict[str, Any]) -> None:
         try:
-            await client.create(path, body, want_body=False)
+            await client.create(path, body, as_json=False)
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: POST %s: %r", self.node_name, path, exc)
 

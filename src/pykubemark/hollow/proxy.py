@@ -84,7 +84,7 @@ class HollowProxy:
                              "kube-proxy", self.name)
         try:
             await self.client.create("/api/v1/namespaces/default/events", body,
-                                     want_body=False)
+                                     as_json=False)
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: proxy event: %r", self.name, exc)
         self.started.set()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,6 +78,16 @@ def _as_json(payload: bytes) -> bytes:
         return protojson.decode(payload)
     except (protojson.UnknownKind, CodecError, ValueError) as exc:
         raise CodecError(f"protobuf answer not convertible: {exc}") from None
+
+
+def answer(payload: bytes, fields: Collection[str] | None = None) -> dict[str, Any]:
+    """An answer's object as a dict, whichever encoding it came in."""
+    if payload.startswith(MAGIC):
+        try:
+            return protojson.to_dict_answer(payload, fields)
+        except (protojson.UnknownKind, CodecError, ValueError) as exc:
+            raise CodecError(f"protobuf answer not convertible: {exc}") from None
+    return orjson.loads(payload)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -173,11 +183,12 @@ class Client:
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                       body: Any = None, content_type: str = JSON,
                       timeout: float | None = None, accept: str | None = None,
-                      want_body: bool = True) -> bytes:
+                      as_json: bool = True) -> bytes:
         """The answer's body. A protobuf client sends creates and updates of built-in
         kinds in protobuf, asks for protobuf (JSON accepted too) and hands back JSON
-        bytes whatever came, so that callers keep one shape; with ``want_body=False``
-        (a caller that ignores the answer) a protobuf answer is not converted."""
+        bytes whatever came, so that callers keep one shape; with ``as_json=False`` a
+        protobuf answer is handed back as received (a caller that ignores it, or that
+        reads it with `answer`)."""
         data = body if isinstance(body, bytes | None) else None
         convert = False
         if self.protobuf and accept is None and protojson.generated_for(path):
@@ -197,7 +208,7 @@ class Client:
             await self.limiter.wait()
             status, answer_headers, payload = await send(method, path, params, data, headers,
                                                          timeout or self.timeout)
-            if convert and payload.startswith(MAGIC) and (want_body or status >= 300):
+            if convert and payload.startswith(MAGIC) and (as_json or status >= 300):
                 payload = _as_json(payload)
             if status < 300:
                 return payload
@@ -232,23 +243,33 @@ class Client:
             response = await self.pool.request(method, target, headers, data)
             return response.status, response.headers, await response.read()
 
+    async def object(self, method: str, path: str, *,
+                     params: Mapping[str, str] | None = None, body: Any = None,
+                     fields: Collection[str] | None = None) -> dict[str, Any]:
+        """The answer as a dict, without the JSON round trip a protobuf answer takes in
+        `request`; with ``fields``, a protobuf answer converts only those top-level fields
+        (the kubelet's reads of its Node and pods need metadata and status, not the spec
+        or the images)."""
+        return answer(await self.request(method, path, params=params, body=body,
+                                         as_json=False), fields)
+
     async def get(self, path: str, params: Mapping[str, str] | None = None, *,
                   accept: str | None = None) -> bytes:
         return await self.request("GET", path, params=params, accept=accept)
 
-    async def create(self, path: str, body: Any, *, want_body: bool = True) -> bytes:
-        return await self.request("POST", path, body=body, want_body=want_body)
+    async def create(self, path: str, body: Any, *, as_json: bool = True) -> bytes:
+        return await self.request("POST", path, body=body, as_json=as_json)
 
     async def replace(self, path: str, body: Any) -> bytes:
         return await self.request("PUT", path, body=body)
 
     async def patch(self, path: str, body: Any, content_type: str = STRATEGIC_MERGE_PATCH, *,
-                    want_body: bool = True) -> bytes:
+                    as_json: bool = True) -> bytes:
         return await self.request("PATCH", path, body=body, content_type=content_type,
-                                  want_body=want_body)
+                                  as_json=as_json)
 
-    async def delete(self, path: str, body: Any = None, *, want_body: bool = True) -> bytes:
-        return await self.request("DELETE", path, body=body, want_body=want_body)
+    async def delete(self, path: str, body: Any = None, *, as_json: bool = True) -> bytes:
+        return await self.request("DELETE", path, body=body, as_json=as_json)
 
     async def stream(self, path: str, params: Mapping[str, str], *,
                      protobuf: bool = False) -> AsyncIterator[bytes]:

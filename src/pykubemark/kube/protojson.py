@@ -12,6 +12,8 @@ read only as nanoseconds here).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -94,13 +96,19 @@ def encode(body: dict[str, Any]) -> bytes:
 
 def decode(data: bytes) -> bytes:
     """A protobuf answer as the JSON the apiserver would have sent (bytes)."""
+    return orjson.dumps(to_dict_answer(data))
+
+
+def to_dict_answer(data: bytes, fields: Collection[str] | None = None) -> dict[str, Any]:
+    """A protobuf answer as the dict its JSON would parse to (only the top-level
+    ``fields`` when given, kind and apiVersion always)."""
     from pykubemark.kube.protobuf import unwrap
 
     envelope = unwrap(data)
     api_version, kind = envelope.typeMeta.apiVersion, envelope.typeMeta.kind
     message = message_class(api_version, kind)()
     message.ParseFromString(envelope.raw)
-    return orjson.dumps({"kind": kind, "apiVersion": api_version, **to_dict(message)})
+    return {"kind": kind, "apiVersion": api_version, **to_dict(message, fields)}
 
 
 # -- JSON shape -> message ------------------------------------------------------------------
@@ -111,42 +119,70 @@ def _parse_time(text: str) -> tuple[int, int]:
     return int(when.timestamp()), when.microsecond * 1000
 
 
+#: How each JSON key of a message type is set, worked out once per message descriptor:
+#: key -> (proto field name, kind, value descriptor or owner field for inline keys).
+_setters: dict[Any, dict[str, tuple[str, int, Any]]] = {}
+_SET_SCALAR, _SET_MESSAGE, _SET_REPEATED, _SET_REPEATED_MESSAGE, _SET_MAP, \
+    _SET_MAP_MESSAGE, _SET_INLINE = range(7)
+
+
+def _setter(descriptor: Descriptor, key: str) -> tuple[str, int, Any] | None:
+    setters = _setters.setdefault(descriptor, {})
+    if key in setters:
+        return setters[key]
+    fields = descriptor.fields_by_name
+    field = fields.get(key) or fields.get(PROTO_NAMES.get(key, ""))
+    setter: tuple[str, int, Any] | None
+    if field is None:
+        owner = next((f for f in fields if f in INLINE
+                      and key in fields[f].message_type.fields_by_name), None)
+        setter = None if owner is None else (owner, _SET_INLINE, None)
+    else:
+        message_type = field.message_type
+        if message_type is not None and message_type.GetOptions().map_entry:
+            value_type = message_type.fields_by_name["value"].message_type
+            setter = (field.name, _SET_MAP if value_type is None else _SET_MAP_MESSAGE,
+                      value_type)
+        elif field.is_repeated:
+            setter = (field.name, _SET_REPEATED if message_type is None
+                      else _SET_REPEATED_MESSAGE, message_type)
+        elif message_type is None:
+            setter = (field.name, _SET_SCALAR, None)
+        else:
+            setter = (field.name, _SET_MESSAGE, message_type)
+    setters[key] = setter
+    return setter
+
+
 def fill(message: Any, data: dict[str, Any]) -> Any:
     """Set ``message`` from a JSON-shaped dict; keys the schema does not know are an error
     (a typo must not vanish silently)."""
-    fields = message.DESCRIPTOR.fields_by_name
-    inline = [f for f in fields if f in INLINE]
+    descriptor = message.DESCRIPTOR
     for key, value in data.items():
         if value is None:
             continue
-        field = fields.get(key) or fields.get(PROTO_NAMES.get(key, ""))
-        if field is None:
-            owner = next((f for f in inline
-                          if key in fields[f].message_type.fields_by_name), None)
-            if owner is None:
-                raise ValueError(f"{message.DESCRIPTOR.full_name} has no field {key!r}")
-            fill(getattr(message, owner), {key: value})
-            continue
-        key = field.name
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            target = getattr(message, key)
-            value_field = field.message_type.fields_by_name["value"]
-            for k, v in value.items():
-                if value_field.message_type is None:
-                    target[k] = v
-                else:
-                    _set_message(target[k], value_field.message_type, v)
-        elif field.is_repeated:
-            target = getattr(message, key)
+        setter = _setter(descriptor, key)
+        if setter is None:
+            raise ValueError(f"{descriptor.full_name} has no field {key!r}")
+        name, kind, value_type = setter
+        if kind == _SET_SCALAR:
+            setattr(message, name, value)
+        elif kind == _SET_MESSAGE:
+            _set_message(getattr(message, name), value_type, value)
+        elif kind == _SET_REPEATED_MESSAGE:
+            target = getattr(message, name)
             for item in value:
-                if field.message_type is None:
-                    target.append(item)
-                else:
-                    _set_message(target.add(), field.message_type, item)
-        elif field.message_type is None:
-            setattr(message, key, value)
+                _set_message(target.add(), value_type, item)
+        elif kind == _SET_REPEATED:
+            getattr(message, name).extend(value)
+        elif kind == _SET_MAP:
+            getattr(message, name).update(value)
+        elif kind == _SET_MAP_MESSAGE:
+            target = getattr(message, name)
+            for k, v in value.items():
+                _set_message(target[k], value_type, v)
         else:
-            _set_message(getattr(message, key), field.message_type, value)
+            fill(getattr(message, name), {key: value})
     return message
 
 
@@ -173,6 +209,35 @@ def _set_message(target: Any, descriptor: Descriptor, value: Any) -> None:
 
 
 # -- message -> JSON shape ------------------------------------------------------------------
+# Every GET, PUT answer and watch event of a protobuf client passes through here, so each
+# field's handling is worked out once per field descriptor (a plan) instead of once per
+# value: this is what keeps a protobuf answer from costing the client more CPU than the
+# JSON one it replaces.
+_SCALAR, _MESSAGE, _REPEATED, _REPEATED_MESSAGE, _MAP, _MAP_MESSAGE, _INLINE = range(7)
+_plans: dict[Any, tuple[int, str, Any]] = {}
+_converters: dict[Any, Any] = {}
+
+
+def _plan(field: Any) -> tuple[int, str, Any]:
+    message_type = field.message_type
+    if message_type is not None and message_type.GetOptions().map_entry:
+        value_type = message_type.fields_by_name["value"].message_type
+        plan = (_MAP, field.name, None) if value_type is None \
+            else (_MAP_MESSAGE, field.name, _converter(value_type))
+    elif field.is_repeated:
+        plan = (_REPEATED, field.name, None) if message_type is None \
+            else (_REPEATED_MESSAGE, field.name, _converter(message_type))
+    elif message_type is None:
+        plan = (_SCALAR, JSON_NAMES.get(field.name, field.name), None)
+    elif field.name in INLINE:
+        plan = (_INLINE, field.name, None)
+    else:
+        plan = (_MESSAGE, JSON_NAMES.get(field.name, field.name), _converter(message_type))
+    _plans[field] = plan
+    return plan
+
+
+@functools.lru_cache(maxsize=4096)
 def _format_time(seconds: int, nanos: int = 0, micro: bool = False) -> str:
     when = dt.datetime.fromtimestamp(seconds, dt.UTC)
     if micro:
@@ -180,41 +245,62 @@ def _format_time(seconds: int, nanos: int = 0, micro: bool = False) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def to_dict(message: Any) -> dict[str, Any]:
-    """The JSON shape of a message: the fields that are set, as the apiserver's JSON."""
+def _time(value: Any) -> str | None:
+    # the zero time, which JSON writes as null
+    return _format_time(value.seconds) if value.seconds or value.nanos else None
+
+
+def _micro_time(value: Any) -> str | None:
+    return (_format_time(value.seconds, value.nanos, True)
+            if value.seconds or value.nanos else None)
+
+
+def _embedded_json(attribute: str) -> Any:
+    def convert(value: Any) -> Any:
+        raw = getattr(value, attribute)
+        return orjson.loads(raw) if raw else {}
+    return convert
+
+
+def _converter(descriptor: Descriptor) -> Any:
+    """How a value of this message type is written in JSON."""
+    convert = _converters.get(descriptor)
+    if convert is None:
+        convert = {
+            TIME: _time,
+            MICRO_TIME: _micro_time,
+            QUANTITY: lambda value: value.string,
+            INT_OR_STRING: lambda value: value.intVal if value.type == 0 else value.strVal,
+            RAW_EXTENSION: _embedded_json("raw"),
+            FIELDS_V1: _embedded_json("Raw"),
+            DURATION: lambda value: value.duration,
+        }.get(descriptor.full_name, to_dict)
+        _converters[descriptor] = convert
+    return convert
+
+
+def to_dict(message: Any, fields: Collection[str] | None = None) -> dict[str, Any]:
+    """The JSON shape of a message: the fields that are set, as the apiserver's JSON;
+    with ``fields``, only those of the top level (a caller that reads a Node's status
+    need not convert its images and managedFields)."""
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
-            out[field.name] = {k: (v if value_field.message_type is None
-                                   else _value(value_field.message_type, v))
-                               for k, v in value.items()}
-        elif field.is_repeated:
-            out[field.name] = (list(value) if field.message_type is None
-                               else [_value(field.message_type, v) for v in value])
-        elif field.message_type is None:
-            out[JSON_NAMES.get(field.name, field.name)] = value
-        elif field.name in INLINE:
+        kind, name, convert = _plans.get(field) or _plan(field)
+        if fields is not None and name not in fields:
+            continue
+        if kind == _SCALAR:
+            out[name] = value
+        elif kind == _MESSAGE:
+            if (converted := convert(value)) is not None:
+                out[name] = converted
+        elif kind == _REPEATED_MESSAGE:
+            out[name] = [convert(v) for v in value]
+        elif kind == _REPEATED:
+            out[name] = list(value)
+        elif kind == _MAP:
+            out[name] = dict(value)
+        elif kind == _MAP_MESSAGE:
+            out[name] = {k: convert(v) for k, v in value.items()}
+        else:
             out.update(to_dict(value))
-        elif (converted := _value(field.message_type, value)) is not None:
-            out[JSON_NAMES.get(field.name, field.name)] = converted
     return out
-
-
-def _value(descriptor: Descriptor, value: Any) -> Any:
-    name = descriptor.full_name
-    if name in (TIME, MICRO_TIME):
-        if not value.seconds and not value.nanos:
-            return None  # the zero time, which JSON writes as null
-        return _format_time(value.seconds, value.nanos, micro=name == MICRO_TIME)
-    if name == QUANTITY:
-        return value.string
-    if name == INT_OR_STRING:
-        return value.intVal if value.type == 0 else value.strVal
-    if name == RAW_EXTENSION:
-        return orjson.loads(value.raw) if value.raw else {}
-    if name == FIELDS_V1:
-        return orjson.loads(value.Raw) if value.Raw else {}
-    if name == DURATION:
-        return value.duration
-    return to_dict(value)

@@ -93,6 +93,19 @@ def shielded() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def recording_status(data: dict[str, Any], key: str = "status") -> Iterator[None]:
+    """How the block ended, into ``data[key]``: ``complete``, ``interrupted`` (Ctrl-C or
+    SIGTERM) or ``failed: <why>``, so that a result file says whether its figures are
+    whole."""
+    try:
+        yield
+        data[key] = "complete"
+    except BaseException as exc:
+        data[key] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}"
+        raise
+
+
 def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
                   apiserver_args: tuple[str, ...] = ()) -> LocalCluster:
     """A fresh local control plane. Refuses a name that is running (maybe someone

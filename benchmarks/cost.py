@@ -43,6 +43,7 @@ from benchlib import (
     environment,
     iso,
     out,
+    recording_status,
     run_cli,
     shielded,
     sleep_checked,
@@ -396,16 +397,12 @@ def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
                     as fleet:
                 bench = Cost(cluster, fleet, go_nodes, py_nodes, results)
                 try:
-                    bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
-                              pods_per_node=pods_per_node, cycle_nodes=cycle,
-                              hold=hold_seconds, settle=settle_seconds,
-                              sample_seconds=sample_seconds, py_processes=py_processes,
-                              py_args=py_args)
-                    results.data["status"] = "complete"
-                except BaseException as exc:
-                    results.data["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                                              else f"failed: {exc}")
-                    raise
+                    with recording_status(results.data):
+                        bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
+                                  pods_per_node=pods_per_node, cycle_nodes=cycle,
+                                  hold=hold_seconds, settle=settle_seconds,
+                                  sample_seconds=sample_seconds, py_processes=py_processes,
+                                  py_args=py_args)
                 finally:
                     with shielded():
                         bench.save_partial()

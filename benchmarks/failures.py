@@ -36,6 +36,7 @@ from benchlib import (
     console,
     environment,
     iso,
+    recording_status,
     run_cli,
     shielded,
     start_cluster,
@@ -191,24 +192,20 @@ def main(nodes: int, pods_per_node: int, crash_fraction: float, flap_fraction: f
                        timeout=120 + nodes)
             api = Api(cluster)
             try:
-                for side, sets in (("without", {**common, **FAILURES_OFF}),
-                                   ("with", failing)):
-                    with ReadyWatch(api) as watch:
-                        run = run_scenario(name, runs / side, sets)
-                    run["nodes_not_ready"] = sorted(watch.unready)
-                    run.update(figures(runs / side))
-                    results.data[side] = run
-                    results.save()
-                    if run["exit_code"] not in (0, 1):  # 1: an SLO missed, still measured
-                        raise click.ClickException(f"the run {side} failures exited "
-                                                   f"{run['exit_code']}")
-                results.data["ratio"] = ratios(results.data["without"], results.data["with"])
-                results.data["compare"] = compared(runs / "without", runs / "with")
-                results.data["status"] = "complete"
-            except BaseException as exc:
-                results.data["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                                          else f"failed: {exc}")
-                raise
+                with recording_status(results.data):
+                    for side, sets in (("without", {**common, **FAILURES_OFF}),
+                                       ("with", failing)):
+                        with ReadyWatch(api) as watch:
+                            run = run_scenario(name, runs / side, sets)
+                        run["nodes_not_ready"] = sorted(watch.unready)
+                        run.update(figures(runs / side))
+                        results.data[side] = run
+                        results.save()
+                        if run["exit_code"] not in (0, 1):  # 1: an SLO missed, still measured
+                            raise click.ClickException(f"the run {side} failures exited "
+                                                       f"{run['exit_code']}")
+                    results.data["ratio"] = ratios(results.data["without"], results.data["with"])
+                    results.data["compare"] = compared(runs / "without", runs / "with")
             finally:
                 with shielded():
                     results.data["finished"] = iso(utcnow())

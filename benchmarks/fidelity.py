@@ -63,6 +63,7 @@ from benchlib import (
     environment,
     iso,
     out,
+    recording_status,
     run_cli,
     shielded,
     sleep_checked,
@@ -637,61 +638,56 @@ def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
     cluster = start_cluster(f"{name}-{side}", audit=False, bin_dir=bin_dir)
     fleet: GoFleet | None = None
     try:
-        api = Api(cluster)
-        time.sleep(5)  # the control plane's own clients connect first
-        baseline = apiserver_connections(cluster)
-        launched = time.monotonic()
-        if side == "go":
-            fleet = GoFleet.for_cluster(cluster, nodes, start_interval=go_start_interval,
-                                        real_proxier=go_real_proxier)
-            fleet.start()
-            names, check = fleet.names, fleet.check_alive
-        else:
-            proc = start_py_hollow(cluster, nodes, prefix="py", extra=py_args)
-            names = [f"py-{i}" for i in range(nodes)]
+        with recording_status(result):
+            api = Api(cluster)
+            time.sleep(5)  # the control plane's own clients connect first
+            baseline = apiserver_connections(cluster)
+            launched = time.monotonic()
+            if side == "go":
+                fleet = GoFleet.for_cluster(cluster, nodes, start_interval=go_start_interval,
+                                            real_proxier=go_real_proxier)
+                fleet.start()
+                names, check = fleet.names, fleet.check_alive
+            else:
+                proc = start_py_hollow(cluster, nodes, prefix="py", extra=py_args)
+                names = [f"py-{i}" for i in range(nodes)]
 
-            def check() -> None:
-                check_proc(proc)
-        wait_ready(cluster, {side: nodes}, check=check, timeout=180 + nodes)
-        sleep_checked(max(startup_seconds - (time.monotonic() - launched), 15.0), check,
-                      f"{side}: startup")
-        before = Snapshot.take(cluster, api)
-        if idle_minutes > 0:
-            sleep_checked(idle_minutes * 60, check, f"{side}: idle window")
-        held = apiserver_connections(cluster)
-        after_idle = Snapshot.take(cluster, api)
-        minutes = (after_idle.at - before.at) / 60
-        result["connections"] = {"apiserver_established": held, "baseline": baseline,
-                                 "per_node": round((held - baseline) / nodes, 2)}
-        if minutes > 0:
-            result["idle_per_node_minute"] = window_cost(before, after_idle, nodes * minutes)
-        save(result)
-        if pods_per_node > 0:
-            cycle = PodCycle(api, {side: names}, pods_per_node=pods_per_node, hold=hold,
-                             settle=settle)
-            cycle.run(check=check)
-            after_cycle = Snapshot.take(cluster, api)
-            pods = cycle.pods(side)
-            raw = window_cost(after_idle, after_cycle, pods)
-            idle_rate = result.get("idle_per_node_minute", {})
-            cycle_minutes = (after_cycle.at - after_idle.at) / 60
-            for key in ("apiserver_cpu_s", "etcd_cpu_s"):
-                # Net of what the idle fleet would have cost over the same time.
-                raw[f"{key}_net_of_idle"] = round(
-                    raw[key] - idle_rate.get(key, 0.0) * nodes * cycle_minutes / pods, 5)
-            result["per_pod_cycle"] = raw
-        result["status"] = "complete"
-    except BaseException as exc:
-        result["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                            else f"failed: {exc}")
-        raise
+                def check() -> None:
+                    check_proc(proc)
+            wait_ready(cluster, {side: nodes}, check=check, timeout=180 + nodes)
+            sleep_checked(max(startup_seconds - (time.monotonic() - launched), 15.0), check,
+                          f"{side}: startup")
+            before = Snapshot.take(cluster, api)
+            if idle_minutes > 0:
+                sleep_checked(idle_minutes * 60, check, f"{side}: idle window")
+            held = apiserver_connections(cluster)
+            after_idle = Snapshot.take(cluster, api)
+            minutes = (after_idle.at - before.at) / 60
+            result["connections"] = {"apiserver_established": held, "baseline": baseline,
+                                     "per_node": round((held - baseline) / nodes, 2)}
+            if minutes > 0:
+                result["idle_per_node_minute"] = window_cost(before, after_idle, nodes * minutes)
+            save(result)
+            if pods_per_node > 0:
+                cycle = PodCycle(api, {side: names}, pods_per_node=pods_per_node, hold=hold,
+                                 settle=settle)
+                cycle.run(check=check)
+                after_cycle = Snapshot.take(cluster, api)
+                pods = cycle.pods(side)
+                raw = window_cost(after_idle, after_cycle, pods)
+                idle_rate = result.get("idle_per_node_minute", {})
+                cycle_minutes = (after_cycle.at - after_idle.at) / 60
+                for key in ("apiserver_cpu_s", "etcd_cpu_s"):
+                    # Net of what the idle fleet would have cost over the same time.
+                    raw[f"{key}_net_of_idle"] = round(
+                        raw[key] - idle_rate.get(key, 0.0) * nodes * cycle_minutes / pods, 5)
+                result["per_pod_cycle"] = raw
     finally:
         with shielded():
             if fleet is not None:
                 fleet.stop()
             save(result)
-            with console.status(f"tearing down cluster '{name}-{side}'"):
-                cluster.down()
+        tear_down(cluster, f"{name}-{side}", say_stopped=False)
     return result
 
 
@@ -802,14 +798,10 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
             with fleet:
                 bench = Fidelity(cluster, fleet, nodes, results)
                 try:
-                    bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
-                              pods_per_node=pods_per_node, hold=hold_seconds,
-                              settle=settle_seconds, py_args=py_args)
-                    results.data["status"] = "complete"
-                except BaseException as exc:
-                    results.data["status"] = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                                              else f"failed: {exc}")
-                    raise
+                    with recording_status(results.data):
+                        bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
+                                  pods_per_node=pods_per_node, hold=hold_seconds,
+                                  settle=settle_seconds, py_args=py_args)
                 finally:
                     with shielded():
                         bench.close_open_phases()

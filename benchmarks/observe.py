@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from benchlib import ResultFile, console, environment, shielded, utcnow
+from benchlib import ResultFile, console, environment, recording_status, shielded, utcnow
 
 from pykubemark.cluster.control_plane import LocalCluster, UpOptions
 from pykubemark.errors import UserError
@@ -406,14 +406,8 @@ def result_file(kind: str, directory: Path, parameters: dict[str, Any],
     result.save()
     console.print(f"results: {result.path}")
     try:
-        yield result
-        result.data["status"] = "complete"
-    except KeyboardInterrupt:
-        result.data["status"] = "interrupted"
-        raise
-    except UserError as exc:
-        result.data["status"] = f"failed: {exc}"
-        raise
+        with recording_status(result.data):
+            yield result
     finally:
         result.data["ended"] = utcnow().isoformat()
         with shielded():

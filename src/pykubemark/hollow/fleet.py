@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pykubemark import interrupts
+from pykubemark.hollow import heap
 from pykubemark.hollow.chaos import ChaosWatcher
 from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
 from pykubemark.hollow.kubelet_api import ApiOptions, KubeletApi, check_addresses
@@ -162,6 +163,7 @@ class Fleet:
         self.api: KubeletApi | None = None
         #: Each node's InternalIP and kubelet port.
         self.endpoints: dict[str, tuple[str, int]] = {}
+        self.heap = heap.Baseline()
 
     async def _serve_api(self, names: list[tuple[int, str]]) -> None:
         """Listen for every node of the shard before any registers: its Node object
@@ -210,6 +212,7 @@ class Fleet:
         beat = (loop.create_task(self._heartbeat(stop, self.options.heartbeat_file))
                 if self.options.heartbeat_file else None)
         chaos = loop.create_task(self._chaos(stop))
+        keeper = loop.create_task(self._keep_heap(stop, len(names)))
         if lite and names:
             # The shared kubelet watches run as the shard's first node, as it would.
             watcher = await self.kubelet_client(names[0][1])
@@ -238,6 +241,7 @@ class Fleet:
             await stop.wait()
         finally:
             reporter.cancel()
+            keeper.cancel()
             if beat:
                 beat.cancel()
             chaos.cancel()
@@ -274,6 +278,7 @@ class Fleet:
         if old.shared:
             self._pod_router.subscribe(name, kubelet.pods)
         self._node_tasks[name] = self._start(kubelet.run())
+        self.heap.stale = True  # the old kubelet's objects are in the frozen heap
         log.info("%s: restarted", name)
 
     def _component(self, config: KubeConfig) -> Client:
@@ -412,6 +417,23 @@ class Fleet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
+    async def _keep_heap(self, stop: asyncio.Event, expected: int) -> None:
+        """Freeze the heap once the fleet is up: every node registered, or no node
+        registered for a minute (some could not start); then rebaseline when asked."""
+        registered, since = -1, time.monotonic()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)
+            now = time.monotonic()
+            if self.heap.frozen_at is None:
+                count = sum(k.registered.is_set() for k in self.kubelets.values())
+                if count != registered:
+                    registered, since = count, now
+                if count >= expected or (count and now - since >= 60.0):
+                    self.heap.freeze()
+            elif self.heap.due(now):
+                self.heap.freeze()
+
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -457,6 +479,7 @@ def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = Non
     proxy_config = (load_kubeconfig(options.proxy_kubeconfig) if options.proxy_kubeconfig
                     else kubelet_config)
     _raise_fd_limit()
+    heap.configure()
     if os.environ.get("PYKUBEMARK_LOOP", "uvloop") == "uvloop":
         _install_loop()
 

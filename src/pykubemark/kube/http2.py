@@ -52,7 +52,7 @@ class Response:
         self.stream_id = stream_id
         self.status = 0
         self.headers: dict[str, str] = {}
-        self._headers_ready = asyncio.get_running_loop().create_future()
+        self._headers_ready = conn.loop.create_future()
         self._chunks: deque[bytes] = deque()
         self._done = False
         self._error: BaseException | None = None
@@ -100,7 +100,7 @@ class Response:
                     if self._error is not None:
                         raise self._error
                     return
-                self._wake = asyncio.get_running_loop().create_future()
+                self._wake = self._conn.loop.create_future()
                 await self._wake
         finally:
             self.close()
@@ -133,7 +133,10 @@ class H2Connection(asyncio.Protocol):
         self._ping_ack: asyncio.Future[None] | None = None
         self._health: asyncio.Task[None] | None = None
         self._flush_scheduled = False
-        self.closed = asyncio.get_event_loop().create_future()
+        #: Kept: asking asyncio for the running loop costs a getpid() system call
+        #: (Python 3.11), and every stream needs it a few times.
+        self.loop = asyncio.get_event_loop()
+        self.closed = self.loop.create_future()
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -153,7 +156,7 @@ class H2Connection(asyncio.Protocol):
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
         if self._read_idle > 0:
-            self._health = asyncio.get_event_loop().create_task(self._health_loop())
+            self._health = self.loop.create_task(self._health_loop())
 
     def data_received(self, data: bytes) -> None:
         self._last_read = time.monotonic()
@@ -202,7 +205,7 @@ class H2Connection(asyncio.Protocol):
                       headers: Mapping[str, str], body: bytes | None = None) -> Response:
         """Open a stream, send the request, and return once the response headers are in."""
         while len(self._streams) >= self._h2.remote_settings.max_concurrent_streams:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = self.loop.create_future()
             self._slot_waiters.append(waiter)
             await waiter
         self._check()
@@ -226,7 +229,7 @@ class H2Connection(asyncio.Protocol):
             window = min(self._h2.local_flow_control_window(stream_id),
                          self._h2.max_outbound_frame_size)
             if window <= 0:
-                waiter = asyncio.get_running_loop().create_future()
+                waiter = self.loop.create_future()
                 self._window_waiters.append(waiter)
                 await waiter
                 continue
@@ -256,7 +259,7 @@ class H2Connection(asyncio.Protocol):
                 if idle < self._read_idle:
                     await asyncio.sleep(self._read_idle - idle)
                     continue
-                self._ping_ack = asyncio.get_running_loop().create_future()
+                self._ping_ack = self.loop.create_future()
                 self._h2.ping(b"pykubemk")
                 self._flush()
                 try:
@@ -276,7 +279,7 @@ class H2Connection(asyncio.Protocol):
         over a connection per request."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_event_loop().call_soon(self._flush_now)
+            self.loop.call_soon(self._flush_now)
 
     def _flush_now(self) -> None:
         self._flush_scheduled = False

@@ -12,12 +12,12 @@ Two things fix that without turning the collector off. The young generation is
 collected after 10 000 allocations instead of 700, so the temporaries of a request
 (headers, frames, dicts of a status) mostly die by reference count before a collection
 would promote them. And once every node of the process has registered, what exists is
-the fleet itself, which lives as long as the process: it is collected once more and
-then frozen (``gc.freeze``), so later full collections walk only what came after —
-pods, watches, requests. A node restarted by chaos leaves its old objects in the
-frozen set, where a cycle among them would never be collected: the fleet then asks
-for a rebaseline (unfreeze, collect, freeze), at most once in ten minutes: the full
-collection it takes is the pause this module exists to avoid.
+the fleet itself, which lives as long as the process: it is frozen (``gc.freeze``), so
+later full collections walk only what came after — pods, watches, requests. A node
+restarted by chaos leaves its old objects in the frozen set, where a cycle among them
+would never be collected: the fleet then asks for a rebaseline (unfreeze, collect,
+freeze), at most once in ten minutes: the full collection it takes is the pause this
+module exists to avoid.
 """
 
 from __future__ import annotations
@@ -48,11 +48,18 @@ class Baseline:
         self.stale = False
 
     def freeze(self) -> int:
-        """Collect what is garbage now, then exempt every survivor from later
-        collections; returns how many objects were frozen."""
+        """Exempt every object alive now from later collections; returns how many were
+        frozen. The first time, only the younger generations are collected first (a
+        full pass over a thousand nodes' heap is the pause to avoid, while the fleet is
+        already renewing leases: what garbage the old generation holds then stays, a
+        bounded one-off); a rebaseline collects everything, the old kubelets' cycles
+        being why it was asked for."""
         started = time.monotonic()
-        gc.unfreeze()
-        gc.collect()
+        if self.frozen_at is None:
+            gc.collect(1)
+        else:
+            gc.unfreeze()
+            gc.collect()
         gc.freeze()
         self.frozen_at, self.stale = time.monotonic(), False
         frozen = gc.get_freeze_count()

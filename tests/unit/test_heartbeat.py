@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 import aiohttp
@@ -83,3 +84,18 @@ def test_node_status_gives_up_after_5_tries() -> None:
     asyncio.run(kubelet(fake)._sync_status())
     assert len(fake.gets) == 5
     assert fake.patches == 0
+
+
+def test_node_marked_unknown_after_unchanged_checks_gets_its_status_written() -> None:
+    fake = FakeHeartbeat([], {"metadata": {"uid": "uid-1"}})
+    node = kubelet(fake)
+    node.last_report = time.monotonic()  # the periodic report is not due
+    fake.node["status"] = node.identity.status(node.transition, node.heartbeat_time,
+                                               node.images, node.identity.capacity())
+    for _ in range(3):
+        asyncio.run(node._sync_status())
+    assert fake.patches == 0
+    ready = next(c for c in fake.node["status"]["conditions"] if c["type"] == "Ready")
+    ready["status"] = "Unknown"  # what the node-lifecycle controller writes
+    asyncio.run(node._sync_status())
+    assert fake.patches == 1

@@ -19,7 +19,7 @@ from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import NodeIdentity
 from pykubemark.hollow.pods import PodLifecycle
 from pykubemark.hollow.profile import Profile
-from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
+from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client, answer
 from pykubemark.kube.types import MetaOnly, Node, Pod
 from pykubemark.kube.watch import MIN_WATCH_TIMEOUT, Backoff, Reflector, cancel_all
 
@@ -101,6 +101,9 @@ class HollowKubelet:
         self.transition = objects.now_seconds()
         self.heartbeat_time = self.transition
         self.last_report = float("-inf")
+        #: What the last node-status check that found nothing to write was made of (see
+        #: `_check`): most checks repeat it, and need not decode the Node again.
+        self.settled: tuple[int, str, str, str, int] | None = None
         self.images: list[str] = []
         self.registered = asyncio.Event()
         self.lease: dict[str, Any] | None = None
@@ -374,8 +377,11 @@ class HollowKubelet:
     async def _try_update_status(self, attempt: int) -> None:
         path = f"/api/v1/nodes/{self.name}"
         params = {"resourceVersion": "0"} if attempt == 0 else None
-        node = await self.heartbeat.object("GET", path, params=params,
-                                           fields=("metadata", "status"))
+        raw = await self.heartbeat.request("GET", path, params=params, as_json=False)
+        due = time.monotonic() - self.last_report >= self.profile.status_report
+        if not due and self._check(raw) == self.settled:
+            return
+        node = answer(raw, fields=("metadata", "status"))
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})
@@ -385,8 +391,8 @@ class HollowKubelet:
             # them): the kubelet's setters give a changed condition a new transition time.
             self.transition = objects.now_seconds()
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images)
-        due = time.monotonic() - self.last_report >= self.profile.status_report
         if not due and not objects.status_patch(current, desired):
+            self.settled = self._check(raw)
             return
         self.heartbeat_time = objects.now_seconds()
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images,
@@ -395,6 +401,11 @@ class HollowKubelet:
         patch = objects.status_patch(current, desired)
         await self.heartbeat.patch(f"{path}/status", {"status": patch}, as_json=False)
         self.last_report = time.monotonic()
+
+    def _check(self, raw: bytes) -> tuple[int, str, str, str, int]:
+        """Everything a node-status check's outcome depends on: the Node as the apiserver
+        answered it and what this kubelet would write."""
+        return hash(raw), self.node_uid, self.transition, self.heartbeat_time, len(self.images)
 
 
 def _owner_uid(obj: dict[str, Any]) -> str:

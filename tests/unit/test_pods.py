@@ -511,3 +511,24 @@ def test_admitted_pod_keeps_the_schedulers_podscheduled_time() -> None:
         assert cond["Initialized"] == status["startTime"] != "2026-11-22T09:59:58Z"
         await lc.close()
     run(body)
+
+
+def test_ready_set_false_by_the_node_controller_is_written_again() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        await until(lambda: record.phase == "Running")
+        lc.synced_versions[record.uid] = record.version  # as if the status manager wrote it
+        written = record.status
+        lc.on_event("MODIFIED", pod(status=written))  # the watch shows our own write
+        assert not lc.needs_update(record.uid, record.version)
+        # what MarkPodsNotReady leaves: Ready False, ContainersReady untouched
+        marked = {**written, "conditions": [
+            {**c, "status": "False"} if c["type"] == "Ready" else c
+            for c in written["conditions"]]}
+        lc.on_event("MODIFIED", pod(status=marked))
+        assert lc.needs_update(record.uid, record.version)
+        assert record.status == written  # the kubelet's own status, to be written again
+        await lc.close()
+    run(body)

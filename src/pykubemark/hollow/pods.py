@@ -36,6 +36,8 @@ from pykubemark.kube.types import Pod
 log = logging.getLogger(__name__)
 BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
+#: The pod conditions a kubelet owns (kubetypes.PodConditionsByKubelet).
+KUBELET_CONDITIONS = frozenset(("PodScheduled", "Ready", "Initialized", "ContainersReady"))
 
 
 #: The volume manager's retry of a failed mount (nestedpendingoperations: 500 ms
@@ -219,8 +221,27 @@ class PodLifecycle:
             record = self._admit(pod)
         else:
             record.pod = pod
+            if self._needs_reconcile(record):
+                # the status manager's needsReconcile: written again at the next batch
+                self.synced_versions.pop(uid, None)
         if pod.metadata.deletionTimestamp and not record.terminating:
             self._terminate(record)
+
+    def _needs_reconcile(self, record: PodRecord) -> bool:
+        """Whether someone else changed what this kubelet last wrote of the pod's status:
+        its phase or a condition the kubelet owns (the node-lifecycle controller sets
+        Ready to False on the pods of a node it marks NotReady, and a kubelet sets it back
+        once it sees that)."""
+        written = record.status
+        if not written or record.terminating or self.needs_update(record.uid, record.version):
+            return False
+        status = record.pod.status
+        if status.phase != written.get("phase", status.phase):
+            return True
+        seen = {c.type: (c.status, c.reason, c.message) for c in status.conditions}
+        return any(seen.get(c["type"]) != (c.get("status", ""), c.get("reason", ""),
+                                           c.get("message", ""))
+                   for c in written.get("conditions") or () if c["type"] in KUBELET_CONDITIONS)
 
     # -- state machine -------------------------------------------------------------------
     def _admit(self, pod: Pod) -> PodRecord:

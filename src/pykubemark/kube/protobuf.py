@@ -260,7 +260,8 @@ class PodStatusView(View):
 
     conditions = _Lazy(lambda s: [types.PodCondition(
         type=c.type, lastTransitionTime=_time(c.lastTransitionTime)
-        if c.HasField("lastTransitionTime") else "") for c in s.conditions])
+        if c.HasField("lastTransitionTime") else "", status=c.status, reason=c.reason,
+        message=c.message) for c in s.conditions])
 
 
 class PodView(View):

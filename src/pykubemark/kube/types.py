@@ -138,6 +138,9 @@ class PodSpec(msgspec.Struct):
 class PodCondition(msgspec.Struct):
     type: str = ""
     lastTransitionTime: str = ""
+    status: str = ""
+    reason: str = ""
+    message: str = ""
 
 
 class PodStatus(msgspec.Struct):

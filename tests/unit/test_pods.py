@@ -532,3 +532,38 @@ def test_ready_set_false_by_the_node_controller_is_written_again() -> None:
         assert record.status == written  # the kubelet's own status, to be written again
         await lc.close()
     run(body)
+
+
+def adopted_status(ready: str) -> dict[str, Any]:
+    since = "2026-11-22T09:00:01Z"
+    return {"phase": "Running", "podIP": "10.64.0.4", "startTime": "2026-11-22T09:00:00Z",
+            "conditions": [{"type": t, "status": s, "lastTransitionTime": since}
+                           for t, s in (("Initialized", "True"), ("Ready", ready),
+                                        ("ContainersReady", "True"),
+                                        ("PodScheduled", "True"))]}
+
+
+def test_adopted_pod_marked_not_ready_while_the_kubelet_was_down_gets_ready_again() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_list([pod(status=adopted_status("False"))])
+        record = lc.pods["uid-web-1"]
+        assert lc.needs_update(record.uid, record.version)
+        ready = next(c for c in record.status["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        assert [c["type"] for c in record.status["conditions"]] == [
+            "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        await lc.close()
+    run(body)
+
+
+def test_adopted_pod_marked_not_ready_later_is_reconciled() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_list([pod(status=adopted_status("True"))])
+        record = lc.pods["uid-web-1"]
+        assert not lc.needs_update(record.uid, record.version)
+        lc.on_event("MODIFIED", pod(status=adopted_status("False")))
+        assert lc.needs_update(record.uid, record.version)
+        await lc.close()
+    run(body)

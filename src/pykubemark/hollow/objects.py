@@ -176,7 +176,7 @@ def qos_class(pod: Pod) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def _condition(kind: str, status: str, since: str, reason: str = "", message: str = "") -> dict:
+def condition(kind: str, status: str, since: str, reason: str = "", message: str = "") -> dict:
     condition: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None,
                                  "lastTransitionTime": since}
     if reason:
@@ -288,23 +288,23 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
     names = [c.name for c in pod.spec.containers]
     unready = f"containers with unready status: [{' '.join(names)}]"
     scheduled = times.scheduled
-    conditions = [_condition("Initialized", "True", scheduled)]
+    conditions = [condition("Initialized", "True", scheduled)]
     statuses = []
     if view is not None:
         statuses = [view.status(pod, c.name, c.image) for c in pod.spec.containers]
         since = ready_changed or scheduled
         if all(s["ready"] for s in statuses):
-            conditions += [_condition("Ready", "True", since),
-                           _condition("ContainersReady", "True", since)]
+            conditions += [condition("Ready", "True", since),
+                           condition("ContainersReady", "True", since)]
         else:
             reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
             message = "" if reason == "PodCompleted" else unready
-            conditions += [_condition("Ready", "False", since, reason, message),
-                           _condition("ContainersReady", "False", since, reason, message)]
+            conditions += [condition("Ready", "False", since, reason, message),
+                           condition("ContainersReady", "False", since, reason, message)]
     elif phase == "Pending":
         conditions += [
-            _condition("Ready", "False", scheduled, "ContainersNotReady", unready),
-            _condition("ContainersReady", "False", scheduled, "ContainersNotReady", unready),
+            condition("Ready", "False", scheduled, "ContainersNotReady", unready),
+            condition("ContainersReady", "False", scheduled, "ContainersNotReady", unready),
         ]
         for c in pod.spec.containers:
             statuses.append({
@@ -313,8 +313,8 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                 "state": {"waiting": {"reason": "ContainerCreating"}},
             })
     elif phase == "Running":
-        conditions += [_condition("Ready", "True", times.ready_since),
-                       _condition("ContainersReady", "True", times.ready_since)]
+        conditions += [condition("Ready", "True", times.ready_since),
+                       condition("ContainersReady", "True", times.ready_since)]
         for c in pod.spec.containers:
             statuses.append({
                 "name": c.name, "image": c.image, "imageID": c.image,
@@ -329,8 +329,8 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
         # kubelet 1.20 (status/generate.go): only Succeeded pods say PodCompleted.
         reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
         message = "" if reason == "PodCompleted" else unready
-        conditions += [_condition("Ready", "False", times.finished, reason, message),
-                       _condition("ContainersReady", "False", times.finished, reason, message)]
+        conditions += [condition("Ready", "False", times.finished, reason, message),
+                       condition("ContainersReady", "False", times.finished, reason, message)]
         for c in pod.spec.containers:
             statuses.append({
                 "name": c.name, "image": c.image, "imageID": c.image,
@@ -343,7 +343,7 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                     "containerID": container_id(pod, c.name),
                 }},
             })
-    conditions.append(_condition("PodScheduled", "True", times.bound or scheduled))
+    conditions.append(condition("PodScheduled", "True", times.bound or scheduled))
     status: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,

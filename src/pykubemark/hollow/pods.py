@@ -243,6 +243,26 @@ class PodLifecycle:
                                            c.get("message", ""))
                    for c in written.get("conditions") or () if c["type"] in KUBELET_CONDITIONS)
 
+    def _adopt_status(self, record: PodRecord) -> None:
+        """What this kubelet would say of a running pod it adopts: the status it found,
+        except that Ready follows ContainersReady (no readiness gates here), as the
+        kubelet's status generation has it; written if that differs (the pods of a node
+        marked NotReady while its kubelet was down)."""
+        found = record.pod.status
+        conditions = [objects.condition(c.type, c.status, c.lastTransitionTime, c.reason,
+                                        c.message) for c in found.conditions]
+        containers = next((c for c in conditions if c["type"] == "ContainersReady"), None)
+        wrong = [i for i, c in enumerate(conditions) if c["type"] == "Ready"
+                 and containers is not None and c["status"] != containers["status"]]
+        for i in wrong:
+            assert containers is not None
+            conditions[i] = objects.condition(
+                "Ready", containers["status"], objects.now_seconds(),
+                containers.get("reason", ""), containers.get("message", ""))
+        record.status = {"phase": found.phase, "conditions": conditions}
+        if wrong:
+            self._bump(record)
+
     # -- state machine -------------------------------------------------------------------
     def _admit(self, pod: Pod) -> PodRecord:
         record = PodRecord(pod)
@@ -262,6 +282,8 @@ class PodLifecycle:
                 record.holds_ip = True
             record.times.scheduled = pod.status.startTime or record.times.scheduled
             self.synced_versions[record.uid] = 0
+            if phase == "Running":
+                self._adopt_status(record)
             if phase == "Running" and is_job_like(pod):
                 record.plan = failures.plan_for(pod, self.profile.failures, self.rng)
                 self._later(record, self._run_seconds(record), self._complete)
@@ -589,7 +611,9 @@ class PodLifecycle:
         record = self.pods.get(uid)
         if record is None:
             return False
-        return self.synced_versions.get(uid, 0) < version or record.deletable
+        # no synced version: never written, or forgotten by a reconcile (an adopted pod's
+        # version is 0)
+        return self.synced_versions.get(uid, -1) < version or record.deletable
 
     async def run_status_manager(self) -> None:
         loop = asyncio.get_running_loop()

@@ -101,3 +101,23 @@ def test_one_slo_per_kind_with_the_worst_p99():
     assert cluster.value == pytest.approx(29000.0) and cluster.verdict == "pass"
     assert verdicts["API call latency p99, namespace LIST calls"].verdict == "fail"
     assert all(s.verdict == "no data" for s in slos([]))
+
+
+def test_a_collection_delete_is_judged_apart_from_single_object_calls():
+    # The namespace controller's DELETE of all events in a namespace took 40 s; a single
+    # DELETE of a pod 0.5 s.
+    def bucket(scope: str, resource: str, le: str, n: int) -> str:
+        return (f'apiserver_request_duration_seconds_bucket{{verb="DELETE",group="",'
+                f'version="v1",resource="{resource}",subresource="",scope="{scope}",'
+                f'le="{le}"}} {n}\n')
+    text = "# TYPE apiserver_request_duration_seconds histogram\n" + "".join(
+        bucket("namespace", "events", le, n) for le, n in
+        (("1", 0), ("30", 0), ("60", 1), ("+Inf", 1))) + "".join(
+        bucket("resource", "pods", le, 1) for le in ("1", "30", "60", "+Inf"))
+    verdicts = {s.name.split(" (worst")[0]: s for s in slos(aggregate({}, snapshot(text)))}
+    single = verdicts["API call latency p99, mutating and single-object calls"]
+    assert single.verdict == "pass" and single.value < 1000.0
+    collection = verdicts["API call latency p99, collection DELETE calls"]
+    assert (collection.threshold, collection.verdict) == (30000.0, "fail")
+    # no collection DELETE, no row: the SLO does not define one
+    assert not any("collection" in s.name for s in slos(aggregate({}, snapshot(SLOW))))

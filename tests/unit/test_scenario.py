@@ -195,3 +195,17 @@ phases:
 def test_unknown_failure_is_named_with_its_line() -> None:
     message = error("name: x\nfailures:\n  - failure: explode\nphases:\n  - name: p\n")
     assert "line 3" in message and "failures" in message and "explode" in message
+
+
+def test_a_phase_that_deletes_waits_in_proportion_to_the_pods_it_removes():
+    from pykubemark.load.generator import pods_removed
+    from pykubemark.load.scenario import DeleteSpec, Phase
+
+    created = {("Deployment", "ns-1", "saturation-0"): 30,
+               ("Deployment", "ns-2", "saturation-1"): 30,
+               ("Deployment", "ns-1", "latency-0"): 1}
+    latency = Phase(name="delete-latency", delete=[DeleteSpec(kind="Deployment",
+                                                              name="latency")])
+    assert pods_removed(created, latency) == 1
+    assert pods_removed(created, Phase(name="cleanup", delete_all=True)) == 61
+    assert pods_removed(created, Phase(name="saturation")) == 0

@@ -291,6 +291,9 @@ class LoadGenerator:
             await self._in_flight.acquire()
             tasks.append(asyncio.create_task(self._create(item)))
             touched[item.kind] = touched.get(item.kind, 0) + 1
+        # what this phase deletes counts for its wait as what it creates does: 60 000
+        # pods take the control plane as long to remove as to start
+        removed = pods_removed(self.created, phase)
         if phase.scale:
             touched["scaled"] = await self._scale(phase, pacer)
         if phase.delete:
@@ -300,7 +303,7 @@ class LoadGenerator:
         self._raise_errors()
         if phase.delete_all:
             await self.delete_namespaces()
-        pods = sum(p.pods for p in planned)
+        pods = sum(p.pods for p in planned) + removed
         timeout = self.values.number(phase.timeout, f"phases.{phase.name}.timeout", pods=pods)
         if phase.wait == "running":
             await self.wait_running(timeout)
@@ -348,8 +351,7 @@ class LoadGenerator:
     async def _delete(self, phase: Phase, pacer: Pacer) -> int:
         deleted = 0
         targets = [(key, pods) for key, pods in self.created.items()
-                   if any(key[0] == spec.kind and key[2].startswith(spec.name)
-                          for spec in phase.delete)]
+                   if deletes(phase, key)]
         self.progress.to_delete = len(targets)
         for (kind, namespace, name), pods in targets:
             await pacer.wait(pods)
@@ -456,9 +458,12 @@ class LoadGenerator:
                              {"propagationPolicy": "Background"}, missing_ok=True)
         self.created.clear()
 
-    async def cleanup(self, timeout: float = 300.0) -> list[str]:
-        """Delete the run's namespaces and wait until they are gone; return what is
-        still there when the time is up."""
+    async def cleanup(self, timeout: float | None = None) -> list[str]:
+        """Delete the run's namespaces and wait until they are gone (by default 300 s
+        and 0.2 s per pod still in them); return what is still there when the time is
+        up."""
+        if timeout is None:
+            timeout = 300.0 + sum(self.created.values()) / 5
         await self.delete_namespaces()
         deadline = time.monotonic() + timeout
         self.progress = Progress(phase="cleanup", waiting="namespaces gone")
@@ -494,6 +499,19 @@ class LoadGenerator:
             first, more = self._errors[0], len(self._errors) - 1
             self._errors.clear()
             raise LoadError(first + (f" (and {more} more)" if more else ""))
+
+
+def deletes(phase: Phase, key: tuple[str, str, str]) -> bool:
+    """Whether the phase's ``delete`` entries name the object (kind, namespace, name)."""
+    kind, _, name = key
+    return any(kind == spec.kind and name.startswith(spec.name) for spec in phase.delete)
+
+
+def pods_removed(created: dict[tuple[str, str, str], int], phase: Phase) -> int:
+    """Pods of the run's objects that the phase deletes (all of them for ``delete_all``)."""
+    if phase.delete_all:
+        return sum(created.values())
+    return sum(pods for key, pods in created.items() if deletes(phase, key))
 
 
 def progress_line(progress: Progress) -> str:

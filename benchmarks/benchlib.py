@@ -147,6 +147,11 @@ def check_proc(proc: Proc) -> None:
         raise UserError(f"{proc.name} exited: {last_lines(proc.log, 3)} (log: {proc.log})")
 
 
+class NotReadyInTime(UserError):
+    """A fleet that did not get Ready in time: for a search of the largest size, a
+    result, not an error."""
+
+
 def wait_ready(cluster: LocalCluster, expected: dict[str, int], *,
                check: Callable[[], None], timeout: float) -> float:
     """Until ``expected[prefix]`` nodes of each prefix are Ready; returns the seconds
@@ -162,7 +167,7 @@ def wait_ready(cluster: LocalCluster, expected: dict[str, int], *,
             if all(ready[p] >= n for p, n in expected.items()):
                 break
             if time.monotonic() > deadline:
-                raise UserError(f"hollow nodes not Ready after {timeout:.0f}s: {ready}")
+                raise NotReadyInTime(f"hollow nodes not Ready after {timeout:.0f}s: {ready}")
             time.sleep(1.0)
     took = time.monotonic() - started
     console.print(f"all hollow nodes Ready after {took:.0f}s: {expected}")

@@ -6,7 +6,8 @@ every node is Ready, then a ``--window`` of idling during which the apiserver's 
 log gives every lease renewal its own receive time. A size *holds* when the p99 of the
 gaps between a node's renewals stays under ``--max-gap`` (12 s: the lease is renewed
 every 10 s), no node is NotReady at the end, and every node's Ready heartbeat is younger
-than the status report period plus a minute. The first size that does not hold ends the
+than the status report period plus a minute; a size whose nodes are not all Ready
+within 120 s + 0.2 s per node does not hold either. The first size that does not hold ends the
 search; "nodes per core" is the largest size that held — measured, not derived from
 millicores. RSS and PSS per node, the hollow process's CPU over the window and the
 control plane's are recorded beside it, so the reader sees which side was short.
@@ -28,6 +29,7 @@ import click
 from benchlib import (
     RESULTS_DIR,
     Api,
+    NotReadyInTime,
     ResultFile,
     check_proc,
     console,
@@ -90,9 +92,13 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
             "--nodes", str(size), "--prefix", "scale", "--fidelity", fidelity,
             "--register-rate", "100")]
         hollow = cluster.add_process("hollow-scale", argv)
-        result["ramp_seconds"] = round(wait_ready(
-            cluster, {"scale": size}, check=lambda: check_proc(hollow),
-            timeout=120 + size / 5), 1)
+        try:
+            result["ramp_seconds"] = round(wait_ready(
+                cluster, {"scale": size}, check=lambda: check_proc(hollow),
+                timeout=120 + size / 5), 1)
+        except NotReadyInTime as exc:
+            result.update({"holds": False, "ramp_failed": str(exc)})
+            return result
         control = [p for proc in cluster.state.running() if proc.name != "hollow-scale"
                    for p in process_tree(proc.pid)]
         fleet = process_tree(hollow.pid)
@@ -158,6 +164,9 @@ def main(sizes: str, fidelity: str, cpu: int | None, window: float, max_gap: flo
                                     max_gap=max_gap, name=name, bin_dir=bin_dir)
             result.data["sizes"].append(measured)
             result.save()
+            if "ramp_failed" in measured:
+                console.print(f"{size} nodes: holds=False, {measured['ramp_failed']}")
+                break
             gap = measured.get("lease_gap_seconds", {})
             console.print(f"{size} nodes: holds={measured['holds']} ramp "
                           f"{measured['ramp_seconds']} s, lease gap p99 {gap.get('Perc99')} s, "

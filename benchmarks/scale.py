@@ -166,13 +166,14 @@ def main(sizes: str, fidelity: str, cpu: int | None, window: float, max_gap: flo
             result.save()
             if "ramp_failed" in measured:
                 console.print(f"{size} nodes: holds=False, {measured['ramp_failed']}")
-                break
-            gap = measured.get("lease_gap_seconds", {})
-            console.print(f"{size} nodes: holds={measured['holds']} ramp "
-                          f"{measured['ramp_seconds']} s, lease gap p99 {gap.get('Perc99')} s, "
-                          f"{measured['health']}, RSS {measured['rss_mib_per_node']} MiB/node, "
-                          f"hollow {measured['hollow_cores']} cores, control plane "
-                          f"{measured['control_plane_cores']} cores")
+            else:
+                gap = measured.get("lease_gap_seconds", {})
+                console.print(
+                    f"{size} nodes: holds={measured['holds']} ramp "
+                    f"{measured['ramp_seconds']} s, lease gap p99 {gap.get('Perc99')} s, "
+                    f"{measured['health']}, RSS {measured['rss_mib_per_node']} MiB/node, "
+                    f"hollow {measured['hollow_cores']} cores, control plane "
+                    f"{measured['control_plane_cores']} cores")
             if not measured["holds"]:
                 break
         held = [m["nodes"] for m in result.data["sizes"] if m["holds"]]

@@ -252,15 +252,16 @@ class PodLifecycle:
         conditions = [objects.condition(c.type, c.status, c.lastTransitionTime, c.reason,
                                         c.message) for c in found.conditions]
         containers = next((c for c in conditions if c["type"] == "ContainersReady"), None)
-        wrong = [i for i, c in enumerate(conditions) if c["type"] == "Ready"
-                 and containers is not None and c["status"] != containers["status"]]
-        for i in wrong:
-            assert containers is not None
-            conditions[i] = objects.condition(
-                "Ready", containers["status"], objects.now_seconds(),
-                containers.get("reason", ""), containers.get("message", ""))
+        changed = False
+        for i, c in enumerate(conditions):
+            if containers is not None and c["type"] == "Ready" \
+                    and c["status"] != containers["status"]:
+                conditions[i] = objects.condition(
+                    "Ready", containers["status"], objects.now_seconds(),
+                    containers.get("reason", ""), containers.get("message", ""))
+                changed = True
         record.status = {"phase": found.phase, "conditions": conditions}
-        if wrong:
+        if changed:
             self._bump(record)
 
     # -- state machine -------------------------------------------------------------------

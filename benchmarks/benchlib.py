@@ -193,6 +193,17 @@ class ResultFile:
         self.path = directory / f"{kind}-{timestamp()}.json"
         self.data: dict[str, Any] = {}
 
+    @classmethod
+    def reopen(cls, path: Path) -> ResultFile:
+        """A result written before, to be analysed again and rewritten in place."""
+        result = cls.__new__(cls)
+        result.path = path
+        try:
+            result.data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable result file ({exc})") from None
+        return result
+
     def save(self) -> None:
         write_atomic(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 

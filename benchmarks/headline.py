@@ -4,14 +4,15 @@ Kubernetes 1.3 announced 2000 nodes and 60 000 pods; Kubemark needed 22 machines
 cores for the hollow nodes alone. This runs the same shape as a user would, with the
 product's own commands: ``pykubemark up --nodes N`` (kubelet fidelity; the control
 plane sized for N nodes as Kubernetes' kubemark master is) and ``pykubemark run density
---pods-per-node P``, then reads the run's own files to say which side was short: pods
-turned Running per second per core of hollow-node CPU during saturation, beside each
-control-plane component's CPU. The run directory (report.html, perfdata) stays under
+--pods-per-node P``, then reads the run's own files to say which side was short, phase
+by phase: each component's mean CPU, and pods turned Running (saturation) or deleted
+(cleanup) per second per core of hollow-node CPU. The run directory (report.html, perfdata) stays under
 ``--out``; the committed result keeps the summary's SLO table, the phases and those
 figures.
 
     .venv/bin/python benchmarks/headline.py                  # 2000 nodes x 30 pods
     .venv/bin/python benchmarks/headline.py --nodes 20 --pods-per-node 2   # tiny
+    .venv/bin/python benchmarks/headline.py --reanalyse benchmarks/results/headline-....json
 """
 
 from __future__ import annotations
@@ -52,34 +53,73 @@ def mean_cores(series: list[list[float]], start: float, end: float) -> float | N
     return sum(inside) / len(inside) if inside else None
 
 
-def saturation_figures(run_dir: Path) -> dict[str, Any]:
+def _phase_window(summary: dict[str, Any], name: str) -> tuple[float, float] | None:
+    """A finished phase's start and end in seconds since the run's start."""
+    phase = next((p for p in summary["phases"] if p["name"] == name), None)
+    if phase is None or not phase.get("finished"):
+        return None
+    started = _when(summary["started"])
+    return ((_when(phase["started"]) - started).total_seconds(),
+            (_when(phase["finished"]) - started).total_seconds())
+
+
+def phase_cores(run_dir: Path, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per finished phase: its length and the mean cores of each side over it, from the
+    run's ResourceUsage series — which side was short, phase by phase."""
+    cpu_file = run_dir / "series" / "ResourceUsage_cpu.json"
+    series = json.loads(cpu_file.read_text())["series"] if cpu_file.exists() else {}
+    figures = {}
+    for phase in summary["phases"]:
+        window = _phase_window(summary, phase["name"])
+        if window is None:
+            continue
+        cores = {name: mean_cores(points, *window) for name, points in series.items()}
+        figures[phase["name"]] = {
+            "seconds": round(window[1] - window[0], 1),
+            "mean_cores": {k: round(v, 3) for k, v in cores.items() if v is not None},
+            "control_plane_cores": round(sum(cores.get(c) or 0.0 for c in CONTROL_PLANE), 3),
+        }
+    return figures
+
+
+def per_hollow_core(rate: float | None, cores: dict[str, Any]) -> float | None:
+    """Derived: pods per second per core of hollow-node CPU (its idle cost included)."""
+    hollow = cores["mean_cores"].get("hollow")
+    return round(rate / hollow, 1) if rate and hollow else None
+
+
+def saturation_figures(run_dir: Path, phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Pods Running per second in the saturation phase, and the CPU each side spent on
     it, from the run's own files (summary.json, series/, raw/)."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    started = _when(summary["started"])
-    phase = next((p for p in summary["phases"] if p["name"] == "saturation"), None)
-    if phase is None or not phase.get("finished"):
+    if "saturation" not in phases:
         return {}
-    start = (_when(phase["started"]) - started).total_seconds()
-    end = (_when(phase["finished"]) - started).total_seconds()
+    cores = phases["saturation"]
     raw = run_dir / "raw" / "PodStartupLatency_SaturationPodStartupLatency.json"
     # a pod with a start-up latency was seen Running by the measurement's watch
     pods = sum(1 for p in json.loads(raw.read_text())["pods"].values()
                if p.get("pod_startup") is not None) if raw.exists() else 0
-    cpu_file = run_dir / "series" / "ResourceUsage_cpu.json"
-    series = json.loads(cpu_file.read_text())["series"] if cpu_file.exists() else {}
-    cores = {name: mean_cores(points, start, end) for name, points in series.items()}
-    seconds = end - start
-    rate = pods / seconds if seconds > 0 else None
-    hollow = cores.get("hollow")
+    rate = pods / cores["seconds"] if cores["seconds"] > 0 else None
     return {
-        "seconds": round(seconds, 1),
+        **cores,
         "pods_seen_running": pods,
         "pods_running_per_s": round(rate, 2) if rate else None,
-        "mean_cores": {k: round(v, 3) for k, v in cores.items() if v is not None},
-        "hollow_pods_running_per_s_per_core":
-            round(rate / hollow, 1) if rate and hollow else None,
-        "control_plane_cores": round(sum(cores.get(c) or 0.0 for c in CONTROL_PLANE), 3),
+        "hollow_pods_running_per_s_per_core": per_hollow_core(rate, cores),
+    }
+
+
+def cleanup_figures(summary: dict[str, Any], phases: dict[str, dict[str, Any]],
+                    pods: int) -> dict[str, Any]:
+    """Pods deleted per second by the cleanup phase, when it completed (it removes the
+    saturation pods; the latency pods are gone before it)."""
+    cores = phases.get("cleanup")
+    if cores is None or summary["status"] != "completed" or not pods:
+        return {}
+    rate = pods / cores["seconds"] if cores["seconds"] > 0 else None
+    return {
+        **cores,
+        "pods_deleted": pods,
+        "pods_deleted_per_s": round(rate, 2) if rate else None,
+        "hollow_pods_deleted_per_s_per_core": per_hollow_core(rate, cores),
     }
 
 
@@ -107,6 +147,8 @@ def perfdata_figures(run_dir: Path) -> dict[str, Any]:
 def analyse(run_dir: Path) -> dict[str, Any]:
     """What the committed result keeps of a run directory."""
     summary = json.loads((run_dir / "summary.json").read_text())
+    phases = phase_cores(run_dir, summary)
+    saturation = saturation_figures(run_dir, phases)
     return {
         "run_status": summary["status"], "verdict": summary["verdict"],
         "parameters": summary["parameters"],
@@ -114,9 +156,30 @@ def analyse(run_dir: Path) -> dict[str, Any]:
         "phases": summary["phases"], "slos": summary["slos"],
         "apiserver_flags": [f for f in summary["cluster"]["flags"].get("kube-apiserver", [])
                             if "inflight" in f or "ram" in f],
-        "saturation": saturation_figures(run_dir),
+        "cpu_by_phase": phases,
+        "saturation": saturation,
+        "cleanup": cleanup_figures(summary, phases, saturation.get("pods_seen_running", 0)),
         "perfdata": perfdata_figures(run_dir),
     }
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def analyse_again(path: Path) -> None:
+    """A finished run's figures by today's analysis, e.g. one added after the run began."""
+    result = ResultFile.reopen(path)
+    run_dir = Path(result.data.get("run_dir", ""))
+    if not (run_dir / "summary.json").exists():
+        raise UserError(f"{path}: its run directory {run_dir} has no summary.json")
+    result.data.update(analyse(run_dir))
+    result.data["analysed_with"] = f"benchmarks/headline.py of {_commit()}"
+    if result.data["run_status"] == "completed":
+        result.data["status"] = "complete"
+    result.save()
+    console.print(f"result: {result.path}")
 
 
 def _pykubemark(*args: str, check: bool = True) -> int:
@@ -142,8 +205,15 @@ def _pykubemark(*args: str, check: bool = True) -> int:
 @click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
               show_default=True)
 @click.option("--keep-cluster", is_flag=True, help="Leave the cluster running afterwards.")
+@click.option("--reanalyse", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read the run directory of this result file again with this script's "
+              "analysis and rewrite the file in place; no cluster is started.")
 def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
-         out: Path | None, results_dir: Path, keep_cluster: bool) -> None:
+         out: Path | None, results_dir: Path, keep_cluster: bool,
+         reanalyse: Path | None) -> None:
+    if reanalyse is not None:
+        analyse_again(reanalyse)
+        return
     started = timestamp()
     runs = REPO / "results" if results_dir == RESULTS_DIR else results_dir / "runs"
     out = out or runs / f"headline-{started}"
@@ -154,8 +224,7 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
         "command": f"python benchmarks/headline.py --nodes {nodes} --pods-per-node "
                    f"{pods_per_node} --qps {qps:g} --processes {processes}",
         "environment": environment(),
-        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True).stdout.strip(),
+        "commit": _commit(),
         "run_dir": str(out),
     })
     up = ["up", "--name", name, "--nodes", str(nodes), "--processes", str(processes),

@@ -30,7 +30,7 @@ RUNS = {
                       ["sides"]),
     "scale.py": (["--sizes", "2", "--window", "25"], ["sizes", "nodes_per_core"]),
     "headline.py": (["--nodes", "3", "--pods-per-node", "2", "--processes", "1"],
-                    ["slos", "phases", "saturation"]),
+                    ["slos", "phases", "saturation", "cpu_by_phase"]),
     "failures.py": (["--nodes", "2", "--pods-per-node", "5", "--crash-fraction", "0.5",
                      "--node-flap-fraction", "1", "--node-flap-period", "5",
                      "--hold-seconds", "5"], ["without", "with", "ratio", "compare"]),

@@ -22,7 +22,14 @@ import msgspec
 from pykubemark.errors import UserError
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.load import templates
-from pykubemark.load.scenario import POD_KINDS, ObjectSpec, Phase, Scenario, Values
+from pykubemark.load.scenario import (
+    POD_KINDS,
+    SECONDS_PER_POD,
+    ObjectSpec,
+    Phase,
+    Scenario,
+    Values,
+)
 from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL, SPEC_LABEL
 
 log = logging.getLogger(__name__)
@@ -463,7 +470,7 @@ class LoadGenerator:
         and 0.2 s per pod still in them); return what is still there when the time is
         up."""
         if timeout is None:
-            timeout = 300.0 + sum(self.created.values()) / 5
+            timeout = 300.0 + sum(self.created.values()) * SECONDS_PER_POD
         await self.delete_namespaces()
         deadline = time.monotonic() + timeout
         self.progress = Progress(phase="cleanup", waiting="namespaces gone")

@@ -25,6 +25,11 @@ from jinja2.sandbox import SandboxedEnvironment
 from pykubemark.errors import UserError
 
 Num = int | float | str
+
+#: What any wait on pods allows per pod it waits for, beside its fixed part: a phase's
+#: default timeout, and `run`'s cleanup (a 2000-node machine deletes ~25 pods/s).
+SECONDS_PER_POD = 0.2
+
 KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secret")
 #: Measurements that can be scoped to a phase; the others span the whole run.
 PHASE_MEASUREMENTS = ("SchedulingThroughput",)
@@ -116,7 +121,7 @@ class Phase(msgspec.Struct, forbid_unknown_fields=True):
     qps: Num | None = None
     #: After the phase's actions: until pods are Running / Jobs complete / gone.
     wait: Literal["running", "complete", "gone", "none"] = "running"
-    timeout: Num = "600 + pods / 5"
+    timeout: Num = f"600 + pods * {SECONDS_PER_POD}"
     #: Seconds to stay after the wait (failures keep churning, measurements run).
     hold: Num = 0
     #: Hollow nodes failing from this phase's start on (times relative to it).

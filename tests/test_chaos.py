@@ -1,12 +1,16 @@
 """Node failures against a real controller-manager with shortened timeouts: a stopped
 hollow node is marked Unknown by the node-lifecycle controller after its grace period,
 tainted, its pods evicted; a flapping node's Ready condition follows the schedule; a
-restarted node registers again and adopts its pod without restarting it."""
+restarted node registers again and adopts its pod without restarting it; the run's
+NodeReadiness measurement, watching beside it, counts what turned NotReady."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
+import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,9 @@ from helpers import KUBELET_USER, Cluster, Fleet, hollow_audit, run_cli, wait_fo
 from test_cluster import one_line_error
 
 from pykubemark.hollow.chaos import read_plan
+from pykubemark.kube import Client, load_kubeconfig
+from pykubemark.measure import Context, NodeReadiness
+from pykubemark.report.output import Output
 
 NAME = "chaos"
 PREFIX = "chaos"
@@ -45,6 +52,36 @@ def _time(stamp: str) -> float:
 
 def _ready(node: dict) -> dict:
     return next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+
+
+class Watching:
+    """A NodeReadiness measurement on an event loop of its own, beside the sync polling."""
+
+    def __init__(self, cluster: Cluster, out: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def start() -> NodeReadiness:
+            ctx = Context(Client(load_kubeconfig(cluster.kubeconfig)), Output(out, "chaos"))
+            measurement = NodeReadiness(ctx)
+            await measurement.start()
+            return measurement
+        self.measurement = self._call(start())
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
+
+    def stop(self) -> NodeReadiness:
+        async def stop() -> None:
+            await self.measurement.stop()
+            await self.measurement.ctx.client.close()
+        try:
+            self._call(stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+        return self.measurement
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +117,7 @@ spec:
             wait_for(f"{pod} Running", lambda pod=pod: cluster.get_json("pod", pod)["status"]
                      .get("phase") == "Running", 120)
         survivor = cluster.get_json("pod", "survivor")
+        watching = Watching(cluster, tmp_path_factory.mktemp("measured"))
         run_cli("chaos", "stop", "--name", NAME, "--nodes", f"{PREFIX}-0",
                 "--for", str(STOP_FOR))
         run_cli("chaos", "flap", "--name", NAME, "--nodes", f"{PREFIX}-1",
@@ -104,7 +142,8 @@ spec:
                 and samples[-1]["pod"] is None
         wait_for("the node failures to end and the nodes to recover", sample,
                  timeout=FLAP_FOR + 180, interval=1)
-        yield {"samples": samples, "plan": plan, "fleet": fleet, "survivor": survivor}
+        yield {"samples": samples, "plan": plan, "fleet": fleet, "survivor": survivor,
+               "readiness": watching.stop()}
     finally:
         code = fleet.stop()
         assert code == 0, fleet.log.read_text()[-2000:]
@@ -157,6 +196,20 @@ def test_flapping_node_changes_ready_as_scheduled(observed: dict[str, Any]) -> N
         window = int((at - flap.start + (1 if status == "True" else -1)) // FLAP_PERIOD)
         # Unknown only in a down window (even), True again only in an up one (odd)
         assert window % 2 == (0 if status == "Unknown" else 1), (status, at - flap.start)
+
+
+def test_node_readiness_measurement_counts_each_node_that_turned_not_ready(
+        observed: dict[str, Any]) -> None:
+    readiness = observed["readiness"]
+    # the stopped node once, the flapping node once per down window; the restarted
+    # node is back before the grace period, so it never turned
+    assert readiness.turned == {f"{PREFIX}-0": 1, f"{PREFIX}-1": 2}
+    figures = readiness.figures()
+    assert figures["notReadyAtStart"] == 0 and figures["notReadyAtEnd"] == 0
+    [slo] = readiness.slos()
+    assert (slo.value, slo.verdict) == (2.0, "fail")
+    [path] = readiness.output.directory.glob("NodeReadiness_chaos_*.json")
+    assert json.loads(path.read_text())["dataItems"][0]["data"]["turnedNotReady"] == 2
 
 
 def test_restarted_node_registers_again_and_adopts_its_pod(chaos_cluster: Cluster,

@@ -21,6 +21,7 @@ from pykubemark.measure import (
     Context,
     EtcdMetrics,
     Measurement,
+    NodeReadiness,
     PodStartupLatency,
     ResourceUsage,
     SchedulingThroughput,
@@ -90,7 +91,8 @@ async def measure(cluster: Cluster, fleet: Fleet, out: Path) -> Measured:
     api = ApiResponsiveness(ctx)
     scheduling = SchedulingThroughput(ctx, selector=SELECTOR, interval=2.0)
     resources = ResourceUsage(ctx, interval=1.0)
-    ms: list[Measurement] = [startup, api, scheduling, resources, EtcdMetrics(ctx)]
+    ms: list[Measurement] = [startup, api, scheduling, resources, EtcdMetrics(ctx),
+                             NodeReadiness(ctx)]
     try:
         for m in ms:
             await m.start()
@@ -211,6 +213,17 @@ def test_etcd_latency_and_size(measured: Measured):
     for metric in ("backend_commit_duration", "wal_fsync_duration"):
         assert int(items[metric]["labels"]["Count"]) > 0 and ordered(items[metric]["data"])
     assert items["db_size"]["unit"] == "MiB" and items["db_size"]["data"]["Max"] > 0
+
+
+def test_node_readiness_sees_the_fleet_ready_throughout(measured: Measured):
+    readiness = measured.measurements["NodeReadiness"]
+    fleet = {f"measure-{i}" for i in range(NODES)}
+    # the fleet's nodes as the controller-manager left them: Ready, never turned (other
+    # modules' stopped fleets on this shared cluster may well have)
+    assert fleet <= readiness.ready
+    assert not fleet & set(readiness.turned)
+    [item] = perfdata(measured.out, "NodeReadiness")
+    assert item["data"]["notReadyAtEnd"] == len(readiness.not_ready)
 
 
 def test_stop_twice_changes_nothing(measured: Measured):

@@ -119,6 +119,19 @@ def test_density_throughput_resources_and_etcd(density: Path) -> None:
         assert any(len(points) > 1 for points in doc["series"].values()), series
 
 
+def test_density_judges_the_readiness_of_its_own_nodes(density: Path) -> None:
+    """Only the run's nodes (its --node-selector): other modules' fleets on this shared
+    cluster come and go. The run's own fleet stays Ready throughout."""
+    summary = json.loads((density / "summary.json").read_text())
+    [item] = perfdata(density, "NodeReadiness")
+    assert item["data"]["turnedNotReady"] == 0 and item["data"]["notReadyAtEnd"] == 0
+    [slo] = [s for s in summary["slos"] if s["measurement"] == "NodeReadiness"]
+    assert (slo["value"], slo["verdict"]) == (0, "pass")
+    doc = json.loads((density / "series" / "NodeReadiness.json").read_text())
+    points = doc["series"]["nodes not Ready"]
+    assert points and all(n == 0 for _, n in points)
+
+
 class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

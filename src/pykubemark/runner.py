@@ -41,6 +41,7 @@ from pykubemark.measure import (
     EtcdMetrics,
     Measurement,
     MeasurementError,
+    NodeReadiness,
     PodStartupLatency,
     ResourceUsage,
     SchedulingThroughput,
@@ -246,7 +247,12 @@ class Run:
                 threshold=self.scenario.pod_startup_slo))
         run_wide = {"APIResponsiveness": lambda: ApiResponsiveness(ctx),
                     "ResourceUsage": lambda: ResourceUsage(ctx),
-                    "EtcdMetrics": lambda: EtcdMetrics(ctx)}
+                    "EtcdMetrics": lambda: EtcdMetrics(ctx),
+                    # nodes the scenario fails on purpose are data, not a verdict
+                    "NodeReadiness": lambda: NodeReadiness(
+                        ctx, selector=",".join(f"{k}={v}" for k, v in
+                                               self.options.node_selector.items()),
+                        judged=not any(self.node_failures.values()))}
         for name in self.scenario.measurements:
             if name == "EtcdMetrics" and not ctx.etcd_metrics_url:
                 continue

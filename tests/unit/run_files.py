@@ -135,6 +135,12 @@ def make_run(directory: Path, *, seed: int = 1, startup_scale: float = 1.0,
                 {"data": {"Perc50": 1.0, "Perc90": 3.0, "Perc99": 9.0}, "unit": "ms",
                  "labels": {"Metric": "wal_fsync_duration"}},
                 {"data": {"Max": 24.5}, "unit": "MiB", "labels": {"Metric": "dbSize"}}]}).name)
+        write(directory / "series" / "NodeReadiness.json",
+              {"unit": "nodes", "series": {"nodes not Ready": [[5.0 * i, 0] for i in range(20)]}})
+        perf_files.append(write(directory / perfdata_name("NodeReadiness"), {
+            "version": "v1", "dataItems": [{"data": {
+                "notReadyAtStart": 0, "turnedNotReady": 0, "transitionsToNotReady": 0,
+                "maxNotReady": 0, "notReadyAtEnd": 0}, "unit": "nodes", "labels": {}}]}).name)
     failed = any(s["verdict"] == "fail" for s in slos)
     write(directory / "summary.json", {
         "pykubemark": "0.1.0", "test": TEST, "scenario": "density", "started": STARTED,

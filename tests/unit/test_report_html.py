@@ -94,8 +94,8 @@ def test_complete_run(tmp_path: Path) -> None:
     assert slos[1][:2] == ["PodStartupLatency", "pod startup p99 (SaturationPodStartupLatency)"]
     assert all(row[-1] == "pass" for row in slos[1:])
     assert len(slos) == 4
-    # 2 pod startup distributions, API bars, throughput, CPU, memory
-    assert page.svgs == 6
+    # 2 pod startup distributions, API bars, throughput, nodes not Ready, CPU, memory
+    assert page.svgs == 7
     assert "SaturationPodStartupLatency" in page.text and "LatencyPodStartupLatency" in page.text
     # which timestamp each phase comes from
     phases = page.table_with("from → to")

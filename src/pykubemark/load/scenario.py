@@ -33,7 +33,7 @@ SECONDS_PER_POD = 0.2
 KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secret")
 #: Measurements that can be scoped to a phase; the others span the whole run.
 PHASE_MEASUREMENTS = ("SchedulingThroughput",)
-RUN_MEASUREMENTS = ("APIResponsiveness", "ResourceUsage", "EtcdMetrics")
+RUN_MEASUREMENTS = ("APIResponsiveness", "ResourceUsage", "EtcdMetrics", "NodeReadiness")
 #: Failures hollow nodes play from pod annotations (the contract with pykubemark.hollow).
 FAILURES = ("crashloop", "oomkilled", "imagepull", "unready")
 #: Node failures a fleet plays from its chaos file (the contract with pykubemark.hollow;

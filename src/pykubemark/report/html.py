@@ -33,8 +33,6 @@ SINGLE_OBJECT_MS = 1000.0
 NAMESPACE_LIST_MS = 5000.0
 CLUSTER_LIST_MS = 30000.0
 MAX_BARS = 25  # call kinds in the API latency plot (the table has them all)
-_KNOWN = ("PodStartupLatency_", "APIResponsivenessPrometheus", "SchedulingThroughput",
-          "ResourceUsageSummary", "EtcdMetrics")
 
 
 def _environment() -> jinja2.Environment:
@@ -107,7 +105,8 @@ def report_context(run: RunFiles) -> dict[str, Any]:
         "slos": slos,
         "pod_startup": pod_startup_sections(run, slos, used),
         "api": api_section(run, used),
-        "scheduling": scheduling_section(run, used),
+        "scheduling": series_section(run, used, "SchedulingThroughput"),
+        "nodes": series_section(run, used, "NodeReadiness"),
         "resources": resources_section(run, used),
         "etcd": etcd_section(run, used),
         "parameters": _typed(summary.get("parameters"), dict),
@@ -264,10 +263,11 @@ def _series_plot(run: RunFiles, name: str, title: str = "") -> Markup | None:
                                     salt=f"series-{name}", title=title))
 
 
-def scheduling_section(run: RunFiles, used: set[str]) -> dict[str, Any]:
-    used.add("SchedulingThroughput")
-    perf = run.perfdata.get("SchedulingThroughput")
-    return {"plot": _series_plot(run, "SchedulingThroughput"),
+def series_section(run: RunFiles, used: set[str], name: str) -> dict[str, Any]:
+    """A measurement's series plotted over time, and its perfdata file as a table."""
+    used.add(name)
+    perf = run.perfdata.get(name)
+    return {"plot": _series_plot(run, name),
             "table": generic_table(perf) if perf else None}
 
 

@@ -567,3 +567,40 @@ def test_adopted_pod_marked_not_ready_later_is_reconciled() -> None:
         assert lc.needs_update(record.uid, record.version)
         await lc.close()
     run(body)
+
+
+def test_late_update_of_a_pod_this_kubelet_deleted_is_ignored() -> None:
+    """Events queued before our DELETE (the graceful delete's, our last status) arrive
+    after it: the pod is neither started again nor adopted as found Running."""
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        await until(lambda: record.phase == "Running")
+        late = pod(deleting=True, status={"phase": "Running", "podIP": record.ip})
+        lc.deleted("uid-web-1")
+        lc.on_event("MODIFIED", late)
+        assert "uid-web-1" not in lc.pods and lc.adopted == 0
+        assert len(lc.ipam) == 0
+        lc.on_event("DELETED", late)
+        assert not lc.gone
+        # a DELETED that came before our DELETE's answer leaves no tombstone behind
+        lc.on_event("ADDED", pod("web-2"))
+        lc.on_event("DELETED", pod("web-2"))
+        lc.deleted("uid-web-2")
+        assert not lc.gone
+        await lc.close()
+    run(body)
+
+
+def test_relist_drops_tombstones_of_pods_no_longer_listed() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_event("ADDED", pod())
+        lc.deleted("uid-web-1")
+        lc.on_list([pod()])                # still listed (terminating): still ignored
+        assert "uid-web-1" not in lc.pods and lc.gone == {"uid-web-1"}
+        lc.on_list([])
+        assert not lc.gone
+        await lc.close()
+    run(body)

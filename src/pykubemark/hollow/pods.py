@@ -195,6 +195,8 @@ class PodLifecycle:
         self._background: set[asyncio.Task[Any]] = set()
         #: Pods found already started (after a restart) and adopted as they were.
         self.adopted = 0
+        #: Pods this kubelet deleted (or found gone) whose DELETED event is still due.
+        self.gone: set[str] = set()
 
     # -- informer callbacks --------------------------------------------------------------
     def on_list(self, pods: list[Pod]) -> None:
@@ -205,6 +207,7 @@ class PodLifecycle:
             self.on_event("ADDED", pod)
         for uid in [u for u in self.pods if u not in seen]:
             self._forget(uid)
+        self.gone &= seen
         if self.adopted > adopted:
             log.info("%s: adopted %d pods already started (IPs kept, containers not "
                      "restarted)", self.node_name, self.adopted - adopted)
@@ -212,7 +215,12 @@ class PodLifecycle:
     def on_event(self, kind: str, pod: Pod) -> None:
         uid = pod.metadata.uid
         if kind == "DELETED":
+            self.gone.discard(uid)
             self._forget(uid)
+            return
+        if uid in self.gone:
+            # an update from before our DELETE (the GC's graceful delete, our own last
+            # status): the pod is not started again, nor adopted as found Running
             return
         if pod.spec.nodeName != self.node_name:
             return
@@ -550,6 +558,14 @@ class PodLifecycle:
         self.channel.append((record.uid, record.version, record.status))
         self._wake.set()
 
+    def deleted(self, uid: str) -> None:
+        """The pod is gone from the apiserver (our DELETE, or a 404): forget it, and
+        ignore its events still on their way, until the watch's DELETED (unless that
+        came first: nothing follows it, and a tombstone would stay)."""
+        if uid in self.pods:
+            self._forget(uid)
+            self.gone.add(uid)
+
     def _forget(self, uid: str) -> None:
         record = self.pods.pop(uid, None)
         self.synced_versions.pop(uid, None)
@@ -653,7 +669,7 @@ class PodLifecycle:
                     "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                     "preconditions": {"uid": uid},
                 }, as_json=False)
-                self._forget(uid)
+                self.deleted(uid)
                 if self.profile.stop.confirm_after is not None:
                     asyncio.get_running_loop().call_later(
                         self.profile.stop.confirm_after,
@@ -661,7 +677,7 @@ class PodLifecycle:
         except ApiError as exc:
             if exc.not_found or exc.conflict:
                 if exc.not_found:
-                    self._forget(uid)
+                    self.deleted(uid)
                 return
             log.debug("%s: status of %s: %s", self.node_name, record.path, exc)
         except (*NETWORK_ERRORS, ValueError) as exc:  # ValueError: an answer not decodable

@@ -137,6 +137,8 @@ def perfdata_figures(run_dir: Path) -> dict[str, Any]:
             figures[which] = {i["labels"]["Metric"]: i["data"] for i in items}
         elif kind == "SchedulingThroughput" and items:
             figures["scheduling_throughput_pods_per_s"] = items[0]["data"]
+        elif kind == "NodeReadiness" and items:
+            figures["node_readiness"] = items[0]["data"]
         elif kind == "APIResponsivenessPrometheus":
             worst = sorted(items, key=lambda i: -i["data"].get("Perc99", 0.0))[:5]
             figures["api_call_latency_worst_p99_ms"] = [

@@ -6,9 +6,9 @@ product's own commands: ``pykubemark up --nodes N`` (kubelet fidelity; the contr
 plane sized for N nodes as Kubernetes' kubemark master is) and ``pykubemark run density
 --pods-per-node P``, then reads the run's own files to say which side was short, phase
 by phase: each component's mean CPU, and pods turned Running (saturation) or deleted
-(cleanup) per second per core of hollow-node CPU. The run directory (report.html, perfdata) stays under
-``--out``; the committed result keeps the summary's SLO table, the phases and those
-figures.
+(cleanup) per second per core of hollow-node CPU. The run directory (report.html,
+perfdata) stays under ``--out``; the committed result keeps the summary's SLO table, the
+phases and those figures.
 
     .venv/bin/python benchmarks/headline.py                  # 2000 nodes x 30 pods
     .venv/bin/python benchmarks/headline.py --nodes 20 --pods-per-node 2   # tiny

@@ -203,7 +203,8 @@ def test_node_readiness_measurement_counts_each_node_that_turned_not_ready(
     readiness = observed["readiness"]
     # the stopped node once, the flapping node once per down window; the restarted
     # node is back before the grace period, so it never turned
-    assert readiness.turned == {f"{PREFIX}-0": 1, f"{PREFIX}-1": 2}
+    assert readiness.turned == {f"{PREFIX}-0": 1, f"{PREFIX}-1": 2}, (
+        readiness.figures(), readiness.samples[-5:])
     figures = readiness.figures()
     assert figures["notReadyAtStart"] == 0 and figures["notReadyAtEnd"] == 0
     [slo] = readiness.slos()

@@ -27,6 +27,7 @@ SLO_NAME = "nodes turned NotReady during the run"
 
 class Meta(msgspec.Struct):
     name: str = ""
+    resourceVersion: str = ""  # where the reflector's watch resumes
 
 
 class Condition(msgspec.Struct):

@@ -53,39 +53,35 @@ def mean_cores(series: list[list[float]], start: float, end: float) -> float | N
     return sum(inside) / len(inside) if inside else None
 
 
-def _phase_window(summary: dict[str, Any], name: str) -> tuple[float, float] | None:
-    """A finished phase's start and end in seconds since the run's start."""
-    phase = next((p for p in summary["phases"] if p["name"] == name), None)
-    if phase is None or not phase.get("finished"):
-        return None
-    started = _when(summary["started"])
-    return ((_when(phase["started"]) - started).total_seconds(),
-            (_when(phase["finished"]) - started).total_seconds())
-
-
 def phase_cores(run_dir: Path, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per finished phase: its length and the mean cores of each side over it, from the
     run's ResourceUsage series — which side was short, phase by phase."""
     cpu_file = run_dir / "series" / "ResourceUsage_cpu.json"
     series = json.loads(cpu_file.read_text())["series"] if cpu_file.exists() else {}
+    started = _when(summary["started"])
     figures = {}
     for phase in summary["phases"]:
-        window = _phase_window(summary, phase["name"])
-        if window is None:
+        if not phase.get("finished"):
             continue
-        cores = {name: mean_cores(points, *window) for name, points in series.items()}
+        start = (_when(phase["started"]) - started).total_seconds()
+        end = (_when(phase["finished"]) - started).total_seconds()
+        cores = {name: mean_cores(points, start, end) for name, points in series.items()}
         figures[phase["name"]] = {
-            "seconds": round(window[1] - window[0], 1),
+            "seconds": round(end - start, 1),
             "mean_cores": {k: round(v, 3) for k, v in cores.items() if v is not None},
             "control_plane_cores": round(sum(cores.get(c) or 0.0 for c in CONTROL_PLANE), 3),
         }
     return figures
 
 
-def per_hollow_core(rate: float | None, cores: dict[str, Any]) -> float | None:
-    """Derived: pods per second per core of hollow-node CPU (its idle cost included)."""
+def pod_rates(pods: int, cores: dict[str, Any], verb: str) -> dict[str, float | None]:
+    """Pods per second over a phase, and per core of hollow-node CPU (derived, its idle
+    cost included)."""
+    rate = pods / cores["seconds"] if cores["seconds"] > 0 else None
     hollow = cores["mean_cores"].get("hollow")
-    return round(rate / hollow, 1) if rate and hollow else None
+    return {f"pods_{verb}_per_s": round(rate, 2) if rate else None,
+            f"hollow_pods_{verb}_per_s_per_core":
+                round(rate / hollow, 1) if rate and hollow else None}
 
 
 def saturation_figures(run_dir: Path, phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -98,13 +94,7 @@ def saturation_figures(run_dir: Path, phases: dict[str, dict[str, Any]]) -> dict
     # a pod with a start-up latency was seen Running by the measurement's watch
     pods = sum(1 for p in json.loads(raw.read_text())["pods"].values()
                if p.get("pod_startup") is not None) if raw.exists() else 0
-    rate = pods / cores["seconds"] if cores["seconds"] > 0 else None
-    return {
-        **cores,
-        "pods_seen_running": pods,
-        "pods_running_per_s": round(rate, 2) if rate else None,
-        "hollow_pods_running_per_s_per_core": per_hollow_core(rate, cores),
-    }
+    return {**cores, "pods_seen_running": pods, **pod_rates(pods, cores, "running")}
 
 
 def cleanup_figures(summary: dict[str, Any], phases: dict[str, dict[str, Any]],
@@ -114,13 +104,7 @@ def cleanup_figures(summary: dict[str, Any], phases: dict[str, dict[str, Any]],
     cores = phases.get("cleanup")
     if cores is None or summary["status"] != "completed" or not pods:
         return {}
-    rate = pods / cores["seconds"] if cores["seconds"] > 0 else None
-    return {
-        **cores,
-        "pods_deleted": pods,
-        "pods_deleted_per_s": round(rate, 2) if rate else None,
-        "hollow_pods_deleted_per_s_per_core": per_hollow_core(rate, cores),
-    }
+    return {**cores, "pods_deleted": pods, **pod_rates(pods, cores, "deleted")}
 
 
 def perfdata_figures(run_dir: Path) -> dict[str, Any]:

@@ -58,11 +58,10 @@ class NodeReadiness(Measurement):
         #: False where the scenario fails nodes itself: their NotReady is not a verdict.
         self.judged = judged
         self.interval = interval
-        self.nodes: set[str] = set()
         self.ready: set[str] = set()
         self.not_ready: set[str] = set()
-        #: Not Ready when the measurement began: not counted as turned NotReady.
-        self.at_start: set[str] | None = None
+        #: Not Ready when the measurement began (None: not listed yet); not turned.
+        self.not_ready_at_start: int | None = None
         #: Transitions from Ready to not Ready (False, or Unknown), per node.
         self.turned: Counter[str] = Counter()
         self.max_not_ready = 0
@@ -74,21 +73,19 @@ class NodeReadiness(Measurement):
     # -- reflector handler ---------------------------------------------------------------
     def on_list(self, items: list[Node]) -> None:
         listed = {n.metadata.name for n in items}
-        for name in self.nodes - listed:
+        for name in (self.ready | self.not_ready) - listed:
             self.on_event("DELETED", Node(Meta(name)))
         for node in items:
             self.on_event("ADDED", node)
-        if self.at_start is None:
-            self.at_start = set(self.not_ready)
+        if self.not_ready_at_start is None:
+            self.not_ready_at_start = len(self.not_ready)
 
     def on_event(self, kind: str, node: Node) -> None:
         name = node.metadata.name
         if kind == "DELETED":
-            self.nodes.discard(name)
             self.ready.discard(name)
             self.not_ready.discard(name)
             return
-        self.nodes.add(name)
         if is_ready(node):
             self.ready.add(name)
             self.not_ready.discard(name)
@@ -111,14 +108,14 @@ class NodeReadiness(Measurement):
             await asyncio.sleep(self.interval)
 
     def figures(self) -> dict[str, float]:
-        return {"notReadyAtStart": len(self.at_start or ()),
+        return {"notReadyAtStart": self.not_ready_at_start or 0,
                 "turnedNotReady": len(self.turned),
                 "transitionsToNotReady": sum(self.turned.values()),
                 "maxNotReady": self.max_not_ready,
                 "notReadyAtEnd": len(self.not_ready)}
 
     def write(self) -> None:
-        if self.at_start is None:  # never listed: nothing measured, nothing claimed
+        if self.not_ready_at_start is None:  # never listed: nothing measured, nothing claimed
             return
         self.output.perfdata(self.name, [DataItem(self.figures(), "nodes")])
         self.output.series(self.name, "nodes",
@@ -127,7 +124,7 @@ class NodeReadiness(Measurement):
     def slos(self) -> list[Slo]:
         if not self.judged:
             return []
-        value = float(len(self.turned)) if self.at_start is not None else None
+        value = float(len(self.turned)) if self.not_ready_at_start is not None else None
         return [Slo.judge(self.name, SLO_NAME, value, 0.0, "nodes")]
 
     def progress(self) -> dict[str, int]:

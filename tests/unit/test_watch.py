@@ -189,8 +189,9 @@ def test_dispatch_real_pod_bookmark() -> None:
 
 
 # -- retry paths of the reflector, against a scripted HTTP layer ----------------------------
-class Exhausted(Exception):
-    """The script has no more answers: ends the reflector's loop in a test."""
+class Exhausted(BaseException):
+    """The script has no more answers: ends the reflector's loop in a test (not an
+    Exception, which the reflector survives)."""
 
 
 class ScriptedClient(Client):
@@ -304,3 +305,24 @@ def test_watch_that_ends_after_events_is_reopened_at_once() -> None:
     assert calls(fake) == [("list", "0", "500"), ("watch", "100", None),
                            ("watch", "150", None)]
     assert slept == []
+
+
+class Exploding(Recorder):
+    def on_list(self, items: list[Any]) -> None:
+        if not self.lists:
+            self.lists.append(items)
+            raise AttributeError("a bug in the handler")
+        super().on_list(items)
+
+
+def test_an_unexpected_error_is_logged_and_relisted_not_the_end(
+        caplog: pytest.LogCaptureFixture) -> None:
+    r, fake, slept = scripted([pod_list("100"), pod_list("100")], [])
+    r.handler = Exploding()
+    with caplog.at_level("ERROR", logger=watch.log.name), pytest.raises(Exhausted):
+        asyncio.run(r.run())
+    # the loop went on: backed off, listed again, watched
+    assert calls(fake) == [("list", "0", "500"), ("list", "100", None), ("watch", "100", None)]
+    assert len(slept) == 1 and r.errors == 1
+    [record] = caplog.records
+    assert "AttributeError" in record.getMessage() and record.exc_info is not None

@@ -12,7 +12,9 @@
   the watch cache, no read from etcd;
 - only when that LIST itself fails with 410 Expired or "too large resource version"
   (``isLastSyncResourceVersionUnavailable``) does it relist with ``resourceVersion=""``,
-  a consistent read paged by 500.
+  a consistent read paged by 500;
+- anything unexpected (a decoding or handler bug) is logged at error level and treated
+  like any other failure, as client-go's ``HandleError``: the watch never ends unseen.
 
 Over a protobuf client (``Client(content_type="protobuf")``) lists and watches of the
 typed views kube/protobuf.py knows (Pod, Node, MetaOnly) are protobuf on the wire.
@@ -102,6 +104,9 @@ class Reflector(Generic[T]):
         self.synced = asyncio.Event()
         self.lists = 0
         self.watches = 0
+        #: Failures the loop did not expect (bugs): logged, then relisted.
+        self.errors = 0
+        self._errors_seen: set[str] = set()
         #: The last LIST at resource_version failed with 410: list from etcd ("").
         self.rv_unavailable = False
         self.sleep = asyncio.sleep  # replaceable, for tests of the retry paths
@@ -128,7 +133,19 @@ class Reflector(Generic[T]):
             except (TimeoutError, aiohttp.ClientError, OSError, msgspec.DecodeError,
                     pb.CodecError) as exc:
                 log.debug("%s: %r", self.name, exc)
+            except Exception as exc:  # a bug must not end the watch unseen
+                self._unexpected(exc)
             await self.sleep(backoff.next())
+
+    def _unexpected(self, exc: Exception) -> None:
+        """As client-go's HandleError: said at error level, then relisted after the
+        backoff. The first of each kind with its traceback; repeats in one line."""
+        self.errors += 1
+        kind = type(exc).__name__
+        first = kind not in self._errors_seen
+        self._errors_seen.add(kind)
+        log.error("%s: unexpected %s (relisting after backoff, %d so far): %s",
+                  self.name, kind, self.errors, exc, exc_info=exc if first else None)
 
     def relist_resource_version(self) -> str:
         if self.rv_unavailable:

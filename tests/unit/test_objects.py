@@ -158,13 +158,16 @@ def test_node_identity_derives_addresses_from_index_and_profile() -> None:
     assert node["status"]["images"] == []
 
 
-def test_machine_id_stable_per_name() -> None:
-    a = NodeIdentity("hollow-1", 1, Profile())
-    b = NodeIdentity("hollow-1", 1, Profile())
-    c = NodeIdentity("hollow-2", 2, Profile())
-    assert a.machine_id == b.machine_id
-    assert a.machine_id != c.machine_id
-    assert len(a.machine_id) == 32
+def test_node_carries_what_the_go_hollow_node_carries() -> None:
+    # shared/reference/objects/node.json: no annotation of the kubelet's own (the ttl one is
+    # the controller-manager's), the fake cAdvisor's machine, system and boot IDs empty
+    node = NodeIdentity("hollow-1", 1, Profile()).node("t", [])
+    assert "annotations" not in node["metadata"]
+    info = node["status"]["nodeInfo"]
+    assert (info["machineID"], info["systemUUID"], info["bootID"]) == ("", "", "")
+    real = NodeIdentity("hollow-1", 1, Profile(controller_attach_detach=True)).node("t", [])
+    assert real["metadata"]["annotations"] == {
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true"}
 
 
 def test_heartbeat_status_has_no_capacity() -> None:

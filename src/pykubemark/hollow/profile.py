@@ -158,6 +158,10 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     min_watch_timeout: float = 300.0
     #: The kubelet's nodeStatusMaxImages: images reported in the Node's status.
     node_status_max_images: int = 50
+    #: The Go hollow kubelet runs with enableControllerAttachDetach=false, so its Node has
+    #: no ``volumes.kubernetes.io/controller-managed-attach-detach`` annotation; True
+    #: adds it, as a real kubelet's default does.
+    controller_attach_detach: bool = False
     #: kubelet 1.20 registers its Node once per process: a deleted Node stays deleted
     #: (status updates and lease renewals fail with 404 until the process restarts).
     #: True registers it again at once — a chaos-testing option, not kubelet behaviour.

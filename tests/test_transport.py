@@ -96,6 +96,24 @@ def test_get_list_watch_create_share_one_connection(kubeconfig: str) -> None:
     assert kinds[0] == "ADDED" and kinds[-1] == "DELETED" and "MODIFIED" in kinds
 
 
+def test_a_long_lived_connection_forgets_its_closed_streams(kubeconfig: str) -> None:
+    """Hollow nodes keep one connection for days: what it remembers of past streams must
+    not grow with every request."""
+
+    async def run() -> tuple[int, int]:
+        async with Client(load_kubeconfig(kubeconfig), http2=True,
+                          content_type="protobuf") as client:
+            for _ in range(300):
+                await client.get("/api/v1/namespaces/default")
+            conn = client.pool._conn
+            assert conn is not None and conn.usable
+            return conn.streams_remembered, conn._h2.highest_outbound_stream_id
+
+    remembered, highest = asyncio.run(run())
+    assert highest >= 2 * 300 - 1  # all 300 requests went over this one connection
+    assert remembered <= 100
+
+
 def test_connection_redialled_after_restart_and_expired_watch_is_gone(
         cluster: Cluster, kubeconfig: str) -> None:
     """After an apiserver restart its watch cache starts at the current resourceVersion:

@@ -551,7 +551,8 @@ def print_results(data: dict[str, Any]) -> None:
 # -- the apiserver's side: what each fleet costs it, one side per fresh control plane ------
 #: /metrics families read before and after each window (counters and histogram sums).
 METRIC_FAMILIES = ("apiserver_response_sizes_sum", "apiserver_response_sizes_count",
-                   "apiserver_flowcontrol_dispatched_requests_total")
+                   "apiserver_flowcontrol_dispatched_requests_total",
+                   "apiserver_request_duration_seconds_sum", "etcd_request_duration_seconds_count")
 _SAMPLE = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -625,15 +626,23 @@ def window_cost(first: Snapshot, last: Snapshot, divisor: float) -> dict[str, An
         "responses": delta("apiserver_response_sizes_count", "verb", "resource", "subresource"),
         "apf_dispatched": delta("apiserver_flowcontrol_dispatched_requests_total",
                                 "flow_schema", "priority_level"),
+        # where a difference in CPU comes from: the apiserver's time per kind of request,
+        # and the requests it sent etcd (quorum reads, writes) by operation and type
+        "request_seconds": delta("apiserver_request_duration_seconds_sum", "verb", "resource",
+                                 "subresource"),
+        "etcd_requests": delta("etcd_request_duration_seconds_count", "operation", "type"),
     }
 
 
 def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
              startup_seconds: float, idle_minutes: float, pods_per_node: int, hold: float,
              settle: float, py_args: tuple[str, ...], go_start_interval: float,
-             go_real_proxier: bool, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+             go_real_proxier: bool, baseline_minutes: float,
+             save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """One side alone on a fresh control plane, the same schedule as the other side's run:
-    startup, idle window, pod cycle. Everything is read from the apiserver's side."""
+    the control plane alone (its own share of the idle rows, which at a few nodes is most
+    of them), startup, idle window, pod cycle. Everything is read from the apiserver's
+    side."""
     result: dict[str, Any] = {"side": side, "nodes": nodes, "status": "running"}
     cluster = start_cluster(f"{name}-{side}", audit=False, bin_dir=bin_dir)
     fleet: GoFleet | None = None
@@ -641,6 +650,12 @@ def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
         with recording_status(result):
             api = Api(cluster)
             time.sleep(5)  # the control plane's own clients connect first
+            if baseline_minutes > 0:
+                alone = Snapshot.take(cluster, api)
+                time.sleep(baseline_minutes * 60)
+                last = Snapshot.take(cluster, api)
+                result["control_plane_alone_per_minute"] = window_cost(
+                    alone, last, (last.at - alone.at) / 60)
             baseline = apiserver_connections(cluster)
             launched = time.monotonic()
             if side == "go":
@@ -666,7 +681,11 @@ def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
             result["connections"] = {"apiserver_established": held, "baseline": baseline,
                                      "per_node": round((held - baseline) / nodes, 2)}
             if minutes > 0:
-                result["idle_per_node_minute"] = window_cost(before, after_idle, nodes * minutes)
+                idle = window_cost(before, after_idle, nodes * minutes)
+                own = result.get("control_plane_alone_per_minute")
+                for key in ("apiserver_cpu_s", "etcd_cpu_s") if own else ():
+                    idle[f"{key}_net_of_control_plane"] = round(idle[key] - own[key] / nodes, 5)
+                result["idle_per_node_minute"] = idle
             save(result)
             if pods_per_node > 0:
                 cycle = PodCycle(api, {side: names}, pods_per_node=pods_per_node, hold=hold,
@@ -696,12 +715,13 @@ def cost_ratios(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     go, py = runs.get("go", {}), runs.get("py", {})
 
     def ratio(a: float | None, b: float | None) -> float | None:
-        return round(b / a, 3) if a and b is not None else None
+        return b / a if a and b is not None else None
 
     rows: dict[str, Any] = {}
     for window in ("idle_per_node_minute", "per_pod_cycle"):
         g, p = go.get(window, {}), py.get(window, {})
-        for key in ("apiserver_cpu_s", "etcd_cpu_s", "apiserver_cpu_s_net_of_idle",
+        for key in ("apiserver_cpu_s", "etcd_cpu_s", "apiserver_cpu_s_net_of_control_plane",
+                    "etcd_cpu_s_net_of_control_plane", "apiserver_cpu_s_net_of_idle",
                     "etcd_cpu_s_net_of_idle"):
             if key in g or key in p:
                 rows[f"{window} {key}"] = {"go": g.get(key), "py": p.get(key),
@@ -768,12 +788,23 @@ def print_cost(data: dict[str, Any]) -> None:
               help="After the side-by-side run, one run per side on a fresh control plane "
               "with the same schedule: apiserver and etcd CPU, response bytes, APF flow "
               "schemas and connections per node, from the apiserver's side.")
+@click.option("--baseline-minutes", type=click.FloatRange(0), default=3.0, show_default=True,
+              help="In the apiserver-side runs, the control plane alone for this long before "
+              "the fleet starts; its CPU per minute, divided by the nodes, is subtracted from "
+              "the idle rows (the *_net_of_control_plane rows). 0: skip it.")
+@click.option("--solo-order", type=click.Choice(["go,py", "py,go"]), default="go,py",
+              show_default=True, help="Which side's apiserver-side run comes first (to "
+              "tell a difference between the sides from an effect of running second).")
+@click.option("--side-by-side/--no-side-by-side", default=True, show_default=True,
+              help="The side-by-side run (request counts from the audit log); without it, "
+              "only the apiserver-side runs.")
 @click.option("--py-arg", "py_args", multiple=True,
               help="Extra argument for `pykubemark hollow`, e.g. --py-arg=--events.")
 def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node: int,
          hold_seconds: float, settle_seconds: float, name: str, results_dir: Path,
          bin_dir: Path | None, go_start_interval: float, go_real_proxier: bool,
-         apiserver_side: bool, py_args: tuple[str, ...]) -> None:
+         apiserver_side: bool, baseline_minutes: float, solo_order: str, side_by_side: bool,
+         py_args: tuple[str, ...]) -> None:
     """Compare pykubemark's hollow nodes with the Go kubemark's, request for request."""
 
     def body() -> None:
@@ -784,11 +815,28 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
                        "startup_seconds": startup_seconds, "pods_per_node": pods_per_node,
                        "hold_seconds": hold_seconds, "settle_seconds": settle_seconds,
                        "py_args": list(py_args), "go_real_proxier": go_real_proxier,
-                       "tolerance": TOLERANCE},
+                       "baseline_minutes": baseline_minutes, "side_by_side": side_by_side,
+                       "solo_order": solo_order,
+                       "apiserver_side": apiserver_side, "tolerance": TOLERANCE},
             "environment": environment(), "users": USERS,
         })
         results.save()
         console.print(f"results: {results.path}")
+        if side_by_side:
+            compare_side_by_side(results)
+        if apiserver_side:
+            results.data["apiserver_side"] = {"runs": {}, "status": "running"}
+            try:
+                with recording_status(results.data["apiserver_side"], "status"):
+                    compare_apiserver_side(results)
+            finally:
+                if not side_by_side:
+                    results.data["status"] = results.data["apiserver_side"]["status"]
+                results.data["finished"] = iso(utcnow())
+                with shielded():
+                    results.save()
+
+    def compare_side_by_side(results: ResultFile) -> None:
         cluster = start_cluster(name, audit=True, bin_dir=bin_dir)
         results.data["cluster"] = {"name": name, "server": cluster.state.server,
                                    "audit_log": str(cluster.dir / "logs" / "audit.log")}
@@ -815,24 +863,21 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
                         console.print(f"results: {results.path}")
         finally:
             tear_down(cluster, name)
-        if not apiserver_side:
-            return
-        runs: dict[str, Any] = {}
-        results.data["apiserver_side"] = {"runs": runs, "status": "running"}
+
+    def compare_apiserver_side(results: ResultFile) -> None:
+        runs: dict[str, Any] = results.data["apiserver_side"]["runs"]
 
         def save(run: dict[str, Any]) -> None:
             runs[run["side"]] = run
             results.data["apiserver_side"]["ratios"] = cost_ratios(runs)
             results.save()
 
-        for side in ("go", "py"):
+        for side in solo_order.split(","):
             cost_run(side, nodes, name=name, bin_dir=bin_dir, startup_seconds=startup_seconds,
                      idle_minutes=idle_minutes, pods_per_node=pods_per_node, hold=hold_seconds,
                      settle=settle_seconds, py_args=py_args,
                      go_start_interval=go_start_interval, go_real_proxier=go_real_proxier,
-                     save=save)
-        results.data["apiserver_side"]["status"] = "complete"
-        results.save()
+                     baseline_minutes=baseline_minutes, save=save)
         print_cost(results.data)
         console.print(f"results: {results.path}")
 

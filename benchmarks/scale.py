@@ -10,7 +10,8 @@ than the status report period plus a minute; a size whose nodes are not all Read
 within 120 s + 0.2 s per node does not hold either. The first size that does not hold ends the
 search; "nodes per core" is the largest size that held — measured, not derived from
 millicores. RSS and PSS per node, the hollow process's CPU over the window and the
-control plane's are recorded beside it, so the reader sees which side was short.
+control plane's are recorded beside it (and both over the ramp), so the reader sees
+which side was short.
 
     .venv/bin/python benchmarks/scale.py --sizes 1000,2000,3000,4000 --fidelity kubelet
 """
@@ -21,6 +22,7 @@ import datetime as dt
 import itertools
 import os
 import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,10 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
             "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
             "--nodes", str(size), "--prefix", "scale", "--fidelity", fidelity,
             "--register-rate", "100")]
+        control = [p for proc in cluster.state.running() for p in process_tree(proc.pid)]
+        ramp_start, control_cpu = time.monotonic(), cpu_seconds(control)
         hollow = cluster.add_process("hollow-scale", argv)
+        fleet = process_tree(hollow.pid)
         try:
             result["ramp_seconds"] = round(wait_ready(
                 cluster, {"scale": size}, check=lambda: check_proc(hollow),
@@ -99,9 +104,13 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
         except NotReadyInTime as exc:
             result.update({"holds": False, "ramp_failed": str(exc)})
             return result
-        control = [p for proc in cluster.state.running() if proc.name != "hollow-scale"
-                   for p in process_tree(proc.pid)]
-        fleet = process_tree(hollow.pid)
+        finally:
+            # which side was short while the nodes registered: a pinned hollow core near
+            # 1.0, or the control plane near the cores left to it
+            seconds = time.monotonic() - ramp_start
+            result["ramp_cores"] = {
+                "hollow": round(cpu_seconds(fleet) / seconds, 3),
+                "control_plane": round((cpu_seconds(control) - control_cpu) / seconds, 3)}
         start, fleet_cpu, control_cpu = utcnow(), cpu_seconds(fleet), cpu_seconds(control)
         sleep_checked(window, lambda: check_proc(hollow), f"{size} nodes idling")
         end = utcnow()
@@ -165,7 +174,8 @@ def main(sizes: str, fidelity: str, cpu: int | None, window: float, max_gap: flo
             result.data["sizes"].append(measured)
             result.save()
             if "ramp_failed" in measured:
-                console.print(f"{size} nodes: holds=False, {measured['ramp_failed']}")
+                console.print(f"{size} nodes: holds=False, {measured['ramp_failed']}; "
+                              f"cores during the ramp {measured['ramp_cores']}")
             else:
                 gap = measured.get("lease_gap_seconds", {})
                 console.print(

@@ -19,7 +19,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 #: script → (arguments at a tiny size, keys its result JSON must have)
 RUNS = {
-    "fidelity.py": (["--nodes", "1", "--startup-seconds", "0", "--idle-minutes", "0",
+    "fidelity.py": (["--nodes", "1", "--startup-seconds", "0", "--idle-minutes", "0.2",
+                     "--baseline-minutes", "0.2",
                      "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1"],
                     ["phases", "pod_cycle", "pod_timestamps", "apiserver_side"]),
     "cost.py": (["--go-nodes", "1", "--py-nodes", "2", "--startup-seconds", "0",

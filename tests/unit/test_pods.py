@@ -301,6 +301,24 @@ def test_deleted_event_forgets_and_releases_ip() -> None:
     run(body)
 
 
+def test_a_status_written_for_a_pod_deleted_meanwhile_leaves_nothing_behind() -> None:
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        lc._mark_synced(record, 1)
+        assert not lc.needs_update("uid-web-1", 1)
+        # the DELETED event arrives while the status manager awaits the apiserver
+        lc.on_event("DELETED", pod())
+        lc._mark_synced(record, 2)
+        assert "uid-web-1" not in lc.synced_versions
+        # a new pod of the same uid (a restart's relist) is written again from scratch
+        lc.on_event("ADDED", pod())
+        assert lc.needs_update("uid-web-1", 1)
+        await lc.close()
+    run(body)
+
+
 def test_job_like_pod_succeeds() -> None:
     async def body() -> None:
         lc = lifecycle()

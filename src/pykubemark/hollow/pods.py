@@ -650,6 +650,14 @@ class PodLifecycle:
             elif self.channel:
                 await self._sync(*self.channel.popleft())
 
+    def _mark_synced(self, record: PodRecord, version: int) -> None:
+        """Only for a pod still known: one forgotten while its status was being written
+        (a DELETED event during the GET or PATCH) would otherwise leave its entry behind
+        for the life of the node."""
+        if self.pods.get(record.uid) is record:
+            self.synced_versions[record.uid] = max(version,
+                                                   self.synced_versions.get(record.uid, 0))
+
     async def _sync(self, uid: str, version: int, status: dict[str, Any]) -> None:
         if not self.needs_update(uid, version):
             return
@@ -663,7 +671,7 @@ class PodLifecycle:
                 await self.client.patch(record.path + "/status",
                                         {"metadata": {"uid": uid}, "status": patch},
                                         as_json=False)
-            self.synced_versions[uid] = max(version, self.synced_versions.get(uid, 0))
+            self._mark_synced(record, version)
             if record.deletable and uid in self.pods:
                 await self.client.delete(record.path, {
                     "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,

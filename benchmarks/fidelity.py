@@ -81,6 +81,7 @@ from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
 from pykubemark.engines.gokubemark import GoFleet
 from pykubemark.measure.audit import Request, read_audit, watch_set
+from pykubemark.measure.resources import cpu_seconds, process_tree
 
 #: user in the audit log -> (side, component). Every kubelet is its own
 #: system:node:<name> (pykubemark's by TLS bootstrap, the Go ones with certificates from
@@ -596,11 +597,15 @@ class Snapshot:
     apiserver_cpu: float
     etcd_cpu: float
     metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
+    #: The hollow fleet's own CPU: on a 2-core machine, what it takes is not the control
+    #: plane's, and a starved fleet paces its requests differently.
+    hollow_cpu: float = 0.0
 
     @classmethod
-    def take(cls, cluster: LocalCluster, api: Api) -> Snapshot:
+    def take(cls, cluster: LocalCluster, api: Api,
+             hollow: Callable[[], float] = lambda: 0.0) -> Snapshot:
         return cls(time.monotonic(), process_cpu(cluster.state.proc("kube-apiserver")),
-                   process_cpu(cluster.state.proc("etcd")), scrape(api))
+                   process_cpu(cluster.state.proc("etcd")), scrape(api), hollow())
 
 
 def window_cost(first: Snapshot, last: Snapshot, divisor: float) -> dict[str, Any]:
@@ -621,6 +626,7 @@ def window_cost(first: Snapshot, last: Snapshot, divisor: float) -> dict[str, An
         "seconds": round(last.at - first.at, 1),
         "apiserver_cpu_s": round((last.apiserver_cpu - first.apiserver_cpu) / divisor, 5),
         "etcd_cpu_s": round((last.etcd_cpu - first.etcd_cpu) / divisor, 5),
+        "hollow_cpu_s": round((last.hollow_cpu - first.hollow_cpu) / divisor, 5),
         "response_bytes": delta("apiserver_response_sizes_sum", "verb", "resource",
                                 "subresource"),
         "responses": delta("apiserver_response_sizes_count", "verb", "resource", "subresource"),
@@ -663,20 +669,28 @@ def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
                                             real_proxier=go_real_proxier)
                 fleet.start()
                 names, check = fleet.names, fleet.check_alive
+                go_fleet = fleet
+
+                def hollow_cpu() -> float:
+                    return cpu_seconds(go_fleet.live_processes())
             else:
                 proc = start_py_hollow(cluster, nodes, prefix="py", extra=py_args)
                 names = [f"py-{i}" for i in range(nodes)]
 
                 def check() -> None:
                     check_proc(proc)
+
+                def hollow_cpu() -> float:
+                    handle = proc.process()
+                    return cpu_seconds(process_tree(handle) if handle is not None else [])
             wait_ready(cluster, {side: nodes}, check=check, timeout=180 + nodes)
             sleep_checked(max(startup_seconds - (time.monotonic() - launched), 15.0), check,
                           f"{side}: startup")
-            before = Snapshot.take(cluster, api)
+            before = Snapshot.take(cluster, api, hollow_cpu)
             if idle_minutes > 0:
                 sleep_checked(idle_minutes * 60, check, f"{side}: idle window")
             held = apiserver_connections(cluster)
-            after_idle = Snapshot.take(cluster, api)
+            after_idle = Snapshot.take(cluster, api, hollow_cpu)
             minutes = (after_idle.at - before.at) / 60
             result["connections"] = {"apiserver_established": held, "baseline": baseline,
                                      "per_node": round((held - baseline) / nodes, 2)}
@@ -691,7 +705,7 @@ def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
                 cycle = PodCycle(api, {side: names}, pods_per_node=pods_per_node, hold=hold,
                                  settle=settle)
                 cycle.run(check=check)
-                after_cycle = Snapshot.take(cluster, api)
+                after_cycle = Snapshot.take(cluster, api, hollow_cpu)
                 pods = cycle.pods(side)
                 raw = window_cost(after_idle, after_cycle, pods)
                 idle_rate = result.get("idle_per_node_minute", {})
@@ -758,6 +772,9 @@ def print_cost(data: dict[str, Any]) -> None:
         apf = {w: run.get(w, {}).get("apf_dispatched") for w in
                ("idle_per_node_minute", "per_pod_cycle")}
         out.print(f"{name}: APF dispatched (flow schema, priority level) {apf}")
+        hollow = {w: run.get(w, {}).get("hollow_cpu_s") for w in
+                  ("idle_per_node_minute", "per_pod_cycle")}
+        out.print(f"{name}: the hollow fleet's own CPU-s {hollow}")
 
 
 # -- command ------------------------------------------------------------------------------
@@ -781,7 +798,8 @@ def print_cost(data: dict[str, Any]) -> None:
 @click.option("--bin-dir", type=click.Path(path_type=Path), default=None,
               help="Kubernetes binaries (default: as `pykubemark up` finds them).")
 @click.option("--go-start-interval", type=click.FloatRange(0), default=0.5,
-              show_default=True, help="Seconds between Go node launches.")
+              show_default=True, help="Seconds between node launches, on both sides "
+              "(pykubemark's --register-rate is its inverse unless given with --py-arg).")
 @click.option("--go-real-proxier", is_flag=True,
               help="Run the Go hollow proxy with its real (fake-iptables) proxier.")
 @click.option("--apiserver-side/--no-apiserver-side", default=True, show_default=True,
@@ -806,6 +824,11 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
          apiserver_side: bool, baseline_minutes: float, solo_order: str, side_by_side: bool,
          py_args: tuple[str, ...]) -> None:
     """Compare pykubemark's hollow nodes with the Go kubemark's, request for request."""
+    if go_start_interval > 0 and not any(a.startswith("--register-rate") for a in py_args):
+        # The same start schedule on both sides: nodes started together renew their
+        # leases together, and etcd commits a burst of writes more cheaply than the same
+        # writes spread over the period (idle etcd CPU 0.90x with 50 at once, 2026-11-24).
+        py_args = ("--register-rate", f"{1 / go_start_interval:g}", *py_args)
 
     def body() -> None:
         results = ResultFile("fidelity", results_dir)

@@ -571,12 +571,9 @@ def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def process_cpu(proc: Proc | None) -> float:
-    """CPU seconds (user + system) of a control-plane process, from /proc."""
+    """CPU seconds (user + system) of a process we started and its children, from /proc."""
     handle = proc.process() if proc is not None else None
-    if handle is None:
-        return 0.0
-    times = handle.cpu_times()
-    return times.user + times.system
+    return cpu_seconds(process_tree(handle)) if handle is not None else 0.0
 
 
 def apiserver_connections(cluster: LocalCluster) -> int:
@@ -681,8 +678,7 @@ def cost_run(side: str, nodes: int, *, name: str, bin_dir: Path | None,
                     check_proc(proc)
 
                 def hollow_cpu() -> float:
-                    handle = proc.process()
-                    return cpu_seconds(process_tree(handle) if handle is not None else [])
+                    return process_cpu(proc)
             wait_ready(cluster, {side: nodes}, check=check, timeout=180 + nodes)
             sleep_checked(max(startup_seconds - (time.monotonic() - launched), 15.0), check,
                           f"{side}: startup")
@@ -826,8 +822,8 @@ def main(nodes: int, idle_minutes: float, startup_seconds: float, pods_per_node:
     """Compare pykubemark's hollow nodes with the Go kubemark's, request for request."""
     if go_start_interval > 0 and not any(a.startswith("--register-rate") for a in py_args):
         # The same start schedule on both sides: nodes started together renew their
-        # leases together, and etcd commits a burst of writes more cheaply than the same
-        # writes spread over the period (idle etcd CPU 0.90x with 50 at once, 2026-11-24).
+        # leases together, so the apiserver and etcd see the writes in bursts rather than
+        # spread over the period (suspected, not shown, to make etcd cheaper: 2026-11-24).
         py_args = ("--register-rate", f"{1 / go_start_interval:g}", *py_args)
 
     def body() -> None:

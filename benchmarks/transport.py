@@ -11,7 +11,7 @@ runs in its own process so that its CPU time and RSS are its own:
   component, established TCP connections to the apiserver (psutil), and process CPU
   seconds over an idle window.
 
-Candidates: ``aiohttp`` (today's HTTP/1.1), ``h2`` (pykubemark.kube.http2: the h2 state
+Candidates: ``aiohttp`` (today's HTTP/1.1), ``h2`` (pykubemark.kube.http2: our HTTP/2 frames
 machine under our own asyncio protocol), ``httpx`` (httpx[http2] on httpcore), ``curl``
 (curl_cffi's AsyncSession, libcurl + nghttp2). CPU is process time, which survives the
 load other processes put on a shared machine better than wall time.

@@ -82,3 +82,12 @@ def test_unknown_field_is_an_error_and_unknown_kind_stays_json() -> None:
         protojson.encode({"apiVersion": "v1", "kind": "Node", "metadata": {"nosuchfield": 1}})
     with pytest.raises(protojson.UnknownKind):
         protojson.encode({"apiVersion": "example.com/v1", "kind": "Widget"})
+
+
+def test_selected_fields_of_a_pod_answer_match_its_json() -> None:
+    from_json = json.loads((FIXTURES / "pod.json").read_text())
+    selected = protojson.to_dict_answer((FIXTURES / "pod.pb").read_bytes(),
+                                        ("metadata.uid", "status"))
+    assert set(selected) == {"kind", "apiVersion", "metadata", "status"}
+    assert selected["metadata"] == {"uid": from_json["metadata"]["uid"]}
+    assert _without_empty(selected["status"]) == _without_empty(from_json["status"])

@@ -339,7 +339,7 @@ class HollowKubelet:
             return lease, True
         try:
             node = await self.heartbeat.object("GET", f"/api/v1/nodes/{self.name}",
-                                               fields=("metadata",))
+                                               fields=("metadata.uid",))
         except (ApiError, *NETWORK_ERRORS) as exc:
             log.debug("%s: lease owner: %r", self.name, exc)
             return lease, False
@@ -381,7 +381,7 @@ class HollowKubelet:
         due = time.monotonic() - self.last_report >= self.profile.status_report
         if not due and self._check(raw) == self.settled:
             return
-        node = answer(raw, fields=("metadata", "status"))
+        node = answer(raw, fields=("metadata.uid", "status"))
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})

@@ -663,7 +663,8 @@ class PodLifecycle:
             return
         record = self.pods[uid]
         try:
-            current = await self.client.object("GET", record.path, fields=("metadata", "status"))
+            current = await self.client.object("GET", record.path,
+                                               fields=("metadata.uid", "status"))
             if current.get("metadata", {}).get("uid") != uid:
                 return
             patch = objects.status_patch(current.get("status") or {}, status) if status else {}

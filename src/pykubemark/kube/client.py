@@ -247,9 +247,9 @@ class Client:
                      params: Mapping[str, str] | None = None, body: Any = None,
                      fields: Collection[str] | None = None) -> dict[str, Any]:
         """The answer as a dict, without the JSON round trip a protobuf answer takes in
-        `request`; with ``fields``, a protobuf answer converts only those top-level fields
-        (the kubelet's reads of its Node and pods need metadata and status, not the spec
-        or the images)."""
+        `request`; with ``fields``, a protobuf answer converts only those fields, dotted for
+        one field of a nested object (the kubelet's reads of its Node and pods need the
+        uid and the status, not the spec, the images or the managed fields)."""
         return answer(await self.request(method, path, params=params, body=body,
                                          as_json=False), fields)
 

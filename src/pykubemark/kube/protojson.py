@@ -279,15 +279,36 @@ def _converter(descriptor: Descriptor) -> Any:
     return convert
 
 
+@functools.lru_cache(maxsize=64)
+def _selection(fields: tuple[str, ...]) -> dict[str, tuple[str, ...] | None]:
+    """``("metadata.uid", "status")`` -> ``{"metadata": ("uid",), "status": None}``."""
+    out: dict[str, tuple[str, ...] | None] = {}
+    for path in fields:
+        top, _, rest = path.partition(".")
+        if not rest:
+            out[top] = None
+        elif top not in out or out[top] is not None:
+            out[top] = (*(out.get(top) or ()), rest)
+    return out
+
+
 def to_dict(message: Any, fields: Collection[str] | None = None) -> dict[str, Any]:
     """The JSON shape of a message: the fields that are set, as the apiserver's JSON;
-    with ``fields``, only those of the top level (a caller that reads a Node's status
-    need not convert its images and managedFields)."""
+    with ``fields``, only those (``"metadata.uid"``: one field of a nested message), so
+    that a caller reading a pod's uid and status need not convert its managedFields."""
+    selection = _selection(tuple(fields)) if fields is not None else None
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
         kind, name, convert = _plans.get(field) or _plan(field)
-        if fields is not None and name not in fields:
+        if kind == _INLINE:  # its fields are the JSON object's own
+            out.update(to_dict(value, fields))
             continue
+        if selection is not None:
+            if name not in selection:
+                continue
+            if (sub := selection[name]) is not None and kind == _MESSAGE and convert is to_dict:
+                out[name] = to_dict(value, sub)
+                continue
         if kind == _SCALAR:
             out[name] = value
         elif kind == _MESSAGE:
@@ -299,8 +320,6 @@ def to_dict(message: Any, fields: Collection[str] | None = None) -> dict[str, An
             out[name] = list(value)
         elif kind == _MAP:
             out[name] = dict(value)
-        elif kind == _MAP_MESSAGE:
-            out[name] = {k: convert(v) for k, v in value.items()}
         else:
-            out.update(to_dict(value))
+            out[name] = {k: convert(v) for k, v in value.items()}
     return out

@@ -12,7 +12,7 @@ runs in its own process so that its CPU time and RSS are its own:
   seconds over an idle window.
 
 Candidates: ``aiohttp`` (today's HTTP/1.1), ``h2`` (pykubemark.kube.http2: our HTTP/2 frames
-machine under our own asyncio protocol), ``httpx`` (httpx[http2] on httpcore), ``curl``
+under our own asyncio protocol), ``httpx`` (httpx[http2] on httpcore), ``curl``
 (curl_cffi's AsyncSession, libcurl + nghttp2). CPU is process time, which survives the
 load other processes put on a shared machine better than wall time.
 

@@ -68,6 +68,15 @@ class Cluster:
     def get_json(self, *args: str) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
+    def create_namespace(self, name: str) -> None:
+        """A namespace pods can be created in: until the token controller has given its
+        default service account a token, the apiserver refuses pods there (500, "No API
+        token found"), as the load generator knows too."""
+        self.kubectl("create", "namespace", name, check=False)
+        wait_for(f"the default service account token in {name}", lambda: self.kubectl(
+            "get", "serviceaccount", "default", "-n", name, "--ignore-not-found",
+            "-o", "jsonpath={.secrets[*].name}", check=False).strip())
+
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 120,
              interval: float = 1.0) -> object:

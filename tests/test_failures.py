@@ -38,7 +38,7 @@ def fleet(cluster: Cluster, tmp_path_factory) -> Iterator[Fleet]:
                   str(profile))
     try:
         fleet.wait_ready()
-        cluster.kubectl("create", "namespace", NS)
+        cluster.create_namespace(NS)
         yield fleet
     finally:
         cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)

@@ -45,7 +45,7 @@ def fleet(cluster: Cluster, chaos_file: Path) -> Iterator[Fleet]:
                   "--kubelet-client-ca", str(ca), "--chaos-file", str(chaos_file))
     try:
         fleet.wait_ready()
-        cluster.kubectl("create", "namespace", NS)
+        cluster.create_namespace(NS)
         pods = [
             _pod("web-0", f"{PREFIX}-0", {"cpu": "200m", "memory": "64Mi"}),
             _pod("web-1", f"{PREFIX}-1", {"cpu": "100m", "memory": "32Mi"}),

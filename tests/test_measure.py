@@ -124,7 +124,7 @@ def measured(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     fleet = Fleet(cluster, NODES, "measure", "--delete-nodes-on-exit")
     try:
         fleet.wait_ready()
-        cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.create_namespace(NAMESPACE)
         cluster.kubectl("create", "-f", "-", stdin=earlier_pod(fleet.names))
         cluster.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod/earlier",
                         "--timeout=120s", timeout=150)

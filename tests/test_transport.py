@@ -53,7 +53,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def kubeconfig(cluster: Cluster) -> str:
-    cluster.kubectl("create", "namespace", NS, check=False)
+    cluster.create_namespace(NS)
     return cluster.kubeconfig
 
 

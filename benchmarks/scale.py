@@ -10,8 +10,9 @@ than the status report period plus a minute; a size whose nodes are not all Read
 within 120 s + 0.2 s per node does not hold either. The first size that does not hold ends the
 search; "nodes per core" is the largest size that held — measured, not derived from
 millicores. RSS and PSS per node, the hollow process's CPU over the window and the
-control plane's are recorded beside it (and both over the ramp), so the reader sees
-which side was short.
+control plane's are recorded beside it (and both over the ramp), and each gap is split
+into the apiserver's own time on the update before it (from the audit log) and the rest,
+so the reader sees which side was short.
 
     .venv/bin/python benchmarks/scale.py --sizes 1000,2000,3000,4000 --fidelity kubelet
 """
@@ -46,24 +47,27 @@ from benchlib import (
 )
 
 from pykubemark.cluster.control_plane import LocalCluster, python_argv
-from pykubemark.measure.audit import read_audit
+from pykubemark.measure.audit import Request, read_audit
 from pykubemark.measure.resources import cpu_seconds, process_tree
 from pykubemark.measure.stats import percentiles
 
 MIB = 1 << 20
 
 
-def lease_gaps(audit_log: Path, since: dt.datetime, until: dt.datetime,
-               prefix: str) -> dict[str, list[float]]:
-    """Seconds between consecutive lease updates of each node, as the apiserver received
-    them (the audit log's requestReceivedTimestamp)."""
-    times: dict[str, list[dt.datetime]] = defaultdict(list)
+def lease_renewals(audit_log: Path, since: dt.datetime, until: dt.datetime,
+                   prefix: str) -> dict[str, list[tuple[float, float]]]:
+    """Per node, the gaps between consecutive lease updates as the apiserver received
+    them (the audit log's requestReceivedTimestamp), each with the apiserver's own time on
+    the update before it: a kubelet sleeps its renew interval only after its last update
+    was answered, so that part of a long gap is the control plane's, the rest the node's."""
+    updates: dict[str, list[Request]] = defaultdict(list)
     for request in read_audit(audit_log, since=since, until=until):
         if (request.resource == "leases" and request.verb == "update"
                 and request.name.startswith(prefix) and 200 <= request.code < 300):
-            times[request.name].append(request.time)
-    return {name: [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
-            for name, stamps in times.items()}
+            updates[request.name].append(request)
+    return {name: [((b.time - a.time).total_seconds(), a.seconds or 0.0)
+                   for a, b in itertools.pairwise(done)]
+            for name, done in updates.items()}
 
 
 def node_health(api: Api, prefix: str, report_period: float) -> dict[str, int]:
@@ -116,8 +120,9 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
         end = utcnow()
         fleet_cpu, control_cpu = cpu_seconds(fleet) - fleet_cpu, cpu_seconds(control) - control_cpu
         memory = [p.memory_full_info() for p in process_tree(hollow.pid)]
-        gaps = lease_gaps(cluster.dir / "logs" / "audit.log", start, end, "scale-")
-        every_gap = [g for node in gaps.values() for g in node]
+        gaps = lease_renewals(cluster.dir / "logs" / "audit.log", start, end, "scale-")
+        pairs = [pair for node in gaps.values() for pair in node]
+        every_gap = [gap for gap, _ in pairs]
         health = node_health(Api(cluster), "scale", 300)
         gap = percentiles(every_gap, with_max=True)
         p99 = gap.get("Perc99")
@@ -125,6 +130,12 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
             "window": {"start": iso(start), "end": iso(end), "seconds": window},
             "lease_gap_seconds": {**gap, "nodes_renewing": len(gaps),
                                   "mean": statistics.fmean(every_gap) if every_gap else None},
+            # where a long gap went: the apiserver answering the update before it, and
+            # the rest (the renew interval with its jitter, and the hollow side's delay)
+            "lease_update_apiserver_seconds": percentiles([a for _, a in pairs],
+                                                          with_max=True),
+            "lease_gap_less_apiserver_seconds": percentiles([g - a for g, a in pairs],
+                                                            with_max=True),
             "health": health,
             "rss_mib_per_node": round(sum(m.rss for m in memory) / MIB / size, 3),
             "pss_mib_per_node": round(sum(m.pss for m in memory) / MIB / size, 3),

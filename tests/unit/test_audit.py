@@ -19,13 +19,14 @@ NODES = ["hollow-1", "hollow-10", "hollow-2"]
 
 def ev(audit_id: str, stage: str, verb: str, uri: str, *, user: str = KUBELET,
        resource: str = "", subresource: str = "", name: str = "", namespace: str = "",
-       at: str = "2026-11-22T10:00:00.000000Z", code: int | None = 200) -> dict[str, Any]:
+       at: str = "2026-11-22T10:00:00.000000Z", code: int | None = 200,
+       done: str | None = None) -> dict[str, Any]:
     event: dict[str, Any] = {
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
         "auditID": audit_id, "stage": stage, "requestURI": uri, "verb": verb,
         "user": {"username": user, "groups": ["system:masters", "system:authenticated"]},
         "sourceIPs": ["127.0.0.1"], "userAgent": "kubelet/v1.20.2 (linux/amd64) kubernetes",
-        "requestReceivedTimestamp": at, "stageTimestamp": at,
+        "requestReceivedTimestamp": at, "stageTimestamp": done or at,
     }
     if resource:
         ref: dict[str, Any] = {"resource": resource, "apiVersion": "v1"}
@@ -120,6 +121,24 @@ def test_request_fields(audit_log: Path) -> None:
     assert by_uri["/api/v1/nodes/hollow-2"].code == 404
     secret = next(r for r in by_uri.values() if r.resource == "secrets")
     assert secret.namespace == "default"
+
+
+def test_apiserver_time_of_a_request(tmp_path: Path) -> None:
+    """How long the apiserver held a request is its completion less its receipt; a watch's
+    first logged stage is when its response started, which says nothing of that."""
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in [
+        ev("u1", "ResponseComplete", "update", "/apis/coordination.k8s.io/v1/leases/a",
+           resource="leases", name="a", at="2026-11-22T10:00:00.250000Z",
+           done="2026-11-22T10:00:01.500000Z"),
+        ev("w1", "ResponseStarted", "watch", "/api/v1/pods?watch=true", resource="pods",
+           at="2026-11-22T10:00:00.000000Z", done="2026-11-22T10:00:00.010000Z"),
+        ev("w1", "ResponseComplete", "watch", "/api/v1/pods?watch=true", resource="pods",
+           at="2026-11-22T10:00:00.000000Z", done="2026-11-22T10:07:00.000000Z"),
+    ]) + b"\n")
+    update, watch = read_audit(path)
+    assert update.seconds == pytest.approx(1.25)
+    assert watch.seconds is None
 
 
 def test_window_is_half_open(audit_log: Path) -> None:

@@ -41,6 +41,7 @@ class _Event(msgspec.Struct):
     requestURI: str = ""
     userAgent: str = ""
     requestReceivedTimestamp: str = ""
+    stageTimestamp: str = ""
     user: _User = msgspec.field(default_factory=_User)
     objectRef: _ObjectRef | None = None
     responseStatus: _Status | None = None
@@ -57,6 +58,9 @@ class Request(msgspec.Struct, frozen=True):
     user_agent: str
     time: dt.datetime
     code: int
+    #: The apiserver's own time on the request, receipt to the last byte of the answer;
+    #: None for a watch (its first line is when its response started).
+    seconds: float | None = None
 
     @property
     def row(self) -> tuple[str, str, str]:
@@ -96,11 +100,16 @@ def read_audit(path: Path | str, *, since: dt.datetime | None = None,
             if (since and when < since) or (until and when >= until):
                 continue
             ref = event.objectRef or _ObjectRef()
+            seconds = None
+            if (event.stage == "ResponseComplete" and event.verb != "watch"
+                    and event.stageTimestamp):
+                seconds = (_parse_time(event.stageTimestamp) - when).total_seconds()
             yield Request(
                 user=event.user.username, verb=event.verb, resource=ref.resource or "",
                 subresource=ref.subresource, name=ref.name, namespace=ref.namespace,
                 uri=event.requestURI, user_agent=event.userAgent, time=when,
                 code=event.responseStatus.code if event.responseStatus else 0,
+                seconds=seconds,
             )
 
 

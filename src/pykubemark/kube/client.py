@@ -240,8 +240,9 @@ class Client:
                        timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         target = f"{path}?{urlencode(params)}" if params else path
         async with asyncio.timeout(timeout):
-            response = await self.pool.request(method, target, headers, data)
-            return response.status, response.headers, await response.read()
+            response = await self.pool.request(method, target, headers, data, started=False)
+            body = await response.read()
+            return response.status, response.headers, body
 
     async def object(self, method: str, path: str, *,
                      params: Mapping[str, str] | None = None, body: Any = None,

@@ -48,8 +48,8 @@ class ConnectionClosed(ConnectionError):
 class Response:
     """One stream's answer: status and headers first, then the body as it arrives."""
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_headers_ready", "_wake", "headers",
-                 "status", "stream_id")
+    __slots__ = ("_chunks", "_conn", "_done", "_error", "_headers_ready", "_wake", "_whole",
+                 "headers", "status", "stream_id")
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
         self._conn = conn
@@ -61,6 +61,7 @@ class Response:
         self._done = False
         self._error: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
+        self._whole = False  # a reader of the whole body: woken at the end only
 
     # -- fed by the protocol ---------------------------------------------------------
     def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
@@ -74,7 +75,8 @@ class Response:
 
     def _on_data(self, data: bytes) -> None:
         self._chunks.append(data)
-        self._notify()
+        if not self._whole:
+            self._notify()
 
     def _on_end(self, error: BaseException | None = None) -> None:
         self._done = True
@@ -110,7 +112,21 @@ class Response:
             self.close()
 
     async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+        """The whole body. The caller's task wakes once, when the stream ends, not once
+        for the headers and once per DATA frame: most of a hollow node's requests are
+        small answers, and a wake-up is a good part of their cost."""
+        if not self._done:
+            self._whole = True
+            self._wake = self._conn.loop.create_future()
+            try:
+                await self._wake
+            finally:
+                self.close()  # a no-op once the server has ended the stream
+        if self._headers_ready.done() and not self._headers_ready.cancelled():
+            self._headers_ready.exception()  # retrieved: raised below if it is one
+        if self._error is not None:
+            raise self._error
+        return b"".join(self._chunks)
 
     def close(self) -> None:
         """Reset the stream if the server has not finished it (a watch we stop)."""
@@ -329,8 +345,10 @@ class H2Connection(asyncio.Protocol):
         return self._next_stream_id // 2
 
     async def request(self, method: str, authority: str, path: str,
-                      headers: Mapping[str, str], body: bytes | None = None) -> Response:
-        """Open a stream, send the request, and return once the response headers are in."""
+                      headers: Mapping[str, str], body: bytes | None = None, *,
+                      started: bool = True) -> Response:
+        """Open a stream, send the request, and return once the response headers are in
+        (with ``started=False`` at once: the caller reads the whole answer)."""
         while len(self._streams) >= self._max_streams:
             waiter = self.loop.create_future()
             self._slot_waiters.append(waiter)
@@ -352,7 +370,7 @@ class H2Connection(asyncio.Protocol):
                                       self._max_frame, end_stream=not body))
         if body:
             await self._send_body(stream_id, body)
-        return await response.started()
+        return await response.started() if started else response
 
     async def _send_body(self, stream_id: int, body: bytes) -> None:
         view = memoryview(body)
@@ -506,9 +524,10 @@ class H2Pool:
         return proto
 
     async def request(self, method: str, path: str, headers: Mapping[str, str],
-                      body: bytes | None = None) -> Response:
+                      body: bytes | None = None, *, started: bool = True) -> Response:
         conn = await self.connection()
-        return await conn.request(method, self.authority, path, headers, body)
+        return await conn.request(method, self.authority, path, headers, body,
+                                  started=started)
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -69,13 +69,12 @@ class Cluster:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
     def create_namespace(self, name: str) -> None:
-        """A namespace pods can be created in: until the token controller has given its
-        default service account a token, the apiserver refuses pods there (500, "No API
-        token found"), as the load generator knows too."""
+        """A namespace pods can be created in: one whose default service account has its
+        token (`LocalCluster.service_account_has_token`)."""
         self.kubectl("create", "namespace", name, check=False)
-        wait_for(f"the default service account token in {name}", lambda: self.kubectl(
-            "get", "serviceaccount", "default", "-n", name, "--ignore-not-found",
-            "-o", "jsonpath={.secrets[*].name}", check=False).strip())
+        local = self.local
+        wait_for(f"the default service account token in {name}",
+                 lambda: local.service_account_has_token(name))
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 120,

@@ -289,7 +289,7 @@ class LocalCluster:
         for proc in (cm, sched):
             _wait(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
-        _wait("the default service account's token", self._default_sa_has_token, cm,
+        _wait("the default service account's token", self.service_account_has_token, cm,
               options.timeout)
 
     def _launch_controller(self, name: str, binary: Path, user: str, extra: list[str]) -> Proc:
@@ -303,9 +303,11 @@ class LocalCluster:
             f"--secure-port={port}", "--port=0", "--leader-elect=false", *extra,
         ], port=port, health_url=f"https://127.0.0.1:{port}/healthz")
 
-    def _default_sa_has_token(self) -> bool:
+    def service_account_has_token(self, namespace: str = "default") -> bool:
+        """Whether the token controller has given a namespace's default service account its
+        token: until then the apiserver refuses pods there (500, "No API token found")."""
         status, body = health.get(
-            self.state.server + "/api/v1/namespaces/default/serviceaccounts/default",
+            f"{self.state.server}/api/v1/namespaces/{namespace}/serviceaccounts/default",
             token=self.token("admin"), ca_cert=self.dir / "pki" / "ca.crt",
         )
         return status == 200 and bool(json.loads(body).get("secrets"))

@@ -85,7 +85,10 @@ class Response:
             if error is None:
                 self._headers_ready.set_result(None)
             else:
+                # raised to whoever awaits `started`; a reader of the whole body (who
+                # never does) gets it from `read` instead, so it is not reported unread
                 self._headers_ready.set_exception(error)
+                self._headers_ready.exception()
         self._notify()
 
     def _notify(self) -> None:
@@ -122,8 +125,6 @@ class Response:
                 await self._wake
             finally:
                 self.close()  # a no-op once the server has ended the stream
-        if self._headers_ready.done() and not self._headers_ready.cancelled():
-            self._headers_ready.exception()  # retrieved: raised below if it is one
         if self._error is not None:
             raise self._error
         return b"".join(self._chunks)

@@ -70,3 +70,74 @@ def test_an_abandoned_read_resets_its_stream() -> None:
         return conn.reset
 
     assert asyncio.run(run()) == [5]
+
+
+def test_a_read_past_its_deadline_times_out_and_resets_its_stream() -> None:
+    async def run() -> tuple[list[int], bool]:
+        loop = asyncio.get_running_loop()
+        conn = Conn(loop)
+        late = Response(conn, 7, deadline=loop.time() + 0.01)  # type: ignore[arg-type]
+        late._on_headers([(b":status", b"200")])
+        with pytest.raises(TimeoutError):
+            await late.read()
+        # an answer that ends before its deadline is read, and its timer does not fire
+        timely = Response(conn, 9, deadline=loop.time() + 0.05)  # type: ignore[arg-type]
+        reading = asyncio.create_task(timely.read())
+        await asyncio.sleep(0)
+        timely._on_data(b"ok")
+        timely._on_end()
+        body = await reading
+        await asyncio.sleep(0.1)
+        return conn.reset, body == b"ok"
+
+    assert asyncio.run(run()) == ([7], True)
+
+
+def test_headers_are_read_case_insensitively_without_pseudo_headers() -> None:
+    async def run() -> Response:
+        response = Response(Conn(asyncio.get_running_loop()), 1)  # type: ignore[arg-type]
+        response._on_headers([(b":status", b"429"), (b"retry-after", b"1")])
+        return response
+
+    response = asyncio.run(run())
+    assert response.status == 429
+    assert response.headers.get("Retry-After") == "1"
+    assert ":status" not in response.headers
+
+
+class Pool:
+    """An HTTP/2 pool whose answers arrive a loop iteration after the request is sent."""
+
+    def __init__(self, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.fields, self.body = fields, body
+
+    async def request(self, method: str, path: str, headers: object, body: object = None, *,
+                      started: bool = True, timeout: float | None = None) -> Response:
+        loop = asyncio.get_running_loop()
+        response = Response(Conn(loop), 1)  # type: ignore[arg-type]
+
+        def answer() -> None:
+            response._on_headers(self.fields)
+            response._on_data(self.body)
+            response._on_end()
+
+        loop.call_soon(answer)
+        return response
+
+
+@pytest.mark.parametrize(("status", "raised"), [(b"200", None), (b"404", 404), (b"409", 409)])
+def test_the_client_judges_an_answer_by_its_status_once_it_is_in(
+        status: bytes, raised: int | None) -> None:
+    from pykubemark.kube.client import ApiError, Client
+    from pykubemark.kube.config import server_config
+
+    async def run() -> int | None:
+        pool = Pool([(b":status", status)], b'{"kind": "Status", "reason": "x"}')
+        client = Client(server_config("https://127.0.0.1:1"), pool=pool)  # type: ignore[arg-type]
+        try:
+            await client.get("/api/v1/nodes/n")
+        except ApiError as exc:
+            return exc.status
+        return None
+
+    assert asyncio.run(run()) == raised

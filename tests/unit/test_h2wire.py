@@ -109,3 +109,64 @@ def test_padding_and_priority_are_stripped() -> None:
     assert wire.unpad(wire.PADDED, bytes([2]) + b"data\x00\x00") == b"data"
     with pytest.raises(wire.ProtocolError):
         wire.unpad(wire.PADDED, bytes([9]) + b"abc")
+
+
+# -- response header blocks: ``hpack``'s encoder plays the apiserver's ------------------------
+def _answer(i: int) -> list[tuple[bytes, bytes]]:
+    return [(b":status", b"200" if i % 3 else b"201"),
+            (b"audit-id", f"5d2c{i:04d}-9f3e-4a1b-8c7d-{i:012x}".encode()),
+            (b"cache-control", b"no-cache, private"),
+            (b"content-type", b"application/vnd.kubernetes.protobuf"),
+            (b"date", f"Tue, 24 Nov 2026 20:{i // 60 % 60:02d}:{i % 60:02d} GMT".encode()),
+            (b"content-length", str(100 + i % 7).encode())]
+
+
+@pytest.mark.parametrize("huffman", [True, False])
+def test_answers_decode_as_encoded_while_the_table_fills_and_evicts(huffman: bool) -> None:
+    encoder, decoder = hpack.Encoder(), wire.ResponseDecoder()
+    for i in range(300):  # a fresh audit id per answer: the 4 KiB table evicts all along
+        fields = _answer(i)
+        assert decoder.decode(encoder.encode(fields, huffman=huffman)) == fields
+
+
+def test_never_indexed_and_unindexed_literals_leave_the_table_alone() -> None:
+    encoder, decoder = hpack.Encoder(), wire.ResponseDecoder()
+    secret = hpack.NeverIndexedHeaderTuple("x-secret", "s3cret")
+    for i in range(3):
+        block = encoder.encode([*_answer(i), secret])
+        assert decoder.decode(block) == [*_answer(i), (b"x-secret", b"s3cret")]
+    unindexed = b"\x00" + wire.hpack_string(b"x-once") + wire.hpack_string(b"v")
+    assert decoder.decode(unindexed) == [(b"x-once", b"v")]
+    # the table is still the encoder's: the next indexed fields resolve alike
+    assert decoder.decode(encoder.encode(_answer(1))) == _answer(1)
+
+
+def test_a_smaller_table_signalled_by_the_server_is_followed() -> None:
+    encoder, decoder = hpack.Encoder(), wire.ResponseDecoder()
+    decoder.decode(encoder.encode(_answer(0)))
+    for size in (256, 0, 4096):
+        encoder.header_table_size = size  # the next block starts with a size update
+        for i in range(1, 20):
+            assert decoder.decode(encoder.encode(_answer(i))) == _answer(i)
+
+
+@pytest.mark.parametrize("block", [
+    b"\x3f\xe2\x1f",                      # a size update to 4097, over the 4096 allowed
+    b"\x88\x20",                          # a size update after a field
+    b"\xbe",                              # index 62 with an empty dynamic table
+    b"\x80",                              # index 0
+    b"\x00\x03x-a\x85\xff\xff",           # a Huffman string cut short
+    b"\x00\x03x-a\x81\x00",               # Huffman bits that end without the EOS prefix
+    b"\x00\x7f",                          # a name whose length runs past the block
+])
+def test_broken_answer_blocks_are_protocol_errors(block: bytes) -> None:
+    with pytest.raises(wire.ProtocolError):
+        wire.ResponseDecoder().decode(block)
+
+
+def test_huffman_decoding_agrees_with_hpack_on_every_byte_value() -> None:
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+    encoder = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+    text = bytes(range(256)) * 2
+    assert wire.huffman_decode(encoder.encode(text)) == text

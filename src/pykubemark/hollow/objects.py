@@ -362,50 +362,49 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
 MERGE_LISTS = {"conditions": "type", "podIPs": "ip"}
 
 
-def _empty(value: Any) -> bool:
-    return value is None or value == [] or value == {}
-
-
 def _canon(value: Any) -> Any:
     """A value without its blank fields ("", 0, false, null, [], {}), recursively: Go
     compares structs, where an omitted field and a zero one are the same, and an answer
-    in protobuf carries zero fields that its JSON omits."""
+    in protobuf carries zero fields that its JSON omits. Of JSON's values exactly the
+    blank ones are falsy."""
     if isinstance(value, dict):
-        kept = {k: _canon(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if not _blank(v)}
+        kept = {}
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                item = _canon(item)
+            if item:
+                kept[key] = item
+        return kept
     if isinstance(value, list):
-        return [_canon(v) for v in value]
+        return [_canon(item) if isinstance(item, dict | list) else item for item in value]
     return value
-
-
-def _blank(value: Any) -> bool:
-    return value is None or value == "" or value is False or (
-        value == 0 and not isinstance(value, bool)) or value == [] or value == {}
-
-
-def _same(a: Any, b: Any) -> bool:
-    return a == b or _canon(a) == _canon(b) or (_blank(_canon(a)) and _blank(_canon(b)))
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The strategic-merge patch of ``status`` from ``old`` to ``new``, as the kubelet's
     two-way merge computes it: changed fields only (an empty list or map equals an
     absent one, as the apiserver omits them); merge-keyed lists carry their
-    ``$setElementOrder`` and only the changed elements, with removed fields as null."""
+    ``$setElementOrder`` and only the changed elements, with removed fields as null.
+    Each changed field is reduced to its non-blank parts once (the status manager
+    computes this for every status it writes)."""
     patch: dict[str, Any] = {}
     for key, value in new.items():
         before = old.get(key)
-        if before == value or (_empty(before) and _empty(value)) or _same(before, value):
+        if before == value:
+            continue
+        before_c = _canon(before)
+        value_c = _canon(value)
+        if before_c == value_c or (not before_c and not value_c):
             continue
         merge_key = MERGE_LISTS.get(key)
         if merge_key and isinstance(before, list):
-            by_key = {item.get(merge_key): item for item in before}
+            by_key = {item.get(merge_key): item_c
+                      for item, item_c in zip(before, before_c, strict=True)}
             changed = []
-            for item in value:
+            for item, now in zip(value, value_c, strict=True):
                 previous = by_key.get(item[merge_key], {})
-                diff = {k: v for k, v in item.items() if not _same(previous.get(k), v)}
-                diff.update({k: None for k in previous
-                             if k not in item and not _blank(_canon(previous[k]))})
+                diff = {k: v for k, v in item.items() if previous.get(k) != now.get(k)}
+                diff.update({k: None for k in previous if k not in item})
                 if diff:
                     changed.append({merge_key: item[merge_key], **diff})
             patch[f"$setElementOrder/{key}"] = [{merge_key: i[merge_key]} for i in value]

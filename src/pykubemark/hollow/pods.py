@@ -639,8 +639,11 @@ class PodLifecycle:
             await self.up.wait()
             if not self.channel:
                 self._wake.clear()
+                # a timeout scope, not wait_for: no task per wait, and this waits once
+                # for every status a pod goes through
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0, next_batch - loop.time()))
+                    async with asyncio.timeout_at(next_batch):
+                        await self._wake.wait()
             if loop.time() >= next_batch:
                 next_batch = loop.time() + BATCH_PERIOD
                 self.channel.clear()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -98,6 +98,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return 1.0
+
+
+class _Answer(Protocol):
+    """What a transport hands back besides status and body: headers, read only when the
+    status asks for them (a 429's or 5xx's Retry-After)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 @functools.lru_cache(maxsize=16)
@@ -206,13 +214,13 @@ class Client:
         send = self._send_h2 if self.http2 else self._send_h1
         for _attempt in range(MAX_RETRY_AFTER + 1):
             await self.limiter.wait()
-            status, answer_headers, payload = await send(method, path, params, data, headers,
-                                                         timeout or self.timeout)
+            status, answered, payload = await send(method, path, params, data, headers,
+                                                   timeout or self.timeout)
             if convert and payload.startswith(MAGIC) and (as_json or status >= 300):
                 payload = _as_json(payload)
             if status < 300:
                 return payload
-            wait = _retry_after(answer_headers)
+            wait = _retry_after(answered.headers)
             if wait is None or not (status == 429 or status >= 500):
                 raise ApiError(status, payload, method, path)
             await asyncio.sleep(wait)
@@ -220,12 +228,12 @@ class Client:
 
     async def _send_h1(self, method: str, path: str, params: Mapping[str, str] | None,
                        data: bytes | None, headers: Mapping[str, str],
-                       timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+                       timeout: float) -> tuple[int, _Answer, bytes]:
         async with self.session.request(
             method, self._url(path, params), data=data, headers=headers,
             timeout=_client_timeout(timeout), server_hostname=self.config.tls_server_name,
         ) as response:
-            return response.status, response.headers, await response.read()
+            return response.status, response, await response.read()
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> URL:
         """The URL already encoded (paths and names of Kubernetes objects need no
@@ -237,12 +245,16 @@ class Client:
 
     async def _send_h2(self, method: str, path: str, params: Mapping[str, str] | None,
                        data: bytes | None, headers: Mapping[str, str],
-                       timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+                       timeout: float) -> tuple[int, _Answer, bytes]:
+        """The deadline covers the whole request; the answer's wait (nearly all of it)
+        has it as one timer on the stream, cheaper than a timeout scope per request, and
+        only a request that has to wait before it is sent (a dial, a stream slot, a flow
+        control window) pays for a scope."""
         target = f"{path}?{urlencode(params)}" if params else path
-        async with asyncio.timeout(timeout):
-            response = await self.pool.request(method, target, headers, data, started=False)
-            body = await response.read()
-            return response.status, response.headers, body
+        response = await self.pool.request(method, target, headers, data, started=False,
+                                           timeout=timeout)
+        body = await response.read()  # the status is known once the answer is in
+        return response.status, response, body
 
     async def object(self, method: str, path: str, *,
                      params: Mapping[str, str] | None = None, body: Any = None,

@@ -5,7 +5,7 @@ an event object per frame, a stream state machine, a full HPACK encoder with Huf
 coding) spent about a third of the fleet's CPU on them (benchmarks/podpath.py). A client
 that sends GETs, PATCHes and watches needs far less: frames are a 9-byte header and a
 payload, and a request's header block is mostly the same bytes every time. Responses'
-header blocks are still decoded by ``hpack``, whose dynamic table the server drives.
+header blocks are decoded here too (`ResponseDecoder`), with ``hpack``'s Huffman table.
 
 Request headers are encoded as client-go's encoder would index them (RFC 7541): the
 constant fields of a connection (user agent, accept, content type, ...) are added to the
@@ -17,7 +17,16 @@ order of insertion alone. Huffman coding is not used (allowed; it saves bytes, n
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterable
+
+from hpack.huffman_table import (
+    HUFFMAN_COMPLETE,
+    HUFFMAN_EMIT_SYMBOL,
+    HUFFMAN_FAIL,
+    HUFFMAN_TABLE,
+)
+from hpack.table import HeaderTable
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -104,7 +113,7 @@ def parse_settings(payload: bytes) -> Iterable[tuple[int, int]]:
     return (_SETTING.unpack_from(payload, i) for i in range(0, len(payload), 6))
 
 
-def split_frames(buffer: bytearray, max_size: int
+def split_frames(buffer: bytes | bytearray, max_size: int
                  ) -> tuple[list[tuple[int, int, int, bytes]], int]:
     """The complete frames at the start of ``buffer`` as (type, flags, stream, payload),
     and how many bytes they took; a partial frame stays for the next read."""
@@ -177,6 +186,9 @@ class RequestEncoder:
         self._order: dict[tuple[bytes, bytes], int] = {}  # field -> insertion number
         self._prefix = b""  # a dynamic table size update owed at the next block
         self._fields: dict[tuple[bytes, bytes], bytes] = {}  # never-indexed literals
+        #: fields whose bytes stay the same until the table grows (indices, sensitive
+        #: literals): nearly every field of a request after the first few
+        self._known: dict[tuple[bytes, bytes], bytes] = {}
 
     def table_size(self, size: int) -> None:
         """The server's SETTINGS_HEADER_TABLE_SIZE. Below the default, the table starts
@@ -186,27 +198,36 @@ class RequestEncoder:
         if size == self._limit:
             return
         self._order.clear()
+        self._known.clear()
         self._used, self._limit = 0, size
         self._prefix = hpack_integer(0, 5, 0x20) + hpack_integer(size, 5, 0x20)
 
     def encode(self, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
         out = [self._prefix] if self._prefix else []
         self._prefix = b""
+        known = self._known
         for field in fields:
-            out.append(self._field(field))
+            data = known.get(field)
+            out.append(self._field(field) if data is None else data)
         return b"".join(out)
 
     def _field(self, field: tuple[bytes, bytes]) -> bytes:
         static = STATIC.get(field)
         if static is not None:
-            return bytes((0x80 | static,))
+            data = self._known[field] = bytes((0x80 | static,))
+            return data
         number = self._order.get(field)
         if number is not None:
-            return hpack_integer(62 + len(self._order) - 1 - number, 7, 0x80)
+            data = self._known[field] = hpack_integer(62 + len(self._order) - 1 - number,
+                                                      7, 0x80)
+            return data
         name, value = field
         if name in VOLATILE:
             return self._literal(name, value, 0x00)
         if name in SENSITIVE:
+            if len(self._known) < 256:
+                self._known[field] = self._literal(name, value, 0x10)
+                return self._known[field]
             return self._literal(name, value, 0x10)
         cached = self._fields.get(field)
         if cached is not None:
@@ -215,6 +236,7 @@ class RequestEncoder:
         if self._used + size <= self._limit:
             self._order[field] = len(self._order)
             self._used += size
+            self._known.clear()  # every index moved up by one
             return self._literal(name, value, 0x40)
         # The table is full: literal without indexing, the same bytes every time.
         if len(self._fields) < 256:
@@ -230,3 +252,160 @@ class RequestEncoder:
         bits = 6 if kind == 0x40 else 4
         head = hpack_integer(index, bits, kind) if index else bytes((kind,)) + hpack_string(name)
         return head + hpack_string(value)
+
+
+# -- HPACK: the response side ----------------------------------------------------------------
+_STATIC_TABLE: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
+_STATIC_COUNT = len(_STATIC_TABLE)
+
+
+def _integer(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    """RFC 7541 5.1: the integer at ``pos`` with an N-bit prefix, and the position after."""
+    limit = (1 << prefix_bits) - 1
+    value = block[pos] & limit
+    pos += 1
+    if value < limit:
+        return value, pos
+    shift = 0
+    while True:
+        if pos >= len(block) or shift > 28:
+            raise ProtocolError("HPACK integer truncated or too large")
+        byte = block[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+#: The Huffman decoder's steps a byte at a time, (state, byte) -> (state, symbols,
+#: complete), filled as met: ``hpack``'s table steps a nibble at a time, and a value's
+#: decoding was most of a response header block's cost. The apiserver's values use few
+#: symbols (an audit id's hex digits, a date's), so few of the 65 536 pairs are met.
+_HUFFMAN_BYTES: dict[int, tuple[int, bytes, bool]] = {}
+#: Values met again (a second's date, a content length, a status) and their decoding.
+_HUFFMAN_SEEN: dict[bytes, bytes] = {}
+_HUFFMAN_SEEN_MAX = 4096
+
+
+def _huffman_byte(state: int, byte: int) -> tuple[int, bytes, bool]:
+    out = bytearray()
+    flags = 0
+    for nibble in (byte >> 4, byte & 0x0F):
+        state, flags, symbol = HUFFMAN_TABLE[state * 16 + nibble]
+        if flags & HUFFMAN_FAIL:
+            raise ProtocolError("invalid Huffman string in a header block")
+        if flags & HUFFMAN_EMIT_SYMBOL:
+            out.append(symbol)
+    return state, bytes(out), bool(flags & HUFFMAN_COMPLETE)
+
+
+def huffman_decode(data: bytes) -> bytes:
+    """RFC 7541 5.2: a Huffman-coded string, decoded."""
+    seen = _HUFFMAN_SEEN.get(data)
+    if seen is not None:
+        return seen
+    steps = _HUFFMAN_BYTES
+    out = bytearray()
+    state, complete = 0, True
+    for byte in data:
+        key = state << 8 | byte
+        step = steps.get(key)
+        if step is None:
+            step = steps[key] = _huffman_byte(state, byte)
+        state, symbols, complete = step
+        if symbols:
+            out += symbols
+    if not complete:
+        raise ProtocolError("Huffman string not ended with the EOS prefix")
+    if len(_HUFFMAN_SEEN) >= _HUFFMAN_SEEN_MAX:
+        _HUFFMAN_SEEN.clear()
+    value = _HUFFMAN_SEEN[data] = bytes(out)
+    return value
+
+
+class ResponseDecoder:
+    """Header blocks of one connection's responses (RFC 7541, decoder side).
+
+    The apiserver's encoder adds nearly every field to the table (a fresh audit id per
+    response among them), so each block changes the table and cannot be cached; what can
+    be saved is ``hpack``'s general path (a tuple subclass, a copy of the rest of the
+    block and a log call per field), which cost a few percent of a pod's CPU. Names and
+    values come back as bytes."""
+
+    def __init__(self, table_size: int = DEFAULT_TABLE_SIZE,
+                 max_header_list: int = 1 << 20) -> None:
+        self._table: deque[tuple[bytes, bytes]] = deque()  # newest first
+        self._used = 0
+        self._size = self._allowed = table_size
+        self._max_list = max_header_list
+
+    def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        fields: list[tuple[bytes, bytes]] = []
+        total, pos, end = 0, 0, len(block)
+        while pos < end:
+            byte = block[pos]
+            if byte & 0x80:  # indexed field, nearly always a one-byte index
+                if byte != 0xFF:
+                    index, pos = byte & 0x7F, pos + 1
+                else:
+                    index, pos = _integer(block, pos, 7)
+                field = (_STATIC_TABLE[index - 1] if 0 < index <= _STATIC_COUNT
+                         else self._entry(index))
+            elif byte & 0x40 or not byte & 0x20:  # literal: indexed, or not (0000/0001)
+                index, pos = _integer(block, pos, 6 if byte & 0x40 else 4)
+                if index:
+                    name = self._entry(index)[0]
+                else:
+                    name, pos = self._string(block, pos)
+                value, pos = self._string(block, pos)
+                field = (name, value)
+                if byte & 0x40:
+                    self._add(field)
+            else:  # dynamic table size update, only before the first field
+                size, pos = _integer(block, pos, 5)
+                if fields or size > self._allowed:
+                    raise ProtocolError("HPACK table size update out of place or too large")
+                self._size = size
+                self._evict()
+                continue
+            fields.append(field)
+            total += len(field[0]) + len(field[1]) + 32
+            if total > self._max_list:
+                raise ProtocolError(f"a header list over {self._max_list} bytes")
+        return fields
+
+    def _entry(self, index: int) -> tuple[bytes, bytes]:
+        if 0 < index <= len(_STATIC_TABLE):
+            return _STATIC_TABLE[index - 1]
+        try:
+            return self._table[index - len(_STATIC_TABLE) - 1]
+        except IndexError:
+            raise ProtocolError(f"HPACK index {index} out of the table") from None
+
+    @staticmethod
+    def _string(block: bytes, pos: int) -> tuple[bytes, int]:
+        if pos >= len(block):
+            raise ProtocolError("HPACK string truncated")
+        huffman = block[pos] & 0x80
+        length, pos = _integer(block, pos, 7)
+        end = pos + length
+        if end > len(block):
+            raise ProtocolError("HPACK string truncated")
+        value = block[pos:end]
+        return (huffman_decode(value) if huffman else value), end
+
+    def _add(self, field: tuple[bytes, bytes]) -> None:
+        size = len(field[0]) + len(field[1]) + 32
+        if size > self._size:  # RFC 7541 4.4: an entry too large empties the table
+            self._table.clear()
+            self._used = 0
+            return
+        self._table.appendleft(field)
+        self._used += size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._used > self._size:
+            name, value = self._table.pop()
+            self._used -= len(name) + len(value) + 32

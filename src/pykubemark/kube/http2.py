@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from urllib.parse import urlsplit
 
-import hpack
+from multidict import CIMultiDict
 
 from pykubemark.kube import h2wire as wire
 
@@ -48,14 +48,18 @@ class ConnectionClosed(ConnectionError):
 class Response:
     """One stream's answer: status and headers first, then the body as it arrives."""
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_headers_ready", "_wake", "_whole",
-                 "headers", "status", "stream_id")
+    __slots__ = ("_chunks", "_conn", "_done", "_error", "_fields", "_headers",
+                 "_headers_ready", "_wake", "_whole", "deadline", "status", "stream_id")
 
-    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+    def __init__(self, conn: H2Connection, stream_id: int,
+                 deadline: float | None = None) -> None:
         self._conn = conn
+        #: loop time by which `read` must have the whole answer (None: no limit)
+        self.deadline = deadline
         self.stream_id = stream_id
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._headers: CIMultiDict[str] | None = None
         self._headers_ready = conn.loop.create_future()
         self._chunks: deque[bytes] = deque()
         self._done = False
@@ -64,12 +68,22 @@ class Response:
         self._whole = False  # a reader of the whole body: woken at the end only
 
     # -- fed by the protocol ---------------------------------------------------------
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The answer's headers, case-insensitive as HTTP's; decoded on first use (most
+        answers are read for their status and body only)."""
+        if self._headers is None:
+            self._headers = CIMultiDict((name.decode(), value.decode())
+                                        for name, value in self._fields
+                                        if not name.startswith(b":"))
+        return self._headers
+
     def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self._fields = headers
         for name, value in headers:
             if name == b":status":
                 self.status = int(value)
-            else:
-                self.headers[name.decode()] = value.decode()
+                break
         if not self._headers_ready.done():
             self._headers_ready.set_result(None)
 
@@ -115,15 +129,21 @@ class Response:
             self.close()
 
     async def read(self) -> bytes:
-        """The whole body. The caller's task wakes once, when the stream ends, not once
+        """The whole body; TimeoutError (and the stream reset) if it has not ended by the
+        request's deadline. The caller's task wakes once, when the stream ends, not once
         for the headers and once per DATA frame: most of a hollow node's requests are
         small answers, and a wake-up is a good part of their cost."""
         if not self._done:
             self._whole = True
-            self._wake = self._conn.loop.create_future()
+            loop = self._conn.loop
+            wake = self._wake = loop.create_future()
+            timer = None if self.deadline is None else loop.call_at(self.deadline, _expire,
+                                                                     wake)
             try:
-                await self._wake
+                await wake
             finally:
+                if timer is not None:
+                    timer.cancel()
                 self.close()  # a no-op once the server has ended the stream
         if self._error is not None:
             raise self._error
@@ -134,6 +154,11 @@ class Response:
         if not self._done:
             self._done = True
             self._conn._reset(self.stream_id)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no answer before the request's deadline"))
 
 
 class _Stream:
@@ -159,7 +184,7 @@ class H2Connection(asyncio.Protocol):
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
         self._encoder = wire.RequestEncoder()
-        self._decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST)
+        self._decoder = wire.ResponseDecoder(max_header_list=MAX_HEADER_LIST)
         self._inbox = bytearray()
         self._block: list[bytes] = []  # a header block awaiting its CONTINUATION
         self._block_stream, self._block_end = 0, False
@@ -203,13 +228,17 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_read = time.monotonic()
         inbox = self._inbox
-        inbox += data
+        if inbox:  # the start of a frame came with the last read
+            inbox += data
+            data = bytes(inbox)
+            inbox.clear()
         try:
-            frames, used = wire.split_frames(inbox, wire.DEFAULT_FRAME_SIZE)
-            del inbox[:used]
+            frames, used = wire.split_frames(data, wire.DEFAULT_FRAME_SIZE)
+            if used < len(data):
+                inbox += data[used:]
             for kind, flags, stream_id, payload in frames:
                 self._frame(kind, flags, stream_id, payload)
-        except (wire.ProtocolError, hpack.HPACKError) as exc:
+        except wire.ProtocolError as exc:
             self._send(wire.goaway(0, wire.PROTOCOL_ERROR))
             self._flush_now()
             self.close(ConnectionClosed(f"HTTP/2 protocol error: {exc}"))
@@ -281,12 +310,13 @@ class H2Connection(asyncio.Protocol):
         block = self._block[0] if len(self._block) == 1 else b"".join(self._block)
         self._block = []
         # Decoded even for a stream we forgot: the server's table must stay in step.
-        fields = self._decoder.decode(block, raw=True)
+        fields = self._decoder.decode(block)
         stream = self._streams.get(self._block_stream)
         if stream is None:
             return
         if not stream.headers_seen:
-            status = next((v for k, v in fields if k == b":status"), b"")
+            # RFC 7540 8.1.2.1: pseudo-header fields come first
+            status = fields[0][1] if fields and fields[0][0] == b":status" else b""
             if not status.startswith(b"1"):  # a 1xx answer is followed by the real one
                 stream.headers_seen = True
                 stream.response._on_headers(fields)
@@ -347,9 +377,22 @@ class H2Connection(asyncio.Protocol):
 
     async def request(self, method: str, authority: str, path: str,
                       headers: Mapping[str, str], body: bytes | None = None, *,
-                      started: bool = True) -> Response:
+                      started: bool = True, timeout: float | None = None) -> Response:
         """Open a stream, send the request, and return once the response headers are in
-        (with ``started=False`` at once: the caller reads the whole answer)."""
+        (with ``started=False`` at once: the caller reads the whole answer). With a
+        ``timeout``, waiting for a stream slot or a window counts against it, and the
+        response's `read` gets the rest."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        if deadline is not None and (started or len(self._streams) >= self._max_streams or (
+                body and len(body) > min(self._initial_window, self._send_window))):
+            async with asyncio.timeout_at(deadline):
+                return await self._request(method, authority, path, headers, body,
+                                           started, deadline)
+        return await self._request(method, authority, path, headers, body, started, deadline)
+
+    async def _request(self, method: str, authority: str, path: str,
+                       headers: Mapping[str, str], body: bytes | None, started: bool,
+                       deadline: float | None) -> Response:
         while len(self._streams) >= self._max_streams:
             waiter = self.loop.create_future()
             self._slot_waiters.append(waiter)
@@ -360,7 +403,7 @@ class H2Connection(asyncio.Protocol):
             self._goaway = True  # stream ids are used up: the next request dials again
             raise ConnectionClosed("stream ids exhausted")
         self._next_stream_id += 2
-        response = Response(self, stream_id)
+        response = Response(self, stream_id, deadline)
         self._streams[stream_id] = _Stream(response, self._initial_window)
         fields = [(b":method", method.encode()), (b":authority", authority.encode()),
                   (b":scheme", b"https"), (b":path", path.encode())]
@@ -525,10 +568,19 @@ class H2Pool:
         return proto
 
     async def request(self, method: str, path: str, headers: Mapping[str, str],
-                      body: bytes | None = None, *, started: bool = True) -> Response:
-        conn = await self.connection()
+                      body: bytes | None = None, *, started: bool = True,
+                      timeout: float | None = None) -> Response:
+        """A request on the live connection; with a ``timeout``, a dial it has to wait
+        for counts against it."""
+        conn = self._conn
+        if conn is None or not conn.usable:
+            started_at = time.monotonic()
+            async with asyncio.timeout(timeout):
+                conn = await self.connection()
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started_at))
         return await conn.request(method, self.authority, path, headers, body,
-                                  started=started)
+                                  started=started, timeout=timeout)
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -141,3 +141,37 @@ def test_the_client_judges_an_answer_by_its_status_once_it_is_in(
         return None
 
     assert asyncio.run(run()) == raised
+
+
+class Throttled(Pool):
+    """Every answer a 429 with Retry-After: 0, each a little while after its request."""
+
+    def __init__(self) -> None:
+        super().__init__([(b":status", b"429"), (b"retry-after", b"0")], b"{}")
+        self.attempts = 0
+
+    async def request(self, *args: object, **kwargs: object) -> Response:
+        self.attempts += 1
+        await asyncio.sleep(0.05)
+        return await super().request(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_retries_after_429_stop_at_the_request_deadline_as_client_go() -> None:
+    """client-go's request timeout covers its Retry-After retries (rest/request.go), so a
+    heartbeat under throttling gives up after its 10 s and its own loop decides again."""
+    from pykubemark.kube.client import ApiError, Client
+    from pykubemark.kube.config import server_config
+
+    async def run(timeout: float) -> tuple[str, int]:
+        pool = Throttled()
+        client = Client(server_config("https://127.0.0.1:1"), pool=pool,  # type: ignore[arg-type]
+                        timeout=timeout)
+        try:
+            await client.get("/api/v1/nodes/n")
+        except (ApiError, TimeoutError) as exc:
+            return type(exc).__name__, pool.attempts
+        return "answered", pool.attempts
+
+    kind, attempts = asyncio.run(run(0.2))
+    assert kind == "TimeoutError" and 1 < attempts < 11
+    assert asyncio.run(run(60.0)) == ("ApiError", 11)  # 10 retries, then the 429 itself

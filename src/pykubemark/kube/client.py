@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -212,10 +213,21 @@ class Client:
         if accept is not None:
             headers = {**headers, "Accept": accept}
         send = self._send_h2 if self.http2 else self._send_h1
-        for _attempt in range(MAX_RETRY_AFTER + 1):
+        timeout = timeout or self.timeout
+        deadline = 0.0
+        for attempt in range(MAX_RETRY_AFTER + 1):
             await self.limiter.wait()
-            status, answered, payload = await send(method, path, params, data, headers,
-                                                   timeout or self.timeout)
+            if attempt == 0:
+                # as client-go's request(): the deadline starts after the first wait for
+                # the rate limiter and covers the retries (and their Retry-After sleeps)
+                deadline = time.monotonic() + timeout
+                left = timeout
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{method} {path}: {timeout:g} s passed, {attempt} "
+                                       "answers asked to wait and try again")
+            status, answered, payload = await send(method, path, params, data, headers, left)
             if convert and payload.startswith(MAGIC) and (as_json or status >= 300):
                 payload = _as_json(payload)
             if status < 300:

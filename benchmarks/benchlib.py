@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import orjson
 from rich.console import Console
 
@@ -120,6 +121,39 @@ def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
         cluster = LocalCluster.up(options, binaries)
     console.print(f"cluster [bold]{name}[/] up at {cluster.state.server} ({cluster.dir})")
     return cluster
+
+
+def cluster_options(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--cluster`` (a running `pykubemark up`), ``--name`` (of the throw-away cluster
+    used otherwise) and ``--results-dir``, for benchmarks that can run on either."""
+    options = [
+        click.option("--cluster", "cluster_name", default=None,
+                     help="A running `pykubemark up` (default: a throw-away cluster, --name)."),
+        click.option("--name", default=default_name, show_default=True,
+                     help="Name of the throw-away cluster when no --cluster is given."),
+        click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
+                     show_default=True),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+@contextlib.contextmanager
+def running_or_throwaway(cluster_name: str | None, name: str) -> Iterator[LocalCluster]:
+    """The running cluster ``cluster_name``, left running; or a fresh one named ``name``,
+    stopped at the end (also on Ctrl-C)."""
+    own = cluster_name is None
+    cluster = start_cluster(name, audit=False) if own else LocalCluster.load(cluster_name)
+    try:
+        yield cluster
+    finally:
+        if own:
+            with shielded():
+                cluster.down()
 
 
 def tear_down(cluster: LocalCluster, label: str, *, say_stopped: bool = True) -> None:

@@ -39,11 +39,11 @@ from benchlib import (
     RESULTS_DIR,
     Api,
     PodCycle,
+    cluster_options,
     console,
     environment,
     run_cli,
-    shielded,
-    start_cluster,
+    running_or_throwaway,
     start_py_hollow,
     timestamp,
     utcnow,
@@ -120,15 +120,9 @@ def measure(cluster_name: str | None, nodes: int, pods_per_node: int, repeat: in
             name: str = "bench-podpath", results_dir: Path = RESULTS_DIR,
             warmup: float = 40.0) -> None:
     """On the running cluster ``cluster_name``, or on a throw-away one named ``name``."""
-    own = cluster_name is None
-    cluster = start_cluster(name, audit=False) if own else LocalCluster.load(cluster_name)
-    try:
+    with running_or_throwaway(cluster_name, name) as cluster:
         _measure(cluster, nodes, pods_per_node, repeat, settle, py_spy, py_args, label,
                  native, cycle_nodes, baseline_src, results_dir, warmup)
-    finally:
-        if own:
-            with shielded():
-                cluster.down()
 
 
 def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
@@ -229,12 +223,7 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
 
 
 @click.command()
-@click.option("--cluster", "cluster_name", default=None,
-              help="A running `pykubemark up` (default: a throw-away cluster, --name).")
-@click.option("--name", default="bench-podpath", show_default=True,
-              help="Name of the throw-away cluster when no --cluster is given.")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@cluster_options("bench-podpath")
 @click.option("--warmup", type=float, default=40.0, show_default=True,
               help="Seconds between all nodes Ready and the first cycle.")
 @click.option("--nodes", default=20, show_default=True)

@@ -31,14 +31,14 @@ from typing import Any
 import click
 import psutil
 from benchlib import (
-    RESULTS_DIR,
     Api,
     ApiFailure,
+    cluster_options,
     console,
     environment,
     run_cli,
+    running_or_throwaway,
     shielded,
-    start_cluster,
     timestamp,
     utcnow,
 )
@@ -145,8 +145,13 @@ def run_side(src: Path | None, kubeconfig: Path, connections: int, rounds: int,
 def measure(cluster_name: str | None, name: str, results_dir: Path, connections: int,
             rounds: int, repeat: int, baseline_src: Path | None, pin_cpus: bool,
             label: str) -> None:
-    own = cluster_name is None
-    cluster = start_cluster(name, audit=False) if own else LocalCluster.load(cluster_name)
+    with running_or_throwaway(cluster_name, name) as cluster:
+        _measure(cluster, results_dir, connections, rounds, repeat, baseline_src, pin_cpus,
+                 label)
+
+
+def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds: int,
+             repeat: int, baseline_src: Path | None, pin_cpus: bool, label: str) -> None:
     pinned = pin_cpus and (os.cpu_count() or 1) >= 2
     restore: dict[int, list[int]] = {}
     out = results_dir / f"reqcost-{label}-{timestamp()}.json"
@@ -188,19 +193,12 @@ def measure(cluster_name: str | None, name: str, results_dir: Path, connections:
         write_atomic(out, json.dumps(result, indent=1) + "\n")
         with shielded():
             unpin(restore)
-            if own:
-                cluster.down()
     console.print(f"µs CPU per request (median of {repeat}): "
                   f"{result.get('us_per_request_median')}; written to {out}")
 
 
 @click.command()
-@click.option("--cluster", "cluster_name", default=None,
-              help="A running `pykubemark up` (default: a throw-away cluster, --name).")
-@click.option("--name", default="bench-reqcost", show_default=True,
-              help="Name of the throw-away cluster when no --cluster is given.")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@cluster_options("bench-reqcost")
 @click.option("--connections", default=20, show_default=True)
 @click.option("--rounds", default=200, show_default=True,
               help="GET + PATCH pairs per connection and run.")

@@ -188,6 +188,9 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
     except KeyboardInterrupt:
         result["status"] = "interrupted"
         raise
+    except SystemExit:
+        result["status"] = "failed"
+        raise
     finally:
         result["finished"] = utcnow().isoformat()
         write_atomic(out, json.dumps(result, indent=1) + "\n")
@@ -199,10 +202,10 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
 
 @click.command()
 @cluster_options("bench-reqcost")
-@click.option("--connections", default=20, show_default=True)
-@click.option("--rounds", default=200, show_default=True,
+@click.option("--connections", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=200, show_default=True,
               help="GET + PATCH pairs per connection and run.")
-@click.option("--repeat", default=3, show_default=True)
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--baseline-src", type=click.Path(path_type=Path, exists=True), default=None,
               help="Also run from these pykubemark sources (`git archive REV src | tar -x "
                    "-C DIR`, then DIR/src), alternating with this checkout.")

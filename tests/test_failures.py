@@ -53,7 +53,8 @@ def _time(stamp: str) -> dt.datetime:
 @pytest.fixture(scope="module")
 def observed(cluster: Cluster, fleet: Fleet) -> dict[str, Any]:
     """Three failing pods and a Service, polled from the apiserver until the crash loop
-    has restarted three times: every distinct status and Endpoints seen."""
+    has restarted three times and the image pull has backed off: every distinct status
+    and Endpoints seen (the crash loop's only up to its third restart)."""
     pods = [
         _pod("crasher", f"{PREFIX}-0", {"pykubemark.io/failure": "crashloop",
                                          "pykubemark.io/exit-code": "3",
@@ -71,21 +72,32 @@ def observed(cluster: Cluster, fleet: Fleet) -> dict[str, Any]:
         {"apiVersion": "v1", "kind": "List", "items": [*pods, service]}))
     seen: dict[str, list[dict]] = {"crasher": [], "badimage": [], "flappy": [], "endpoints": []}
 
+    def restarted(pod: dict) -> bool:
+        statuses = pod["status"].get("containerStatuses") or [{}]
+        return statuses[0].get("restartCount", 0) >= 3 and "running" in statuses[0]["state"]
+
+    def backed_off(pod: dict) -> bool:
+        statuses = pod["status"].get("containerStatuses") or [{}]
+        return statuses[0].get("state", {}).get("waiting", {}).get("reason") == \
+            "ImagePullBackOff"
+
     def poll() -> bool:
         items = cluster.get_json("pods", "-n", NS)["items"]
         for pod in items:
             history = seen[pod["metadata"]["name"]]
+            if history and pod["metadata"]["name"] == "crasher" and restarted(history[-1]):
+                continue
             if not history or history[-1]["status"] != pod["status"]:
                 history.append(pod)
         endpoints = cluster.get_json("endpoints", "flappy", "-n", NS)
         subsets = endpoints.get("subsets") or []
         if not seen["endpoints"] or seen["endpoints"][-1] != subsets:
             seen["endpoints"].append(subsets)
-        crasher = seen["crasher"][-1]["status"] if seen["crasher"] else {}
-        statuses = crasher.get("containerStatuses") or [{}]
-        return statuses[0].get("restartCount", 0) >= 3 and "running" in statuses[0]["state"]
+        return (any(restarted(p) for p in seen["crasher"])
+                and any(backed_off(p) for p in seen["badimage"]))
 
-    wait_for("the crash-looping pod restarted three times", poll, timeout=300, interval=1)
+    wait_for("the crash-looping pod restarted three times and the image pull backed off",
+             poll, timeout=300, interval=1)
     return seen
 
 

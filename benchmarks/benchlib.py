@@ -123,6 +123,21 @@ def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
     return cluster
 
 
+def _results_dir(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    try:
+        value.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write results there: {exc.strerror}") from None
+    return value
+
+
+def results_dir_option(default: Path = RESULTS_DIR) -> Callable[[Callable[..., Any]], Any]:
+    """``--results-dir``: made when missing (results are written as they come, so a
+    missing directory must not wait until the first one to fail)."""
+    return click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=default, show_default=True, callback=_results_dir)
+
+
 def cluster_options(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--cluster`` (a running `pykubemark up`), ``--name`` (of the throw-away cluster
     used otherwise) and ``--results-dir``, for benchmarks that can run on either."""
@@ -131,8 +146,7 @@ def cluster_options(default_name: str) -> Callable[[Callable[..., Any]], Callabl
                      help="A running `pykubemark up` (default: a throw-away cluster, --name)."),
         click.option("--name", default=default_name, show_default=True,
                      help="Name of the throw-away cluster when no --cluster is given."),
-        click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-                     show_default=True),
+        results_dir_option(),
     ]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:

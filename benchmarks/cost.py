@@ -34,7 +34,6 @@ from typing import Any
 import click
 import psutil
 from benchlib import (
-    RESULTS_DIR,
     Api,
     PodCycle,
     ResultFile,
@@ -44,6 +43,7 @@ from benchlib import (
     iso,
     out,
     recording_status,
+    results_dir_option,
     run_cli,
     shielded,
     sleep_checked,
@@ -363,8 +363,7 @@ def print_results(data: dict[str, Any]) -> None:
               help="How often RSS is sampled.")
 @click.option("--name", default="bench-cost", show_default=True,
               help="Cluster name (must not be running).")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 @click.option("--bin-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--go-start-interval", type=click.FloatRange(0), default=0.5, show_default=True)
 @click.option("--py-arg", "py_args", multiple=True,

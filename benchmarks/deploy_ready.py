@@ -23,10 +23,10 @@ from pathlib import Path
 
 import click
 import psutil
+from benchlib import results_dir_option
 
 from pykubemark.measure.resources import cpu_seconds
 
-REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "pykubemark"]
 
 
@@ -63,8 +63,7 @@ def _shard_processes() -> list[psutil.Process]:
 @click.option("--nodes-per-pod", type=int, default=100, show_default=True)
 @click.option("--idle-seconds", type=float, default=60.0, show_default=True,
               help="Idle time after all nodes are Ready before the cost is read.")
-@click.option("--results-dir", type=click.Path(path_type=Path),
-              default=REPO / "benchmarks" / "results", show_default=True)
+@results_dir_option()
 def main(base: str, target: str, nodes: int, nodes_per_pod: int, idle_seconds: float,
          results_dir: Path) -> None:
     from pykubemark.files import write_atomic

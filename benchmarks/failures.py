@@ -28,7 +28,6 @@ from typing import Any
 
 import click
 from benchlib import (
-    RESULTS_DIR,
     Api,
     ApiFailure,
     ResultFile,
@@ -37,6 +36,7 @@ from benchlib import (
     environment,
     iso,
     recording_status,
+    results_dir_option,
     run_cli,
     shielded,
     start_cluster,
@@ -159,8 +159,7 @@ def compared(baseline: Path, candidate: Path) -> dict[str, Any]:
 @click.option("--hold-seconds", type=float, default=180.0, show_default=True)
 @click.option("--name", default="bench-failures", show_default=True,
               help="Cluster name (must not be running).")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=None,
               help="Where the two run directories go (default: a new temporary directory).")
 def main(nodes: int, pods_per_node: int, crash_fraction: float, flap_fraction: float,

@@ -54,7 +54,6 @@ import click
 import msgspec
 import psutil
 from benchlib import (
-    RESULTS_DIR,
     Api,
     PodCycle,
     ResultFile,
@@ -64,6 +63,7 @@ from benchlib import (
     iso,
     out,
     recording_status,
+    results_dir_option,
     run_cli,
     shielded,
     sleep_checked,
@@ -789,8 +789,7 @@ def print_cost(data: dict[str, Any]) -> None:
               help="Added after all pods are Running / gone, for trailing requests.")
 @click.option("--name", default="bench-fidelity", show_default=True,
               help="Cluster name (must not be running).")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 @click.option("--bin-dir", type=click.Path(path_type=Path), default=None,
               help="Kubernetes binaries (default: as `pykubemark up` finds them).")
 @click.option("--go-start-interval", type=click.FloatRange(0), default=0.5,

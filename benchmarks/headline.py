@@ -30,6 +30,7 @@ from benchlib import (
     ResultFile,
     console,
     environment,
+    results_dir_option,
     run_cli,
     shielded,
     timestamp,
@@ -188,8 +189,7 @@ def _pykubemark(*args: str, check: bool = True) -> int:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory (default: results/headline-<time>, or under "
               "--results-dir when that is given).")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 @click.option("--keep-cluster", is_flag=True, help="Leave the cluster running afterwards.")
 @click.option("--reanalyse", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Read the run directory of this result file again with this script's "

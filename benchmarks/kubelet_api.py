@@ -25,7 +25,6 @@ from typing import Any
 import click
 import psutil
 from benchlib import (
-    RESULTS_DIR,
     Api,
     ResultFile,
     check_proc,
@@ -33,6 +32,7 @@ from benchlib import (
     environment,
     iso,
     out,
+    results_dir_option,
     run_cli,
     shielded,
     sleep_checked,
@@ -92,8 +92,7 @@ def per_node(on: dict[str, Any], off: dict[str, Any], nodes: int) -> dict[str, f
 @click.option("--settle", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Seconds idle after all nodes are Ready, before reading memory.")
 @click.option("--name", default="bench-kubelet-api", show_default=True)
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 def main(nodes: int, settle: float, name: str, results_dir: Path) -> None:
     """Memory and fds per node of the kubelet API, with against without."""
     run_cli(lambda: measure(nodes, settle, name, results_dir))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from benchlib import RESULTS_DIR, console, run_cli, utcnow
+from benchlib import console, results_dir_option, run_cli, utcnow
 from observe import (
     SHARED,
     Counters,
@@ -267,8 +267,7 @@ async def sa_token(client: Client) -> None:
 @click.option("--sample-every", type=click.FloatRange(0.2), default=1.0, show_default=True)
 @click.option("--note", default="", help="Stored in the result (e.g. the machine's state).")
 @click.option("--name", default="bench-overload", show_default=True)
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 def main(nodes: int, processes: int | None, fidelity: str, pods: int | None, quiet: float,
          hold: float, timeout: float, server_concurrency: int | None, sample_every: float,
          note: str, name: str, results_dir: Path) -> None:

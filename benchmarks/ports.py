@@ -27,13 +27,13 @@ from typing import Any
 import click
 import psutil
 from benchlib import (
-    RESULTS_DIR,
     ResultFile,
     check_proc,
     console,
     environment,
     iso,
     out,
+    results_dir_option,
     run_cli,
     sleep_checked,
     start_cluster,
@@ -98,8 +98,7 @@ def measure(variant: str, nodes: int, idle: float, name: str,
               help="Comma-separated transports to measure.")
 @click.option("--name", default="bench-ports", show_default=True,
               help="Cluster name prefix (NAME-h2, NAME-h1; must not be running).")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 @click.option("--bin-dir", type=click.Path(path_type=Path), default=None)
 def main(nodes: int, idle_seconds: float, variants: str, name: str, results_dir: Path,
          bin_dir: Path | None) -> None:

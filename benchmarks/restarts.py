@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from benchlib import RESULTS_DIR, console, run_cli, utcnow
+from benchlib import console, results_dir_option, run_cli, utcnow
 from observe import (
     GRACE,
     SHARED,
@@ -169,8 +169,7 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
               help="Seconds between scrapes of the apiserver's /metrics.")
 @click.option("--note", default="", help="Stored in the result (e.g. the machine's state).")
 @click.option("--name", default="bench-restarts", show_default=True)
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 def main(nodes: int, processes: int | None, fidelity: str, components: str, quiet: float,
          downtime: float, observe: float, renew_timeout: float, sample_every: float, note: str,
          name: str, results_dir: Path) -> None:

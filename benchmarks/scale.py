@@ -30,7 +30,6 @@ from typing import Any
 
 import click
 from benchlib import (
-    RESULTS_DIR,
     Api,
     NotReadyInTime,
     ResultFile,
@@ -38,6 +37,7 @@ from benchlib import (
     console,
     environment,
     iso,
+    results_dir_option,
     run_cli,
     shielded,
     sleep_checked,
@@ -163,8 +163,7 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
 @click.option("--max-gap", type=float, default=12.0, show_default=True,
               help="p99 of the gaps between a node's lease renewals must stay below this.")
 @click.option("--name", default="bench-scale", show_default=True)
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 @click.option("--bin-dir", type=click.Path(path_type=Path), default=None)
 def main(sizes: str, fidelity: str, cpu: int | None, window: float, max_gap: float, name: str,
          results_dir: Path, bin_dir: Path | None) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from benchlib import RESULTS_DIR, console, run_cli, utcnow
+from benchlib import console, results_dir_option, run_cli, utcnow
 from observe import (
     GRACE,
     SHARED,
@@ -297,8 +297,7 @@ async def soak(cluster: LocalCluster, result: Any, *, prefix: str, duration: flo
               "tasks every 30 s).")
 @click.option("--note", default="", help="Stored in the result (e.g. the machine's state).")
 @click.option("--name", default="bench-soak", show_default=True)
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS_DIR,
-              show_default=True)
+@results_dir_option()
 def main(nodes: int, processes: int | None, fidelity: str, duration: float, churn_rate: float,
          pod_lifetime: float, sample_every: float, flat_window: float, tolerance: float,
          settle: float, note: str, name: str, results_dir: Path) -> None:

@@ -39,6 +39,7 @@ from benchlib import (
     environment,
     iso,
     out,
+    results_dir_option,
     run_cli,
     shielded,
     start_cluster,
@@ -234,8 +235,7 @@ def run(name: str, nodes: int, pods_per_node: int, settle: float, go_start_inter
 @click.option("--go-start-interval", type=float, default=0.5, show_default=True)
 @click.option("--name", default="bench-timestamps", show_default=True,
               help="Name of the throw-away cluster.")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=RESULTS,
-              show_default=True)
+@results_dir_option(RESULTS)
 def main(nodes: int, pods_per_node: int, settle: float, go_start_interval: float, name: str,
          results_dir: Path) -> None:
     """Pod timestamps written by Go kubemark and pykubemark hollow nodes, side by side."""

@@ -69,12 +69,13 @@ def cluster_processes(name: str) -> list[psutil.Process]:
 def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) -> None:
     args, keys = RUNS[script]
     name = "tb-" + script.removesuffix(".py").replace("_", "-")
+    results = tmp_path / "results"  # not there yet: the script makes it
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args, "--name", name,
-         "--results-dir", str(tmp_path)],
+         "--results-dir", str(results)],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    [written] = list(tmp_path.glob("*.json"))
+    [written] = list(results.glob("*.json"))
     data = json.loads(written.read_text())
     for key in keys:
         assert data.get(key), f"{script}: no {key} in {written.name}"
@@ -103,3 +104,17 @@ def test_every_benchmark_script_loads(script: str) -> None:
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout.lower()
+
+
+@pytest.mark.parametrize("script", sorted(
+    p.name for p in BENCHMARKS.glob("*.py") if p.name not in LIBRARIES
+    and ("results_dir_option(" in p.read_text() or "cluster_options(" in p.read_text())))
+def test_a_results_dir_that_is_a_file_is_one_line(script: str, tmp_path: Path) -> None:
+    """Refused before any cluster starts, in one line, not at the first result written."""
+    blocker = tmp_path / "results"
+    blocker.write_text("")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--results-dir",
+                             str(blocker)], capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "--results-dir" in result.stderr

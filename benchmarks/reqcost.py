@@ -33,18 +33,17 @@ import psutil
 from benchlib import (
     Api,
     ApiFailure,
+    ResultFile,
     cluster_options,
     console,
     environment,
     run_cli,
     running_or_throwaway,
     shielded,
-    timestamp,
     utcnow,
 )
 
 from pykubemark.cluster.control_plane import LocalCluster
-from pykubemark.files import write_atomic
 
 NAMESPACE = "bench-reqcost"
 
@@ -154,8 +153,8 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
              repeat: int, baseline_src: Path | None, pin_cpus: bool, label: str) -> None:
     pinned = pin_cpus and (os.cpu_count() or 1) >= 2
     restore: dict[int, list[int]] = {}
-    out = results_dir / f"reqcost-{label}-{timestamp()}.json"
-    result: dict[str, Any] = {
+    results = ResultFile(f"reqcost-{label}", results_dir)
+    result = results.data = {
         "benchmark": "reqcost", "label": label, "status": "running",
         "started": utcnow().isoformat(),
         "params": {"connections": connections, "rounds": rounds, "repeat": repeat,
@@ -183,7 +182,7 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
                     s: statistics.median(r["us_per_request"] for r in result["runs"]
                                          if r["side"] == s)
                     for s in sides if any(r["side"] == s for r in result["runs"])}
-                write_atomic(out, json.dumps(result, indent=1) + "\n")
+                results.save()
         result["status"] = "complete"
     except KeyboardInterrupt:
         result["status"] = "interrupted"
@@ -193,11 +192,11 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
         raise
     finally:
         result["finished"] = utcnow().isoformat()
-        write_atomic(out, json.dumps(result, indent=1) + "\n")
+        results.save()
         with shielded():
             unpin(restore)
     console.print(f"µs CPU per request (median of {repeat}): "
-                  f"{result.get('us_per_request_median')}; written to {out}")
+                  f"{result.get('us_per_request_median')}; written to {results.path}")
 
 
 @click.command()

@@ -20,7 +20,6 @@ stacks), and the top functions by own and by inclusive samples go into the resul
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +39,20 @@ from benchlib import (
     RESULTS_DIR,
     Api,
     PodCycle,
+    ResultFile,
     cluster_options,
     console,
     environment,
+    recording_status,
     run_cli,
     running_or_throwaway,
     start_py_hollow,
-    timestamp,
     utcnow,
     wait_ready,
 )
 
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
-from pykubemark.files import write_atomic
 
 
 def fleet_cpu(pid: int) -> float:
@@ -111,6 +111,41 @@ def start_fleets(cluster: LocalCluster, nodes: int, py_args: tuple[str, ...],
     return procs
 
 
+def start_py_spy(target: Path, pid: int, native: bool) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into ``target`` (collapsed stacks) until SIGINT."""
+    spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                            "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                            "--nonblocking", "-o", str(target), *(["--native"] if native else [])],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return spy
+
+
+def measure_cycle(cycle: PodCycle, cpu: Callable[[], dict[str, float]],
+                  check: Callable[[], None], spy: subprocess.Popen[bytes] | None
+                  ) -> dict[str, Any]:
+    """One pod cycle, then an idle window as long: per side, CPU per pod net of idle."""
+    t0, c0 = time.monotonic(), cpu()
+    cycle.run(check=check)
+    t1, c1 = time.monotonic(), cpu()
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+    seconds = t1 - t0
+    time.sleep(seconds)
+    t2, c2 = time.monotonic(), cpu()
+    entry: dict[str, Any] = {"seconds": seconds}
+    for side in c0:
+        idle = (c2[side] - c1[side]) / (t2 - t1) * seconds
+        pods = cycle.pods(side)
+        entry[side] = {
+            "pods": pods, "cpu_cycle": c1[side] - c0[side], "cpu_idle_same_length": idle,
+            "cpu_seconds_per_pod": (c1[side] - c0[side] - idle) / pods,
+            "running_after": cycle.running_after.get(side),
+            "gone_after": cycle.gone_after.get(side)}
+    return entry
+
+
 PREFIX = {"py": "pp", "base": "pb"}
 
 
@@ -130,16 +165,18 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
              native: bool, cycle_nodes: int, baseline_src: Path | None, results_dir: Path,
              warmup: float) -> None:
     api = Api(cluster)
-    procs = start_fleets(cluster, nodes, py_args, baseline_src)
-    result: dict[str, Any] = {
-        "benchmark": "podpath", "label": label, "started": utcnow().isoformat(),
+    results = ResultFile(f"podpath-{label}", results_dir)
+    result = results.data = {
+        "benchmark": "podpath", "label": label, "status": "running",
+        "started": utcnow().isoformat(),
         "params": {"nodes": nodes, "cycle_nodes": cycle_nodes or nodes,
                    "pods_per_node": pods_per_node, "repeat": repeat, "settle": settle,
                    "py_args": list(py_args),
                    "baseline_src": str(baseline_src) if baseline_src else None},
         "environment": environment(), "cycles": [],
     }
-    out = results_dir / f"podpath-{label}-{timestamp()}.json"
+    results.save()
+    procs = start_fleets(cluster, nodes, py_args, baseline_src)
 
     def check() -> None:
         for side, proc in procs.items():
@@ -150,64 +187,42 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
         return {side: fleet_cpu(proc.pid) for side, proc in procs.items()}
 
     try:
-        # A fleet much larger than the cycle need not be all Ready to the last node.
-        wait_ready(cluster, {PREFIX[side]: max(cycle_nodes, nodes - nodes // 50)
-                             for side in procs}, check=check, timeout=300)
-        time.sleep(warmup)  # registration traffic settles; the fleet's first report passes
-        sides = {side: [f"{PREFIX[side]}-{i}" for i in range(cycle_nodes or nodes)]
-                 for side in procs}
-        for i in range(repeat):
-            spy = None
+        with recording_status(result):
+            # A fleet much larger than the cycle need not be all Ready to the last node.
+            wait_ready(cluster, {PREFIX[side]: max(cycle_nodes, nodes - nodes // 50)
+                                 for side in procs}, check=check, timeout=300)
+            time.sleep(warmup)  # registration traffic settles; the fleet's first report passes
+            sides = {side: [f"{PREFIX[side]}-{i}" for i in range(cycle_nodes or nodes)]
+                     for side in procs}
+            for i in range(repeat):
+                spy = start_py_spy(py_spy.with_suffix(f".{i}.txt"), procs["py"].pid, native) \
+                    if py_spy is not None else None
+                # Which side's Deployment is created first alternates: with the same code
+                # on both sides, the second one cost ~20 % more per pod when always second.
+                order = sides if i % 2 == 0 else dict(reversed(sides.items()))
+                cycle = PodCycle(api, order, pods_per_node=pods_per_node,
+                                 hold=settle, settle=settle, namespace=f"podpath{i}")
+                entry = measure_cycle(cycle, cpu, check, spy)
+                result["cycles"].append(entry)
+                result["cpu_seconds_per_pod_median"] = {
+                    side: statistics.median(c[side]["cpu_seconds_per_pod"]
+                                            for c in result["cycles"])
+                    for side in procs}
+                results.save()
+                console.print(f"cycle {i}: {entry}")
+                with contextlib.suppress(Exception):
+                    api.request("DELETE", f"/api/v1/namespaces/podpath{i}")
             if py_spy is not None:
-                target = py_spy.with_suffix(f".{i}.txt")
-                spy = subprocess.Popen([shutil.which("py-spy") or str(
-                    Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                    str(procs["py"].pid), "--format", "raw", "--rate", "200", "--nonblocking",
-                    "-o", str(target), *(["--native"] if native else [])],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(1.0)
-            # Which side's Deployment is created first alternates: with the same code on
-            # both sides, the second one cost ~20 % more per pod when it was always second.
-            order = sides if i % 2 == 0 else dict(reversed(sides.items()))
-            cycle = PodCycle(api, order, pods_per_node=pods_per_node,
-                             hold=settle, settle=settle, namespace=f"podpath{i}")
-            t0, c0 = time.monotonic(), cpu()
-            cycle.run(check=check)
-            t1, c1 = time.monotonic(), cpu()
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(30)
-            seconds = t1 - t0
-            time.sleep(seconds)
-            t2, c2 = time.monotonic(), cpu()
-            entry: dict[str, Any] = {"seconds": seconds}
-            for side in procs:
-                idle = (c2[side] - c1[side]) / (t2 - t1) * seconds
-                pods = cycle.pods(side)
-                entry[side] = {
-                    "pods": pods, "cpu_cycle": c1[side] - c0[side],
-                    "cpu_idle_same_length": idle,
-                    "cpu_seconds_per_pod": (c1[side] - c0[side] - idle) / pods,
-                    "running_after": cycle.running_after.get(side),
-                    "gone_after": cycle.gone_after.get(side)}
-            result["cycles"].append(entry)
-            console.print(f"cycle {i}: {entry}")
-            with contextlib.suppress(Exception):
-                api.request("DELETE", f"/api/v1/namespaces/podpath{i}")
-        result["cpu_seconds_per_pod_median"] = {
-            side: statistics.median(c[side]["cpu_seconds_per_pod"] for c in result["cycles"])
-            for side in procs}
-        if py_spy is not None:
-            merged = py_spy.with_suffix(".all.txt")
-            merged.write_text("".join(py_spy.with_suffix(f".{i}.txt").read_text()
-                                      for i in range(repeat)
-                                      if py_spy.with_suffix(f".{i}.txt").exists()))
-            result["profile"] = top_functions(merged)
-        result["finished"] = utcnow().isoformat()
-        write_atomic(out, (json.dumps(result, indent=2) + "\n").encode())
-        console.print(f"CPU-s per pod (median of {repeat}): "
-                      f"{result['cpu_seconds_per_pod_median']}; written to {out}")
+                merged = py_spy.with_suffix(".all.txt")
+                merged.write_text("".join(py_spy.with_suffix(f".{i}.txt").read_text()
+                                          for i in range(repeat)
+                                          if py_spy.with_suffix(f".{i}.txt").exists()))
+                result["profile"] = top_functions(merged)
     finally:
+        result["finished"] = utcnow().isoformat()
+        results.save()
+        console.print(f"CPU-s per pod (median of {len(result['cycles'])}): "
+                      f"{result.get('cpu_seconds_per_pod_median')}; written to {results.path}")
         for proc in procs.values():
             if (proc_obj := proc.process()) is not None:
                 proc_obj.terminate()

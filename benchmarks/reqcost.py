@@ -37,6 +37,7 @@ from benchlib import (
     cluster_options,
     console,
     environment,
+    recording_status,
     run_cli,
     running_or_throwaway,
     shielded,
@@ -163,33 +164,27 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
         "environment": environment(), "runs": [],
     }
     try:
-        prepare(cluster, Api(cluster), connections)
-        if pinned:
-            restore = pin(cluster)
-        sides: dict[str, Path | None] = {"py": None}
-        if baseline_src is not None:
-            sides["base"] = baseline_src
-        for i in range(repeat):
-            order = list(sides) if i % 2 == 0 else list(reversed(sides))
-            for side in order:
-                run = run_side(sides[side], cluster.dir / "kubeconfig", connections,
-                               rounds, pinned)
-                result["runs"].append({"side": side, **run})
-                console.print(f"run {i} {side}: {run['us_per_request']:.0f} µs CPU per "
-                              f"request ({run['requests']} requests, "
-                              f"{run['wall_seconds']:.1f} s)")
-                result["us_per_request_median"] = {
-                    s: statistics.median(r["us_per_request"] for r in result["runs"]
-                                         if r["side"] == s)
-                    for s in sides if any(r["side"] == s for r in result["runs"])}
-                results.save()
-        result["status"] = "complete"
-    except KeyboardInterrupt:
-        result["status"] = "interrupted"
-        raise
-    except SystemExit:
-        result["status"] = "failed"
-        raise
+        with recording_status(result):
+            prepare(cluster, Api(cluster), connections)
+            if pinned:
+                restore = pin(cluster)
+            sides: dict[str, Path | None] = {"py": None}
+            if baseline_src is not None:
+                sides["base"] = baseline_src
+            for i in range(repeat):
+                order = list(sides) if i % 2 == 0 else list(reversed(sides))
+                for side in order:
+                    run = run_side(sides[side], cluster.dir / "kubeconfig", connections,
+                                   rounds, pinned)
+                    result["runs"].append({"side": side, **run})
+                    console.print(f"run {i} {side}: {run['us_per_request']:.0f} µs CPU per "
+                                  f"request ({run['requests']} requests, "
+                                  f"{run['wall_seconds']:.1f} s)")
+                    result["us_per_request_median"] = {
+                        s: statistics.median(r["us_per_request"] for r in result["runs"]
+                                             if r["side"] == s)
+                        for s in sides if any(r["side"] == s for r in result["runs"])}
+                    results.save()
     finally:
         result["finished"] = utcnow().isoformat()
         results.save()

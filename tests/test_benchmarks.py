@@ -8,6 +8,7 @@ sections a full run fills, and leaves no process of its cluster behind.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,34 @@ def test_a_results_dir_that_is_a_file_is_one_line(script: str, tmp_path: Path) -
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "--results-dir" in result.stderr
+
+
+def test_an_interrupted_benchmark_keeps_the_cycles_it_measured(binaries, tmp_path: Path
+                                                                ) -> None:
+    """Ctrl-C after podpath's first of three cycles: that cycle is in the result file,
+    which says it is not whole, and the throw-away cluster is gone."""
+    name, results = "tb-podpath-int", tmp_path / "results"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCHMARKS / "podpath.py"), "--nodes", "1", "--pods-per-node",
+         "1", "--repeat", "3", "--settle", "1", "--warmup", "0", "--name", name,
+         "--results-dir", str(results)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("cycle 0:"):
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output[-3000:]
+    [written] = list(results.glob("podpath-*.json"))
+    data = json.loads(written.read_text())
+    assert data["status"] == "interrupted"
+    assert len(data["cycles"]) == 1 and data["cpu_seconds_per_pod_median"]["py"] is not None
+    assert not cluster_processes(name)

@@ -150,3 +150,43 @@ def test_an_interrupted_benchmark_keeps_the_cycles_it_measured(binaries, tmp_pat
     assert data["status"] == "interrupted"
     assert len(data["cycles"]) == 1 and data["cpu_seconds_per_pod_median"]["py"] is not None
     assert not cluster_processes(name)
+
+
+PERF_SCRIPT = """\
+python 7 100.1:    1001 cpu-clock:ppp:
+\t           8dd17 _PyEval_EvalFrameDefault+0x2437 (/usr/lib/libpython3.13.so.1.0)
+\t    7fa54e661495 py::Client.request:/src/pykubemark/kube/client.py+0x5 (/tmp/perf-7.map)
+\t    7fa54e661400 py::Runner.run:/usr/lib/python3.13/asyncio/runners.py+0x5 (/tmp/perf-7.map)
+
+python 7 100.2:    1001 cpu-clock:ppp:
+\t           8dd17 Py_INCREF+0x2437 (inlined)
+\t          12a6d4 __pyx_f_6uvloop_4loop_11SSLProtocol__do_read+0x404 (/venv/uvloop/loop.so)
+\t    7fa54e661495 py::SSLObject.read:/usr/lib/python3.13/ssl.py+0x5 (/tmp/perf-7.map)
+
+python 7 100.3:    1001 cpu-clock:ppp:
+\tffffffff813ae740 finish_task_switch+0x5e0 ([kernel.kallsyms])
+\t          154c24 uv__read+0x2e4 (/venv/uvloop/loop.so)
+
+python 7 100.4:    1001 cpu-clock:ppp:
+\t           8dd17 _PyEval_EvalFrameDefault+0x2437 (/usr/lib/libpython3.13.so.1.0)
+\t    7fa54e661495 py::Client.request:/src/pykubemark/kube/client.py+0x5 (/tmp/perf-7.map)
+"""
+
+
+def test_perf_samples_go_to_the_innermost_python_function(tmp_path: Path) -> None:
+    recorded = tmp_path / "perf.txt"
+    recorded.write_text(PERF_SCRIPT)
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "perfpy.py"), str(recorded)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["samples"] == 4
+    assert dict(data["percent_by_python_function"]) == {
+        "Client.request": 50.0, "SSLObject.read": 25.0, "(no Python frame)": 25.0}
+    # an inlined top frame belongs to the object of the frame below it
+    assert dict(data["percent_by_object"]) == {
+        "libpython3.13.so.1.0": 50.0, "loop.so": 25.0, "[kernel.kallsyms]": 25.0}
+    recorded.write_text("no samples here\n")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "perfpy.py"), str(recorded)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

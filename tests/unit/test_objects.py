@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import time
+import types
 from typing import Any
 
 import msgspec
@@ -546,3 +548,16 @@ def test_podscheduled_keeps_the_schedulers_time() -> None:
     assert cond["PodScheduled"]["lastTransitionTime"] == "2026-11-22T10:00:02Z"
     assert cond["Initialized"]["lastTransitionTime"] == "2026-11-22T10:00:03Z"
     assert status["startTime"] == "2026-11-22T10:00:03Z"
+
+
+def test_now_in_seconds_follows_the_clock_across_a_second(monkeypatch) -> None:
+    clock = [1764000000.2]  # 2025-11-24T16:00:00Z
+    monkeypatch.setattr(objects, "time", types.SimpleNamespace(
+        time=lambda: clock[0], strftime=time.strftime, gmtime=time.gmtime))
+    assert objects.now_seconds() == "2025-11-24T16:00:00Z"
+    clock[0] += 0.7
+    assert objects.now_seconds() == "2025-11-24T16:00:00Z"
+    clock[0] += 0.2
+    assert objects.now_seconds() == "2025-11-24T16:00:01Z"
+    clock[0] += 3600 * 24
+    assert objects.now_seconds() == "2025-11-25T16:00:01Z"

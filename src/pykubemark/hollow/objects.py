@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import platform
+import time
 import uuid
 from typing import Any
 
@@ -25,8 +26,16 @@ CONDITIONS = (
 CONDITION_ORDER = [{"type": c[0]} for c in CONDITIONS]
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text
+
+
 def now_seconds() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """metav1.Time's text, to the second: written into every status and event, and the
+    same for a whole second, so formatted once per second."""
+    second = int(time.time())
+    if second != _second[0]:
+        _second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return _second[1]
 
 
 def now_micro() -> str:

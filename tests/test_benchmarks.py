@@ -49,8 +49,10 @@ RUNS = {
     "podpath.py": (["--nodes", "1", "--pods-per-node", "1", "--repeat", "1", "--settle", "1",
                     "--warmup", "0"], ["cycles", "cpu_seconds_per_pod_median"]),
     "ports.py": (["--nodes", "1", "--idle-seconds", "0", "--variants", "h2"], ["variants"]),
-    "reqcost.py": (["--connections", "2", "--rounds", "5", "--repeat", "1"],
-                   ["runs", "us_per_request_median"]),
+    # both sides at once, the checkout's own sources as the baseline
+    "reqcost.py": (["--connections", "2", "--rounds", "5", "--repeat", "1", "--baseline-src",
+                    str(BENCHMARKS.parent / "src")],
+                   ["runs", "us_per_request_median", "py_over_base_median"]),
 }
 
 

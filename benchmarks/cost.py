@@ -24,6 +24,7 @@ always torn down, also on Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -157,7 +158,7 @@ class Cost:
     # -- phases ----------------------------------------------------------------------
     def run(self, *, startup_seconds: float, idle_minutes: float, pods_per_node: int,
             cycle_nodes: int, hold: float, settle: float, sample_seconds: float,
-            py_processes: int, py_args: tuple[str, ...]) -> None:
+            py_processes: int, py_args: tuple[str, ...], cycles: int = 1) -> None:
         launched = time.monotonic()
         self.py_proc = start_py_hollow(self.cluster, self.py_nodes, prefix="py",
                                        processes=py_processes, extra=py_args)
@@ -186,8 +187,8 @@ class Cost:
                               f"idle window ({idle_minutes:g} min)")
                 self.save("idle", self.window(first, meter.snapshot()))
                 self.pending = None
-            if pods_per_node > 0:
-                self.pod_cycle(pods_per_node, cycle_nodes, hold, settle)
+            for i in range(cycles if pods_per_node > 0 else 0):
+                self.pod_cycle(pods_per_node, cycle_nodes, hold, settle, f"bench{i}")
 
     def save_partial(self) -> None:
         """After an interruption: the phase under way, from its start until now."""
@@ -198,9 +199,16 @@ class Cost:
         if name == "idle":
             self.save("idle", {**self.window(first, last), "partial": True})
         elif self.cycle is not None:
-            self.save("pod_cycle", {**self.cycle_result(self.cycle, first, last),
-                                    "partial": True})
+            self.save_cycle({**self.cycle_result(self.cycle, first, last), "partial": True})
         self.pending = None
+
+    def save_cycle(self, result: dict[str, Any]) -> None:
+        """One more pod cycle, and ``pod_cycle`` as all of them together: CPU per pod the
+        median of the cycles' (both sides go through each cycle at once, at the same
+        speed of the machine, so each cycle is a pair), pods and seconds summed."""
+        cycles = self.results.data.setdefault("phases", {}).setdefault("pod_cycles", [])
+        cycles.append(result)
+        self.save("pod_cycle", combine_cycles(cycles))
 
     def window(self, first: dict[str, Sample], last: dict[str, Sample]) -> dict[str, Any]:
         """CPU over the window from its two ends; memory as the mean of every sample."""
@@ -223,7 +231,7 @@ class Cost:
         return result
 
     def pod_cycle(self, pods_per_node: int, cycle_nodes: int, hold: float,
-                  settle: float) -> None:
+                  settle: float, namespace: str) -> None:
         assert self.meter is not None
         meter = self.meter
         marks: dict[str, dict[str, Sample]] = {}
@@ -236,10 +244,9 @@ class Cost:
         sides = {"go": self.fleet.names[:cycle_nodes],
                  "py": [f"py-{i}" for i in range(min(cycle_nodes, self.py_nodes))]}
         self.cycle = PodCycle(Api(self.cluster), sides, pods_per_node=pods_per_node,
-                              hold=hold, settle=settle, mark=mark)
+                              hold=hold, settle=settle, namespace=namespace, mark=mark)
         self.cycle.run(check=self.check)
-        self.save("pod_cycle", self.cycle_result(self.cycle, marks["create"],
-                                                 marks["stop_end"]))
+        self.save_cycle(self.cycle_result(self.cycle, marks["create"], marks["stop_end"]))
         self.pending = None
 
     def cycle_result(self, cycle: PodCycle, first: dict[str, Sample],
@@ -266,6 +273,44 @@ class Cost:
                 "peak_rss_mib_per_node": peak / MIB / self.nodes(group),
             }
         return result
+
+
+def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod cycles as one phase (see `Cost.save_cycle`); one cycle is itself."""
+    if len(cycles) == 1:
+        return cycles[0]
+    last = cycles[-1]
+    combined: dict[str, Any] = {
+        "cycles": len(cycles), "seconds": sum(c["seconds"] for c in cycles),
+        "pods": {side: sum(c["pods"][side] for c in cycles) for side in last["pods"]},
+        "spread_pods_to_nodes": last["spread_pods_to_nodes"],
+        "running_after_seconds": last["running_after_seconds"],
+        "gone_after_seconds": last["gone_after_seconds"],
+    }
+    if any(c.get("partial") for c in cycles):
+        combined["partial"] = True
+    for group in GROUPS:
+        rows = [c[group] for c in cycles]
+        net = [r["cpu_seconds_per_pod"] for r in rows]
+        combined[group] = {
+            "cpu_seconds": sum(r["cpu_seconds"] for r in rows),
+            "cpu_seconds_per_pod_raw": statistics.median(r["cpu_seconds_per_pod_raw"]
+                                                         for r in rows),
+            "cpu_seconds_per_pod": None if None in net else statistics.median(net),
+            "peak_rss_mib_per_node": max(r["peak_rss_mib_per_node"] for r in rows),
+        }
+    return combined
+
+
+def per_pod_ratios(data: dict[str, Any]) -> list[float]:
+    """Go / pykubemark CPU per pod (net of idle) of each pod cycle."""
+    ratios = []
+    for cycle in data.get("phases", {}).get("pod_cycles", []):
+        go = [cycle[g]["cpu_seconds_per_pod"] for g in ("go-kubelet", "go-proxy")]
+        py = cycle["py"]["cpu_seconds_per_pod"]
+        if None not in go and py:
+            ratios.append(round(sum(go) / py, 2))
+    return ratios
 
 
 # -- output -------------------------------------------------------------------------------
@@ -339,6 +384,9 @@ def print_results(data: dict[str, Any]) -> None:
     if cycle := phases.get("pod_cycle"):
         out.print(f"pod cycle: {cycle['seconds']:.0f}s, pods {cycle['pods']}, spread "
                   f"{{pods on a node: nodes}} {cycle['spread_pods_to_nodes']}")
+    if len(ratios := per_pod_ratios(data)) > 1:
+        out.print(f"CPU per pod, Go / pykubemark, cycle by cycle: {ratios} (median "
+                  f"{statistics.median(ratios):.2f})")
 
 
 # -- command ------------------------------------------------------------------------------
@@ -355,6 +403,8 @@ def print_results(data: dict[str, Any]) -> None:
               help="Startup window, from launch; the idle window starts after it.")
 @click.option("--pods-per-node", type=click.IntRange(0, 110), default=10, show_default=True,
               help="Pods per cycle node (0: skip the pod cycle).")
+@click.option("--cycles", type=click.IntRange(1), default=3, show_default=True,
+              help="Pod cycles; CPU per pod is the median of theirs.")
 @click.option("--cycle-nodes", type=click.IntRange(1), default=None,
               help="Nodes per side that get pods (default: --go-nodes).")
 @click.option("--hold-seconds", type=click.FloatRange(0), default=30.0, show_default=True)
@@ -369,7 +419,7 @@ def print_results(data: dict[str, Any]) -> None:
 @click.option("--py-arg", "py_args", multiple=True,
               help="Extra argument for `pykubemark hollow`, e.g. --py-arg=--fidelity=lite.")
 def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
-         startup_seconds: float, pods_per_node: int, cycle_nodes: int | None,
+         startup_seconds: float, pods_per_node: int, cycles: int, cycle_nodes: int | None,
          hold_seconds: float, settle_seconds: float, sample_seconds: float, name: str,
          results_dir: Path, bin_dir: Path | None, go_start_interval: float,
          py_args: tuple[str, ...]) -> None:
@@ -383,7 +433,7 @@ def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
             "params": {"go_nodes": go_nodes, "py_nodes": py_nodes,
                        "py_processes": py_processes, "idle_minutes": idle_minutes,
                        "startup_seconds": startup_seconds, "pods_per_node": pods_per_node,
-                       "cycle_nodes": cycle, "hold_seconds": hold_seconds,
+                       "cycle_nodes": cycle, "cycles": cycles, "hold_seconds": hold_seconds,
                        "settle_seconds": settle_seconds, "sample_seconds": sample_seconds,
                        "py_args": list(py_args)},
             "environment": environment(), "reference_go": REFERENCE_GO,
@@ -401,11 +451,12 @@ def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
                                   pods_per_node=pods_per_node, cycle_nodes=cycle,
                                   hold=hold_seconds, settle=settle_seconds,
                                   sample_seconds=sample_seconds, py_processes=py_processes,
-                                  py_args=py_args)
+                                  py_args=py_args, cycles=cycles)
                 finally:
                     with shielded():
                         bench.save_partial()
                         results.data["summary"] = summary(results.data)
+                        results.data["per_pod_ratio_by_cycle"] = per_pod_ratios(results.data)
                         results.data["finished"] = iso(utcnow())
                         results.save()
                         print_results(results.data)

@@ -25,8 +25,8 @@ RUNS = {
                      "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1"],
                     ["phases", "pod_cycle", "pod_timestamps", "apiserver_side"]),
     "cost.py": (["--go-nodes", "1", "--py-nodes", "2", "--startup-seconds", "0",
-                 "--idle-minutes", "0", "--pods-per-node", "1", "--hold-seconds", "0",
-                 "--settle-seconds", "1", "--sample-seconds", "1"],
+                 "--idle-minutes", "0", "--pods-per-node", "1", "--cycles", "2",
+                 "--hold-seconds", "0", "--settle-seconds", "1", "--sample-seconds", "1"],
                 ["summary"]),
     "timestamps.py": (["--nodes", "1", "--pods-per-node", "2", "--settle", "1"],
                       ["sides"]),
@@ -84,6 +84,9 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         assert data.get(key), f"{script}: no {key} in {written.name}"
     if "status" in data:
         assert data["status"] == "complete"
+    if script == "cost.py":  # each cycle kept, and all of them as the phase
+        cycles = data["phases"]["pod_cycles"]
+        assert len(cycles) == 2 and data["phases"]["pod_cycle"]["pods"] == {"go": 2, "py": 2}
     if "apiserver_side" in keys:
         side = data["apiserver_side"]
         assert side["status"] == "complete" and set(side["runs"]) == {"go", "py"}

@@ -279,6 +279,11 @@ def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
     """The pod cycles as one phase (see `Cost.save_cycle`); one cycle is itself."""
     if len(cycles) == 1:
         return cycles[0]
+    # A cycle cut short (Ctrl-C, a hollow node that died) counts only if none is whole.
+    whole = [c for c in cycles if not c.get("partial")]
+    cycles = whole or cycles
+    if len(cycles) == 1:
+        return {**cycles[0], "cycles": 1}
     last = cycles[-1]
     combined: dict[str, Any] = {
         "cycles": len(cycles), "seconds": sum(c["seconds"] for c in cycles),
@@ -303,9 +308,11 @@ def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def per_pod_ratios(data: dict[str, Any]) -> list[float]:
-    """Go / pykubemark CPU per pod (net of idle) of each pod cycle."""
+    """Go / pykubemark CPU per pod (net of idle) of each whole pod cycle."""
     ratios = []
     for cycle in data.get("phases", {}).get("pod_cycles", []):
+        if cycle.get("partial"):
+            continue
         go = [cycle[g]["cpu_seconds_per_pod"] for g in ("go-kubelet", "go-proxy")]
         py = cycle["py"]["cpu_seconds_per_pod"]
         if None not in go and py:

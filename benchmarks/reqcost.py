@@ -231,7 +231,13 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
                 if together:
                     procs = {side: start_side(sides[side], kubeconfig, connections, rounds,
                                               first[side], pinned) for side in order}
-                    runs = {side: finish_side(proc) for side, proc in procs.items()}
+                    try:
+                        runs = {side: finish_side(proc) for side, proc in procs.items()}
+                    finally:  # one side failed or Ctrl-C: the other is not left running
+                        for proc in procs.values():
+                            if proc.poll() is None:
+                                proc.kill()
+                                proc.wait()
                 else:
                     runs = {side: finish_side(start_side(sides[side], kubeconfig, connections,
                                                          rounds, first[side], pinned))

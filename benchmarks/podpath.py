@@ -9,7 +9,8 @@ kubelets, system:kube-proxy proxies), then ``--repeat`` times: a Deployment of
 CPU in the cycle - fleet CPU in the idle window) / pods; the median over the repeats is
 reported. ``--baseline-src`` runs a second fleet from other sources through the same
 cycles at the same time, so that a shared machine's load hits both alike; which side's
-pods are created first alternates between cycles (use an even ``--repeat``). With
+pods are created first alternates between cycles (use an even ``--repeat``); each cycle
+is a pair, and its ratio (py / base) is reported with their median. With
 ``--py-spy FILE`` the cycles (not the idle windows) are sampled by py-spy (collapsed
 stacks), and the top functions by own and by inclusive samples go into the result.
 
@@ -208,6 +209,11 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
                     side: statistics.median(c[side]["cpu_seconds_per_pod"]
                                             for c in result["cycles"])
                     for side in procs}
+                if "base" in procs:  # both fleets went through the cycle at once: a pair
+                    ratios = [c["py"]["cpu_seconds_per_pod"] / c["base"]["cpu_seconds_per_pod"]
+                              for c in result["cycles"] if c["base"]["cpu_seconds_per_pod"] > 0]
+                    result["py_over_base_per_cycle"] = [round(r, 3) for r in ratios]
+                    result["py_over_base_median"] = statistics.median(ratios) if ratios else None
                 results.save()
                 console.print(f"cycle {i}: {entry}")
                 with contextlib.suppress(Exception):
@@ -223,6 +229,9 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
         results.save()
         console.print(f"CPU-s per pod (median of {len(result['cycles'])}): "
                       f"{result.get('cpu_seconds_per_pod_median')}; written to {results.path}")
+        if result.get("py_over_base_per_cycle"):
+            console.print(f"py / base per cycle: {result['py_over_base_per_cycle']} "
+                          f"(median {result['py_over_base_median']:.3f})")
         for proc in procs.values():
             if (proc_obj := proc.process()) is not None:
                 proc_obj.terminate()

@@ -46,8 +46,10 @@ RUNS = {
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
     "kubelet_api.py": (["--nodes", "2", "--settle", "0"], ["idle", "after_one_scrape_each"]),
+    # a second fleet beside it, from the checkout's own sources
     "podpath.py": (["--nodes", "1", "--pods-per-node", "1", "--repeat", "1", "--settle", "1",
-                    "--warmup", "0"], ["cycles", "cpu_seconds_per_pod_median"]),
+                    "--warmup", "0", "--baseline-src", str(BENCHMARKS.parent / "src")],
+                   ["cycles", "cpu_seconds_per_pod_median"]),
     "ports.py": (["--nodes", "1", "--idle-seconds", "0", "--variants", "h2"], ["variants"]),
     # both sides at once, the checkout's own sources as the baseline
     "reqcost.py": (["--connections", "2", "--rounds", "5", "--repeat", "1", "--baseline-src",

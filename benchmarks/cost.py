@@ -277,13 +277,10 @@ class Cost:
 
 def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
     """The pod cycles as one phase (see `Cost.save_cycle`); one cycle is itself."""
+    # A cycle cut short (Ctrl-C, a hollow node that died) counts only if none is whole.
+    cycles = [c for c in cycles if not c.get("partial")] or cycles
     if len(cycles) == 1:
         return cycles[0]
-    # A cycle cut short (Ctrl-C, a hollow node that died) counts only if none is whole.
-    whole = [c for c in cycles if not c.get("partial")]
-    cycles = whole or cycles
-    if len(cycles) == 1:
-        return {**cycles[0], "cycles": 1}
     last = cycles[-1]
     combined: dict[str, Any] = {
         "cycles": len(cycles), "seconds": sum(c["seconds"] for c in cycles),

@@ -177,7 +177,7 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
         "environment": environment(), "cycles": [],
     }
     results.save()
-    procs = start_fleets(cluster, nodes, py_args, baseline_src)
+    procs: dict[str, Proc] = {}  # started under the result's status: a failed start is recorded
 
     def check() -> None:
         for side, proc in procs.items():
@@ -189,6 +189,7 @@ def _measure(cluster: LocalCluster, nodes: int, pods_per_node: int, repeat: int,
 
     try:
         with recording_status(result):
+            procs.update(start_fleets(cluster, nodes, py_args, baseline_src))
             # A fleet much larger than the cycle need not be all Ready to the last node.
             wait_ready(cluster, {PREFIX[side]: max(cycle_nodes, nodes - nodes // 50)
                                  for side in procs}, check=check, timeout=300)

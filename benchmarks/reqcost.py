@@ -173,16 +173,22 @@ def start_side(src: Path | None, kubeconfig: Path, connections: int, rounds: int
                             else None)
 
 
-def finish_side(proc: subprocess.Popen[str]) -> dict[str, Any]:
+def finish_sides(procs: dict[str, subprocess.Popen[str]]) -> dict[str, dict[str, Any]]:
+    """Each side's result, in order; when one side fails (or on Ctrl-C) none is left
+    running."""
     try:
-        out, err = proc.communicate(timeout=900)
+        runs = {}
+        for side, proc in procs.items():
+            out, err = proc.communicate(timeout=900)
+            if proc.returncode != 0:
+                raise SystemExit(f"side {side} failed: {err.strip()[-1500:]}")
+            runs[side] = json.loads(out.strip().splitlines()[-1])
+        return runs
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode != 0:
-        raise SystemExit(f"a side failed: {err.strip()[-1500:]}")
-    return json.loads(out.strip().splitlines()[-1])
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def pairs(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -218,30 +224,25 @@ def _measure(cluster: LocalCluster, results_dir: Path, connections: int, rounds:
     }
     try:
         with recording_status(result):
-            prepare(cluster, Api(cluster), 2 * connections)
-            if pinned:
-                restore = pin(cluster)
             sides: dict[str, Path | None] = {"py": None}
             if baseline_src is not None:
                 sides["base"] = baseline_src
+            prepare(cluster, Api(cluster), len(sides) * connections)
+            if pinned:
+                restore = pin(cluster)
             first = {side: k * connections for k, side in enumerate(sides)}
             kubeconfig = cluster.dir / "kubeconfig"
+
+            def start(side: str) -> subprocess.Popen[str]:
+                return start_side(sides[side], kubeconfig, connections, rounds, first[side],
+                                  pinned)
+
             for i in range(repeat):
                 order = list(sides) if i % 2 == 0 else list(reversed(sides))
                 if together:
-                    procs = {side: start_side(sides[side], kubeconfig, connections, rounds,
-                                              first[side], pinned) for side in order}
-                    try:
-                        runs = {side: finish_side(proc) for side, proc in procs.items()}
-                    finally:  # one side failed or Ctrl-C: the other is not left running
-                        for proc in procs.values():
-                            if proc.poll() is None:
-                                proc.kill()
-                                proc.wait()
+                    runs = finish_sides({side: start(side) for side in order})
                 else:
-                    runs = {side: finish_side(start_side(sides[side], kubeconfig, connections,
-                                                         rounds, first[side], pinned))
-                            for side in order}
+                    runs = {side: finish_sides({side: start(side)})[side] for side in order}
                 for side, run in runs.items():
                     result["runs"].append({"side": side, "round": i, **run})
                     console.print(

@@ -126,7 +126,7 @@ def prepare(cluster: LocalCluster, api: Api, pods: int) -> None:
         api.request("POST", "/api/v1/namespaces",
                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     deadline = time.monotonic() + 120
-    while not cluster.service_account_has_token(NAMESPACE):
+    while not cluster.namespace_ready(NAMESPACE):
         if time.monotonic() > deadline:
             raise SystemExit(f"no service-account token in {NAMESPACE} after 120 s")
         time.sleep(0.5)

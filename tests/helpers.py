@@ -69,12 +69,11 @@ class Cluster:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
     def create_namespace(self, name: str) -> None:
-        """A namespace pods can be created in: one whose default service account has its
-        token (`LocalCluster.service_account_has_token`)."""
+        """A namespace pods can be created in (`LocalCluster.namespace_ready`)."""
         self.kubectl("create", "namespace", name, check=False)
         local = self.local
-        wait_for(f"the default service account token in {name}",
-                 lambda: local.service_account_has_token(name))
+        wait_for(f"namespace {name} to take pods",
+                 lambda: local.namespace_ready(name))
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 120,

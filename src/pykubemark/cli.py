@@ -25,6 +25,10 @@ bin_dir_option = click.option(
     help="Directory with kube-apiserver, kube-scheduler, kube-controller-manager "
     "(and optionally etcd, kubemark, kubectl). Default: $PYKUBEMARK_BIN_DIR, PATH, the cache.",
 )
+release_option = click.option(
+    "--kubernetes-version", default=None, metavar="X.Y.Z",
+    help="Kubernetes release to build from Go modules and run (default: "
+    "$PYKUBEMARK_KUBERNETES_VERSION, else the newest release when this pykubemark was made).")
 name_option = click.option("--name", default="pykubemark", show_default=True,
                            help="Cluster name; several can run at once.")
 
@@ -105,6 +109,18 @@ def _check_node_addresses(profile: Profile, nodes: int) -> None:
         check_addresses([str(RESERVED)])
 
 
+def _release(kubernetes_version: str | None, bin_dir: Path | None):
+    """The release asked for; none with a binaries directory, which says its own."""
+    from pykubemark.provision.releases import parse_release
+
+    if kubernetes_version is None:
+        return None
+    if bin_dir is not None:
+        raise UserError("--kubernetes-version and --bin-dir exclude each other: "
+                        "the binaries in DIR say which release they are")
+    return parse_release(kubernetes_version)
+
+
 def _register_rate(engine: str, register_rate: float | None) -> float:
     if register_rate is None:
         return 50.0 if engine == "pykubemark" else 2.0
@@ -130,18 +146,33 @@ def cli() -> None:
 
 @cli.command()
 @bin_dir_option
+@release_option
 @click.option("--no-build", is_flag=True, help="Fail instead of building when nothing is found.")
-def provision(bin_dir: Path | None, no_build: bool) -> None:
-    """Find or build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubemark."""
+@click.option("--list", "list_releases", is_flag=True,
+              help="List the releases the Go module proxy serves and those built here.")
+def provision(bin_dir: Path | None, kubernetes_version: str | None, no_build: bool,
+              list_releases: bool) -> None:
+    """Build a Kubernetes release (and its etcd) from Go modules once, or check --bin-dir."""
     from pykubemark.provision import ensure_binaries
+    from pykubemark.provision.binaries import cached_releases
+    from pykubemark.provision.releases import default_release, served_releases
 
-    found = ensure_binaries(bin_dir, allow_build=not no_build)
-    table = Table(title=f"binaries (from {found.source})")
+    if list_releases:
+        built = set(cached_releases())
+        default = default_release()
+        for release in served_releases():
+            marks = [m for m, on in (("built", release in built),
+                                     ("default", release == default)) if on]
+            console.print(f"{release}" + (f"  ({', '.join(marks)})" if marks else ""))
+        return
+    release = _release(kubernetes_version, bin_dir)
+    found = ensure_binaries(bin_dir, release=release, allow_build=not no_build)
+    table = Table(title=f"Kubernetes {found.release} (from {found.source})")
     table.add_column("binary")
     table.add_column("path")
     table.add_column("version")
     for name in ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager",
-                 "kubemark", "kubectl"):
+                 "kubelet", "kube-proxy", "kubemark", "kubectl"):
         path = found.path(name)
         table.add_row(name, str(path) if path else "-", found.versions.get(name, "-"))
     console.print(table)
@@ -150,6 +181,7 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 @cli.command()
 @name_option
 @bin_dir_option
+@release_option
 @click.option("--port", "apiserver_port", type=int, default=None,
               help="kube-apiserver port on 127.0.0.1 (default: a free one).")
 @click.option("--audit/--no-audit", default=False,
@@ -174,8 +206,8 @@ def provision(bin_dir: Path | None, no_build: bool) -> None:
 @click.option("--load-image", "load_images", multiple=True, type=click.Path(path_type=Path),
               help="With --real-node: import this image archive (e.g. from `pykubemark image "
               "build`) into the node's containerd.")
-def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
-       etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
+def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
+       apiserver_port: int | None, audit: bool, etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
        size: int | None, prefix: str,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
@@ -189,6 +221,7 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
     from pykubemark.provision import ensure_binaries
 
     rate = _register_rate(engine, register_rate)
+    release = _release(kubernetes_version, bin_dir)
     options = UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
                         etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args,
                         controller_manager_args=controller_manager_args,
@@ -202,7 +235,7 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
                                 profile=profile_file, events=events is not None,
                                 endpoint_slices=endpoint_slices,
                                 kubelet_api=kubelet_api is not None)
-        binaries = ensure_binaries(bin_dir)
+        binaries = ensure_binaries(bin_dir, release=release)
         kubemark = require_runtime(binaries.kubemark) if nodes else None
 
         def extra(c: LocalCluster, shown) -> None:
@@ -220,7 +253,7 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
                                  else "bootstrap", transport=transport,
                                  content_type=content_type,
                                  kubelet_api=kubelet_api is not False)
-        binaries = ensure_binaries(bin_dir)
+        binaries = ensure_binaries(bin_dir, release=release)
 
         def extra(c: LocalCluster, shown) -> None:
             start_hollow(c, hollow_args, shown.update)
@@ -234,7 +267,7 @@ def up(name: str, bin_dir: Path | None, apiserver_port: int | None, audit: bool,
         if real_node:
             from pykubemark.cluster.real_node import start_real_node
 
-            start_real_node(c, load_images, shown.update)
+            start_real_node(c, binaries, load_images, shown.update)
         if nodes:
             extra(c, shown)
 

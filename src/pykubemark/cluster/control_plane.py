@@ -31,6 +31,7 @@ from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, vali
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
 from pykubemark.provision import Binaries
+from pykubemark.provision.releases import Release
 
 SERVICE_CIDR = "10.0.0.0/16"
 #: The controller-manager's and scheduler's client budget. Their defaults (20/30 and
@@ -39,14 +40,17 @@ SERVICE_CIDR = "10.0.0.0/16"
 COMPONENT_QPS = ("--kube-api-qps=100", "--kube-api-burst=200")
 
 
-def sized_apiserver_flags(nodes: int) -> list[str]:
+def sized_apiserver_flags(nodes: int, release: Release | None = None) -> list[str]:
     """The apiserver flags Kubernetes' own kubemark master sets for a cluster of this many
-    nodes (test/kubemark/resources/start-kubemark-master.sh in 1.20): in-flight limits
-    raised at 1000 and 3000 nodes and the watch caches sized by --target-ram-mb. Explicit
-    --apiserver-arg flags come after these, so the last one of a name wins."""
+    nodes (test/kubemark/resources/start-kubemark-master.sh): in-flight limits raised at
+    1000 and 3000 nodes and, on old releases that still take it (current ones size their
+    watch caches themselves and refuse the flag), --target-ram-mb. Explicit --apiserver-arg flags
+    come after these, so the last one of a name wins."""
     if nodes <= 0:
         return []
-    flags = [f"--target-ram-mb={nodes * 60}"]
+    flags = []
+    if release is not None and release.minor_version < (1, 24):
+        flags.append(f"--target-ram-mb={nodes * 60}")
     if nodes >= 3000:
         flags += ["--max-requests-inflight=3000", "--max-mutating-requests-inflight=1000"]
     elif nodes >= 1000:
@@ -209,6 +213,11 @@ class LocalCluster:
         return proc
 
     def _start(self, options: UpOptions, binaries: Binaries) -> None:
+        release = binaries.release
+        self.state.options["release"] = str(release)
+        self.state.save()
+        #: Before 1.24 the apiserver and the controllers served plain HTTP unless told not to.
+        legacy = release.minor_version < (1, 24)
         pki = self._write_credentials()
         port = self.state.ports
         d = self.dir
@@ -232,7 +241,7 @@ class LocalCluster:
             str(binaries.kube_apiserver),
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={port['apiserver']}", "--insecure-port=0",
+            f"--secure-port={port['apiserver']}",
             f"--tls-cert-file={pki['server_cert']}", f"--tls-private-key-file={pki['server_key']}",
             f"--client-ca-file={pki['ca_cert']}",
             f"--token-auth-file={d / 'tokens.csv'}",
@@ -254,6 +263,8 @@ class LocalCluster:
             "--allow-privileged=true",
             "--profiling=true",
         ]
+        if legacy:
+            apiserver_argv.append("--insecure-port=0")
         if options.audit:
             write_atomic(d / "audit-policy.yaml", AUDIT_POLICY)
             apiserver_argv += [
@@ -262,7 +273,7 @@ class LocalCluster:
                 "--audit-log-format=json",
                 "--audit-log-maxsize=2000",
             ]
-        apiserver_argv += [*sized_apiserver_flags(options.size), *options.apiserver_args]
+        apiserver_argv += [*sized_apiserver_flags(options.size, release), *options.apiserver_args]
         apiserver = self._launch("kube-apiserver", apiserver_argv, port=port["apiserver"],
                                  health_url=f"{self.state.server}/readyz")
         admin_token = self.token("admin")
@@ -273,7 +284,7 @@ class LocalCluster:
         allow_node_bootstrap(self.state.server, admin_token, pki["ca_cert"])
 
         cm = self._launch_controller("kube-controller-manager", binaries.kube_controller_manager,
-                                     "controller-manager", [
+                                     "controller-manager", legacy, [
             f"--cluster-name={self.state.name}",
             f"--service-account-private-key-file={pki['sa_key']}",
             f"--root-ca-file={pki['ca_cert']}",
@@ -285,14 +296,14 @@ class LocalCluster:
             *COMPONENT_QPS, *options.controller_manager_args,
         ])
         sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler",
-                                        [*COMPONENT_QPS, *options.scheduler_args])
+                                        legacy, [*COMPONENT_QPS, *options.scheduler_args])
         for proc in (cm, sched):
             _wait(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
-        _wait("the default service account's token", self.service_account_has_token, cm,
-              options.timeout)
+        _wait("the default namespace to take pods", self.namespace_ready, cm, options.timeout)
 
-    def _launch_controller(self, name: str, binary: Path, user: str, extra: list[str]) -> Proc:
+    def _launch_controller(self, name: str, binary: Path, user: str, legacy: bool,
+                           extra: list[str]) -> Proc:
         """The scheduler and controller-manager: their own user's kubeconfig for API,
         authentication and authorization; secure port only; no leader election."""
         config = self.kubeconfig_for(user)
@@ -300,17 +311,26 @@ class LocalCluster:
         return self._launch(name, [
             str(binary), f"--kubeconfig={config}", f"--authentication-kubeconfig={config}",
             f"--authorization-kubeconfig={config}", "--bind-address=127.0.0.1",
-            f"--secure-port={port}", "--port=0", "--leader-elect=false", *extra,
+            f"--secure-port={port}", *(["--port=0"] if legacy else []),
+            "--leader-elect=false", *extra,
         ], port=port, health_url=f"https://127.0.0.1:{port}/healthz")
 
-    def service_account_has_token(self, namespace: str = "default") -> bool:
-        """Whether the token controller has given a namespace's default service account its
-        token: until then the apiserver refuses pods there (500, "No API token found")."""
-        status, body = health.get(
-            f"{self.state.server}/api/v1/namespaces/{namespace}/serviceaccounts/default",
-            token=self.token("admin"), ca_cert=self.dir / "pki" / "ca.crt",
-        )
-        return status == 200 and bool(json.loads(body).get("secrets"))
+    def namespace_ready(self, namespace: str = "default") -> bool:
+        """Whether the controllers have readied a namespace for pods: its default service
+        account exists (the apiserver refuses pods without it) with, before 1.24, its token
+        secret, and its ``kube-root-ca.crt`` ConfigMap, which every pod's projected token
+        volume mounts (a kubelet waits for it)."""
+        ca = self.dir / "pki" / "ca.crt"
+        token = self.token("admin")
+        base = f"{self.state.server}/api/v1/namespaces/{namespace}"
+        status, body = health.get(f"{base}/serviceaccounts/default", token=token, ca_cert=ca)
+        if status != 200:
+            return False
+        release = self.state.options.get("release")
+        if release and Release.parse(str(release)).minor_version < (1, 24):
+            return bool(json.loads(body).get("secrets"))
+        status, _ = health.get(f"{base}/configmaps/kube-root-ca.crt", token=token, ca_cert=ca)
+        return status == 200
 
     def add_process(self, name: str, argv: list[str], *, health_url: str | None = None) -> Proc:
         """Run another child (e.g. a hollow fleet) that `down` stops with the rest."""

@@ -30,6 +30,7 @@ from pykubemark.cluster.control_plane import LocalCluster, _wait
 from pykubemark.cluster.pki import issue_node_cert
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
+from pykubemark.provision import Binaries
 
 PACKAGES = ("containerd", "runc", "containernetworking-plugins", "gcc", "libc6-dev")
 CNI_BIN = Path("/usr/lib/cni")
@@ -57,13 +58,12 @@ def _ensure_packages(progress: Callable[[str], None]) -> None:
                             f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
 
 
-def pause_archive(source: Path, out: Path) -> Path:
-    """The pause image, compiled from the Kubernetes tree as build/pause does."""
+def pause_archive(pause_c: Path, out: Path) -> Path:
+    """The pause image, compiled from the release's build/pause/linux/pause.c."""
     from pykubemark.image.build import pack_layer, write_archive
 
     if out.is_file():
         return out
-    pause_c = source / "build" / "pause" / "linux" / "pause.c"
     with tempfile.TemporaryDirectory(prefix="pykubemark-pause-") as tmp:
         work = Path(tmp)
         (work / "root").mkdir()
@@ -140,15 +140,18 @@ def load_image(cluster: LocalCluster, archive: Path) -> None:
     ctr(cluster, "images", "import", "--all-platforms", str(archive))
 
 
-def start_real_node(cluster: LocalCluster, images: tuple[Path, ...] = (),
+def start_real_node(cluster: LocalCluster, binaries: Binaries, images: tuple[Path, ...] = (),
                     progress: Callable[[str], None] = lambda _msg: None) -> str:
     """Start containerd and a kubelet for node NAME-node; return once it is Ready."""
-    from pykubemark.provision.build import ensure_kubelet
-
     _ensure_packages(progress)
-    progress("kubelet (built once from the same source)")
-    kubelet = ensure_kubelet()
-    source = kubelet.parent.parent / "src"
+    kubelet = binaries.kubelet
+    if kubelet is None:
+        raise UserError(f"--real-node needs a kubelet beside {binaries.kube_apiserver}")
+    pause_c = binaries.pause_source
+    if pause_c is None:
+        raise UserError("--real-node needs the release's build/pause/linux/pause.c (kept "
+                        "with a release built by `pykubemark provision`)")
+    release = binaries.release
     d = cluster.dir
     node = f"{cluster.state.name}-node"
     cd = d / "containerd"
@@ -162,7 +165,7 @@ def start_real_node(cluster: LocalCluster, images: tuple[Path, ...] = (),
                                                     str(cd / "config.toml")])
     _wait("containerd", lambda: (cd / "containerd.sock").exists(), containerd, 60)
     progress("importing the pause image")
-    load_image(cluster, pause_archive(source, kubelet.parent / "pause-image.tar"))
+    load_image(cluster, pause_archive(pause_c, d / "pause-image.tar"))
     for archive in images:
         progress(f"importing {archive}")
         load_image(cluster, archive)
@@ -195,16 +198,22 @@ def start_real_node(cluster: LocalCluster, images: tuple[Path, ...] = (),
                          "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "maxPods": 110, "serializeImagePulls": False,
+        "containerRuntimeEndpoint": f"unix://{cd / 'containerd.sock'}",
+        # Since 1.35 a kubelet refuses cgroup v1 hosts unless told (KEP-5573); these
+        # machines mount v1.
+        **({"failCgroupV1": False} if release.minor_version >= (1, 31) else {}),
     }))
     proc = cluster.add_process("kubelet", [
         str(kubelet), f"--config={d / 'kubelet-config.yaml'}", f"--kubeconfig={kubeconfig}",
-        "--container-runtime=remote",
-        f"--container-runtime-endpoint=unix://{cd / 'containerd.sock'}",
+        *(["--container-runtime=remote",
+           f"--container-runtime-endpoint=unix://{cd / 'containerd.sock'}",
+           f"--pod-infra-container-image={PAUSE_IMAGE}"]
+          if release.minor_version < (1, 27) else []),
         f"--root-dir={d / 'kubelet'}", f"--cert-dir={d / 'kubelet' / 'pki'}",
         # kubelet 1.20 refuses a loopback --node-ip: the Node reports the machine's
         # address, but the kubelet listens on 127.0.0.1 only (address in its config).
         f"--hostname-override={node}",
-        f"--pod-infra-container-image={PAUSE_IMAGE}", "--v=1",
+        "--v=1",
     ], health_url=f"http://127.0.0.1:{healthz_port}/healthz")
     progress(f"waiting for node {node} to be Ready")
     _wait(f"node {node} Ready", lambda: _node_ready(cluster, node), proc, 180)

@@ -1,8 +1,8 @@
-"""Make the control-plane binaries available: find a usable copy, or build one.
+"""Make the control-plane binaries available: the user's, or a release built once.
 
-The order is the user's first: ``--bin-dir``, then ``$PYKUBEMARK_BIN_DIR``, then
-``PATH``, then our own build in the cache; only when none of them has every binary is
-Kubernetes built from Debian's source package.
+The order is the user's first: ``--bin-dir``, then ``$PYKUBEMARK_BIN_DIR``, then our own
+build of the release in the cache; only when that is missing is the release built from
+Go modules (`build.build_release`).
 """
 
 from __future__ import annotations
@@ -15,23 +15,25 @@ from pykubemark.provision.binaries import (
     cached_bin_dir,
     find_binaries,
 )
-from pykubemark.provision.build import build_kubernetes
+from pykubemark.provision.build import build_release
+from pykubemark.provision.releases import Release, default_release
 
-__all__ = ["CONTROL_PLANE", "Binaries", "cached_bin_dir", "ensure_binaries"]
+__all__ = ["CONTROL_PLANE", "Binaries", "Release", "cached_bin_dir", "ensure_binaries"]
 
 
-def ensure_binaries(bin_dir: Path | None = None, *, allow_build: bool = True) -> Binaries:
-    """Return verified binaries, building Kubernetes once per machine if needed."""
-    found = find_binaries(bin_dir)
+def ensure_binaries(bin_dir: Path | None = None, *, release: Release | None = None,
+                    allow_build: bool = True) -> Binaries:
+    """Return verified binaries, building the release once per machine if needed."""
+    release = release or default_release()
+    found = find_binaries(bin_dir, release)
     if found is not None:
         return found
     if not allow_build:
         from pykubemark.errors import UserError
 
-        raise UserError(
-            "no Kubernetes binaries found (run `pykubemark provision`, or pass --bin-dir)"
-        )
-    build_kubernetes()
-    found = find_binaries(None)
+        raise UserError(f"Kubernetes {release} is not built (run `pykubemark provision "
+                        f"--kubernetes-version {release}`, or pass --bin-dir)")
+    build_release(release)
+    found = find_binaries(None, release)
     assert found is not None, "build finished but its binaries do not verify"
     return found

@@ -1,50 +1,98 @@
-"""Build kube-apiserver, kube-scheduler, kube-controller-manager, kubemark and kubectl
-from Debian's ``kubernetes`` source package, once per machine.
+"""Build a Kubernetes release and its etcd from Go modules, once per machine.
 
-Each step is named, logged to one file and reported as it runs; the binaries are moved
-into the cache only after every one of them answers ``--version``, so an interrupted
-or failed build leaves nothing that looks finished.
+``k8s.io/kubernetes`` cannot be installed with ``go install …@version``: its go.mod
+requires its staging modules (k8s.io/api, k8s.io/client-go, …) at v0.0.0 and replaces
+them with paths inside its own tree. So the binaries are built from a small wrapper
+module whose replace directives point each staging module at the version released with
+it, derived from that release's own go.mod (never from another release's), with the
+ldflags Kubernetes' own build sets, so that ``/version`` and a Node's ``kubeletVersion``
+name the release. etcd is built from ``go.etcd.io/etcd/server/v3`` at the version the
+release is tested with (its ``hack/lib/etcd.sh``).
+
+Each step is named, logged to one file and reported as it runs. The binaries reach the
+cache only after every one of them answers ``--version`` with the release; a release the
+proxy does not serve, a failed build or an interrupted one leaves nothing in the cache
+but the log.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
 from pykubemark.errors import UserError
-from pykubemark.provision import aptsource
+from pykubemark.paths import cache_home
 from pykubemark.provision.binaries import (
     CONTROL_PLANE,
     EXTRAS,
-    KUBERNETES_VERSION,
     cached_bin_dir,
+    release_dir,
     version_of,
 )
+from pykubemark.provision.releases import MODULE, Release
 
-APT_PACKAGES = ("etcd-server", "golang-go", "rsync", "jq", "dpkg-dev")
-TARGETS = CONTROL_PLANE + EXTRAS
+#: What a release build makes: the control plane, the real node's two binaries (the
+#: reference for hollow nodes), the Go kubemark and kubectl.
+COMMANDS = (*CONTROL_PLANE, *EXTRAS)
+ETCD_MODULE = "go.etcd.io/etcd/server/v3"
 console = Console(stderr=True)
 
 
-class StepFailed(UserError):
+class BuildFailed(UserError):
     pass
 
 
-def _version_file(version: str) -> str:
-    major, minor, _ = version.split(".")
-    return (
-        f"KUBE_GIT_VERSION='v{version}'\nKUBE_GIT_MAJOR='{major}'\nKUBE_GIT_MINOR='{minor}'\n"
-        "KUBE_GIT_TREE_STATE='clean'\n"
-    )
+def staging_replaces(gomod: str, release: Release) -> dict[str, str]:
+    """Staging module → its released version, from a k8s.io/kubernetes go.mod: every
+    module the release requires at v0.0.0 and replaces with a path in its own tree."""
+    required = set(re.findall(r"^\s*(k8s\.io/[\w.-]+) v0\.0\.0\s*$", gomod, re.M))
+    replaced = set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod, re.M))
+    return {module: release.staging_version for module in sorted(required & replaced)}
+
+
+def wrapper_gomod(release: Release, replaces: dict[str, str], go_version: str) -> str:
+    lines = ["module pykubemark.local/kubernetes", "", f"go {go_version}", "",
+             f"require {MODULE} {release.tag}", "", "replace ("]
+    lines += [f"\t{module} => {module} {version}" for module, version in replaces.items()]
+    return "\n".join([*lines, ")", ""])
+
+
+def go_directive(gomod: str) -> str:
+    match = re.search(r"^go (\d+\.\d+(?:\.\d+)?)\s*$", gomod, re.M)
+    return match.group(1) if match else "1.22"
+
+
+def version_ldflags(release: Release, build_date: str) -> str:
+    """The -X flags of hack/lib/version.sh, for client-go's and component-base's copy."""
+    values = {"gitVersion": release.tag, "gitMajor": str(release.major),
+              "gitMinor": str(release.minor), "gitTreeState": "clean",
+              "buildDate": build_date}
+    flags = [f"-X '{package}.{key}={value}'" for key, value in values.items()
+             for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")]
+    return " ".join(["-s", "-w", *flags])
+
+
+def etcd_version(source: Path) -> str:
+    """The etcd a release is tested with: ``ETCD_VERSION`` in its hack/lib/etcd.sh."""
+    try:
+        text = (source / "hack" / "lib" / "etcd.sh").read_text()
+    except OSError as exc:
+        raise BuildFailed(f"{source} has no hack/lib/etcd.sh to name its etcd: {exc}") from None
+    match = re.search(r"ETCD_VERSION=\$\{ETCD_VERSION:-([\d.]+)\}", text)
+    if match is None:
+        raise BuildFailed(f"no ETCD_VERSION in {source / 'hack/lib/etcd.sh'}")
+    return match.group(1)
 
 
 @contextmanager
@@ -62,15 +110,16 @@ def _locked(path: Path) -> Iterator[None]:
 class Builder:
     """Runs the build steps, each one logged and shown with its elapsed time."""
 
-    def __init__(self, root: Path, version: str) -> None:
-        self.root = root
-        self.version = version
-        self.log_path = root / "build.log"
-        self.src = root / "src"
+    def __init__(self, release: Release, work: Path, log_path: Path) -> None:
+        self.release = release
+        self.work = work
+        self.log_path = log_path
 
     def run(self, step: str, argv: list[str], *, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> None:
+            env: dict[str, str] | None = None) -> str:
+        """Run one step; return its output (also in the log)."""
         started = time.monotonic()
+        output: list[str] = []
         with self.log_path.open("a") as log:
             log.write(f"\n### {step}: {' '.join(argv)}\n")
             log.flush()
@@ -78,17 +127,20 @@ class Builder:
                 proc = subprocess.Popen(
                     argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                     env={**os.environ, **(env or {})}, text=True, bufsize=1,
+                    stdin=subprocess.DEVNULL,
                 )
             except OSError as exc:
-                raise StepFailed(f"build step '{step}' could not start: {exc}") from None
+                raise BuildFailed(f"build step '{step}' could not start: {exc}; "
+                                  f"log: {self.log_path}") from None
             assert proc.stdout is not None
             with console.status(f"[bold]{step}[/]") as status:
                 try:
                     for line in proc.stdout:
                         log.write(line)
+                        output.append(line)
                         elapsed = time.monotonic() - started
-                        shown = line.strip()[:80]
-                        status.update(f"[bold]{step}[/] [dim]{elapsed:4.0f}s {shown}[/]")
+                        status.update(f"[bold]{step}[/] [dim]{elapsed:4.0f}s "
+                                      f"{line.strip()[:80]}[/]")
                     code = proc.wait()
                 except BaseException:
                     proc.kill()
@@ -96,136 +148,134 @@ class Builder:
                     raise
         elapsed = time.monotonic() - started
         if code != 0:
-            raise StepFailed(
-                f"build step '{step}' failed (exit {code}); log: {self.log_path}"
-            )
+            last = next((line.strip() for line in reversed(output) if line.strip()), "")
+            raise BuildFailed(f"build step '{step}' failed (exit {code}): {last[:200]}; "
+                              f"log: {self.log_path}")
         console.print(f"  done  {step} ({elapsed:.0f}s)")
+        return "".join(output)
 
-    def fetch_source(self) -> None:
-        """``apt-get source kubernetes`` into ``src``, via a temporary dir."""
-        if (self.src / "Makefile").is_file() and (self.src / "vendor").is_dir():
-            return
-        tmp = self.root / "src.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.run("apt-get source kubernetes", ["apt-get", "source", "-q", "kubernetes"], cwd=tmp)
-        trees = [p for p in tmp.iterdir() if p.is_dir() and p.name.startswith("kubernetes-")]
-        if len(trees) != 1 or not trees[0].name.endswith(self.version):
-            names = ", ".join(p.name for p in trees) or "nothing"
-            raise StepFailed(
-                f"apt-get source gave {names}, not Kubernetes {self.version}; "
-                f"log: {self.log_path}"
-            )
-        if not (trees[0] / "vendor").is_dir():
-            raise StepFailed(f"the source package has no vendor/ tree; log: {self.log_path}")
-        shutil.rmtree(self.src, ignore_errors=True)
-        trees[0].rename(self.src)
-        shutil.rmtree(tmp, ignore_errors=True)
+    def download(self) -> Path:
+        """The release's module source; a release the proxy refuses is one line."""
+        out = self.run_json(["go", "mod", "download", "-json", f"{MODULE}@{self.release.tag}"])
+        if out.get("Error"):
+            reason = str(out["Error"]).splitlines()
+            detail = reason[-1].strip() if reason else ""
+            raise BuildFailed(
+                f"Kubernetes {self.release} is not served by the Go module proxy "
+                f"({os.environ.get('GOPROXY') or _go_env('GOPROXY')}): {detail[:160]} "
+                f"(`pykubemark provision --list` shows what is); log: {self.log_path}")
+        return Path(out["Dir"])
 
-    def make(self) -> None:
-        version_file = self.root / "version.env"
-        version_file.write_text(_version_file(self.version))
-        self.run(
-            "make (about 7 minutes on 2 cores)",
-            [
-                "make",
-                "WHAT=" + " ".join(f"cmd/{t}" for t in TARGETS),
-                "GOFLAGS=-tags=providerless",
-            ],
-            cwd=self.src,
-            env={"KUBE_GIT_VERSION_FILE": str(version_file), "CGO_ENABLED": "0"},
-        )
-
-    def install(self) -> Path:
-        """Copy the binaries into ``bin`` only once every one of them runs."""
-        built = self.src / "_output" / "bin"
-        staging = self.root / "bin.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        for target in TARGETS:
-            shutil.copy2(built / target, staging / target)
-            if version_of(staging / target) is None:
-                raise StepFailed(f"built {target} does not run --version; log: {self.log_path}")
-        final = cached_bin_dir(self.version)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        return final
-
-
-def _require_apt() -> None:
-    if shutil.which("apt-get") is None:
-        raise UserError(
-            "Kubernetes binaries are missing and this machine has no apt-get to build them; "
-            "pass --bin-dir DIR with kube-apiserver, kube-scheduler, kube-controller-manager"
-        )
-    if os.geteuid() != 0:
-        raise UserError(
-            "Kubernetes binaries are missing and building them needs root (apt-get); "
-            "run as root, or pass --bin-dir DIR with your own binaries"
-        )
-
-
-def install_packages(builder: Builder, packages: tuple[str, ...] = APT_PACKAGES) -> None:
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    builder.run("apt-get update", ["apt-get", "update", "-q"], env=env)
-    builder.run(
-        f"apt-get install {' '.join(packages)}",
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        env=env,
-    )
-
-
-def build_kubernetes(version: str = KUBERNETES_VERSION) -> Path:
-    """Build (or finish building) Kubernetes into the cache; return its bin dir."""
-    root = cached_bin_dir(version).parent
-    _require_apt()
-    with _locked(root / ".lock"):
-        if (cached_bin_dir(version) / TARGETS[0]).is_file() and all(
-            version_of(cached_bin_dir(version) / t) for t in TARGETS
-        ):
-            return cached_bin_dir(version)
-        console.print(f"Building Kubernetes {version} from Debian's source package into {root}")
-        console.print(f"  log: {root / 'build.log'}")
-        builder = Builder(root, version)
+    def run_json(self, argv: list[str]) -> dict[str, object]:
+        with self.log_path.open("a") as log:
+            log.write(f"\n### {' '.join(argv)}\n")
+            proc = subprocess.run(argv, capture_output=True, text=True, cwd=self.work,
+                                  stdin=subprocess.DEVNULL)
+            log.write(proc.stdout + proc.stderr)
         try:
-            aptsource.ensure_source_entry()
-        except (LookupError, OSError) as exc:
-            raise StepFailed(f"build step 'add deb-src entry' failed: {exc}") from None
-        install_packages(builder)
-        builder.fetch_source()
-        builder.make()
-        final = builder.install()
-        console.print(f"Kubernetes {version} binaries ready in {final}")
-        return final
+            return json.loads(proc.stdout)
+        except ValueError:
+            line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BuildFailed(f"`{' '.join(argv)}` failed: {line}; log: {self.log_path}") \
+                from None
+
+    def build_kubernetes(self, source: Path, out: Path) -> None:
+        gomod = (source / "go.mod").read_text()
+        replaces = staging_replaces(gomod, self.release)
+        if not replaces:
+            raise BuildFailed(f"{MODULE}@{self.release.tag}'s go.mod names no staging "
+                              f"modules; log: {self.log_path}")
+        module = self.work / "kubernetes"
+        module.mkdir()
+        (module / "go.mod").write_text(wrapper_gomod(self.release, replaces,
+                                                     go_directive(gomod)))
+        packages = [f"{MODULE}/cmd/{name}" for name in COMMANDS]
+        env = {"GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+        self.run("resolve the modules", ["go", "get",
+                                         *(f"{p}@{self.release.tag}" for p in packages)],
+                 cwd=module, env=env)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.run(f"go build {' '.join(COMMANDS)} (minutes, once)",
+                 ["go", "build", "-trimpath", "-ldflags",
+                  version_ldflags(self.release, stamp), "-o", f"{out}/", *packages],
+                 cwd=module, env=env)
+
+    def build_etcd(self, version: str, out: Path) -> None:
+        module = self.work / "etcd"
+        module.mkdir()
+        (module / "go.mod").write_text("module pykubemark.local/etcd\n\ngo 1.22\n")
+        env = {"GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+        self.run(f"resolve etcd {version}", ["go", "get", f"{ETCD_MODULE}@v{version}"],
+                 cwd=module, env=env)
+        self.run(f"go build etcd {version}", ["go", "build", "-trimpath", "-ldflags", "-s -w",
+                                              "-o", str(out / "etcd"), ETCD_MODULE],
+                 cwd=module, env=env)
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use
-    build_kubernetes()
-    sys.exit(0)
+def _go_env(name: str) -> str:
+    try:
+        return subprocess.run(["go", "env", name], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
 
 
-def ensure_kubelet(version: str = KUBERNETES_VERSION) -> Path:
-    """A real kubelet from the same source tree, for `up --real-node`: built alone (the
-    other binaries and the Go build cache stay as they are), so it takes a few minutes
-    once rather than a full build."""
-    bin_dir = build_kubernetes(version)
-    kubelet = bin_dir / "kubelet"
-    if kubelet.is_file() and version_of(kubelet):
-        return kubelet
-    root = bin_dir.parent
-    with _locked(root / ".lock"):
-        if kubelet.is_file() and version_of(kubelet):
-            return kubelet
-        builder = Builder(root, version)
-        version_file = root / "version.env"
-        version_file.write_text(_version_file(version))
-        builder.run("make WHAT=cmd/kubelet (a few minutes, once)",
-                    ["make", "WHAT=cmd/kubelet", "GOFLAGS=-tags=providerless"], cwd=builder.src,
-                    env={"KUBE_GIT_VERSION_FILE": str(version_file), "CGO_ENABLED": "0"})
-        staging = bin_dir / "kubelet.tmp"
-        shutil.copy2(builder.src / "_output" / "bin" / "kubelet", staging)
-        if version_of(staging) is None:
-            staging.unlink()
-            raise StepFailed(f"built kubelet does not run --version; log: {builder.log_path}")
-        staging.rename(kubelet)
-        return kubelet
+def _complete(release: Release) -> bool:
+    bin_dir = cached_bin_dir(release)
+    return all((bin_dir / name).is_file() for name in ("etcd", *COMMANDS)) and \
+        (release_dir(release) / "release.json").is_file()
+
+
+def build_release(release: Release) -> Path:
+    """Build (once) the release's binaries into the cache; return their directory."""
+    if _complete(release):
+        return cached_bin_dir(release)
+    if shutil.which("go") is None:
+        raise UserError(f"building Kubernetes {release} needs Go on PATH (the release says "
+                        "which, in its go.mod); or pass --bin-dir DIR with your own binaries")
+    root = release_dir(release)
+    logs = cache_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with _locked(cache_home() / "locks" / f"build-{release.tag}.lock"):
+        if _complete(release):
+            return cached_bin_dir(release)
+        log_path = logs / f"build-{release.tag}-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
+        work = root.parent / f".{release.tag}.build"
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+        work.mkdir(parents=True)
+        console.print(f"Building Kubernetes {release} from Go modules into {root}")
+        console.print(f"  log: {log_path}")
+        builder = Builder(release, work, log_path)
+        staged = work / "bin"
+        try:
+            source = builder.download()
+            builder.build_kubernetes(source, staged)
+            etcd = etcd_version(source)
+            builder.build_etcd(etcd, staged)
+            versions = {}
+            for name in ("etcd", *COMMANDS):
+                line = version_of(staged / name) or ""
+                wanted = etcd if name == "etcd" else release.tag
+                if wanted not in line:
+                    raise BuildFailed(f"built {name} says '{line}', not {wanted}; "
+                                      f"log: {log_path}")
+                versions[name] = line
+            pause = source / "build" / "pause" / "linux" / "pause.c"
+            (work / "src").mkdir()
+            if pause.is_file():
+                shutil.copy2(pause, work / "src" / "pause.c")
+            (work / "release.json").write_text(json.dumps({
+                "release": str(release), "etcd": etcd, "versions": versions,
+                "go": _go_env("GOVERSION"), "built": datetime.now(UTC).isoformat(),
+                "log": str(log_path)}, indent=2) + "\n")
+            root.mkdir(parents=True)
+            for name in ("bin", "src", "release.json"):  # release.json last: it says done
+                (work / name).rename(root / name)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        console.print(f"Kubernetes {release} binaries ready in {root / 'bin'}")
+        return root / "bin"

@@ -23,16 +23,18 @@ from helpers import (
     wait_for,
 )
 
-from pykubemark.hollow.kubelet import CLUSTER_WATCHES
+from pykubemark.hollow.profile import load_profile
 from pykubemark.measure.audit import read_audit
+from pykubemark.provision.releases import default_release
 
 NODES = 20
 DOWNTIME = 5.0
 #: kube-controller-manager's --node-monitor-grace-period (default) plus one monitor period.
 GRACE = 40.0 + 5.0
-#: Reflectors per hollow node: kubelet (its node, its pods, CLUSTER_WATCHES), kube-proxy
-#: (services, endpoints). No pod references a secret or configmap here.
-REFLECTORS = 2 + len(CLUSTER_WATCHES) + 2
+#: Reflectors per hollow node: kubelet (its node, its pods, the profile's informers) and
+#: kube-proxy's. No pod references a secret or configmap here.
+_PROFILE = load_profile(None, default_release())
+REFLECTORS = 2 + len(_PROFILE.kubelet_watches) + len(_PROFILE.proxy_watches)
 
 
 def renewed_after(cluster: Cluster, names: list[str], since: str) -> list[str]:

@@ -85,11 +85,12 @@ def hollow_options(func):
 
 
 def _profile(profile_file: Path | None, fidelity: str | None, events: bool | None,
-             endpoint_slices: bool) -> Profile:
-    """The profile file, with only the options given on the command line on top."""
+             endpoint_slices: bool, release=None) -> Profile:
+    """The release's profile and the profile file, with only the options given on the
+    command line on top."""
     from pykubemark.hollow.profile import load_profile
 
-    return load_profile(profile_file, fidelity=fidelity, events=events,
+    return load_profile(profile_file, release, fidelity=fidelity, events=events,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
 
 
@@ -348,6 +349,9 @@ def _interruptible(name: str):
                                                       dir_okay=False), default=None,
               help="Accept only clients with a certificate from this CA (the apiserver's "
               "--kubelet-client-certificate); default: anonymous, as a kubelet allowing it.")
+@click.option("--kubelet-version", default=None, metavar="X.Y.Z",
+              help="Act as this release's kubelet and kube-proxy (default: the apiserver's "
+              "own version, from /version).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, prefix: str,
            fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
@@ -357,7 +361,7 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
            pod_name: str | None, total_nodes: int | None, heartbeat_file: Path | None,
            chaos_file: Path | None, kubelet_api: bool | None, kubelet_port: int,
            kubelet_address: str | None, kubelet_client_ca: Path | None,
-           verbose: bool) -> None:
+           kubelet_version: str | None, verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -392,7 +396,6 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
         return
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
-    profile = _profile(profile_file, fidelity, events, endpoint_slices)
     api = ApiOptions(enabled=kubelet_api is not False, port=kubelet_port,
                      address=kubelet_address or None, client_ca=kubelet_client_ca)
     if api.enabled and api.address:
@@ -402,8 +405,6 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
             ipaddress.ip_address(api.address)
         except ValueError:
             raise UserError(f"--kubelet-address {api.address!r} is not an IP address") from None
-    elif api.enabled:
-        _check_node_addresses(profile, nodes)
     config = load_kubeconfig(kubeconfig)
     csr = {"verb": "create", "resource": "certificatesigningrequests",
            "group": "certificates.k8s.io"}
@@ -412,6 +413,10 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                             and not may(config, "create", "nodes") else "shared")
     version = check_server(config, **csr) if node_credentials == "bootstrap" \
         else check_server(config)
+    release = _kubelet_release(kubelet_version, version)
+    profile = _profile(profile_file, fidelity, events, endpoint_slices, release)
+    if api.enabled and not api.address:
+        _check_node_addresses(profile, nodes)
     if proxy_kubeconfig is not None:
         check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
     elif node_credentials == "bootstrap" and not may(config, "watch", "endpoints"):
@@ -421,7 +426,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     identity = ("per-node identities (TLS bootstrap)" if node_credentials == "bootstrap"
                 else "one shared identity")
     err_console.print(
-        f"{nodes} hollow nodes ({profile.fidelity}, {identity}) against {config.server} "
+        f"{nodes} hollow nodes ({profile.fidelity}, {identity}, as kubelet "
+        f"{profile.kubelet_version}) against {config.server} "
         f"(Kubernetes {version.get('gitVersion', '?')}), {processes} process(es); Ctrl-C stops"
     )
     run_fleet(FleetOptions(kubeconfig=kubeconfig, proxy_kubeconfig=proxy_kubeconfig,
@@ -432,6 +438,20 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            content_type=content_type, node_credentials=node_credentials,
                            cert_dir=cert_dir, heartbeat_file=heartbeat_file,
                            chaos_file=chaos_file, kubelet_api=api))
+
+
+def _kubelet_release(asked: str | None, server_version: dict[str, str]):
+    """The release the hollow nodes act as: --kubelet-version, else the apiserver's."""
+    from pykubemark.provision.releases import Release, parse_release
+
+    if asked is not None:
+        return parse_release(asked, what="--kubelet-version")
+    text = server_version.get("gitVersion", "")
+    try:
+        return Release.parse(text)
+    except ValueError:
+        raise UserError(f"the apiserver's /version says '{text}', not a Kubernetes release; "
+                        "name one with --kubelet-version") from None
 
 
 def _hollow_kubemark(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int,

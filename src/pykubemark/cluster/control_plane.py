@@ -84,6 +84,19 @@ omitStages: ["RequestReceived"]
 rules:
 - level: Metadata
 """
+#: The same, with the bodies of status writes and events from nodes: what a release's
+#: kubelet writes, for recording its profile (`benchmarks/fidelity.py --record`).
+AUDIT_POLICY_BODIES = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Request
+  userGroups: ["system:nodes"]
+  verbs: ["patch", "update", "create"]
+  resources:
+  - {group: "", resources: ["pods/status", "nodes/status", "events"]}
+- level: Metadata
+"""
 
 
 @dataclass
@@ -91,6 +104,8 @@ class UpOptions:
     name: str
     apiserver_port: int | None = None
     audit: bool = False
+    #: With `audit`: also the bodies of node status writes (AUDIT_POLICY_BODIES).
+    audit_bodies: bool = False
     etcd_tmpfs: bool = False
     apiserver_args: tuple[str, ...] = ()
     controller_manager_args: tuple[str, ...] = ()
@@ -266,7 +281,8 @@ class LocalCluster:
         if legacy:
             apiserver_argv.append("--insecure-port=0")
         if options.audit:
-            write_atomic(d / "audit-policy.yaml", AUDIT_POLICY)
+            write_atomic(d / "audit-policy.yaml",
+                         AUDIT_POLICY_BODIES if options.audit_bodies else AUDIT_POLICY)
             apiserver_argv += [
                 f"--audit-policy-file={d / 'audit-policy.yaml'}",
                 f"--audit-log-path={d / 'logs' / 'audit.log'}",

@@ -35,7 +35,8 @@ from pykubemark.provision import Binaries
 PACKAGES = ("containerd", "runc", "containernetworking-plugins", "gcc", "libc6-dev")
 CNI_BIN = Path("/usr/lib/cni")
 PAUSE_IMAGE = "localhost/pykubemark-pause:3.4"
-POD_CIDR = "10.250.0.0/24"  # private, used by the bridge plugin only for non-host pods
+POD_CIDR = "10.250.0.0/24"
+CLUSTER_DNS = "10.0.0.10"  # private, used by the bridge plugin only for non-host pods
 
 
 def _ensure_packages(progress: Callable[[str], None]) -> None:
@@ -192,7 +193,10 @@ def start_real_node(cluster: LocalCluster, binaries: Binaries, images: tuple[Pat
         "authorization": {"mode": "AlwaysAllow"},
         # containerd runs runc with cgroupfs (SystemdCgroup = false): the same here.
         "cgroupDriver": "cgroupfs", "failSwapOn": False,
-        "clusterDomain": "cluster.local", "resolvConf": "/etc/resolv.conf",
+        # A cluster DNS address, as every real cluster has (no server answers there: no
+        # pod resolves names here); without one each pod gets a MissingClusterDNS event.
+        "clusterDomain": "cluster.local", "clusterDNS": [CLUSTER_DNS],
+        "resolvConf": "/etc/resolv.conf",
         # a shared build machine: never evict the shards for its disk or memory
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%",
                          "imagefs.available": "1%", "nodefs.inodesFree": "1%"},

@@ -23,7 +23,7 @@ from typing import Any
 from pykubemark import interrupts
 from pykubemark.hollow import heap
 from pykubemark.hollow.chaos import ChaosWatcher
-from pykubemark.hollow.kubelet import CLUSTER_WATCHES, IGNORE, HollowKubelet
+from pykubemark.hollow.kubelet import IGNORE, HollowKubelet, NodeHandler
 from pykubemark.hollow.kubelet_api import ApiOptions, KubeletApi, check_addresses
 from pykubemark.hollow.objects import ARCH, NodeIdentity, nth_address
 from pykubemark.hollow.pods import PodLifecycle
@@ -117,12 +117,13 @@ class NodeRouter:
         self.kubelets = kubelets
 
     def on_list(self, items: list[Node]) -> None:
-        """Nothing: a cached LIST may lag new Nodes (see kubelet.NodeHandler)."""
+        for node in items:
+            self.on_event("ADDED", node)
 
     def on_event(self, kind: str, obj: Node) -> None:
         kubelet = self.kubelets.get(obj.metadata.name)
-        if kind == "DELETED" and kubelet and obj.metadata.uid == kubelet.node_uid:
-            kubelet.node_deleted()
+        if kubelet is not None:
+            NodeHandler(kubelet).on_event(kind, obj)
 
 
 def _report_crash(task: asyncio.Task[Any]) -> None:
@@ -217,14 +218,18 @@ class Fleet:
             # The shared kubelet watches run as the shard's first node, as it would.
             watcher = await self.kubelet_client(names[0][1])
             timeout = profile.min_watch_timeout
+            stream = profile.stream_list
             self.shared = [
                 Reflector(watcher, "/api/v1/pods", Pod, pod_router,
-                          params={"fieldSelector": "spec.nodeName!="}, min_timeout=timeout),
+                          params={"fieldSelector": "spec.nodeName!="}, min_timeout=timeout,
+                          stream_list=stream),
                 Reflector(watcher, "/api/v1/nodes", Node, NodeRouter(self.kubelets),
-                          min_timeout=timeout),
-                *(Reflector(watcher, path, MetaOnly, IGNORE, min_timeout=timeout)
-                  for path, _ in CLUSTER_WATCHES),
-                *proxy_watches(self.proxy_client, endpoints, timeout),
+                          min_timeout=timeout, stream_list=stream),
+                *(Reflector(watcher, watch.path, MetaOnly, IGNORE,
+                            params=watch.shared_params(),
+                            min_timeout=timeout, stream_list=stream)
+                  for watch in profile.kubelet_watches),
+                *proxy_watches(self.proxy_client, profile, endpoints, "", shared=True),
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.shared]
         interval = 1.0 / self.options.register_rate if self.options.register_rate > 0 else 0
@@ -314,8 +319,9 @@ class Fleet:
         heartbeat = own.with_identity(
             user_agent=kubelet_agent, limiter=UNLIMITED,
             timeout=min(profile.status_check, float(profile.lease_duration)))
-        # The kubelet's event recorder has its own 5 QPS / burst 10, per node.
-        events = (own.with_identity(user_agent=kubelet_agent, limiter=TokenBucket(5, 10))
+        # The kubelet's event recorder has its own budget (eventRecordQPS/eventBurst).
+        events = (own.with_identity(user_agent=kubelet_agent,
+                                    limiter=TokenBucket(profile.event_qps, profile.event_burst))
                   if profile.events else None)
         ip, port = self.endpoints.get(name, (None, 10250))
         kubelet = HollowKubelet(NodeIdentity(name, index, profile, ip=ip, port=port),
@@ -324,7 +330,7 @@ class Fleet:
         proxy = HollowProxy(name, proxy_client.with_identity(
             user_agent=user_agent("kube-proxy", profile.kubelet_version),
             limiter=TokenBucket(profile.proxy_qps, profile.proxy_burst)),
-            endpoints, shared=lite, min_watch_timeout=profile.min_watch_timeout)
+            endpoints, profile, shared=lite)
         self.kubelets[name] = kubelet
         self.proxies[name] = proxy
         if lite:

@@ -1,9 +1,11 @@
-"""A hollow kubelet: what kubelet 1.20 says to the apiserver, without a container.
+"""A hollow kubelet: what a release's kubelet says to the apiserver, without a container.
 
 Per node: register the Node (and CSINode), renew its Lease every 10 s, check the Node
 every 10 s and PATCH its status when something changed or 5 minutes passed, watch what
-the kubelet watches (its node, its pods, services, csidrivers, runtimeclasses, and each
+the kubelet watches (its node, its pods, the profile's cluster-wide informers, and each
 secret or configmap its pods reference), and run its pods through `pods.PodLifecycle`.
+Where releases differ (streaming lists, where the status check reads the Node, what is
+cleaned up at start) the profile says which (`pykubemark.profiles`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,6 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 CSINODES = "/apis/storage.k8s.io/v1/csinodes"
 LEASE_UPDATE_RETRIES = 5  # the lease controller's maxUpdateRetries
 NODE_STATUS_UPDATE_RETRIES = 5  # the kubelet's nodeStatusUpdateRetry
-#: The informers every kubelet 1.20 opens besides its node and pods (path, item type).
-CLUSTER_WATCHES = (
-    ("/api/v1/services", "services"),
-    ("/apis/storage.k8s.io/v1/csidrivers", "csidrivers"),
-    ("/apis/node.k8s.io/v1/runtimeclasses", "runtimeclasses"),
-)
 
 
 class Ignore:
@@ -53,9 +49,11 @@ class ObjectWatches:
     """Per-object watches of referenced secrets and configmaps, as kubelet 1.20's
     watch-based manager keeps them: opened on first reference, closed on the last."""
 
-    def __init__(self, client: Client, min_timeout: float = MIN_WATCH_TIMEOUT) -> None:
+    def __init__(self, client: Client, min_timeout: float = MIN_WATCH_TIMEOUT,
+                 stream_list: bool = False) -> None:
         self.client = client
         self.min_timeout = min_timeout
+        self.stream_list = stream_list
         self.active: dict[tuple[str, str, str], tuple[int, asyncio.Task[None]]] = {}
 
     def update(self, added: set[tuple[str, str, str]], removed: set[tuple[str, str, str]]) -> None:
@@ -66,7 +64,8 @@ class ObjectWatches:
                 reflector = Reflector(self.client, f"/api/v1/namespaces/{namespace}/{kind}",
                                       MetaOnly, IGNORE,
                                       params={"fieldSelector": f"metadata.name={name}"},
-                                      min_timeout=self.min_timeout)
+                                      min_timeout=self.min_timeout,
+                                      stream_list=self.stream_list)
                 task = asyncio.get_running_loop().create_task(reflector.run())
             self.active[key] = (count + 1, task)
         for key in removed:
@@ -103,13 +102,16 @@ class HollowKubelet:
         self.last_report = float("-inf")
         #: What the last node-status check that found nothing to write was made of (see
         #: `_check`): most checks repeat it, and need not decode the Node again.
-        self.settled: tuple[int, str, str, str, int] | None = None
+        self.settled: tuple[object, str, str, str, int] | None = None
         self.images: list[str] = []
         self.registered = asyncio.Event()
         self.lease: dict[str, Any] | None = None
         #: time.monotonic() of the last renewal the apiserver accepted (or of the start).
         self.renewed = time.monotonic()
-        self.object_watches = ObjectWatches(client, profile.min_watch_timeout)
+        self.object_watches = ObjectWatches(client, profile.min_watch_timeout,
+                                            profile.stream_list)
+        #: The Node as the kubelet's own watch last saw it (`node_status_read: informer`).
+        self.watched_node: Node | None = None
         self.pods = PodLifecycle(
             self.name, identity.ip, Ipam(identity.pod_cidr), client, profile, events=events,
             on_refs=None if shared else self.object_watches.update, on_image=self._saw_image,
@@ -147,17 +149,22 @@ class HollowKubelet:
             loop.create_task(self.pods.run_status_manager()),
             loop.create_task(self._reregister_loop()),
         ]
+        if self.profile.startup_deletes:
+            self._tasks.append(loop.create_task(self._startup_deletes()))
         if not self.shared:
             timeout = self.profile.min_watch_timeout
+            stream = self.profile.stream_list
             self.reflectors = [
                 Reflector(self.client, "/api/v1/nodes", Node, NodeHandler(self),
                           params={"fieldSelector": f"metadata.name={self.name}"},
-                          min_timeout=timeout),
+                          min_timeout=timeout, stream_list=stream),
                 Reflector(self.client, "/api/v1/pods", Pod, self.pods,
                           params={"fieldSelector": f"spec.nodeName={self.name}"},
-                          min_timeout=timeout),
-                *(Reflector(self.client, path, MetaOnly, IGNORE, min_timeout=timeout)
-                  for path, _ in CLUSTER_WATCHES),
+                          min_timeout=timeout, stream_list=stream),
+                *(Reflector(self.client, watch.path, MetaOnly, IGNORE,
+                            params=watch.params(self.name), min_timeout=timeout,
+                            stream_list=stream)
+                  for watch in self.profile.kubelet_watches),
             ]
             self._tasks += [loop.create_task(r.run()) for r in self.reflectors]
         try:
@@ -169,6 +176,16 @@ class HollowKubelet:
         await cancel_all(self._tasks)
         await self.object_watches.close()
         await self.pods.close()
+
+    async def _startup_deletes(self) -> None:
+        """Collections the kubelet wipes once it starts (its node's ResourceSlices)."""
+        await self.registered.wait()
+        for spec in self.profile.startup_deletes:
+            try:
+                await self.client.request("DELETE", spec.path, params=spec.params(self.name),
+                                          as_json=False)
+            except (ApiError, *NETWORK_ERRORS) as exc:
+                log.debug("%s: delete %s: %r", self.name, spec.path, exc)
 
     def _saw_image(self, image: str) -> None:
         if image and image not in self.images:
@@ -376,12 +393,26 @@ class HollowKubelet:
 
     async def _try_update_status(self, attempt: int) -> None:
         path = f"/api/v1/nodes/{self.name}"
-        params = {"resourceVersion": "0"} if attempt == 0 else None
-        raw = await self.heartbeat.request("GET", path, params=params, as_json=False)
-        due = time.monotonic() - self.last_report >= self.profile.status_report
-        if not due and self._check(raw) == self.settled:
-            return
-        node = answer(raw, fields=("metadata.uid", "status"))
+        if attempt == 0 and self.profile.node_status_read == "informer":
+            # The node lister: the kubelet's own watch of its Node, no request.
+            watched = self.watched_node
+            if watched is None:
+                raise ApiError(404, b"", "GET", f"{path} (not in the informer's cache)")
+            key: object = watched.metadata.resourceVersion
+            due = time.monotonic() - self.last_report >= self.profile.status_report
+            if not due and self._check(key) == self.settled:
+                return
+            node: dict[str, Any] = {"metadata": {"uid": watched.metadata.uid},
+                                    "status": watched.status_dict()}
+        else:
+            params = ({"resourceVersion": "0"}
+                      if attempt == 0 and self.profile.node_status_read == "get" else None)
+            raw = await self.heartbeat.request("GET", path, params=params, as_json=False)
+            key = hash(raw)
+            due = time.monotonic() - self.last_report >= self.profile.status_report
+            if not due and self._check(key) == self.settled:
+                return
+            node = answer(raw, fields=("metadata.uid", "status"))
         if node.get("metadata", {}).get("uid") != self.node_uid:
             return
         current = node.get("status", {})
@@ -392,7 +423,7 @@ class HollowKubelet:
             self.transition = objects.now_seconds()
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images)
         if not due and not objects.status_patch(current, desired):
-            self.settled = self._check(raw)
+            self.settled = self._check(key)
             return
         self.heartbeat_time = objects.now_seconds()
         desired = self.identity.status(self.transition, self.heartbeat_time, self.images,
@@ -402,10 +433,11 @@ class HollowKubelet:
         await self.heartbeat.patch(f"{path}/status", {"status": patch}, as_json=False)
         self.last_report = time.monotonic()
 
-    def _check(self, raw: bytes) -> tuple[int, str, str, str, int]:
+    def _check(self, key: object) -> tuple[object, str, str, str, int]:
         """Everything a node-status check's outcome depends on: the Node as the apiserver
-        answered it and what this kubelet would write."""
-        return hash(raw), self.node_uid, self.transition, self.heartbeat_time, len(self.images)
+        answered it (its bytes' hash, or the watched resourceVersion) and what this
+        kubelet would write."""
+        return key, self.node_uid, self.transition, self.heartbeat_time, len(self.images)
 
 
 def _owner_uid(obj: dict[str, Any]) -> str:
@@ -420,11 +452,20 @@ class NodeHandler:
         self.kubelet = kubelet
 
     def on_list(self, items: list[Node]) -> None:
-        """Nothing: a LIST served from the apiserver's cache may lag a Node just created,
-        so an empty one proves nothing; the DELETED event or a 404 does."""
+        """Keep the Node for status checks. A LIST served from the apiserver's cache may
+        lag a Node just created, so an empty one proves nothing; a DELETED event or a 404
+        does."""
+        if items:
+            self.kubelet.watched_node = items[0]
 
     def on_event(self, kind: str, obj: Node) -> None:
-        if kind == "DELETED" and obj.metadata.uid == self.kubelet.node_uid:
-            self.kubelet.node_deleted()
+        if kind == "DELETED":
+            if self.kubelet.watched_node is not None and \
+                    self.kubelet.watched_node.metadata.uid == obj.metadata.uid:
+                self.kubelet.watched_node = None
+            if obj.metadata.uid == self.kubelet.node_uid:
+                self.kubelet.node_deleted()
+        else:
+            self.kubelet.watched_node = obj
 
 

@@ -133,7 +133,9 @@ class NodeIdentity:
                 "osImage": f"pykubemark hollow node {__version__}",
                 "containerRuntimeVersion": RUNTIME,
                 "kubeletVersion": self.profile.kubelet_version,
-                "kubeProxyVersion": self.profile.kubelet_version,
+                # Deprecated: later kubelets leave it empty.
+                "kubeProxyVersion": (self.profile.kubelet_version
+                                     if self.profile.report_kube_proxy_version else ""),
                 "operatingSystem": "linux",
                 "architecture": ARCH,
             },
@@ -278,23 +280,90 @@ class ContainerView:
 class PodTimes:
     """When this pod was started, ran and stopped, as the status reports them."""
 
-    __slots__ = ("bound", "finished", "ready_since", "scheduled", "started")
+    __slots__ = ("bound", "finished", "ready_since", "sandbox", "scheduled", "started")
 
     def __init__(self, scheduled: str, bound: str = "") -> None:
         #: First sync: startTime, Initialized, the first not-ready conditions.
         self.scheduled = scheduled
         #: The scheduler's PodScheduled time, which the kubelet keeps unchanged.
         self.bound = bound
+        #: The pod sandbox is ready (PodReadyToStartContainers, later releases).
+        self.sandbox = ""
         self.started = ""
         self.ready_since = ""
         self.finished = ""
 
 
+#: What later kubelets add to a pod's status (`Profile.pod_status_fields`).
+READY_TO_START = "PodReadyToStartContainers"
+OBSERVED_GENERATION = "observedGeneration"
+HOST_IPS = "hostIPs"
+VOLUME_MOUNTS = "volumeMounts"
+
+
 def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
                *, exit_code: int = 0, exit_reason: str = "",
-               view: ContainerView | None = None, ready_changed: str = "") -> dict[str, Any]:
+               view: ContainerView | None = None, ready_changed: str = "",
+               fields: frozenset[str] = frozenset(), terminal: bool = False) -> dict[str, Any]:
     """Status for one of: Pending (creating), Running, Terminated (after kill), Succeeded;
-    with a ``view``, the containers and the Ready conditions are the view's."""
+    with a ``view``, the containers and the Ready conditions are the view's. ``fields``
+    are the later releases' additions (`POD_STATUS_FIELDS`); with ``terminal`` a killed pod
+    ends Succeeded or Failed whatever its restartPolicy, as kubelets since 1.27 do."""
+    if terminal and phase == "Terminated":
+        phase = "Succeeded" if exit_code == 0 else "Failed"
+    status = _pod_status(pod, phase, times, host_ip, pod_ip, exit_code=exit_code,
+                         exit_reason=exit_reason, view=view, ready_changed=ready_changed)
+    if fields:
+        _later_fields(status, pod, times, host_ip, fields)
+    return status
+
+
+def _later_fields(status: dict[str, Any], pod: Pod, times: PodTimes, host_ip: str,
+                  fields: frozenset[str]) -> None:
+    """What a current kubelet writes beside 1.20's status (read off the real one's
+    status patches): the sandbox condition first, every condition's and the status's
+    observedGeneration, hostIPs, and each container's volume mounts."""
+    conditions = status["conditions"]
+    if status["phase"] == "Succeeded":
+        for c in conditions:
+            if c["type"] == "Initialized":
+                c["reason"] = "PodCompleted"
+    if READY_TO_START in fields:
+        if times.sandbox and not times.finished:
+            ready = condition(READY_TO_START, "True", times.sandbox)
+        elif times.finished:
+            ready = condition(READY_TO_START, "False", times.finished, "PodSandboxNotReady",
+                              "pod sandbox is not ready")
+        else:
+            ready = condition(READY_TO_START, "False", times.scheduled, "PodSandboxNotReady",
+                              "no pod sandbox exists")
+        conditions.insert(0, ready)
+    if OBSERVED_GENERATION in fields:
+        generation = pod.metadata.generation or 1
+        for c in conditions:
+            c["observedGeneration"] = generation
+        status["observedGeneration"] = generation
+    if HOST_IPS in fields:
+        status["hostIPs"] = [{"ip": host_ip}]
+    if VOLUME_MOUNTS in fields:
+        mounts = {c.name: [_mount_status(m) for m in c.volumeMounts]
+                  for c in pod.spec.containers}
+        for container in status["containerStatuses"]:
+            if mounts.get(container["name"]):
+                container["volumeMounts"] = mounts[container["name"]]
+
+
+def _mount_status(mount: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"mountPath": mount.mountPath, "name": mount.name}
+    if mount.readOnly:
+        out["readOnly"] = True
+        out["recursiveReadOnly"] = mount.recursiveReadOnly or "Disabled"
+    return out
+
+
+def _pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
+                *, exit_code: int = 0, exit_reason: str = "",
+                view: ContainerView | None = None, ready_changed: str = "") -> dict[str, Any]:
     names = [c.name for c in pod.spec.containers]
     unready = f"containers with unready status: [{' '.join(names)}]"
     scheduled = times.scheduled
@@ -368,7 +437,7 @@ def pod_status(pod: Pod, phase: str, times: PodTimes, host_ip: str, pod_ip: str,
     return status
 
 
-MERGE_LISTS = {"conditions": "type", "podIPs": "ip"}
+MERGE_LISTS = {"conditions": "type", "podIPs": "ip", "hostIPs": "ip"}
 
 
 def _canon(value: Any) -> Any:
@@ -438,4 +507,19 @@ def event(namespace: str, involved: dict[str, str], reason: str, message: str,
         "lastTimestamp": stamp,
         "count": 1,
         "type": kind,
+    }
+
+
+def events_v1(namespace: str, node: str, uid: str, action: str, reason: str,
+              controller: str, host: str, note: str = "") -> dict[str, Any]:
+    """An events.k8s.io/v1 Event about a Node, as client-go's new recorder posts it."""
+    regarding = {"kind": "Node", "name": node}
+    if uid:
+        regarding["uid"] = uid
+    return {
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": f"{node}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+        "eventTime": now_micro(), "reportingController": controller,
+        "reportingInstance": f"{controller}-{host}", "action": action, "reason": reason,
+        "regarding": regarding, "note": note, "type": "Normal",
     }

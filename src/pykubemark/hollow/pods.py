@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 BATCH_PERIOD = 10.0
 TERMINAL = ("Succeeded", "Failed")
 #: The pod conditions a kubelet owns (kubetypes.PodConditionsByKubelet).
-KUBELET_CONDITIONS = frozenset(("PodScheduled", "Ready", "Initialized", "ContainersReady"))
+KUBELET_CONDITIONS = frozenset(("PodScheduled", "Ready", "Initialized", "ContainersReady",
+                                "PodReadyToStartContainers"))
 
 
 #: The volume manager's retry of a failed mount (nestedpendingoperations: 500 ms
@@ -191,6 +192,7 @@ class PodLifecycle:
         self.up = asyncio.Event()
         self.up.set()
         self._relist_phase = random.random() * profile.start.relist_period
+        self._fields = frozenset(profile.pod_status_fields)
         self.rng = random.Random()
         self._background: set[asyncio.Task[Any]] = set()
         #: Pods found already started (after a restart) and adopted as they were.
@@ -322,8 +324,20 @@ class PodLifecycle:
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
         self._request_tokens(record)
-        self._later(record, delay, self._containers_started)
+        if self.profile.start.sandbox_delay is None:
+            self._later(record, delay, self._containers_started)
+        else:
+            self._later(record, delay + self.profile.start.sandbox_delay, self._sandbox_ready)
         return record
+
+    def _sandbox_ready(self, record: PodRecord) -> None:
+        """The pod sandbox is up (a status of its own in later kubelets); the containers
+        start now."""
+        if record.phase != "Pending" or record.terminating:
+            return
+        record.times.sandbox = objects.now_seconds()
+        self._set_status(record, "Pending")
+        self._containers_started(record)
 
     def _mount_delay(self, pod: Pod) -> float:
         """Until the pod worker's volume poll finds the volumes mounted: at once, then
@@ -530,6 +544,8 @@ class PodLifecycle:
                         container.name)
         for offset in stop.resyncs:
             self._later(record, offset, self._resync)
+        if stop.generation_write is not None:
+            self._later(record, stop.generation_write, self._regenerate)
         self._later(record, stop.kill_delay, self._killed)
         self._later(record, stop.delete_after, self._reclaimed)
 
@@ -547,6 +563,13 @@ class PodLifecycle:
                 view.running_since = ""
                 record.exit_code = 0
         self._set_status(record, "Terminated")
+
+    def _regenerate(self, record: PodRecord) -> None:
+        """The status again, for the pod's new generation (its deletion bumped it)."""
+        if record.view is not None:
+            self._publish(record, record.phase, force=True)
+        else:
+            self._set_status(record, record.phase)
 
     def _resync(self, record: PodRecord) -> None:
         """The pod worker syncs a terminating pod again: same status, new version."""
@@ -595,7 +618,9 @@ class PodLifecycle:
             return
         record.status = objects.pod_status(record.pod, phase, record.times, self.host_ip,
                                            record.ip, exit_code=record.exit_code,
-                                           exit_reason=record.exit_reason)
+                                           exit_reason=record.exit_reason,
+                                           fields=self._fields,
+                                           terminal=self.profile.stop.terminal_phase)
         self._bump(record)
 
     def _publish(self, record: PodRecord, phase: str, *, force: bool = False) -> None:
@@ -606,14 +631,15 @@ class PodLifecycle:
         record.phase = phase
         if phase == "Terminated":
             policy = record.pod.spec.restartPolicy
-            phase = "Running" if policy == "Always" else (
-                "Succeeded" if record.exit_code == 0 else "Failed")
+            phase = "Running" if policy == "Always" and not self.profile.stop.terminal_phase \
+                else ("Succeeded" if record.exit_code == 0 else "Failed")
         ready = view.ready and bool(view.running_since)
         if ready != record.last_ready:
             record.last_ready = ready
             record.ready_changed = objects.now_seconds()
         status = objects.pod_status(record.pod, phase, record.times, self.host_ip, record.ip,
-                                    view=view, ready_changed=record.ready_changed)
+                                    view=view, ready_changed=record.ready_changed,
+                                    fields=self._fields)
         if force or status != record.status:
             record.status = status
             self._bump(record)

@@ -1,8 +1,9 @@
-"""How a hollow node behaves, as data: periods, capacities, delays, fidelity.
+"""How a hollow node behaves, as data: watches, periods, capacities, delays, fidelity.
 
-Defaults are the kubelet 1.20 / Go kubemark values measured in the reference
-(`shared/reference/kubemark-go-1.20.md`); every field can be overridden from the
-command line or a YAML file, so other kubelet versions or behaviours need no code.
+The struct's defaults are kubelet 1.20's (measured against the Go kubemark 1.20); what a
+later release does differently comes from its file in `pykubemark.profiles`, chosen by
+the cluster's version; a YAML file (``--profile``) and command-line options go on top, so
+another kubelet's behaviour needs data, not code.
 """
 
 from __future__ import annotations
@@ -13,8 +14,44 @@ import msgspec
 
 from pykubemark.errors import UserError, read_yaml_mapping
 from pykubemark.hollow.chaos import NodeFailure
+from pykubemark.profiles import release_profile
+from pykubemark.provision.releases import Release
 
 KUBE_VERSION = "v1.20.2"
+#: What later kubelets add to a pod's status (written by hollow/objects.py).
+POD_STATUS_FIELDS = frozenset(("PodReadyToStartContainers", "observedGeneration", "hostIPs",
+                               "volumeMounts"))
+
+
+class WatchSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One informer (or a collection request): a path and its selectors; ``{node}`` in a
+    selector is the node's name."""
+
+    path: str
+    field_selector: str = ""
+    label_selector: str = ""
+
+    def params(self, node: str) -> dict[str, str]:
+        params = {}
+        if self.field_selector:
+            params["fieldSelector"] = self.field_selector.replace("{node}", node)
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector.replace("{node}", node)
+        return params
+
+    def shared_params(self) -> dict[str, str]:
+        """For one watch shared by every node of a process (`lite`): the selectors that
+        name a node are left out, so the one watch sees what all of them would."""
+        params = {}
+        if self.field_selector and "{node}" not in self.field_selector:
+            params["fieldSelector"] = self.field_selector
+        if self.label_selector and "{node}" not in self.label_selector:
+            params["labelSelector"] = self.label_selector
+        return params
+
+
+#: kube-proxy's label selector on Services and Endpoints(Slices), 1.20.
+PROXY_SELECTOR = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
 
 
 class Capacity(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,6 +85,10 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     status_delay: float = 0.2
     mount_retry_period: float = 0.3
     mount_time: float = 0.1
+    #: Later kubelets write the sandbox's readiness (PodReadyToStartContainers True) as a
+    #: status of its own, this long after the volumes are mounted, and start the
+    #: containers then; None: no such status (1.20).
+    sandbox_delay: float | None = None
     #: Seconds a pod with restartPolicy Never/OnFailure runs before it succeeds;
     #: the annotation ``pykubemark.io/run-seconds`` overrides it per pod.
     job_run_seconds: float = 5.0
@@ -64,6 +105,12 @@ class StopProfile(msgspec.Struct, forbid_unknown_fields=True):
     kill_delay: float = 0.6
     delete_after: float = 7.7
     confirm_after: float | None = 0.4
+    #: Later kubelets write the deletion's new generation (observedGeneration) this long
+    #: after they see it, before the kill; None: not written (1.20).
+    generation_write: float | None = None
+    #: A deleted pod ends Succeeded or Failed whatever its restartPolicy (since 1.27);
+    #: False: a restartPolicy Always pod stays Running until deleted (1.20).
+    terminal_phase: bool = False
 
 
 FAILURES = ("none", "crashloop", "oomkilled", "imagepull", "unready")
@@ -172,8 +219,40 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     kubelet_burst: int = 20
     proxy_qps: float = 5.0
     proxy_burst: int = 10
-    #: "endpoints" (kube-proxy 1.20) or "endpointslices" (1.21+)
+    #: The kubelet's event recorder (eventRecordQPS / eventBurst).
+    event_qps: float = 5.0
+    event_burst: int = 10
+    #: "endpoints" (kube-proxy 1.20) or "endpointslices" (1.21+): which of the two the
+    #: proxy watch of ``/api/v1/endpoints`` in `proxy_watches` reads.
     proxy_endpoints: str = "endpoints"
+    #: client-go's WatchListClient (default since 1.35): informers start with a streaming
+    #: list (a WATCH with sendInitialEvents) instead of a LIST.
+    stream_list: bool = False
+    #: The informers every kubelet opens besides its own Node and pods.
+    kubelet_watches: list[WatchSpec] = msgspec.field(default_factory=lambda: [
+        WatchSpec("/api/v1/services"), WatchSpec("/apis/storage.k8s.io/v1/csidrivers"),
+        WatchSpec("/apis/node.k8s.io/v1/runtimeclasses")])
+    #: Collections the kubelet deletes once at start (the DRA manager wipes its node's
+    #: ResourceSlices).
+    startup_deletes: list[WatchSpec] = []
+    #: Where a node-status check reads the Node: "get" (a GET served from the apiserver's
+    #: cache, kubelet 1.20) or "informer" (the kubelet's own watch of it; GETs only on
+    #: retries).
+    node_status_read: str = "get"
+    #: Whether the Node reports a kubeProxyVersion (deprecated and left empty later).
+    report_kube_proxy_version: bool = True
+    #: What later kubelets add to a pod's status (hollow/objects.py POD_STATUS_FIELDS):
+    #: PodReadyToStartContainers, observedGeneration, hostIPs, volumeMounts.
+    pod_status_fields: list[str] = []
+    #: kube-proxy: GET its Node once at start (1.20) — later releases watch it instead.
+    proxy_get_node: bool = True
+    #: The informers of kube-proxy.
+    proxy_watches: list[WatchSpec] = msgspec.field(default_factory=lambda: [
+        WatchSpec("/api/v1/services", label_selector=PROXY_SELECTOR),
+        WatchSpec("/api/v1/endpoints", label_selector=PROXY_SELECTOR)])
+    #: The API kube-proxy's "Starting" event is posted through: "core/v1" or
+    #: "events.k8s.io/v1".
+    proxy_event_api: str = "core/v1"
     events: bool = False
     start: StartProfile = msgspec.field(default_factory=StartProfile)
     stop: StopProfile = msgspec.field(default_factory=StopProfile)
@@ -191,11 +270,23 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"fidelity must be 'kubelet' or 'lite', not '{self.fidelity}'")
         if self.proxy_endpoints not in ("endpoints", "endpointslices"):
             raise ValueError("proxy_endpoints must be 'endpoints' or 'endpointslices'")
+        unknown = set(self.pod_status_fields) - POD_STATUS_FIELDS
+        if unknown:
+            raise ValueError(f"pod_status_fields: unknown {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(POD_STATUS_FIELDS))})")
+        if self.node_status_read not in ("get", "informer"):
+            raise ValueError("node_status_read must be 'get' or 'informer'")
+        if self.proxy_event_api not in ("core/v1", "events.k8s.io/v1"):
+            raise ValueError("proxy_event_api must be 'core/v1' or 'events.k8s.io/v1'")
 
 
-def load_profile(path: Path | None, **overrides: object) -> Profile:
-    """The default profile, a YAML file on top, then command-line overrides."""
+def load_profile(path: Path | None, release: Release | None = None,
+                 **overrides: object) -> Profile:
+    """The release's profile (the struct's defaults without one), a YAML file on top,
+    then command-line overrides."""
     data: dict[str, object] = {}
+    if release is not None:
+        data.update(release_profile(release).data)
     if path is not None:
         data.update(read_yaml_mapping(path, "profile", empty_ok=True))
     data.update({k: v for k, v in overrides.items() if v is not None})

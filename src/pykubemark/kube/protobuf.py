@@ -125,6 +125,11 @@ def _container(c: core.Container) -> types.Container:
             if e.HasField("secretRef") else None,
             configMapRef=types.NameRef(e.configMapRef.localObjectReference.name)
             if e.HasField("configMapRef") else None) for e in c.envFrom]
+    if c.volumeMounts:
+        out.volumeMounts = [types.VolumeMount(name=m.name, mountPath=m.mountPath,
+                                              readOnly=m.readOnly,
+                                              recursiveReadOnly=m.recursiveReadOnly)
+                            for m in c.volumeMounts]
     r = c.resources
     if r.requests or r.limits:
         out.resources = types.Resources(
@@ -283,6 +288,16 @@ class NodeView(View):
         self.metadata = MetaView(n.metadata)
         self.spec = types.NodeSpec(podCIDR=n.spec.podCIDR, providerID=n.spec.providerID)
 
+    @property
+    def status(self) -> dict[str, Any]:
+        """The status in its JSON shape, converted only when a status check asks."""
+        from pykubemark.kube import protojson
+
+        return protojson.to_dict(self._m.status)
+
+    def status_dict(self) -> dict[str, Any]:
+        return self.status
+
 
 def pod(raw: bytes | memoryview) -> PodView:
     """A Pod message as a view reading like the kubelet's `types.Pod`."""
@@ -392,6 +407,12 @@ def _meta_only(m: meta.PartialObjectMetadata) -> types.MetaOnly:
     return types.MetaOnly(metadata=types.RVMeta(resourceVersion=m.metadata.resourceVersion))
 
 
+def _bookmark(m: meta.PartialObjectMetadata) -> types.Bookmark:
+    return types.Bookmark(metadata=types.BookmarkMeta(
+        resourceVersion=m.metadata.resourceVersion,
+        annotations=dict(m.metadata.annotations) or None))
+
+
 def _status(s: meta.Status) -> types.Status:
     return types.Status(code=s.code, reason=s.reason, message=s.message)
 
@@ -406,6 +427,8 @@ DECODERS: dict[type, Codec] = {
     types.MetaOnly: Codec(meta.PartialObjectMetadata, meta.PartialObjectMetadataList,
                           _meta_only),
     types.Status: Codec(meta.Status, meta.Status, _status),
+    types.Bookmark: Codec(meta.PartialObjectMetadata, meta.PartialObjectMetadataList,
+                          _bookmark),
 }
 
 

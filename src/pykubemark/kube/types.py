@@ -6,7 +6,7 @@ what makes watching thousands of pods per process affordable.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -25,6 +25,25 @@ class ObjectMeta(msgspec.Struct, omit_defaults=True):
 
 class RVMeta(msgspec.Struct):
     resourceVersion: str = ""
+
+
+class BookmarkMeta(msgspec.Struct):
+    resourceVersion: str = ""
+    annotations: dict[str, str] | None = None
+
+
+class Bookmark(msgspec.Struct):
+    """A BOOKMARK event's object: its resourceVersion, and the annotation that ends the
+    initial events of a streaming list (``k8s.io/initial-events-end``)."""
+
+    metadata: BookmarkMeta = msgspec.field(default_factory=BookmarkMeta)
+
+    @property
+    def initial_events_end(self) -> bool:
+        return (self.metadata.annotations or {}).get(INITIAL_EVENTS_END) == "true"
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 class MetaOnly(msgspec.Struct):
@@ -116,12 +135,20 @@ class Resources(msgspec.Struct):
     limits: dict[str, str] = {}
 
 
+class VolumeMount(msgspec.Struct, omit_defaults=True):
+    name: str = ""
+    mountPath: str = ""
+    readOnly: bool = False
+    recursiveReadOnly: str = ""
+
+
 class Container(msgspec.Struct):
     name: str = ""
     image: str = ""
     env: list[EnvVar] = []
     envFrom: list[EnvFrom] = []
     resources: Resources = msgspec.field(default_factory=Resources)
+    volumeMounts: list[VolumeMount] = []
 
 
 class PodSpec(msgspec.Struct):
@@ -165,3 +192,8 @@ class NodeSpec(msgspec.Struct):
 class Node(msgspec.Struct):
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: NodeSpec = msgspec.field(default_factory=NodeSpec)
+    #: As the apiserver wrote it: a kubelet's status check compares it with its own.
+    status: dict[str, Any] = {}
+
+    def status_dict(self) -> dict[str, Any]:
+        return self.status

@@ -1,4 +1,12 @@
-"""LIST then WATCH, the way client-go's reflector does it in 1.20 (reflector.go).
+"""LIST then WATCH, or a streaming list, the way client-go's reflector does it.
+
+With ``stream_list`` (client-go's WatchListClient, on by default since 1.35) the initial
+state comes from a WATCH with ``sendInitialEvents=true`` and
+``resourceVersionMatch=NotOlderThan``: the objects arrive as ADDED events until a
+bookmark annotated ``k8s.io/initial-events-end``, and the same stream then goes on as a
+plain watch. A streaming list that fails for any reason other than an expired
+resourceVersion falls back to a LIST, as client-go's does. Otherwise (1.34 and older,
+``stream_list=False``):
 
 - the first LIST asks for ``resourceVersion=0`` (served from the apiserver's cache);
 - each WATCH asks for bookmarks and ends after a random 5–10 minutes, then resumes
@@ -36,7 +44,7 @@ import msgspec
 
 from pykubemark.kube import protobuf as pb
 from pykubemark.kube.client import ApiError, Client
-from pykubemark.kube.types import MetaOnly, ObjectList, Status, WatchEvent
+from pykubemark.kube.types import Bookmark, ObjectList, Status, WatchEvent
 
 log = logging.getLogger(__name__)
 MIN_WATCH_TIMEOUT = 300.0
@@ -94,8 +102,9 @@ class Reflector(Generic[T]):
     def __init__(self, client: Client, path: str, item_type: type[T], handler: Handler[T], *,
                  params: Mapping[str, str] | None = None, name: str = "",
                  timeout: Callable[[], float] | None = None,
-                 min_timeout: float = MIN_WATCH_TIMEOUT) -> None:
+                 min_timeout: float = MIN_WATCH_TIMEOUT, stream_list: bool = False) -> None:
         self.client = client
+        self.stream_list = stream_list
         self.path = path
         self.params = dict(params or {})
         self.handler = handler
@@ -114,8 +123,9 @@ class Reflector(Generic[T]):
         self._list_type = ObjectList[item_type]  # type: ignore[valid-type]
         self._event_decoder = msgspec.json.Decoder(WatchEvent[item_type])  # type: ignore[valid-type]
         self._error_decoder = msgspec.json.Decoder(WatchEvent[Status])
-        # Bookmarks carry only a resourceVersion (and nulls where lists would be).
-        self._bookmark_decoder = msgspec.json.Decoder(WatchEvent[MetaOnly])
+        # Bookmarks carry only a resourceVersion (and nulls where lists would be), and
+        # the annotation that ends a streaming list's initial events.
+        self._bookmark_decoder = msgspec.json.Decoder(WatchEvent[Bookmark])
         self._list_decoder = msgspec.json.Decoder(self._list_type)
         self._pb_item: pb.Codec | None = (
             pb.DECODERS.get(item_type) if client.protobuf else None)
@@ -153,6 +163,22 @@ class Reflector(Generic[T]):
         return self.resource_version or "0"
 
     async def _list_and_watch(self, connect_backoff: Backoff) -> None:
+        if self.stream_list:
+            try:
+                await self._watch_list()
+            except asyncio.CancelledError:
+                raise
+            except ApiError as exc:
+                if _rv_unavailable(exc):
+                    # An expired resourceVersion: stream a consistent snapshot next time.
+                    self.rv_unavailable = True
+                    raise
+                log.debug("%s: streaming list failed, listing: %s", self.name, exc)
+            except (TimeoutError, aiohttp.ClientError, OSError, ShortWatch) as exc:
+                log.debug("%s: streaming list failed, listing: %r", self.name, exc)
+            else:
+                await self._watch_loop(connect_backoff)
+                return
         try:
             await self._list(self.relist_resource_version())
         except ApiError as exc:
@@ -162,6 +188,41 @@ class Reflector(Generic[T]):
             await self._list(self.relist_resource_version())
         self.rv_unavailable = False
         await self._watch_loop(connect_backoff)
+
+    async def _watch_list(self) -> None:
+        """One streaming list: the initial events, then the same stream as a watch until
+        it ends. Raises if the stream ends before the initial events did."""
+        params = {**self.params, "allowWatchBookmarks": "true", "sendInitialEvents": "true",
+                  "resourceVersionMatch": "NotOlderThan",
+                  "timeoutSeconds": str(int(self._timeout())), "watch": "true"}
+        if not self.rv_unavailable and self.resource_version:
+            params["resourceVersion"] = self.resource_version
+        self.watches += 1
+        protobuf = self._pb_item is not None
+        decode = self._decode_frame if protobuf else self._decode_line
+        initial: dict[Any, T] | None = {}
+        async for unit in self.client.stream(self.path, params, protobuf=protobuf):
+            kind, obj = decode(unit)
+            if initial is None:
+                self._deliver(kind, obj)
+                continue
+            if kind == "BOOKMARK":
+                assert isinstance(obj, Bookmark)
+                self.resource_version = obj.metadata.resourceVersion or self.resource_version
+                if obj.initial_events_end:
+                    self.lists += 1
+                    self.rv_unavailable = False
+                    self.handler.on_list(list(initial.values()))
+                    self.synced.set()
+                    initial = None
+                continue
+            key = _key(obj) or len(initial)
+            if kind == "DELETED":
+                initial.pop(key, None)
+            else:
+                initial[key] = obj  # type: ignore[assignment]
+        if initial is not None:
+            raise ShortWatch(f"streaming list of {self.path} ended before its initial events")
 
     async def _list(self, resource_version: str) -> None:
         """Paged by 500 like client-go's pager, except at a given resourceVersion, where
@@ -215,37 +276,47 @@ class Reflector(Generic[T]):
             if events == 0 and time.monotonic() - started < SHORT_WATCH:
                 raise ShortWatch(f"very short watch of {self.path}: no events")
 
-    def _dispatch_frame(self, frame: bytes) -> None:
+    def _decode_frame(self, frame: bytes) -> tuple[str, Any]:
+        """One protobuf watch frame: its type and object (a `Bookmark` for bookmarks);
+        an ERROR frame is raised."""
         kind, body = pb.watch_body(frame)
         if kind == "ERROR":
             status = pb.DECODERS[Status].decode(body)
             raise ApiError(status.code or 500, msgspec.json.encode(status), "WATCH", self.path)
         if kind == "BOOKMARK":
-            self.resource_version = (
-                pb.DECODERS[MetaOnly].decode(body).metadata.resourceVersion
-                or self.resource_version)
-            return
+            return kind, pb.DECODERS[Bookmark].decode(body)
         assert self._pb_item is not None
-        obj = self._pb_item.decode(body)
-        if rv := obj.metadata.resourceVersion:
-            self.resource_version = rv
-        self.handler.on_event(kind, obj)
+        return kind, self._pb_item.decode(body)
 
-    def _dispatch(self, line: bytes) -> None:
+    def _decode_line(self, line: bytes) -> tuple[str, Any]:
         if line.startswith(ERROR_PREFIX):
             status = self._error_decoder.decode(line).object
             raise ApiError(status.code or 500, msgspec.json.encode(status), "WATCH", self.path)
         if line.startswith(BOOKMARK_PREFIX):
-            self.resource_version = (
-                self._bookmark_decoder.decode(line).object.metadata.resourceVersion
-                or self.resource_version)
-            return
+            return "BOOKMARK", self._bookmark_decoder.decode(line).object
         event = self._event_decoder.decode(line)
-        obj: _HasMeta = event.object  # type: ignore[assignment]
-        rv = obj.metadata.resourceVersion
-        if rv:
+        return event.type, event.object
+
+    def _deliver(self, kind: str, obj: Any) -> None:
+        if kind == "BOOKMARK":
+            self.resource_version = obj.metadata.resourceVersion or self.resource_version
+            return
+        if rv := obj.metadata.resourceVersion:
             self.resource_version = rv
-        self.handler.on_event(event.type, event.object)
+        self.handler.on_event(kind, obj)
+
+    def _dispatch_frame(self, frame: bytes) -> None:
+        self._deliver(*self._decode_frame(frame))
+
+    def _dispatch(self, line: bytes) -> None:
+        self._deliver(*self._decode_line(line))
+
+
+def _key(obj: Any) -> tuple[str, str] | None:
+    """namespace/name of an object that has them (MetaOnly views do not)."""
+    meta = obj.metadata
+    name = getattr(meta, "name", "")
+    return (getattr(meta, "namespace", ""), name) if name else None
 
 
 async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:

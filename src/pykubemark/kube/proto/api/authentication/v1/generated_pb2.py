@@ -27,34 +27,44 @@ from pykubemark.kube.proto.apimachinery.pkg.runtime import generated_pb2 as pyku
 from pykubemark.kube.proto.apimachinery.pkg.runtime.schema import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_apimachinery_dot_pkg_dot_runtime_dot_schema_dot_generated__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n;pykubemark/kube/proto/api/authentication/v1/generated.proto\x12\x1ck8s.io.api.authentication.v1\x1a\x43pykubemark/kube/proto/apimachinery/pkg/apis/meta/v1/generated.proto\x1a>pykubemark/kube/proto/apimachinery/pkg/runtime/generated.proto\x1a\x45pykubemark/kube/proto/apimachinery/pkg/runtime/schema/generated.proto\"S\n\x14\x42oundObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\naPIVersion\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uID\x18\x04 \x01(\t\"\x1b\n\nExtraValue\x12\r\n\x05items\x18\x01 \x03(\t\"\xd2\x01\n\x0cTokenRequest\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12<\n\x04spec\x18\x02 \x01(\x0b\x32..k8s.io.api.authentication.v1.TokenRequestSpec\x12@\n\x06status\x18\x03 \x01(\x0b\x32\x30.k8s.io.api.authentication.v1.TokenRequestStatus\"\x8c\x01\n\x10TokenRequestSpec\x12\x11\n\taudiences\x18\x01 \x03(\t\x12\x19\n\x11\x65xpirationSeconds\x18\x04 \x01(\x03\x12J\n\x0e\x62oundObjectRef\x18\x03 \x01(\x0b\x32\x32.k8s.io.api.authentication.v1.BoundObjectReference\"l\n\x12TokenRequestStatus\x12\r\n\x05token\x18\x01 \x01(\t\x12G\n\x13\x65xpirationTimestamp\x18\x02 \x01(\x0b\x32*.k8s.io.apimachinery.pkg.apis.meta.v1.Time\"\xcf\x01\n\x0bTokenReview\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12;\n\x04spec\x18\x02 \x01(\x0b\x32-.k8s.io.api.authentication.v1.TokenReviewSpec\x12?\n\x06status\x18\x03 \x01(\x0b\x32/.k8s.io.api.authentication.v1.TokenReviewStatus\"3\n\x0fTokenReviewSpec\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\taudiences\x18\x02 \x03(\t\"\x82\x01\n\x11TokenReviewStatus\x12\x15\n\rauthenticated\x18\x01 \x01(\x08\x12\x34\n\x04user\x18\x02 \x01(\x0b\x32&.k8s.io.api.authentication.v1.UserInfo\x12\x11\n\taudiences\x18\x04 \x03(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xd3\x01\n\x08UserInfo\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12@\n\x05\x65xtra\x18\x04 \x03(\x0b\x32\x31.k8s.io.api.authentication.v1.UserInfo.ExtraEntry\x1aV\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x37\n\x05value\x18\x02 \x01(\x0b\x32(.k8s.io.api.authentication.v1.ExtraValue:\x02\x38\x01\x42\x04Z\x02v1')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n;pykubemark/kube/proto/api/authentication/v1/generated.proto\x12\x1ck8s.io.api.authentication.v1\x1a\x43pykubemark/kube/proto/apimachinery/pkg/apis/meta/v1/generated.proto\x1a>pykubemark/kube/proto/apimachinery/pkg/runtime/generated.proto\x1a\x45pykubemark/kube/proto/apimachinery/pkg/runtime/schema/generated.proto\"!\n\x10\x41ttestationValue\x12\r\n\x05items\x18\x01 \x03(\t\"S\n\x14\x42oundObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\napiVersion\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uID\x18\x04 \x01(\t\"\x1b\n\nExtraValue\x12\r\n\x05items\x18\x01 \x03(\t\"\x9e\x01\n\x11SelfSubjectReview\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x45\n\x06status\x18\x02 \x01(\x0b\x32\x35.k8s.io.api.authentication.v1.SelfSubjectReviewStatus\"S\n\x17SelfSubjectReviewStatus\x12\x38\n\x08userInfo\x18\x01 \x01(\x0b\x32&.k8s.io.api.authentication.v1.UserInfo\"\xd2\x01\n\x0cTokenRequest\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12<\n\x04spec\x18\x02 \x01(\x0b\x32..k8s.io.api.authentication.v1.TokenRequestSpec\x12@\n\x06status\x18\x03 \x01(\x0b\x32\x30.k8s.io.api.authentication.v1.TokenRequestStatus\"\xc9\x02\n\x10TokenRequestSpec\x12\x11\n\taudiences\x18\x01 \x03(\t\x12\x19\n\x11\x65xpirationSeconds\x18\x04 \x01(\x03\x12J\n\x0e\x62oundObjectRef\x18\x03 \x01(\x0b\x32\x32.k8s.io.api.authentication.v1.BoundObjectReference\x12V\n\x0c\x61ttestations\x18\x05 \x03(\x0b\x32@.k8s.io.api.authentication.v1.TokenRequestSpec.AttestationsEntry\x1a\x63\n\x11\x41ttestationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12=\n\x05value\x18\x02 \x01(\x0b\x32..k8s.io.api.authentication.v1.AttestationValue:\x02\x38\x01\"l\n\x12TokenRequestStatus\x12\r\n\x05token\x18\x01 \x01(\t\x12G\n\x13\x65xpirationTimestamp\x18\x02 \x01(\x0b\x32*.k8s.io.apimachinery.pkg.apis.meta.v1.Time\"\xcf\x01\n\x0bTokenReview\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12;\n\x04spec\x18\x02 \x01(\x0b\x32-.k8s.io.api.authentication.v1.TokenReviewSpec\x12?\n\x06status\x18\x03 \x01(\x0b\x32/.k8s.io.api.authentication.v1.TokenReviewStatus\"3\n\x0fTokenReviewSpec\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\taudiences\x18\x02 \x03(\t\"\x82\x01\n\x11TokenReviewStatus\x12\x15\n\rauthenticated\x18\x01 \x01(\x08\x12\x34\n\x04user\x18\x02 \x01(\x0b\x32&.k8s.io.api.authentication.v1.UserInfo\x12\x11\n\taudiences\x18\x04 \x03(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xd3\x01\n\x08UserInfo\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12@\n\x05\x65xtra\x18\x04 \x03(\x0b\x32\x31.k8s.io.api.authentication.v1.UserInfo.ExtraEntry\x1aV\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x37\n\x05value\x18\x02 \x01(\x0b\x32(.k8s.io.api.authentication.v1.ExtraValue:\x02\x38\x01\x42\x1eZ\x1ck8s.io/api/authentication/v1')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pykubemark.kube.proto.api.authentication.v1.generated_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z\002v1'
+  _globals['DESCRIPTOR']._serialized_options = b'Z\034k8s.io/api/authentication/v1'
+  _globals['_TOKENREQUESTSPEC_ATTESTATIONSENTRY']._loaded_options = None
+  _globals['_TOKENREQUESTSPEC_ATTESTATIONSENTRY']._serialized_options = b'8\001'
   _globals['_USERINFO_EXTRAENTRY']._loaded_options = None
   _globals['_USERINFO_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_BOUNDOBJECTREFERENCE']._serialized_start=297
-  _globals['_BOUNDOBJECTREFERENCE']._serialized_end=380
-  _globals['_EXTRAVALUE']._serialized_start=382
-  _globals['_EXTRAVALUE']._serialized_end=409
-  _globals['_TOKENREQUEST']._serialized_start=412
-  _globals['_TOKENREQUEST']._serialized_end=622
-  _globals['_TOKENREQUESTSPEC']._serialized_start=625
-  _globals['_TOKENREQUESTSPEC']._serialized_end=765
-  _globals['_TOKENREQUESTSTATUS']._serialized_start=767
-  _globals['_TOKENREQUESTSTATUS']._serialized_end=875
-  _globals['_TOKENREVIEW']._serialized_start=878
-  _globals['_TOKENREVIEW']._serialized_end=1085
-  _globals['_TOKENREVIEWSPEC']._serialized_start=1087
-  _globals['_TOKENREVIEWSPEC']._serialized_end=1138
-  _globals['_TOKENREVIEWSTATUS']._serialized_start=1141
-  _globals['_TOKENREVIEWSTATUS']._serialized_end=1271
-  _globals['_USERINFO']._serialized_start=1274
-  _globals['_USERINFO']._serialized_end=1485
-  _globals['_USERINFO_EXTRAENTRY']._serialized_start=1399
-  _globals['_USERINFO_EXTRAENTRY']._serialized_end=1485
+  _globals['_ATTESTATIONVALUE']._serialized_start=297
+  _globals['_ATTESTATIONVALUE']._serialized_end=330
+  _globals['_BOUNDOBJECTREFERENCE']._serialized_start=332
+  _globals['_BOUNDOBJECTREFERENCE']._serialized_end=415
+  _globals['_EXTRAVALUE']._serialized_start=417
+  _globals['_EXTRAVALUE']._serialized_end=444
+  _globals['_SELFSUBJECTREVIEW']._serialized_start=447
+  _globals['_SELFSUBJECTREVIEW']._serialized_end=605
+  _globals['_SELFSUBJECTREVIEWSTATUS']._serialized_start=607
+  _globals['_SELFSUBJECTREVIEWSTATUS']._serialized_end=690
+  _globals['_TOKENREQUEST']._serialized_start=693
+  _globals['_TOKENREQUEST']._serialized_end=903
+  _globals['_TOKENREQUESTSPEC']._serialized_start=906
+  _globals['_TOKENREQUESTSPEC']._serialized_end=1235
+  _globals['_TOKENREQUESTSPEC_ATTESTATIONSENTRY']._serialized_start=1136
+  _globals['_TOKENREQUESTSPEC_ATTESTATIONSENTRY']._serialized_end=1235
+  _globals['_TOKENREQUESTSTATUS']._serialized_start=1237
+  _globals['_TOKENREQUESTSTATUS']._serialized_end=1345
+  _globals['_TOKENREVIEW']._serialized_start=1348
+  _globals['_TOKENREVIEW']._serialized_end=1555
+  _globals['_TOKENREVIEWSPEC']._serialized_start=1557
+  _globals['_TOKENREVIEWSPEC']._serialized_end=1608
+  _globals['_TOKENREVIEWSTATUS']._serialized_start=1611
+  _globals['_TOKENREVIEWSTATUS']._serialized_end=1741
+  _globals['_USERINFO']._serialized_start=1744
+  _globals['_USERINFO']._serialized_end=1955
+  _globals['_USERINFO_EXTRAENTRY']._serialized_start=1869
+  _globals['_USERINFO_EXTRAENTRY']._serialized_end=1955
 # @@protoc_insertion_point(module_scope)

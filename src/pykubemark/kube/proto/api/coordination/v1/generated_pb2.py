@@ -27,18 +27,18 @@ from pykubemark.kube.proto.apimachinery.pkg.runtime import generated_pb2 as pyku
 from pykubemark.kube.proto.apimachinery.pkg.runtime.schema import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_apimachinery_dot_pkg_dot_runtime_dot_schema_dot_generated__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9pykubemark/kube/proto/api/coordination/v1/generated.proto\x12\x1ak8s.io.api.coordination.v1\x1a\x43pykubemark/kube/proto/apimachinery/pkg/apis/meta/v1/generated.proto\x1a>pykubemark/kube/proto/apimachinery/pkg/runtime/generated.proto\x1a\x45pykubemark/kube/proto/apimachinery/pkg/runtime/schema/generated.proto\"\x80\x01\n\x05Lease\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x33\n\x04spec\x18\x02 \x01(\x0b\x32%.k8s.io.api.coordination.v1.LeaseSpec\"\x7f\n\tLeaseList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.k8s.io.api.coordination.v1.Lease\"\xe5\x01\n\tLeaseSpec\x12\x16\n\x0eholderIdentity\x18\x01 \x01(\t\x12\x1c\n\x14leaseDurationSeconds\x18\x02 \x01(\x05\x12\x44\n\x0b\x61\x63quireTime\x18\x03 \x01(\x0b\x32/.k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime\x12\x42\n\trenewTime\x18\x04 \x01(\x0b\x32/.k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime\x12\x18\n\x10leaseTransitions\x18\x05 \x01(\x05\x42\x04Z\x02v1')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9pykubemark/kube/proto/api/coordination/v1/generated.proto\x12\x1ak8s.io.api.coordination.v1\x1a\x43pykubemark/kube/proto/apimachinery/pkg/apis/meta/v1/generated.proto\x1a>pykubemark/kube/proto/apimachinery/pkg/runtime/generated.proto\x1a\x45pykubemark/kube/proto/apimachinery/pkg/runtime/schema/generated.proto\"\x80\x01\n\x05Lease\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x33\n\x04spec\x18\x02 \x01(\x0b\x32%.k8s.io.api.coordination.v1.LeaseSpec\"\x7f\n\tLeaseList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x30\n\x05items\x18\x02 \x03(\x0b\x32!.k8s.io.api.coordination.v1.Lease\"\x90\x02\n\tLeaseSpec\x12\x16\n\x0eholderIdentity\x18\x01 \x01(\t\x12\x1c\n\x14leaseDurationSeconds\x18\x02 \x01(\x05\x12\x44\n\x0b\x61\x63quireTime\x18\x03 \x01(\x0b\x32/.k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime\x12\x42\n\trenewTime\x18\x04 \x01(\x0b\x32/.k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime\x12\x18\n\x10leaseTransitions\x18\x05 \x01(\x05\x12\x10\n\x08strategy\x18\x06 \x01(\t\x12\x17\n\x0fpreferredHolder\x18\x07 \x01(\tB\x1cZ\x1ak8s.io/api/coordination/v1')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pykubemark.kube.proto.api.coordination.v1.generated_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z\002v1'
+  _globals['DESCRIPTOR']._serialized_options = b'Z\032k8s.io/api/coordination/v1'
   _globals['_LEASE']._serialized_start=294
   _globals['_LEASE']._serialized_end=422
   _globals['_LEASELIST']._serialized_start=424
   _globals['_LEASELIST']._serialized_end=551
   _globals['_LEASESPEC']._serialized_start=554
-  _globals['_LEASESPEC']._serialized_end=783
+  _globals['_LEASESPEC']._serialized_end=826
 # @@protoc_insertion_point(module_scope)

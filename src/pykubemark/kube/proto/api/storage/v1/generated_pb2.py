@@ -23,59 +23,78 @@ _sym_db = _symbol_database.Default()
 
 
 from pykubemark.kube.proto.api.core.v1 import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_api_dot_core_dot_v1_dot_generated__pb2
+from pykubemark.kube.proto.apimachinery.pkg.api.resource import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_apimachinery_dot_pkg_dot_api_dot_resource_dot_generated__pb2
 from pykubemark.kube.proto.apimachinery.pkg.apis.meta.v1 import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_apimachinery_dot_pkg_dot_apis_dot_meta_dot_v1_dot_generated__pb2
 from pykubemark.kube.proto.apimachinery.pkg.runtime import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_apimachinery_dot_pkg_dot_runtime_dot_generated__pb2
 from pykubemark.kube.proto.apimachinery.pkg.runtime.schema import generated_pb2 as pykubemark_dot_kube_dot_proto_dot_apimachinery_dot_pkg_dot_runtime_dot_schema_dot_generated__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4pykubemark/kube/proto/api/storage/v1/generated.proto\x12\x15k8s.io.api.storage.v1\x1a\x31pykubemark/kube/proto/api/core/v1/generated.proto\x1a\x43pykubemark/kube/proto/apimachinery/pkg/apis/meta/v1/generated.proto\x1a>pykubemark/kube/proto/apimachinery/pkg/runtime/generated.proto\x1a\x45pykubemark/kube/proto/apimachinery/pkg/runtime/schema/generated.proto\"\x83\x01\n\tCSIDriver\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x32\n\x04spec\x18\x02 \x01(\x0b\x32$.k8s.io.api.storage.v1.CSIDriverSpec\"\x82\x01\n\rCSIDriverList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12/\n\x05items\x18\x02 \x03(\x0b\x32 .k8s.io.api.storage.v1.CSIDriver\"\xe4\x01\n\rCSIDriverSpec\x12\x16\n\x0e\x61ttachRequired\x18\x01 \x01(\x08\x12\x16\n\x0epodInfoOnMount\x18\x02 \x01(\x08\x12\x1c\n\x14volumeLifecycleModes\x18\x03 \x03(\t\x12\x17\n\x0fstorageCapacity\x18\x04 \x01(\x08\x12\x15\n\rfsGroupPolicy\x18\x05 \x01(\t\x12:\n\rtokenRequests\x18\x06 \x03(\x0b\x32#.k8s.io.api.storage.v1.TokenRequest\x12\x19\n\x11requiresRepublish\x18\x07 \x01(\x08\"\x7f\n\x07\x43SINode\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x30\n\x04spec\x18\x02 \x01(\x0b\x32\".k8s.io.api.storage.v1.CSINodeSpec\"\x84\x01\n\rCSINodeDriver\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06nodeID\x18\x02 \x01(\t\x12\x14\n\x0ctopologyKeys\x18\x03 \x03(\t\x12?\n\x0b\x61llocatable\x18\x04 \x01(\x0b\x32*.k8s.io.api.storage.v1.VolumeNodeResources\"~\n\x0b\x43SINodeList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.k8s.io.api.storage.v1.CSINode\"D\n\x0b\x43SINodeSpec\x12\x35\n\x07\x64rivers\x18\x01 \x03(\x0b\x32$.k8s.io.api.storage.v1.CSINodeDriver\"\x8e\x03\n\x0cStorageClass\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x13\n\x0bprovisioner\x18\x02 \x01(\t\x12G\n\nparameters\x18\x03 \x03(\x0b\x32\x33.k8s.io.api.storage.v1.StorageClass.ParametersEntry\x12\x15\n\rreclaimPolicy\x18\x04 \x01(\t\x12\x14\n\x0cmountOptions\x18\x05 \x03(\t\x12\x1c\n\x14\x61llowVolumeExpansion\x18\x06 \x01(\x08\x12\x19\n\x11volumeBindingMode\x18\x07 \x01(\t\x12\x43\n\x11\x61llowedTopologies\x18\x08 \x03(\x0b\x32(.k8s.io.api.core.v1.TopologySelectorTerm\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x88\x01\n\x10StorageClassList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x32\n\x05items\x18\x02 \x03(\x0b\x32#.k8s.io.api.storage.v1.StorageClass\";\n\x0cTokenRequest\x12\x10\n\x08\x61udience\x18\x01 \x01(\t\x12\x19\n\x11\x65xpirationSeconds\x18\x02 \x01(\x03\"\xd0\x01\n\x10VolumeAttachment\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x39\n\x04spec\x18\x02 \x01(\x0b\x32+.k8s.io.api.storage.v1.VolumeAttachmentSpec\x12=\n\x06status\x18\x03 \x01(\x0b\x32-.k8s.io.api.storage.v1.VolumeAttachmentStatus\"\x90\x01\n\x14VolumeAttachmentList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x36\n\x05items\x18\x02 \x03(\x0b\x32\'.k8s.io.api.storage.v1.VolumeAttachment\"z\n\x16VolumeAttachmentSource\x12\x1c\n\x14persistentVolumeName\x18\x01 \x01(\t\x12\x42\n\x10inlineVolumeSpec\x18\x02 \x01(\x0b\x32(.k8s.io.api.core.v1.PersistentVolumeSpec\"y\n\x14VolumeAttachmentSpec\x12\x10\n\x08\x61ttacher\x18\x01 \x01(\t\x12=\n\x06source\x18\x02 \x01(\x0b\x32-.k8s.io.api.storage.v1.VolumeAttachmentSource\x12\x10\n\x08nodeName\x18\x03 \x01(\t\"\xba\x02\n\x16VolumeAttachmentStatus\x12\x10\n\x08\x61ttached\x18\x01 \x01(\x08\x12\x61\n\x12\x61ttachmentMetadata\x18\x02 \x03(\x0b\x32\x45.k8s.io.api.storage.v1.VolumeAttachmentStatus.AttachmentMetadataEntry\x12\x37\n\x0b\x61ttachError\x18\x03 \x01(\x0b\x32\".k8s.io.api.storage.v1.VolumeError\x12\x37\n\x0b\x64\x65tachError\x18\x04 \x01(\x0b\x32\".k8s.io.api.storage.v1.VolumeError\x1a\x39\n\x17\x41ttachmentMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x0bVolumeError\x12\x38\n\x04time\x18\x01 \x01(\x0b\x32*.k8s.io.apimachinery.pkg.apis.meta.v1.Time\x12\x0f\n\x07message\x18\x02 \x01(\t\"$\n\x13VolumeNodeResources\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x42\x04Z\x02v1')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4pykubemark/kube/proto/api/storage/v1/generated.proto\x12\x15k8s.io.api.storage.v1\x1a\x31pykubemark/kube/proto/api/core/v1/generated.proto\x1a\x43pykubemark/kube/proto/apimachinery/pkg/api/resource/generated.proto\x1a\x43pykubemark/kube/proto/apimachinery/pkg/apis/meta/v1/generated.proto\x1a>pykubemark/kube/proto/apimachinery/pkg/runtime/generated.proto\x1a\x45pykubemark/kube/proto/apimachinery/pkg/runtime/schema/generated.proto\"\x83\x01\n\tCSIDriver\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x32\n\x04spec\x18\x02 \x01(\x0b\x32$.k8s.io.api.storage.v1.CSIDriverSpec\"\x82\x01\n\rCSIDriverList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12/\n\x05items\x18\x02 \x03(\x0b\x32 .k8s.io.api.storage.v1.CSIDriver\"\xf3\x02\n\rCSIDriverSpec\x12\x16\n\x0e\x61ttachRequired\x18\x01 \x01(\x08\x12\x16\n\x0epodInfoOnMount\x18\x02 \x01(\x08\x12\x1c\n\x14volumeLifecycleModes\x18\x03 \x03(\t\x12\x17\n\x0fstorageCapacity\x18\x04 \x01(\x08\x12\x15\n\rfsGroupPolicy\x18\x05 \x01(\t\x12:\n\rtokenRequests\x18\x06 \x03(\x0b\x32#.k8s.io.api.storage.v1.TokenRequest\x12\x19\n\x11requiresRepublish\x18\x07 \x01(\x08\x12\x14\n\x0cseLinuxMount\x18\x08 \x01(\x08\x12*\n\"nodeAllocatableUpdatePeriodSeconds\x18\t \x01(\x03\x12$\n\x1cserviceAccountTokenInSecrets\x18\n \x01(\x08\x12%\n\x1dpreventPodSchedulingIfMissing\x18\x0b \x01(\x08\"\xb5\x01\n\x07\x43SINode\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x30\n\x04spec\x18\x02 \x01(\x0b\x32\".k8s.io.api.storage.v1.CSINodeSpec\x12\x34\n\x06status\x18\x03 \x01(\x0b\x32$.k8s.io.api.storage.v1.CSINodeStatus\"\x84\x01\n\rCSINodeDriver\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06nodeID\x18\x02 \x01(\t\x12\x14\n\x0ctopologyKeys\x18\x03 \x03(\t\x12?\n\x0b\x61llocatable\x18\x04 \x01(\x0b\x32*.k8s.io.api.storage.v1.VolumeNodeResources\"~\n\x0b\x43SINodeList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.k8s.io.api.storage.v1.CSINode\"D\n\x0b\x43SINodeSpec\x12\x35\n\x07\x64rivers\x18\x01 \x03(\x0b\x32$.k8s.io.api.storage.v1.CSINodeDriver\"L\n\rCSINodeStatus\x12;\n\rstorageHealth\x18\x01 \x03(\x0b\x32$.k8s.io.api.storage.v1.StorageHealth\"\xca\x02\n\x12\x43SIStorageCapacity\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12I\n\x0cnodeTopology\x18\x02 \x01(\x0b\x32\x33.k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector\x12\x18\n\x10storageClassName\x18\x03 \x01(\t\x12@\n\x08\x63\x61pacity\x18\x04 \x01(\x0b\x32..k8s.io.apimachinery.pkg.api.resource.Quantity\x12I\n\x11maximumVolumeSize\x18\x05 \x01(\x0b\x32..k8s.io.apimachinery.pkg.api.resource.Quantity\"\x94\x01\n\x16\x43SIStorageCapacityList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x38\n\x05items\x18\x02 \x03(\x0b\x32).k8s.io.api.storage.v1.CSIStorageCapacity\"\x8e\x03\n\x0cStorageClass\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x13\n\x0bprovisioner\x18\x02 \x01(\t\x12G\n\nparameters\x18\x03 \x03(\x0b\x32\x33.k8s.io.api.storage.v1.StorageClass.ParametersEntry\x12\x15\n\rreclaimPolicy\x18\x04 \x01(\t\x12\x14\n\x0cmountOptions\x18\x05 \x03(\t\x12\x1c\n\x14\x61llowVolumeExpansion\x18\x06 \x01(\x08\x12\x19\n\x11volumeBindingMode\x18\x07 \x01(\t\x12\x43\n\x11\x61llowedTopologies\x18\x08 \x03(\x0b\x32(.k8s.io.api.core.v1.TopologySelectorTerm\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x88\x01\n\x10StorageClassList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x32\n\x05items\x18\x02 \x03(\x0b\x32#.k8s.io.api.storage.v1.StorageClass\"f\n\rStorageHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12G\n\x10healthConditions\x18\x02 \x03(\x0b\x32-.k8s.io.api.storage.v1.StorageHealthCondition\"\xb9\x01\n\x16StorageHealthCondition\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\naccessMode\x18\x04 \x01(\t\x12\x12\n\nvolumeMode\x18\x05 \x01(\t\x12\x46\n\x12lastTransitionTime\x18\x06 \x01(\x0b\x32*.k8s.io.apimachinery.pkg.apis.meta.v1.Time\";\n\x0cTokenRequest\x12\x10\n\x08\x61udience\x18\x01 \x01(\t\x12\x19\n\x11\x65xpirationSeconds\x18\x02 \x01(\x03\"\xd0\x01\n\x10VolumeAttachment\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x39\n\x04spec\x18\x02 \x01(\x0b\x32+.k8s.io.api.storage.v1.VolumeAttachmentSpec\x12=\n\x06status\x18\x03 \x01(\x0b\x32-.k8s.io.api.storage.v1.VolumeAttachmentStatus\"\x90\x01\n\x14VolumeAttachmentList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12\x36\n\x05items\x18\x02 \x03(\x0b\x32\'.k8s.io.api.storage.v1.VolumeAttachment\"z\n\x16VolumeAttachmentSource\x12\x1c\n\x14persistentVolumeName\x18\x01 \x01(\t\x12\x42\n\x10inlineVolumeSpec\x18\x02 \x01(\x0b\x32(.k8s.io.api.core.v1.PersistentVolumeSpec\"y\n\x14VolumeAttachmentSpec\x12\x10\n\x08\x61ttacher\x18\x01 \x01(\t\x12=\n\x06source\x18\x02 \x01(\x0b\x32-.k8s.io.api.storage.v1.VolumeAttachmentSource\x12\x10\n\x08nodeName\x18\x03 \x01(\t\"\xba\x02\n\x16VolumeAttachmentStatus\x12\x10\n\x08\x61ttached\x18\x01 \x01(\x08\x12\x61\n\x12\x61ttachmentMetadata\x18\x02 \x03(\x0b\x32\x45.k8s.io.api.storage.v1.VolumeAttachmentStatus.AttachmentMetadataEntry\x12\x37\n\x0b\x61ttachError\x18\x03 \x01(\x0b\x32\".k8s.io.api.storage.v1.VolumeError\x12\x37\n\x0b\x64\x65tachError\x18\x04 \x01(\x0b\x32\".k8s.io.api.storage.v1.VolumeError\x1a\x39\n\x17\x41ttachmentMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf4\x01\n\x15VolumeAttributesClass\x12\x42\n\x08metadata\x18\x01 \x01(\x0b\x32\x30.k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta\x12\x12\n\ndriverName\x18\x02 \x01(\t\x12P\n\nparameters\x18\x03 \x03(\x0b\x32<.k8s.io.api.storage.v1.VolumeAttributesClass.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\x19VolumeAttributesClassList\x12@\n\x08metadata\x18\x01 \x01(\x0b\x32..k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta\x12;\n\x05items\x18\x02 \x03(\x0b\x32,.k8s.io.api.storage.v1.VolumeAttributesClass\"k\n\x0bVolumeError\x12\x38\n\x04time\x18\x01 \x01(\x0b\x32*.k8s.io.apimachinery.pkg.apis.meta.v1.Time\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\terrorCode\x18\x03 \x01(\x05\"$\n\x13VolumeNodeResources\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x42\x17Z\x15k8s.io/api/storage/v1')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pykubemark.kube.proto.api.storage.v1.generated_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z\002v1'
+  _globals['DESCRIPTOR']._serialized_options = b'Z\025k8s.io/api/storage/v1'
   _globals['_STORAGECLASS_PARAMETERSENTRY']._loaded_options = None
   _globals['_STORAGECLASS_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_VOLUMEATTACHMENTSTATUS_ATTACHMENTMETADATAENTRY']._loaded_options = None
   _globals['_VOLUMEATTACHMENTSTATUS_ATTACHMENTMETADATAENTRY']._serialized_options = b'8\001'
-  _globals['_CSIDRIVER']._serialized_start=335
-  _globals['_CSIDRIVER']._serialized_end=466
-  _globals['_CSIDRIVERLIST']._serialized_start=469
-  _globals['_CSIDRIVERLIST']._serialized_end=599
-  _globals['_CSIDRIVERSPEC']._serialized_start=602
-  _globals['_CSIDRIVERSPEC']._serialized_end=830
-  _globals['_CSINODE']._serialized_start=832
-  _globals['_CSINODE']._serialized_end=959
-  _globals['_CSINODEDRIVER']._serialized_start=962
-  _globals['_CSINODEDRIVER']._serialized_end=1094
-  _globals['_CSINODELIST']._serialized_start=1096
-  _globals['_CSINODELIST']._serialized_end=1222
-  _globals['_CSINODESPEC']._serialized_start=1224
-  _globals['_CSINODESPEC']._serialized_end=1292
-  _globals['_STORAGECLASS']._serialized_start=1295
-  _globals['_STORAGECLASS']._serialized_end=1693
-  _globals['_STORAGECLASS_PARAMETERSENTRY']._serialized_start=1644
-  _globals['_STORAGECLASS_PARAMETERSENTRY']._serialized_end=1693
-  _globals['_STORAGECLASSLIST']._serialized_start=1696
-  _globals['_STORAGECLASSLIST']._serialized_end=1832
-  _globals['_TOKENREQUEST']._serialized_start=1834
-  _globals['_TOKENREQUEST']._serialized_end=1893
-  _globals['_VOLUMEATTACHMENT']._serialized_start=1896
-  _globals['_VOLUMEATTACHMENT']._serialized_end=2104
-  _globals['_VOLUMEATTACHMENTLIST']._serialized_start=2107
-  _globals['_VOLUMEATTACHMENTLIST']._serialized_end=2251
-  _globals['_VOLUMEATTACHMENTSOURCE']._serialized_start=2253
-  _globals['_VOLUMEATTACHMENTSOURCE']._serialized_end=2375
-  _globals['_VOLUMEATTACHMENTSPEC']._serialized_start=2377
-  _globals['_VOLUMEATTACHMENTSPEC']._serialized_end=2498
-  _globals['_VOLUMEATTACHMENTSTATUS']._serialized_start=2501
-  _globals['_VOLUMEATTACHMENTSTATUS']._serialized_end=2815
-  _globals['_VOLUMEATTACHMENTSTATUS_ATTACHMENTMETADATAENTRY']._serialized_start=2758
-  _globals['_VOLUMEATTACHMENTSTATUS_ATTACHMENTMETADATAENTRY']._serialized_end=2815
-  _globals['_VOLUMEERROR']._serialized_start=2817
-  _globals['_VOLUMEERROR']._serialized_end=2905
-  _globals['_VOLUMENODERESOURCES']._serialized_start=2907
-  _globals['_VOLUMENODERESOURCES']._serialized_end=2943
+  _globals['_VOLUMEATTRIBUTESCLASS_PARAMETERSENTRY']._loaded_options = None
+  _globals['_VOLUMEATTRIBUTESCLASS_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_CSIDRIVER']._serialized_start=404
+  _globals['_CSIDRIVER']._serialized_end=535
+  _globals['_CSIDRIVERLIST']._serialized_start=538
+  _globals['_CSIDRIVERLIST']._serialized_end=668
+  _globals['_CSIDRIVERSPEC']._serialized_start=671
+  _globals['_CSIDRIVERSPEC']._serialized_end=1042
+  _globals['_CSINODE']._serialized_start=1045
+  _globals['_CSINODE']._serialized_end=1226
+  _globals['_CSINODEDRIVER']._serialized_start=1229
+  _globals['_CSINODEDRIVER']._serialized_end=1361
+  _globals['_CSINODELIST']._serialized_start=1363
+  _globals['_CSINODELIST']._serialized_end=1489
+  _globals['_CSINODESPEC']._serialized_start=1491
+  _globals['_CSINODESPEC']._serialized_end=1559
+  _globals['_CSINODESTATUS']._serialized_start=1561
+  _globals['_CSINODESTATUS']._serialized_end=1637
+  _globals['_CSISTORAGECAPACITY']._serialized_start=1640
+  _globals['_CSISTORAGECAPACITY']._serialized_end=1970
+  _globals['_CSISTORAGECAPACITYLIST']._serialized_start=1973
+  _globals['_CSISTORAGECAPACITYLIST']._serialized_end=2121
+  _globals['_STORAGECLASS']._serialized_start=2124
+  _globals['_STORAGECLASS']._serialized_end=2522
+  _globals['_STORAGECLASS_PARAMETERSENTRY']._serialized_start=2473
+  _globals['_STORAGECLASS_PARAMETERSENTRY']._serialized_end=2522
+  _globals['_STORAGECLASSLIST']._serialized_start=2525
+  _globals['_STORAGECLASSLIST']._serialized_end=2661
+  _globals['_STORAGEHEALTH']._serialized_start=2663
+  _globals['_STORAGEHEALTH']._serialized_end=2765
+  _globals['_STORAGEHEALTHCONDITION']._serialized_start=2768
+  _globals['_STORAGEHEALTHCONDITION']._serialized_end=2953
+  _globals['_TOKENREQUEST']._serialized_start=2955
+  _globals['_TOKENREQUEST']._serialized_end=3014
+  _globals['_VOLUMEATTACHMENT']._serialized_start=3017
+  _globals['_VOLUMEATTACHMENT']._serialized_end=3225
+  _globals['_VOLUMEATTACHMENTLIST']._serialized_start=3228
+  _globals['_VOLUMEATTACHMENTLIST']._serialized_end=3372
+  _globals['_VOLUMEATTACHMENTSOURCE']._serialized_start=3374
+  _globals['_VOLUMEATTACHMENTSOURCE']._serialized_end=3496
+  _globals['_VOLUMEATTACHMENTSPEC']._serialized_start=3498
+  _globals['_VOLUMEATTACHMENTSPEC']._serialized_end=3619
+  _globals['_VOLUMEATTACHMENTSTATUS']._serialized_start=3622
+  _globals['_VOLUMEATTACHMENTSTATUS']._serialized_end=3936
+  _globals['_VOLUMEATTACHMENTSTATUS_ATTACHMENTMETADATAENTRY']._serialized_start=3879
+  _globals['_VOLUMEATTACHMENTSTATUS_ATTACHMENTMETADATAENTRY']._serialized_end=3936
+  _globals['_VOLUMEATTRIBUTESCLASS']._serialized_start=3939
+  _globals['_VOLUMEATTRIBUTESCLASS']._serialized_end=4183
+  _globals['_VOLUMEATTRIBUTESCLASS_PARAMETERSENTRY']._serialized_start=2473
+  _globals['_VOLUMEATTRIBUTESCLASS_PARAMETERSENTRY']._serialized_end=2522
+  _globals['_VOLUMEATTRIBUTESCLASSLIST']._serialized_start=4186
+  _globals['_VOLUMEATTRIBUTESCLASSLIST']._serialized_end=4340
+  _globals['_VOLUMEERROR']._serialized_start=4342
+  _globals['_VOLUMEERROR']._serialized_end=4449
+  _globals['_VOLUMENODERESOURCES']._serialized_start=4451
+  _globals['_VOLUMENODERESOURCES']._serialized_end=4487
 # @@protoc_insertion_point(module_scope)

@@ -224,6 +224,14 @@ def start_real_node(cluster: LocalCluster, binaries: Binaries, images: tuple[Pat
     return node
 
 
+def start_real_nodes(cluster: LocalCluster, binaries: Binaries, count: int, *,
+                     progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
+    """``count`` real nodes; their names."""
+    if count != 1:
+        raise UserError("one real node per local cluster for now")
+    return [start_real_node(cluster, binaries, (), progress)]
+
+
 def _node_ready(cluster: LocalCluster, node: str) -> bool:
     status, body = health.get(f"{cluster.state.server}/api/v1/nodes/{node}",
                               token=cluster.token("admin"), ca_cert=cluster.dir / "pki" / "ca.crt")

@@ -21,9 +21,12 @@ the foreground (`pykubemark hollow --engine kubemark`) they die with their paren
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +58,17 @@ INLINE = {"certificate-authority": "certificate-authority-data",
 #: Seconds between node launches: a Go kubelet's start-up costs ~1 CPU-s, and 2N of
 #: them at once on a small machine would starve the control plane being measured.
 START_INTERVAL = 0.5
+
+
+@functools.cache
+def flags_of(binary: Path) -> frozenset[str]:
+    """The flags a binary's ``--help`` lists: what differs between kubemark releases."""
+    try:
+        text = subprocess.run([str(binary), "--help"], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(re.findall(r"^\s+(--[\w-]+)", text, re.M))
 
 
 def require_runtime(kubemark: Path | None) -> Path:
@@ -203,6 +217,9 @@ class GoFleet:
         if self.node_labels:
             labels = ",".join(f"{k}={v}" for k, v in sorted(self.node_labels.items()))
             argv.append(f"--node-labels={labels}")
+        if "--use-host-image-service" in flags_of(self.kubemark):
+            # Later kubemarks ask the host's containerd for images unless told to fake it.
+            argv.append("--use-host-image-service=false")
         return argv + list(self.extra_kubelet_args)
 
     def proxy_argv(self, node: GoNode) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import Cluster, is_ready, run_cli, wait_for
+from helpers import CLI, Cluster, is_ready, run_cli, wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="real nodes need root")]
@@ -241,3 +242,41 @@ def test_a_setup_failure_is_one_line_and_leaves_nothing(binaries) -> None:
     finally:
         subprocess.run(["ip", "netns", "delete", taken], check=False)
         run_cli("down", "--name", name, check=False)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "crash"])
+def test_an_up_stopped_while_making_nodes_leaves_nothing(binaries, how: int) -> None:
+    """Ctrl-C while the nodes are being made: `up` undoes it all itself. A crash
+    (SIGKILL) there: `down` undoes it all from the recorded state."""
+    name = "rni"
+    up = subprocess.Popen([*CLI, "up", "--name", name, "--real-nodes", "2"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL)
+    try:
+        def made() -> object:
+            from pykubemark.cluster.state import load
+            from pykubemark.errors import UserError
+
+            try:
+                state = load(name)
+            except UserError:
+                return None
+            return state if any(n.netns for n in state.real_nodes) else None
+
+        state = wait_for("a real node's namespace", made, timeout=300, interval=0.05)
+        up.send_signal(how)
+        _out, err = up.communicate(timeout=180)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    directory = state.path  # type: ignore[attr-defined]
+    network = state.network  # type: ignore[attr-defined]
+    links = {network.bridge} if network else set()
+    links |= {n.veth for n in state.real_nodes if n.veth}  # type: ignore[attr-defined]
+    if how == signal.SIGINT:
+        assert up.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+    else:
+        run_cli("down", "--name", name, timeout=300)
+    assert leftovers(name, directory, links) == []
+    assert not any(p.alive() for p in Cluster(name).state.processes)

@@ -4,10 +4,11 @@ A cluster with ``--nodes`` real nodes starts; with ``--pods-per-node`` each node
 that many busybox pods (``sleep``), spread evenly. Once everything is Ready and has idled
 ``--settle`` seconds, the processes of each node are found by its cgroup
 (cluster/cgroups.py) — kubelet, containerd, its shims, kube-proxy, and the containers —
-and for ``--idle`` seconds psutil samples their RSS every 10 s; CPU is their user+system
-time over the window. The cluster's apiserver forwarder, shared by all nodes, is shown
-apart. Results go to ``results/real-nodes-<timestamp>.json``; the cluster is always torn
-down, also on Ctrl-C.
+and for ``--idle`` seconds psutil samples their RSS and PSS every 10 s (PSS shares the
+pages that N kubelets or N containerds map from one binary among them: the figure to
+size N by); CPU is their user+system time over the window. The cluster's apiserver
+forwarder, shared by all nodes, is shown apart. Results go to
+``results/real-nodes-<timestamp>.json``; the cluster is always torn down, also on Ctrl-C.
 
     .venv/bin/python benchmarks/real_nodes.py --nodes 3 --idle 120
 """
@@ -138,16 +139,22 @@ def measure(cluster: LocalCluster, idle: float) -> dict[str, Any]:
     shared_cpu = _cpu(shared) if shared else 0.0
     rss: dict[str, dict[str, list[float]]] = {n.name: {c: [] for c in COMPONENTS}
                                               for n in nodes}
+    pss: dict[str, dict[str, list[float]]] = {n.name: {c: [] for c in COMPONENTS}
+                                              for n in nodes}
     shared_rss: list[float] = []
     began = time.monotonic()
     while (left := idle - (time.monotonic() - began)) > 0:
         for node in nodes:
             sums = dict.fromkeys(COMPONENTS, 0.0)
+            proportional = dict.fromkeys(COMPONENTS, 0.0)
             for component, proc in node_processes(node):
                 with contextlib.suppress(psutil.Error):
-                    sums[component] += proc.memory_info().rss / MIB
-            for component, value in sums.items():
-                rss[node.name][component].append(value)
+                    memory = proc.memory_full_info()
+                    sums[component] += memory.rss / MIB
+                    proportional[component] += memory.pss / MIB
+            for component in COMPONENTS:
+                rss[node.name][component].append(sums[component])
+                pss[node.name][component].append(proportional[component])
         if shared:
             shared_rss.append(shared.memory_info().rss / MIB)
         time.sleep(min(10.0, left))
@@ -160,25 +167,27 @@ def measure(cluster: LocalCluster, idle: float) -> dict[str, Any]:
                 cpu[component] += _cpu(proc) - before
         per_node[node.name] = {
             c: {"rss_mib": statistics.mean(rss[node.name][c]),
+                "pss_mib": statistics.mean(pss[node.name][c]),
                 "millicores": 1000 * cpu[c] / elapsed} for c in COMPONENTS}
     if shared:
         per_node["(forwarder, shared)"] = {"forwarder": {
-            "rss_mib": statistics.mean(shared_rss),
+            "rss_mib": statistics.mean(shared_rss), "pss_mib": statistics.mean(shared_rss),
             "millicores": 1000 * (_cpu(shared) - shared_cpu) / elapsed}}
     return per_node
 
 
 def show(per_node: dict[str, Any], idle: float) -> None:
-    table = Table(title=f"real nodes, idle {idle:.0f}s: mean RSS MiB / millicores")
+    table = Table(title=f"real nodes, idle {idle:.0f}s: mean RSS MiB / PSS MiB / millicores")
     table.add_column("node")
     for column in (*COMPONENTS, "node total"):
         table.add_column(column, justify="right")
     for node, parts in per_node.items():
-        cells = [f"{parts[c]['rss_mib']:.1f} / {parts[c]['millicores']:.1f}"
-                 if c in parts else "-" for c in COMPONENTS]
-        total_rss = sum(p["rss_mib"] for p in parts.values())
-        total_cpu = sum(p["millicores"] for p in parts.values())
-        table.add_row(node, *cells, f"{total_rss:.1f} / {total_cpu:.1f}")
+        cells = [f"{parts[c]['rss_mib']:.1f} / {parts[c]['pss_mib']:.1f} / "
+                 f"{parts[c]['millicores']:.1f}" if c in parts else "-" for c in COMPONENTS]
+        total = {key: sum(p[key] for p in parts.values())
+                 for key in ("rss_mib", "pss_mib", "millicores")}
+        table.add_row(node, *cells, f"{total['rss_mib']:.1f} / {total['pss_mib']:.1f} / "
+                      f"{total['millicores']:.1f}")
     console.print(table)
 
 

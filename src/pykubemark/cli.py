@@ -987,8 +987,9 @@ def real_nodes_add(name: str, count: int, load_images: tuple[Path, ...]) -> None
     cluster = LocalCluster.load(name)
     if cluster.state.options.get("stopped") or not cluster.state.running():
         raise UserError(f"cluster '{name}' is not running (pykubemark up --name {name})")
-    release = cluster.state.options.get("release")
-    binaries = ensure_binaries(None, release=Release.parse(str(release)) if release else None,
+    release, bin_dir = (cluster.state.options.get(k) for k in ("release", "bin_dir"))
+    binaries = ensure_binaries(Path(str(bin_dir)) if bin_dir else None,
+                               release=Release.parse(str(release)) if release else None,
                                allow_build=False)
     try:
         with _interruptible(name), err_console.status(f"adding real nodes to '{name}'") as shown:

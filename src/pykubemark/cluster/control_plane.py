@@ -221,6 +221,8 @@ class LocalCluster:
     def _start(self, options: UpOptions, binaries: Binaries) -> None:
         release = binaries.release
         self.state.options["release"] = str(release)
+        # where `real-nodes add` finds the same kubelet and kube-proxy
+        self.state.options["bin_dir"] = str(binaries.kube_apiserver.parent)
         self.state.save()
         #: Before 1.24 the apiserver and the controllers served plain HTTP unless told not to.
         legacy = release.minor_version < (1, 24)

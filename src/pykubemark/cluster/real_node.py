@@ -424,6 +424,10 @@ def _start_agents(cluster: LocalCluster, binaries: Binaries, nodes: list[RealNod
             str(binaries.kubelet), f"--config={d / 'kubelet-config.yaml'}",
             f"--bootstrap-kubeconfig={cluster.kubeconfig_for('kubelet-bootstrap')}",
             f"--kubeconfig={d / 'kubelet.kubeconfig'}",
+            *(["--container-runtime=remote",
+               f"--container-runtime-endpoint=unix://{_socket(node)}",
+               f"--pod-infra-container-image={PAUSE_IMAGE}"]
+              if binaries.release.minor_version < (1, 27) else []),
             f"--root-dir={d / 'kubelet'}", f"--cert-dir={d / 'kubelet' / 'pki'}",
             f"--hostname-override={node.name}",
             # a loopback --node-ip is refused: the host-network node reports the

@@ -46,6 +46,7 @@ RUNS = {
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
     "kubelet_api.py": (["--nodes", "2", "--settle", "0"], ["idle", "after_one_scrape_each"]),
+    "real_nodes.py": (["--nodes", "1", "--settle", "0", "--idle", "10"], ["per_node"]),
     # a second fleet beside it, from the checkout's own sources
     "podpath.py": (["--nodes", "1", "--pods-per-node", "1", "--repeat", "1", "--settle", "1",
                     "--warmup", "0", "--baseline-src", str(BENCHMARKS.parent / "src")],

@@ -200,13 +200,18 @@ def provision(bin_dir: Path | None, kubernetes_version: str | None, no_build: bo
               help="Size the apiserver's in-flight limits and caches for this many nodes as "
               "Kubernetes' kubemark master does (default: --nodes).")
 @hollow_options
+@click.option("--real-nodes", "real_nodes", type=click.IntRange(0, 250), default=0,
+              help="Also N real nodes NAME-node-I: the release's kubelet and kube-proxy on "
+              "Debian's containerd, runc and CNI plugins, each in a network namespace, cgroup "
+              "and containerd of its own, pods reaching pods and services across nodes. "
+              "Needs root.")
 @click.option("--real-node", is_flag=True,
-              help="Also one real kubelet (built from the same source) on Debian's containerd, "
-              "runc and CNI plugins, with a locally built pause image: a base cluster for "
-              "`deploy`. Loopback only; needs root.")
+              help="Also one real node NAME-node in the host's network (no kube-proxy), so "
+              "`deploy`'s host-network shards reach a target apiserver on the host's "
+              "loopback: a base cluster for `deploy`. Needs root.")
 @click.option("--load-image", "load_images", multiple=True, type=click.Path(path_type=Path),
-              help="With --real-node: import this image archive (e.g. from `pykubemark image "
-              "build`) into the node's containerd.")
+              help="With --real-node(s): import this image archive (e.g. from `pykubemark "
+              "image build`) into every real node's containerd.")
 def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
        apiserver_port: int | None, audit: bool, etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...], nodes: int,
@@ -214,7 +219,7 @@ def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
        fidelity: str | None, processes: int, profile_file: Path | None, events: bool | None,
        endpoint_slices: bool, register_rate: float | None, engine: str,
        transport: str, content_type: str, node_credentials: str,
-       kubelet_api: bool | None, real_node: bool,
+       kubelet_api: bool | None, real_nodes: int, real_node: bool,
        load_images: tuple[Path, ...]) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     from pykubemark.cluster.control_plane import LocalCluster, UpOptions
@@ -258,17 +263,22 @@ def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
 
         def extra(c: LocalCluster, shown) -> None:
             start_hollow(c, hollow_args, shown.update)
-    if load_images and not real_node:
-        raise UserError("--load-image needs --real-node")
+    if real_node and real_nodes:
+        raise UserError("--real-node (one node in the host's network) and --real-nodes "
+                        "exclude each other")
+    if load_images and not (real_node or real_nodes):
+        raise UserError("--load-image needs --real-node or --real-nodes")
     for archive in load_images:
         if not archive.is_file():
             raise UserError(f"--load-image {archive} does not exist")
+    real = 1 if real_node else real_nodes
 
     def start_extra(c: LocalCluster, shown) -> None:
-        if real_node:
-            from pykubemark.cluster.real_node import start_real_node
+        if real:
+            from pykubemark.cluster.real_node import start_real_nodes
 
-            start_real_node(c, binaries, load_images, shown.update)
+            start_real_nodes(c, binaries, real, images=load_images, host_network=real_node,
+                             progress=shown.update)
         if nodes:
             extra(c, shown)
 
@@ -276,7 +286,7 @@ def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
         with _interruptible(name), err_console.status(f"starting cluster '{name}'") as shown:
             cluster = LocalCluster.up(
                 options, binaries,
-                extra=(lambda c: start_extra(c, shown)) if nodes or real_node else None)
+                extra=(lambda c: start_extra(c, shown)) if nodes or real else None)
     except KeyboardInterrupt:
         from pykubemark.errors import Interrupted
 
@@ -286,7 +296,8 @@ def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
     what = "hollow nodes" if engine == "pykubemark" else "Go kubemark hollow nodes"
     console.print(f"cluster [bold]{name}[/] is up: {cluster.state.server}"
                   + (f" with {nodes} {what}" if nodes else "")
-                  + (f" and real node {name}-node" if real_node else ""))
+                  + (f" and real node {name}-node" if real_node else "")
+                  + (f" and {real_nodes} real node(s) {name}-node-0.." if real_nodes else ""))
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = binaries.kubectl or "kubectl"
@@ -742,6 +753,26 @@ def status(name: str | None) -> None:
             table.add_row(str(row["component"]), str(row["pid"] or "-"),
                           str(row["port"] or "-"), str(row["health"]), str(row["restarts"]))
         console.print(table)
+        if cluster.state.real_nodes:
+            _real_nodes_table(cluster)
+
+
+def _real_nodes_table(cluster) -> None:
+    """Each real node's address, namespace, containerd socket and what it costs."""
+    from pykubemark.cluster.real_node import usage
+
+    table = Table(title=f"{cluster.state.name}: real nodes", caption="agents: kubelet, "
+                  "containerd and its shims, kube-proxy; CPU %: of one core over 1 s; "
+                  "CPU s: since start")
+    for column in ("node", "address", "netns", "containerd socket", "agents RSS MiB",
+                   "agents CPU %", "agents CPU s", "containers", "containers RSS MiB"):
+        table.add_column(column, overflow="fold")
+    for row in usage(cluster.state):
+        table.add_row(str(row["node"]), str(row["address"]), str(row["netns"]),
+                      str(row["runtime"]), f"{row['agents_rss_mib']:.1f}",
+                      f"{row['agents_cpu_percent']:.1f}", f"{row['agents_cpu_seconds']:.1f}",
+                      str(row["containers"]), f"{row['containers_rss_mib']:.1f}")
+    console.print(table)
 
 
 @cli.command()
@@ -953,6 +984,45 @@ def compare(baseline: str, candidate: str, tolerance: float, tolerances_file: Pa
         raise SystemExit(1)
 
 
+@cli.group(name="real-nodes")
+def real_nodes_group() -> None:
+    """Real nodes of a running local cluster (see `up --real-nodes`)."""
+
+
+@real_nodes_group.command(name="add")
+@name_option
+@click.option("--count", type=click.IntRange(1, 250), default=1, show_default=True,
+              help="Real nodes to add.")
+@click.option("--load-image", "load_images", multiple=True, type=click.Path(path_type=Path),
+              help="Also import this image archive into the new nodes' containerd.")
+def real_nodes_add(name: str, count: int, load_images: tuple[Path, ...]) -> None:
+    """Add real nodes NAME-node-I (each with its own network namespace, cgroup,
+    containerd, kubelet and kube-proxy) to a running local cluster; returns once they
+    are Ready. On failure or Ctrl-C the nodes it made are undone, the cluster runs on."""
+    from pykubemark.cluster.control_plane import LocalCluster
+    from pykubemark.cluster.real_node import start_real_nodes
+    from pykubemark.provision import ensure_binaries
+    from pykubemark.provision.releases import Release
+
+    cluster = LocalCluster.load(name)
+    if cluster.state.options.get("stopped") or not cluster.state.running():
+        raise UserError(f"cluster '{name}' is not running (pykubemark up --name {name})")
+    release, bin_dir = (cluster.state.options.get(k) for k in ("release", "bin_dir"))
+    binaries = ensure_binaries(Path(str(bin_dir)) if bin_dir else None,
+                               release=Release.parse(str(release)) if release else None,
+                               allow_build=False)
+    try:
+        with _interruptible(name), err_console.status(f"adding real nodes to '{name}'") as shown:
+            added = start_real_nodes(cluster, binaries, count, images=load_images,
+                                     progress=shown.update)
+    except KeyboardInterrupt:
+        from pykubemark.errors import Interrupted
+
+        raise Interrupted(f"interrupted; the nodes being added to cluster '{name}' were "
+                          "removed") from None
+    console.print(f"cluster [bold]{name}[/]: real node(s) {', '.join(added)} Ready")
+
+
 @cli.group()
 def image() -> None:
     """The pykubemark container image (for `deploy`)."""
@@ -982,15 +1052,16 @@ def image_build(out: Path) -> None:
 @name_option
 @click.argument("archive", type=click.Path(path_type=Path))
 def image_load(name: str, archive: Path) -> None:
-    """Import an image archive into the real node of a local cluster (`up --real-node`)."""
+    """Import an image archive into every real node of a local cluster."""
     from pykubemark.cluster.control_plane import LocalCluster
     from pykubemark.cluster.real_node import load_image
 
     cluster = LocalCluster.load(name)
-    if not cluster.state.options.get("real_node") or not cluster.state.running():
-        raise UserError(f"cluster '{name}' has no running real node (up --real-node)")
-    load_image(cluster, archive)
-    console.print(f"imported {archive} into the node of cluster '{name}'")
+    has_nodes = cluster.state.real_nodes or cluster.state.options.get("real_node")
+    if not has_nodes or not cluster.state.running():
+        raise UserError(f"cluster '{name}' has no running real node (up --real-node(s))")
+    count = load_image(cluster, archive)
+    console.print(f"imported {archive} into {count} real node(s) of cluster '{name}'")
 
 
 def main() -> None:

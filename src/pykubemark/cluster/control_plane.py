@@ -116,7 +116,10 @@ class UpOptions:
     size: int = 0
 
 
-def _wait(what: str, check: Callable[[], bool], proc: Proc | None, timeout: float) -> None:
+def wait_until(what: str, check: Callable[[], bool], proc: Proc | None,
+               timeout: float) -> None:
+    """Poll ``check`` until it holds; a one-line `UserError` if ``proc`` exits first (with
+    its log's last lines) or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -171,6 +174,9 @@ class LocalCluster:
                 raise UserError(
                     f"cluster '{name}' is already running (pykubemark down --name {name})"
                 )
+            # What a crashed `up` may have left outside the directory (real nodes'
+            # namespaces, cgroups, mounts) is undone before the directory goes.
+            cls(old).down()
             shutil.rmtree(directory)
         if options.apiserver_port is not None:
             ports.require_free(options.apiserver_port, "apiserver")
@@ -230,6 +236,8 @@ class LocalCluster:
     def _start(self, options: UpOptions, binaries: Binaries) -> None:
         release = binaries.release
         self.state.options["release"] = str(release)
+        # where `real-nodes add` finds the same kubelet and kube-proxy
+        self.state.options["bin_dir"] = str(binaries.kube_apiserver.parent)
         self.state.save()
         #: Before 1.24 the apiserver and the controllers served plain HTTP unless told not to.
         legacy = release.minor_version < (1, 24)
@@ -249,7 +257,7 @@ class LocalCluster:
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", f"default={peer_url}", "--quota-backend-bytes", str(8 << 30),
         ], port=port["etcd"], health_url=f"{etcd_url}/health")
-        _wait("etcd to be healthy", lambda: health.healthy(etcd.health_url or ""), etcd,
+        wait_until("etcd to be healthy", lambda: health.healthy(etcd.health_url or ""), etcd,
               options.timeout)
 
         apiserver_argv = [
@@ -293,7 +301,7 @@ class LocalCluster:
         apiserver = self._launch("kube-apiserver", apiserver_argv, port=port["apiserver"],
                                  health_url=f"{self.state.server}/readyz")
         admin_token = self.token("admin")
-        _wait("kube-apiserver /readyz",
+        wait_until("kube-apiserver /readyz",
               lambda: health.healthy(self.state.server + "/readyz", token=admin_token,
                                      ca_cert=pki["ca_cert"]),
               apiserver, options.timeout)
@@ -314,9 +322,9 @@ class LocalCluster:
         sched = self._launch_controller("kube-scheduler", binaries.kube_scheduler, "scheduler",
                                         legacy, [*COMPONENT_QPS, *options.scheduler_args])
         for proc in (cm, sched):
-            _wait(f"{proc.name} /healthz",
+            wait_until(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
-        _wait("the default namespace to take pods", self.namespace_ready, cm, options.timeout)
+        wait_until("the default namespace to take pods", self.namespace_ready, cm, options.timeout)
 
     def _launch_controller(self, name: str, binary: Path, user: str, legacy: bool,
                            extra: list[str]) -> Proc:
@@ -388,7 +396,7 @@ class LocalCluster:
             self.state.processes[self.state.processes.index(old)] = proc
             self.state.save()
         if proc.health_url:
-            _wait(f"{name} to be healthy again", lambda: self.healthy(proc), proc, 120)
+            wait_until(f"{name} to be healthy again", lambda: self.healthy(proc), proc, 120)
         return proc
 
     def healthy(self, proc: Proc) -> bool:
@@ -403,10 +411,10 @@ class LocalCluster:
         """Stop every process this cluster started, newest first; return their names."""
         live = self.state.running()
         processes.stop(list(reversed(live)))
-        if self.state.options.get("real_node"):
-            from pykubemark.cluster.real_node import stop_containers
+        if self.state.real_nodes or self.state.network or self.state.options.get("real_node"):
+            from pykubemark.cluster.real_node import teardown
 
-            stop_containers(self.dir)
+            teardown(self)
         etcd_data = self.state.options.get("etcd_data")
         if isinstance(etcd_data, str):
             shutil.rmtree(etcd_data, ignore_errors=True)

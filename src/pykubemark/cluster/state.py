@@ -46,6 +46,37 @@ class Proc(msgspec.Struct):
         return self.process() is not None
 
 
+class NodeNetwork(msgspec.Struct):
+    """The host's side of a cluster's real nodes (cluster/netns.py): a bridge holding the
+    first address of a /24 whose other addresses are the nodes'."""
+
+    bridge: str
+    subnet: str
+    gateway: str
+
+
+class RealNode(msgspec.Struct):
+    """One real node (cluster/real_node.py) and what was made for it. A field is set
+    only once its thing exists, so `down` undoes exactly what was made, after a crash
+    too, and never a namesake that was there before."""
+
+    name: str
+    index: int
+    directory: str
+    address: str
+    pod_cidr: str
+    #: Network namespace (/run/netns/NAME); None: the host's network (`up --real-node`).
+    netns: str | None = None
+    #: The host's end of the node's veth pair, on the cluster's bridge.
+    veth: str | None = None
+    #: The node's cgroup (cgroupfs path, in every hierarchy): its agents and its pods.
+    cgroup: str | None = None
+    #: In the host's network: the CNI bridge its pods hang on.
+    cni_bridge: str | None = None
+    #: The CNI network name (its cached results in /var/lib/cni are removed by `down`).
+    cni_network: str | None = None
+
+
 class ClusterState(msgspec.Struct):
     name: str
     directory: str
@@ -54,6 +85,8 @@ class ClusterState(msgspec.Struct):
     ports: dict[str, int] = {}
     processes: list[Proc] = []
     options: dict[str, str | int | bool | None] = {}
+    network: NodeNetwork | None = None
+    real_nodes: list[RealNode] = []
 
     @property
     def path(self) -> Path:

@@ -1,0 +1,110 @@
+"""A cgroup of its own for each real node, with the cgroupfs driver (cgroup v1 or v2).
+
+A real node's kubelet gets ``cgroupRoot: /pkm-CLUSTER-I`` (its pods go under
+``.../kubepods``), and its agents — containerd, whose shims inherit its cgroup, the kubelet
+and kube-proxy — run in ``/pkm-CLUSTER-I/agents``. So every process of a node can be found,
+measured (`status`) and killed (`down`) by its cgroup, even the containers of a
+containerd that crashed, and nodes on one machine never share a QoS tree. The kubelet
+refuses a ``cgroupRoot`` that is missing in any hierarchy: we make it in all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+
+def hierarchies() -> list[Path]:
+    """Mount points of every cgroup (v1) and cgroup2 hierarchy under /sys/fs/cgroup."""
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            mount = Path(fields[4])
+            if fstype in ("cgroup", "cgroup2") and (mount == ROOT or ROOT in mount.parents):
+                found.append(mount)
+    return found
+
+
+def _dirs(path: str) -> list[Path]:
+    rel = path.strip("/")
+    return [h / rel for h in hierarchies()]
+
+
+def create(path: str) -> None:
+    """``path`` (e.g. /pkm-c-0/agents) and its parents in every hierarchy; a new cpuset
+    (v1) gets its parent's CPUs and memory nodes, without which it takes no process."""
+    for hierarchy in hierarchies():
+        current = hierarchy
+        for part in Path(path.strip("/")).parts:
+            parent, current = current, current / part
+            if current.is_dir():
+                continue
+            current.mkdir()
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (parent / name).is_file() and (current / name).is_file():
+                    (current / name).write_text((parent / name).read_text())
+
+
+def exists(path: str) -> bool:
+    return any(d.is_dir() for d in _dirs(path))
+
+
+def join_argv(path: str, argv: list[str]) -> list[str]:
+    """argv that moves itself into cgroup ``path`` of every hierarchy, then execs
+    ``argv`` (the same pid throughout, so it is recorded and stopped as usual)."""
+    procs = " ".join(shlex.quote(str(d / "cgroup.procs")) for d in _dirs(path))
+    script = f'for f in {procs}; do echo $$ > "$f" 2>/dev/null; done; exec "$@"'
+    return ["/bin/sh", "-c", script, "pkm-cgroup", *argv]
+
+
+def _tree(directory: Path) -> list[Path]:
+    """``directory`` and its descendants, deepest first."""
+    if not directory.is_dir():
+        return []
+    found = [Path(root) for root, _dirs, _files in os.walk(directory)]
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def pids(path: str) -> set[int]:
+    """Processes in ``path`` and below (read from the first hierarchy that has it)."""
+    for directory in _dirs(path):
+        if directory.is_dir():
+            found: set[int] = set()
+            for sub in _tree(directory):
+                with contextlib.suppress(OSError, ValueError):
+                    found.update(int(p) for p in (sub / "cgroup.procs").read_text().split())
+            return found
+    return set()
+
+
+def remove(path: str, timeout: float = 10.0) -> list[str]:
+    """Kill every process left in ``path`` and remove it from every hierarchy; what could
+    not be removed (empty when all is gone)."""
+    deadline = time.monotonic() + timeout
+    while (left := pids(path)) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    stuck = []
+    for directory in _dirs(path):
+        for sub in _tree(directory):
+            for _ in range(50):
+                try:
+                    sub.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # EBUSY while the last killed tasks exit
+                    time.sleep(0.1)
+            else:
+                stuck.append(str(sub))
+    return stuck

@@ -266,10 +266,41 @@ class SideRun:
             }
         folded = [msgspec.structs.replace(r, user=component(r) or "") for r in requests]
         watches = sorted(watch_set(folded, self.names))
+        for window in self.windows:
+            if window.end is not None and window.unit == "pod" and self.pods:
+                only = resources_only_patches(audit_log, window.start, window.end)
+                if only is not None:
+                    windows[window.name]["resources_only_status_patches"] = only / self.pods
         return {"nodes": self.names, "pods": self.pods, "windows": windows,
                 "watches": [list(w) for w in watches],
                 "running_after_seconds": self.running_after,
                 "gone_after_seconds": self.gone_after}
+
+
+def resources_only_patches(audit_log: Path, start: dt.datetime, end: dt.datetime) -> int | None:
+    """Pod status patches from kubelets that write nothing but ``status.resources`` (the
+    pod-level resources a kubelet reads from its cgroups; on a cgroup v1 host it reads
+    an unlimited memory limit as 8 EiB and writes it, then its removal when the pod
+    stops). None when the log has no request bodies."""
+    found, bodies = 0, False
+    with audit_log.open("rb") as handle:
+        for line in handle:
+            if b'"subresource":"status"' not in line or b'"requestObject"' not in line:
+                continue
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if ref.get("resource") != "pods" or event.get("stage") != "ResponseComplete" \
+                    or not event["user"]["username"].startswith("system:node:"):
+                continue
+            stamp = dt.datetime.fromisoformat(event["requestReceivedTimestamp"]
+                                              .replace("Z", "+00:00"))
+            if not start <= stamp < end:
+                continue
+            bodies = True
+            status = (event.get("requestObject") or {}).get("status") or {}
+            if set(status) == {"resources"}:
+                found += 1
+    return found if bodies else None
 
 
 # -- comparison ----------------------------------------------------------------------------
@@ -405,7 +436,7 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
         try:
             for side in chosen:
                 run = SideRun(side, binaries, nodes, f"{name}-{side}"[:40])
-                options = UpOptions(name=run.name, audit=True,
+                options = UpOptions(name=run.name, audit=True, audit_bodies=side == "real",
                                     controller_manager_args=PACE.controller_manager_args,
                                     scheduler_args=PACE.scheduler_args, size=nodes)
                 with console.status(f"{side}: starting cluster '{run.name}'"):

@@ -122,11 +122,16 @@ class Fleet:
         self.names = [f"{prefix}-{i}" for i in range(nodes)]
         self.log = local.dir / "logs" / f"fleet-{prefix}.log"
         self.started = utcnow()
+        net = local.state.hollow_network
+        # The cluster's hollow-node addresses, which its node proxy accepts.
+        addresses = (["--kubelet-netns", net.netns, "--node-ip-base", net.cidr]
+                     if net and net.netns and "--no-kubelet-api" not in extra
+                     and "--kubelet-address" not in extra else [])
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*CLI, "hollow", "--kubeconfig", str(local.kubeconfig_for("kubelet-bootstrap")),
                  "--proxy-kubeconfig", str(local.kubeconfig_for("hollow-proxy")),
-                 "--nodes", str(nodes), "--prefix", prefix, *extra],
+                 "--nodes", str(nodes), "--prefix", prefix, *addresses, *extra],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 

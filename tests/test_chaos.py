@@ -38,8 +38,7 @@ UNREACHABLE = "node.kubernetes.io/unreachable"
 def chaos_cluster(binaries) -> Iterator[Cluster]:
     run_cli("up", "--name", NAME, "--audit",
             f"--controller-manager-arg=--node-monitor-grace-period={GRACE:.0f}s",
-            "--controller-manager-arg=--node-monitor-period=2s",
-            "--controller-manager-arg=--pod-eviction-timeout=10s")
+            "--controller-manager-arg=--node-monitor-period=2s")
     try:
         yield Cluster(NAME)
     finally:

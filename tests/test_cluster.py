@@ -7,10 +7,13 @@ import os
 import socket
 import stat
 import subprocess
+from pathlib import Path
 
 import psutil
 import pytest
 from helpers import Cluster, run_cli
+
+from pykubemark.provision.releases import default_release
 
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
@@ -40,16 +43,15 @@ def test_kubeconfig_works_with_kubectl(cluster: Cluster) -> None:
     mode = stat.S_IMODE(os.stat(cluster.kubeconfig).st_mode)
     assert mode == 0o600
     version = json.loads(cluster.kubectl("get", "--raw", "/version"))
-    assert version["gitVersion"] == "v1.20.2"
+    assert version["gitVersion"] == default_release().tag
     assert cluster.kubectl("get", "--raw", "/readyz").strip() == "ok"
 
 
-def test_default_service_account_has_a_token(cluster: Cluster) -> None:
-    account = cluster.get_json("serviceaccount", "default", "-n", "default")
-    secret = account["secrets"][0]["name"]
-    token = cluster.get_json("secret", secret, "-n", "default")
-    assert token["type"] == "kubernetes.io/service-account-token"
-    assert token["data"]["token"]
+def test_default_namespace_is_ready_for_pods(cluster: Cluster) -> None:
+    """Its service account, and the root CA every pod's projected token volume mounts."""
+    assert cluster.get_json("serviceaccount", "default", "-n", "default")
+    root_ca = cluster.get_json("configmap", "kube-root-ca.crt", "-n", "default")
+    assert "BEGIN CERTIFICATE" in root_ca["data"]["ca.crt"]
 
 
 def test_second_cluster_gets_other_ports_and_down_leaves_nothing(cluster: Cluster) -> None:
@@ -118,23 +120,26 @@ def test_bin_dir_with_binaries_builds_nothing(binaries, tmp_path) -> None:
     assert "Building" not in out
 
 
-def test_missing_binaries_without_apt_is_refused(tmp_path) -> None:
+def test_building_without_go_is_refused(tmp_path) -> None:
     env = {"PATH": str(tmp_path), "PYKUBEMARK_CACHE": str(tmp_path / "cache")}
     line = one_line_error(run_cli("provision", check=False, env=env))
-    assert "apt-get" in line and "--bin-dir" in line
+    assert "Go" in line and "--bin-dir" in line
 
 
-def test_missing_binaries_when_not_root_is_refused(tmp_path, monkeypatch) -> None:
-    from pykubemark.errors import UserError
-    from pykubemark.provision import ensure_binaries
+def test_a_release_the_proxy_does_not_serve_is_one_line_and_leaves_nothing(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    line = one_line_error(run_cli("provision", "--kubernetes-version", "9.99.0", check=False,
+                                  env={"PYKUBEMARK_CACHE": str(cache)}))
+    assert "9.99.0" in line and "not served" in line and "log:" in line
+    log = Path(line.split("log: ")[1])
+    assert log.is_file() and "9.99.0" in log.read_text()
+    assert not list((cache / "kubernetes").glob("*9.99.0*"))
 
-    monkeypatch.setenv("PYKUBEMARK_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # apt-get is there, kube-apiserver is not
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(UserError) as raised:
-        ensure_binaries(None)
-    assert raised.value.exit_code == 2
-    assert "root" in raised.value.message and "--bin-dir" in raised.value.message
+
+@pytest.mark.parametrize("version", ["1.37", "v1.37.2-rc.1", "latest"])
+def test_a_version_that_is_not_a_release_is_refused(version: str) -> None:
+    line = one_line_error(run_cli("provision", "--kubernetes-version", version, check=False))
+    assert "--kubernetes-version" in line
 
 
 def test_health_get_tells_answer_refusal_and_silence_apart(cluster: Cluster,

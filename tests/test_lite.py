@@ -14,7 +14,8 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
     profile = tmp_path / "profile.yaml"
     profile.write_text(yaml.safe_dump({"extra_labels": {"pykubemark.io/fleet": "lite"}}))
     fleet = Fleet(cluster, NODES, "lite", "--fidelity", "lite", "--profile", str(profile),
-                  "--events", "--delete-nodes-on-exit")
+                  "--events", "--delete-nodes-on-exit", "--watch-kubeconfig",
+                  str(cluster.local.kubeconfig_for("hollow-kubelet")))
     try:
         fleet.wait_ready()
         nodes = fleet.nodes_json()
@@ -56,17 +57,20 @@ def test_lite_fleet_runs_pods_with_one_watch_per_resource(cluster: Cluster, tmp_
     finally:
         assert fleet.stop() == 0
     requests = list(hollow_audit(cluster.audit_log, since=fleet.started, until=until,
-                                 users=[KUBELET_USER, PROXY_USER]))
-    watches = Counter((r.user, r.resource) for r in requests if r.verb == "list")
+                                 users=[KUBELET_USER, PROXY_USER, "pykubemark:hollow-kubelet"]))
+    watches = Counter((r.user, r.resource) for r in requests if r.initial_list)
     # One LIST per shared informer, not one per node.
-    assert watches[(KUBELET_USER, "pods")] == 1
-    assert watches[(KUBELET_USER, "nodes")] == 1
+    shared = "pykubemark:hollow-kubelet"  # --watch-kubeconfig's user
+    assert watches[(shared, "pods")] == 1
+    assert watches[(shared, "nodes")] == 1
+    assert not watches[(KUBELET_USER, "pods")]
     assert watches[(PROXY_USER, "services")] == 1
-    assert watches[(PROXY_USER, "endpoints")] == 1
-    pod_lists = [r for r in requests if r.resource == "pods" and r.verb == "list"]
+    assert watches[(PROXY_USER, "endpointslices")] == 1
+    pod_lists = [r for r in requests if r.resource == "pods" and r.initial_list]
     assert pod_lists[0].selectors() == {"fieldSelector": "spec.nodeName!="}
     # Leases stay per node.
-    renewed = {r.name for r in requests if r.resource == "leases" and r.verb == "update"}
+    renewed = {r.name for r in requests if r.resource == "leases"
+               and r.verb in ("create", "update") and r.code < 300}
     assert renewed == set(fleet.names)
 
 
@@ -101,19 +105,20 @@ def test_job_pods_complete(cluster: Cluster) -> None:
         assert fleet.stop() == 0
 
 
-def test_endpoint_slices_option_watches_endpointslices(cluster: Cluster) -> None:
-    fleet = Fleet(cluster, 2, "slices", "--endpoint-slices", "--delete-nodes-on-exit")
+def test_proxies_watch_the_releases_endpointslices(cluster: Cluster) -> None:
+    """Today's kube-proxy: EndpointSlices of discovery.k8s.io/v1, Services without
+    headless ones, its own Node and the ServiceCIDRs; no core/v1 Endpoints."""
+    fleet = Fleet(cluster, 2, "slices", "--delete-nodes-on-exit")
     try:
         fleet.wait_ready()
         until = utcnow()
     finally:
         assert fleet.stop() == 0
     lists = [r for r in hollow_audit(cluster.audit_log, since=fleet.started, until=until,
-                                   users=[PROXY_USER]) if r.verb == "list"]
+                                   users=[PROXY_USER]) if r.initial_list]
     slices = [r for r in lists if r.resource == "endpointslices"]
     assert len(slices) == 2  # one per node
-    # Kubernetes 1.20 serves discovery.k8s.io/v1beta1 only.
-    assert all(r.uri.startswith("/apis/discovery.k8s.io/v1beta1/endpointslices") for r in slices)
-    assert slices[0].selectors() == {"labelSelector": "!service.kubernetes.io/headless,"
-                                                      "!service.kubernetes.io/service-proxy-name"}
-    assert not [r for r in lists if r.resource == "endpoints"]
+    assert all(r.uri.startswith("/apis/discovery.k8s.io/v1/endpointslices") for r in slices)
+    assert slices[0].selectors() == {"labelSelector": "!service.kubernetes.io/headless"}
+    assert {r.resource for r in lists} == {"endpointslices", "services", "nodes",
+                                           "servicecidrs"}

@@ -85,16 +85,17 @@ def hollow_options(func):
 
 
 def _profile(profile_file: Path | None, fidelity: str | None, events: bool | None,
-             endpoint_slices: bool, release=None) -> Profile:
+             endpoint_slices: bool, release=None, node_ip_base: str | None = None) -> Profile:
     """The release's profile and the profile file, with only the options given on the
     command line on top."""
     from pykubemark.hollow.profile import load_profile
 
     return load_profile(profile_file, release, fidelity=fidelity, events=events,
+                        node_ip_base=node_ip_base,
                         proxy_endpoints="endpointslices" if endpoint_slices else None)
 
 
-def _check_node_addresses(profile: Profile, nodes: int) -> None:
+def _check_node_addresses(profile: Profile, nodes: int, netns: str | None = None) -> None:
     """Every node's API listens on its InternalIP: refuse a range that cannot hold them."""
     import ipaddress
 
@@ -105,8 +106,8 @@ def _check_node_addresses(profile: Profile, nodes: int) -> None:
         first, last = (nth_address(profile.node_ip_base, i) for i in (0, nodes - 1))
     except ValueError as exc:
         raise UserError(f"node_ip_base: {exc}") from None
-    check_addresses([first, last])
-    if ipaddress.ip_address(first) <= RESERVED <= ipaddress.ip_address(last):
+    check_addresses([first, last], netns)
+    if netns is None and ipaddress.ip_address(first) <= RESERVED <= ipaddress.ip_address(last):
         check_addresses([str(RESERVED)])
 
 
@@ -360,6 +361,18 @@ def _interruptible(name: str):
                                                       dir_okay=False), default=None,
               help="Accept only clients with a certificate from this CA (the apiserver's "
               "--kubelet-client-certificate); default: anonymous, as a kubelet allowing it.")
+@click.option("--kubelet-netns", default=None, metavar="NETNS",
+              help="Serve each node's kubelet API inside this network namespace, where the "
+              "node addresses (--node-ip-base) are local, instead of on loopback (the "
+              "apiserver's node proxy refuses loopback addresses). `up` makes one.")
+@click.option("--node-ip-base", default=None, metavar="CIDR",
+              help="The nodes' InternalIPs: the CIDR's first address + 1 + the node's index "
+              "(default: the profile's node_ip_base, 127.16.0.0/12).")
+@click.option("--watch-kubeconfig", type=click.Path(path_type=Path, exists=True,
+                                                     dir_okay=False), default=None,
+              help="--fidelity lite: credentials for the shared watches of all pods and nodes "
+              "(default: the first node's; since Kubernetes 1.32 a node may watch only its "
+              "own pods, so per-node identities need this).")
 @click.option("--kubelet-version", default=None, metavar="X.Y.Z",
               help="Act as this release's kubelet and kube-proxy (default: the apiserver's "
               "own version, from /version).")
@@ -372,7 +385,9 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
            pod_name: str | None, total_nodes: int | None, heartbeat_file: Path | None,
            chaos_file: Path | None, kubelet_api: bool | None, kubelet_port: int,
            kubelet_address: str | None, kubelet_client_ca: Path | None,
-           kubelet_version: str | None, verbose: bool) -> None:
+           kubelet_netns: str | None, node_ip_base: str | None,
+           watch_kubeconfig: Path | None, kubelet_version: str | None,
+           verbose: bool) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""
     import logging
     import sys
@@ -408,7 +423,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
     api = ApiOptions(enabled=kubelet_api is not False, port=kubelet_port,
-                     address=kubelet_address or None, client_ca=kubelet_client_ca)
+                     address=kubelet_address or None, client_ca=kubelet_client_ca,
+                     netns=kubelet_netns)
     if api.enabled and api.address:
         import ipaddress
 
@@ -416,6 +432,10 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
             ipaddress.ip_address(api.address)
         except ValueError:
             raise UserError(f"--kubelet-address {api.address!r} is not an IP address") from None
+    elif api.enabled:
+        # Before anything else: the addresses come from the profile, not the release.
+        _check_node_addresses(_profile(profile_file, fidelity, events, endpoint_slices,
+                                       node_ip_base=node_ip_base), nodes, kubelet_netns)
     config = load_kubeconfig(kubeconfig)
     csr = {"verb": "create", "resource": "certificatesigningrequests",
            "group": "certificates.k8s.io"}
@@ -425,9 +445,13 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
     version = check_server(config, **csr) if node_credentials == "bootstrap" \
         else check_server(config)
     release = _kubelet_release(kubelet_version, version)
-    profile = _profile(profile_file, fidelity, events, endpoint_slices, release)
-    if api.enabled and not api.address:
-        _check_node_addresses(profile, nodes)
+    profile = _profile(profile_file, fidelity, events, endpoint_slices, release,
+                       node_ip_base=node_ip_base)
+    if profile.fidelity == "lite" and node_credentials == "bootstrap" \
+            and watch_kubeconfig is None and release.minor_version >= (1, 32):
+        raise UserError("--fidelity lite with per-node identities needs --watch-kubeconfig "
+                        "(a user allowed to watch every pod and node): since Kubernetes 1.32 "
+                        "a node may watch only its own pods")
     if proxy_kubeconfig is not None:
         check_server(load_kubeconfig(proxy_kubeconfig), verb="watch", resource="endpoints")
     elif node_credentials == "bootstrap" and not may(config, "watch", "endpoints"):
@@ -448,7 +472,8 @@ def hollow(kubeconfig: Path | None, proxy_kubeconfig: Path | None, nodes: int, p
                            restarts_file=restarts_file, transport=transport,
                            content_type=content_type, node_credentials=node_credentials,
                            cert_dir=cert_dir, heartbeat_file=heartbeat_file,
-                           chaos_file=chaos_file, kubelet_api=api))
+                           chaos_file=chaos_file, kubelet_api=api,
+                           watch_kubeconfig=watch_kubeconfig))
 
 
 def _kubelet_release(asked: str | None, server_version: dict[str, str]):

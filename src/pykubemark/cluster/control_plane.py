@@ -8,6 +8,7 @@ state directory. Two names never share a port or a file, so clusters run side by
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -324,7 +325,13 @@ class LocalCluster:
         for proc in (cm, sched):
             wait_until(f"{proc.name} /healthz",
                   lambda p=proc: health.healthy(p.health_url or ""), proc, options.timeout)
-        wait_until("the default namespace to take pods", self.namespace_ready, cm, options.timeout)
+        wait_until("the default namespace to take pods", self.namespace_ready, cm,
+                   options.timeout)
+        if os.geteuid() == 0 and shutil.which("ip") is not None:
+            # Addresses for hollow nodes' kubelet APIs that the node proxy accepts.
+            from pykubemark.cluster import hollow_net
+
+            hollow_net.create(self.state)
 
     def _launch_controller(self, name: str, binary: Path, user: str, legacy: bool,
                            extra: list[str]) -> Proc:
@@ -415,6 +422,10 @@ class LocalCluster:
             from pykubemark.cluster.real_node import teardown
 
             teardown(self)
+        if self.state.hollow_network is not None:
+            from pykubemark.cluster import hollow_net
+
+            hollow_net.teardown(self.state)
         etcd_data = self.state.options.get("etcd_data")
         if isinstance(etcd_data, str):
             shutil.rmtree(etcd_data, ignore_errors=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -28,40 +27,22 @@ import socket
 import sys
 from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
+from pykubemark.netns_sockets import inside
 
 
 def listen_in(netns: str, host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port inside the network namespace at ``netns``
     (a /run/netns path); the calling thread is back in its own namespace on return."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(netns, os.O_RDONLY)
+    with inside(netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            _setns(target)
-            try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.bind((host, port))
-                    sock.listen(1024)
-                    sock.setblocking(False)
-                except BaseException:
-                    sock.close()
-                    raise
-            finally:
-                _setns(home)
-        finally:
-            os.close(target)
-    finally:
-        os.close(home)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
     return sock
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,9 @@ class HollowArgs:
     kubelet_api: bool = True
     transport: str = "h2"
     content_type: str = "protobuf"
+    #: Where the nodes' addresses are local (cluster/hollow_net.py), and their range.
+    netns: str | None = None
+    node_ip_base: str | None = None
 
     def argv(self, cluster: LocalCluster) -> list[str]:
         kubelet_user = "kubelet-bootstrap" if self.node_credentials == "bootstrap" \
@@ -50,6 +56,9 @@ class HollowArgs:
         ]
         if self.fidelity:
             args += ["--fidelity", self.fidelity]
+        if self.fidelity == "lite":
+            # The shared watches of every pod and node need a user allowed to make them.
+            args += ["--watch-kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet"))]
         if self.profile:
             args += ["--profile", str(self.profile.resolve())]
         if self.events is not None:
@@ -59,6 +68,8 @@ class HollowArgs:
         if self.kubelet_api:
             # The apiserver calls in with its --kubelet-client-certificate, from this CA.
             args += ["--kubelet-client-ca", str(cluster.dir / "pki" / "ca.crt")]
+            if self.netns and self.node_ip_base:
+                args += ["--kubelet-netns", self.netns, "--node-ip-base", self.node_ip_base]
         else:
             args.append("--no-kubelet-api")
         return python_argv(*args)
@@ -87,6 +98,13 @@ def ready_nodes(cluster: LocalCluster, prefix: str) -> int:
 
 def start_hollow(cluster: LocalCluster, args: HollowArgs,
                  progress: Callable[[str], None] = lambda _msg: None) -> None:
+    if args.kubelet_api and args.netns is None and os.geteuid() == 0 \
+            and shutil.which("ip") is not None:
+        # Addresses the apiserver's node proxy accepts (it refuses loopback ones).
+        from pykubemark.cluster import hollow_net
+
+        net = cluster.state.hollow_network or hollow_net.create(cluster.state)
+        args = dataclasses.replace(args, netns=net.netns, node_ip_base=net.cidr)
     proc = cluster.add_process("hollow", args.argv(cluster))
     # A busy machine registers slowly but steadily: give up only when no node turned Ready
     # for STALL seconds. Listing every node is itself load at thousands, so poll less often.

@@ -55,6 +55,16 @@ class NodeNetwork(msgspec.Struct):
     gateway: str
 
 
+class HollowNetwork(msgspec.Struct):
+    """Where a local cluster's hollow nodes have their addresses (cluster/hollow_net.py):
+    the host's end of a veth, the /16 routed through it, and once made, the network
+    namespace in which that /16 is local."""
+
+    veth: str
+    cidr: str
+    netns: str | None = None
+
+
 class RealNode(msgspec.Struct):
     """One real node (cluster/real_node.py) and what was made for it. A field is set
     only once its thing exists, so `down` undoes exactly what was made, after a crash
@@ -87,6 +97,7 @@ class ClusterState(msgspec.Struct):
     options: dict[str, str | int | bool | None] = {}
     network: NodeNetwork | None = None
     real_nodes: list[RealNode] = []
+    hollow_network: HollowNetwork | None = None
 
     @property
     def path(self) -> Path:

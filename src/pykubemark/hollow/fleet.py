@@ -73,6 +73,10 @@ class FleetOptions:
     chaos_file: Path | None = None
     #: The kubelet's own HTTPS API (logs, stats, node proxy), one server per process.
     kubelet_api: ApiOptions = field(default_factory=ApiOptions)
+    #: `lite`: the user of the shared watches of every pod and node (default: the first
+    #: node's). Since 1.32 the Node authorizer lets a node watch only its own pods, so a
+    #: fleet of per-node identities needs one that may watch them all.
+    watch_kubeconfig: Path | None = None
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -175,7 +179,7 @@ class Fleet:
         if not api_options.enabled or not names:
             return
         if not api_options.address:
-            check_addresses(addresses.values())
+            check_addresses(addresses.values(), self.options.kubelet_api.netns)
         self.api = KubeletApi(self.kubelets, api_options)
         self.endpoints = await self.api.start(addresses)
         log.info("shard %d: kubelet API of %d nodes, %s at %s:%d", self.options.shard,
@@ -215,8 +219,12 @@ class Fleet:
         chaos = loop.create_task(self._chaos(stop))
         keeper = loop.create_task(self._keep_heap(stop, len(names)))
         if lite and names:
-            # The shared kubelet watches run as the shard's first node, as it would.
-            watcher = await self.kubelet_client(names[0][1])
+            # The shared kubelet watches run as the shard's first node, as it would, unless
+            # told otherwise (a node may not watch other nodes' pods since 1.32).
+            if self.options.watch_kubeconfig is not None:
+                watcher = self._component(load_kubeconfig(self.options.watch_kubeconfig))
+            else:
+                watcher = await self.kubelet_client(names[0][1])
             timeout = profile.min_watch_timeout
             stream = profile.stream_list
             self.shared = [

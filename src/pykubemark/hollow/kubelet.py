@@ -141,16 +141,26 @@ class HollowKubelet:
 
     # -- run --------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.register()
         loop = asyncio.get_running_loop()
+        steps = self.profile.register
+        lease = loop.create_task(self._lease_loop()) if steps.lease_first else None
+        for path in steps.probes:
+            try:
+                await self.client.request("GET", path.replace("{node}", self.name),
+                                          as_json=False)
+            except (ApiError, *NETWORK_ERRORS) as exc:
+                log.debug("%s: %s: %r", self.name, path, exc)
+        await self.register()
         self._tasks = [
-            loop.create_task(self._lease_loop()),
+            lease or loop.create_task(self._lease_loop()),
             loop.create_task(self._status_loop()),
             loop.create_task(self.pods.run_status_manager()),
             loop.create_task(self._reregister_loop()),
         ]
         if self.profile.startup_deletes:
             self._tasks.append(loop.create_task(self._startup_deletes()))
+        if self.pods.events is not None and self.profile.node_events:
+            self._tasks.append(loop.create_task(self._node_events()))
         if not self.shared:
             timeout = self.profile.min_watch_timeout
             stream = self.profile.stream_list
@@ -176,6 +186,25 @@ class HollowKubelet:
         await cancel_all(self._tasks)
         await self.object_watches.close()
         await self.pods.close()
+
+    async def _node_events(self) -> None:
+        """The Node's start-up events, repeats as patches of their count."""
+        events = self.pods.events
+        assert events is not None
+        involved = {"kind": "Node", "name": self.name, "uid": self.name, "namespace": ""}
+        for spec in self.profile.node_events:
+            body = objects.event("default", involved, spec.reason,
+                                 spec.message.replace("{node}", self.name), "kubelet",
+                                 self.name)
+            path = "/api/v1/namespaces/default/events"
+            try:
+                await events.create(path, body, as_json=False)
+                for count in range(2, spec.count + 1):
+                    await events.patch(f"{path}/{body['metadata']['name']}",
+                                       {"count": count, "lastTimestamp": objects.now_seconds()},
+                                       as_json=False)
+            except (ApiError, *NETWORK_ERRORS) as exc:
+                log.debug("%s: node event: %r", self.name, exc)
 
     async def _startup_deletes(self) -> None:
         """Collections the kubelet wipes once it starts (its node's ResourceSlices)."""
@@ -241,6 +270,8 @@ class HollowKubelet:
         object owned by the new Node. (Re-owning it in place races the garbage
         collector, whose delete of the old one checks only its uid.)"""
         path = f"{CSINODES}/{self.name}"
+        if self.profile.register.csinode_reads_node:
+            await self.client.request("GET", f"/api/v1/nodes/{self.name}", as_json=False)
         try:
             csinode = await self.client.object("GET", path)
         except ApiError as exc:
@@ -367,6 +398,12 @@ class HollowKubelet:
     # -- node status -------------------------------------------------------------------
     async def _status_loop(self) -> None:
         period = self.profile.status_check
+        if self.profile.register.status_at_once:
+            await self._sync_status()
+        if self.profile.register.ready_write:
+            await asyncio.sleep(0.2)
+            self.last_report = float("-inf")  # due: written whatever changed
+            await self._sync_status()
         await asyncio.sleep(random.random() * period)
         while True:
             await self.up.wait()

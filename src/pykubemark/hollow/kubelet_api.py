@@ -37,6 +37,7 @@ from pykubemark.cluster.pki import self_signed_serving_cert
 from pykubemark.errors import UserError
 from pykubemark.hollow.objects import Exited
 from pykubemark.kube.protobuf import materialize
+from pykubemark.netns_sockets import inside, netns_path
 
 if TYPE_CHECKING:
     from pykubemark.hollow.kubelet import HollowKubelet
@@ -69,11 +70,18 @@ class ApiOptions:
     #: The cluster CA: clients (the apiserver) must present a certificate it signed,
     #: as a kubelet with x509 authentication and no anonymous access demands.
     client_ca: Path | None = None
+    #: Listen inside this network namespace, where the node addresses are local
+    #: (cluster/hollow_net.py), instead of on this machine's loopback.
+    netns: str | None = None
 
 
-def check_addresses(ips: Iterable[str]) -> None:
+def check_addresses(ips: Iterable[str], netns: str | None = None) -> None:
     """A node's API listens on its own address, which must be this machine's loopback
-    (and not the apiserver's 127.0.0.1)."""
+    (and not the apiserver's 127.0.0.1), unless it is local in ``netns``."""
+    if netns is not None:
+        if not Path(netns_path(netns)).exists():
+            raise UserError(f"--kubelet-netns: no network namespace {netns}")
+        return
     for ip in ips:
         address = ipaddress.ip_address(ip)
         if address not in LOOPBACK or address == RESERVED:
@@ -217,15 +225,17 @@ def log_lines(record: PodRecord, container: str, previous: bool
 
 
 # -- the server -------------------------------------------------------------------------
-def _bind(hosts: list[str], ports: list[int]) -> list[socket.socket]:
+def _bind(hosts: list[str], ports: list[int], netns: str | None = None
+          ) -> list[socket.socket]:
     """Listening sockets, one per (host, port); a port 0 after the first socket is the
     first one's port (one port for every node address)."""
     sockets: list[socket.socket] = []
     chosen = 0
     try:
         for host, port in zip(hosts, ports, strict=True):
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                 socket.SOCK_STREAM)
+            with inside(netns):
+                sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                     socket.SOCK_STREAM)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port or chosen))
@@ -254,7 +264,7 @@ def bind_nodes(addresses: Mapping[str, str], options: ApiOptions
         tries = 20 if options.port == 0 else 1
     for attempt in range(tries):
         try:
-            sockets = _bind(hosts, ports)
+            sockets = _bind(hosts, ports, options.netns)
             break
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or attempt == tries - 1:

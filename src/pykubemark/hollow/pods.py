@@ -311,11 +311,11 @@ class PodLifecycle:
             view.image_known = False
             record.ready_changed = record.times.scheduled
             record.backoff = self._backoff()
-            self._set_status(record, "Pending")
-            self._request_tokens(record)
+            self._first_status(record)
+            self._later(record, self.profile.start.token_delay, self._request_tokens)
             self._later(record, delay, self._pull)
             return record
-        self._set_status(record, "Pending")
+        self._first_status(record)
         for container in pod.spec.containers:
             if self.on_image:
                 self.on_image(container.image)
@@ -323,12 +323,22 @@ class PodLifecycle:
                         f'Container image "{container.image}" already present on machine',
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
-        self._request_tokens(record)
+        self._later(record, self.profile.start.token_delay, self._request_tokens)
         if self.profile.start.sandbox_delay is None:
             self._later(record, delay, self._containers_started)
         else:
             self._later(record, delay + self.profile.start.sandbox_delay, self._sandbox_ready)
         return record
+
+    def _first_status(self, record: PodRecord) -> None:
+        """The Pending status, after the pod worker's first sync (`first_sync`)."""
+        first = self.profile.start.first_sync
+        if first is None:
+            self._set_status(record, "Pending")
+            return
+        self._later(record, failures.sample(first, self.rng),
+                    lambda r: self._set_status(r, r.phase) if r.phase == "Pending"
+                    and not r.status and not r.terminating else None)
 
     def _sandbox_ready(self, record: PodRecord) -> None:
         """The pod sandbox is up (a status of its own in later kubelets); the containers
@@ -543,7 +553,8 @@ class PodLifecycle:
             self._event(record, "Killing", f"Stopping container {container.name}",
                         container.name)
         for offset in stop.resyncs:
-            self._later(record, offset, self._resync)
+            if stop.resync_chance >= 1 or self.rng.random() < stop.resync_chance:
+                self._later(record, offset, self._resync)
         if stop.generation_write is not None:
             self._later(record, stop.generation_write, self._regenerate)
         self._later(record, stop.kill_delay, self._killed)
@@ -747,6 +758,8 @@ class PodLifecycle:
         self._spawn(self._post(self.events, f"/api/v1/namespaces/{meta.namespace}/events", body))
 
     def _request_tokens(self, record: PodRecord) -> None:
+        if record.terminating or self.pods.get(record.uid) is not record:
+            return
         pod = record.pod
         for volume in pod.spec.volumes:
             if not volume.projected:

@@ -89,6 +89,14 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     #: status of its own, this long after the volumes are mounted, and start the
     #: containers then; None: no such status (1.20).
     sandbox_delay: float | None = None
+    #: Seconds from seeing a pod to its first sync and status write (admission, the pod
+    #: worker's start): none by default. A node's GET of a pod it has just been handed
+    #: races the Node authorizer's graph, which refuses it (403) until it links the pod.
+    first_sync: Distribution | None = None
+    #: When the volume manager asks for the pod's service-account tokens (TokenRequest),
+    #: after the pod is seen. Asked too early, before the apiserver's Node authorizer
+    #: links the pod to the node, it is refused (403) and retried.
+    token_delay: float = 0.0
     #: Seconds a pod with restartPolicy Never/OnFailure runs before it succeeds;
     #: the annotation ``pykubemark.io/run-seconds`` overrides it per pod.
     job_run_seconds: float = 5.0
@@ -105,12 +113,45 @@ class StopProfile(msgspec.Struct, forbid_unknown_fields=True):
     kill_delay: float = 0.6
     delete_after: float = 7.7
     confirm_after: float | None = 0.4
+    #: The chance that each of ``resyncs`` happens (a GET of the pod that finds its status
+    #: unchanged: in later kubelets two syncs race at the end, and only sometimes does
+    #: one of them find nothing to write).
+    resync_chance: float = 1.0
     #: Later kubelets write the deletion's new generation (observedGeneration) this long
     #: after they see it, before the kill; None: not written (1.20).
     generation_write: float | None = None
     #: A deleted pod ends Succeeded or Failed whatever its restartPolicy (since 1.27);
     #: False: a restartPolicy Always pod stays Running until deleted (1.20).
     terminal_phase: bool = False
+
+
+class RegisterProfile(msgspec.Struct, forbid_unknown_fields=True):
+    """What a kubelet does around registering its Node, beyond the POST itself (later
+    releases, read off the real one's audit log): its components read the Node and the
+    CSINode before they exist, its lease controller starts first, and its first status
+    writes follow at once."""
+
+    #: GETs (paths, ``{node}`` the node's name) made before the Node exists: each 404s.
+    probes: list[str] = []
+    #: The lease controller starts with the kubelet: its first try finds no Node to own
+    #: the Lease (a GET of each, 404) and waits a renew period.
+    lease_first: bool = False
+    #: The first status sync right after registering; its informer does not have the
+    #: Node yet, so it reads it with a GET before it writes.
+    status_at_once: bool = False
+    #: One more status write once the node is Ready (the kubelet's fast update).
+    ready_write: bool = False
+    #: The CSINode's creation starts with a GET of the Node.
+    csinode_reads_node: bool = False
+
+
+class NodeEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """An event about the Node at start-up; ``count`` > 1 is one create and then patches
+    of its count, as the kubelet's event correlator sends repeats."""
+
+    reason: str
+    message: str
+    count: int = 1
 
 
 FAILURES = ("none", "crashloop", "oomkilled", "imagepull", "unready")
@@ -232,6 +273,9 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     kubelet_watches: list[WatchSpec] = msgspec.field(default_factory=lambda: [
         WatchSpec("/api/v1/services"), WatchSpec("/apis/storage.k8s.io/v1/csidrivers"),
         WatchSpec("/apis/node.k8s.io/v1/runtimeclasses")])
+    register: RegisterProfile = msgspec.field(default_factory=RegisterProfile)
+    #: Events about the Node when the kubelet starts (with ``events``).
+    node_events: list[NodeEvent] = []
     #: Collections the kubelet deletes once at start (the DRA manager wipes its node's
     #: ResourceSlices).
     startup_deletes: list[WatchSpec] = []

@@ -178,33 +178,49 @@ class LoadGenerator:
 
     # -- namespaces --------------------------------------------------------------------
     async def create_namespaces(self) -> None:
-        """Namespaces first, and each one's default service account token: without it
-        pods are refused and retried with back-off, which would skew pod start-up."""
+        """Namespaces first, each ready for pods before any is created: its default
+        service account (and, before 1.24, that account's token secret) and its
+        ``kube-root-ca.crt``, which every pod's token volume mounts. Without them pods
+        are refused or wait for their volumes, which would skew pod start-up."""
         for name in self.namespaces:
             await self._call("POST", "/api/v1/namespaces", templates.namespace(name, self.run_id))
             self.namespaces_created.append(name)
+        token_secrets = await self._token_secrets()
         deadline = time.monotonic() + 120
         pending = list(self.namespaces)
         while pending:
-            self.progress.waiting = f"service account tokens of {len(pending)} namespaces"
-            still = []
-            for name in pending:
-                path = f"/api/v1/namespaces/{name}/serviceaccounts/default"
-                try:
-                    account = msgspec.json.decode(await self.client.get(path))
-                except ApiError as exc:
-                    if not exc.not_found:
-                        raise LoadError(f"GET {path}: {exc}") from None
-                    account = {}
-                if not account.get("secrets"):
-                    still.append(name)
-            pending = still
+            self.progress.waiting = f"service accounts of {len(pending)} namespaces"
+            pending = [name for name in pending
+                       if not await self._namespace_ready(name, token_secrets)]
             if pending:
                 if time.monotonic() > deadline:
-                    raise LoadError(f"namespaces {pending[:3]} got no service account token "
-                                    "in 120 s: is the controller-manager running?")
+                    raise LoadError(f"namespaces {pending[:3]} not ready for pods in 120 s (no "
+                                    "service account or root CA): is the controller-manager "
+                                    "running?")
                 await asyncio.sleep(0.5)
         self.progress.waiting = ""
+
+    async def _token_secrets(self) -> bool:
+        """Whether the cluster still gives service accounts token secrets (before 1.24)."""
+        try:
+            version = msgspec.json.decode(await self.client.get("/version"))
+            minor = int("".join(c for c in str(version.get("minor", "99")) if c.isdigit()))
+        except (ApiError, ValueError, msgspec.DecodeError):
+            return False
+        return minor < 24
+
+    async def _namespace_ready(self, name: str, token_secrets: bool) -> bool:
+        base = f"/api/v1/namespaces/{name}"
+        try:
+            account = msgspec.json.decode(await self.client.get(f"{base}/serviceaccounts/default"))
+            if token_secrets:
+                return bool(account.get("secrets"))
+            await self.client.get(f"{base}/configmaps/kube-root-ca.crt")
+        except ApiError as exc:
+            if not exc.not_found:
+                raise LoadError(f"GET {base}: {exc}") from None
+            return False
+        return True
 
     # -- phases ------------------------------------------------------------------------
     def plan(self, phase: Phase) -> list[Planned]:

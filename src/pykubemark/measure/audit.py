@@ -67,6 +67,13 @@ class Request(msgspec.Struct, frozen=True):
         resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
         return (self.user, self.verb, resource)
 
+    @property
+    def initial_list(self) -> bool:
+        """A LIST, or the streaming list that replaces it since 1.35 (a WATCH asking
+        for its initial events): where an informer (re)starts."""
+        return self.verb == "list" or (self.verb == "watch"
+                                       and "sendInitialEvents=true" in self.uri)
+
     def selectors(self) -> dict[str, str]:
         query = parse_qs(urlsplit(self.uri).query)
         return {k: v[0] for k, v in query.items() if k in ("fieldSelector", "labelSelector")}

@@ -244,12 +244,12 @@ def build_release(release: Release) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
         work.mkdir(parents=True)
-        console.print(f"Building Kubernetes {release} from Go modules into {root}")
-        console.print(f"  log: {log_path}")
         builder = Builder(release, work, log_path)
         staged = work / "bin"
         try:
-            source = builder.download()
+            source = builder.download()  # a release that is not served: one line
+            console.print(f"Building Kubernetes {release} from Go modules into {root}")
+            console.print(f"  log: {log_path}")
             builder.build_kubernetes(source, staged)
             etcd = etcd_version(source)
             builder.build_etcd(etcd, staged)

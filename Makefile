@@ -1,6 +1,7 @@
-# The two commands: `make demo` and `make test`. Both install what they need:
-# Debian packages and the Kubernetes build (cached in ~/.cache/pykubemark), and a
-# virtualenv with pinned dependencies.
+# The two commands: `make demo` and `make test`. Both install what they need: the
+# default Kubernetes release, built from Go modules once per machine (cached in
+# ~/.cache/pykubemark), Debian packages for real nodes, and a virtualenv with pinned
+# dependencies. `make unit` runs the pure-logic tests alone, in seconds.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ PODS_PER_NODE ?= 5
 DEMO_OUT ?= results/demo-$(shell date +%Y%m%d-%H%M%S)
 KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
-.PHONY: all venv provision test lint bench bench-headline bench-reliability demo demo-down clean
+.PHONY: all venv provision unit test lint bench bench-headline bench-reliability demo demo-down clean
 
 all: test
 
@@ -27,8 +28,12 @@ provision: venv
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 
-test: provision lint
-	$(BIN)/pytest -v -rs --durations=15
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+# Unit tests and lint first: they fail in seconds, before any build.
+test: unit lint provision
+	$(BIN)/pytest -v -rs --durations=25 tests --ignore=tests/unit
 
 # The benchmarks at their default sizes (tens of minutes; `make test` runs each once at a
 # tiny size). Each starts and stops its own cluster; results land in benchmarks/results/.

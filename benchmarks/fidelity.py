@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from typing import Any
 
 import click
 import msgspec
+import numpy
+import psutil
 from benchlib import (
     Api,
     ResultFile,
@@ -63,6 +66,7 @@ from pykubemark.cluster.control_plane import LocalCluster, UpOptions
 from pykubemark.cluster.hollow import HollowArgs, start_hollow
 from pykubemark.errors import UserError
 from pykubemark.measure.audit import Request, read_audit, watch_set
+from pykubemark.measure.resources import cpu_seconds, process_tree
 from pykubemark.provision import Binaries, ensure_binaries
 from pykubemark.provision.releases import default_release, parse_release
 
@@ -77,7 +81,8 @@ NAMESPACE = "fidelity"
 #: reach a kubelet decides how much its status manager coalesces.
 PACE = UpOptions(name="", controller_manager_args=("--kube-api-qps=20", "--kube-api-burst=30"),
                  scheduler_args=("--kube-api-qps=50", "--kube-api-burst=100"))
-UNITS = {"node": "per node", "node-minute": "per node per minute", "pod": "per pod"}
+UNITS = {"node": "per node", "node-minute": "per node per minute", "pod": "per pod",
+         "minute": "per minute"}
 
 
 def component(request: Request) -> str | None:
@@ -111,11 +116,50 @@ def start_nodes(side: str, cluster: LocalCluster, binaries: Binaries, nodes: int
 
 
 @dataclass
+class Snapshot:
+    """What the control plane has spent and sent so far (counters only): CPU seconds of
+    kube-apiserver and etcd, response bytes by verb and resource, APF dispatches by
+    flow schema."""
+
+    cpu: dict[str, float]
+    response_bytes: dict[str, float]
+    dispatched: dict[str, float]
+
+    @classmethod
+    def take(cls, cluster: LocalCluster, api: Api) -> Snapshot:
+        cpu = {}
+        for name in ("kube-apiserver", "etcd"):
+            proc = cluster.state.proc(name)
+            live = proc.process() if proc else None
+            cpu[name] = cpu_seconds(process_tree(live)) if live else 0.0
+        text = api.text("/metrics")
+        sizes: Counter[str] = Counter()
+        for m in re.finditer(r'^apiserver_response_sizes_sum\{([^}]*)\} (\S+)$', text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            sizes[f"{labels.get('verb', '')} {labels.get('resource', '')}"] += float(m.group(2))
+        flows: Counter[str] = Counter()
+        for m in re.finditer(r'^apiserver_flowcontrol_dispatched_requests_total\{[^}]*'
+                             r'flow_schema="([^"]+)"[^}]*\} (\S+)$', text, re.M):
+            flows[m.group(1)] += float(m.group(2))
+        return cls(cpu, dict(sizes), dict(flows))
+
+    def since(self, before: Snapshot, divisor: float) -> dict[str, Any]:
+        def delta(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
+            out = {k: (v - then.get(k, 0.0)) / divisor for k, v in now.items()}
+            return {k: v for k, v in sorted(out.items()) if v}
+        return {"cpu_seconds": delta(self.cpu, before.cpu),
+                "response_bytes": delta(self.response_bytes, before.response_bytes),
+                "dispatched": delta(self.dispatched, before.dispatched)}
+
+
+@dataclass
 class Window:
     name: str
     unit: str
     start: dt.datetime
     end: dt.datetime | None = None
+    first: Snapshot | None = None
+    last: Snapshot | None = None
 
 
 def pod_objects(nodes: list[str], pods: int, image: str) -> list[tuple[str, dict[str, Any]]]:
@@ -168,15 +212,33 @@ class SideRun:
     launched: dt.datetime | None = None
     running_after: float | None = None
     gone_after: float | None = None
+    cluster: LocalCluster | None = None
+    api: Any = None
+    #: ESTABLISHED connections to the apiserver per node, at the end of the idle window.
+    connections_per_node: float | None = None
 
     def begin(self, name: str, unit: str) -> Window:
-        window = Window(name, unit, utcnow())
+        window = Window(name, unit, utcnow(), first=self._snapshot())
         self.windows.append(window)
         return window
 
+    def finish(self, window: Window) -> None:
+        window.end = utcnow()
+        window.last = self._snapshot()
+
+    def _snapshot(self) -> Snapshot | None:
+        return Snapshot.take(self.cluster, self.api) if self.cluster is not None else None
+
     def run(self, cluster: LocalCluster, *, startup: float, idle: float, pods_per_node: int,
-            hold: float, settle: float) -> None:
+            hold: float, settle: float, baseline_minutes: float = 0.0) -> None:
         api = Api(cluster)
+        self.cluster, self.api = cluster, api
+        if baseline_minutes > 0:
+            # The control plane alone: what the idle window's CPU is net of.
+            window = self.begin("baseline", "minute")
+            sleep_checked(baseline_minutes * 60, lambda: None, f"{self.side}: no nodes yet")
+            self.finish(window)
+        baseline = apiserver_connections(cluster)
         self.launched = utcnow()
         first = self.begin("startup", "node")
         with console.status(f"{self.side}: starting {self.nodes} nodes") as status:
@@ -184,11 +246,13 @@ class SideRun:
                                      status.update)
         left = max(startup - (utcnow() - self.launched).total_seconds(), 15.0)
         sleep_checked(left, lambda: None, f"{self.side}: settling")
-        first.end = utcnow()
+        self.finish(first)
         if idle > 0:
             window = self.begin("idle", "node-minute")
             sleep_checked(idle * 60, lambda: None, f"{self.side}: idle")
-            window.end = utcnow()
+            self.finish(window)
+            self.connections_per_node = (apiserver_connections(cluster) - baseline) / \
+                len(self.names)
         if pods_per_node > 0:
             self.cycle(cluster, api, pods_per_node, hold, settle)
 
@@ -213,16 +277,16 @@ class SideRun:
             [p for p in pods if p.get("status", {}).get("phase") == "Running"]) >= self.pods,
             "Running")
         sleep_checked(settle, lambda: None, "settling")
-        start.end = utcnow()
+        self.finish(start)
         window = self.begin("hold", "node-minute")
         sleep_checked(max(0.0, hold - settle), lambda: None, "holding pods Running")
-        window.end = utcnow()
+        self.finish(window)
         stop = self.begin("stop", "pod")
         api.request("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/fidelity",
                     {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
         self.gone_after = self._wait(api, stop.start, lambda pods: not pods, "gone")
         sleep_checked(settle, lambda: None, "settling")
-        stop.end = utcnow()
+        self.finish(stop)
 
     def _wait(self, api: Api, since: dt.datetime, done: Callable[[list[Any]], bool],
               what: str) -> float:
@@ -244,6 +308,8 @@ class SideRun:
             return len(self.names)
         if window.unit == "node-minute":
             return len(self.names) * (window.end - window.start).total_seconds() / 60
+        if window.unit == "minute":
+            return (window.end - window.start).total_seconds() / 60
         return self.pods
 
     def count(self, audit_log: Path) -> dict[str, Any]:
@@ -264,6 +330,9 @@ class SideRun:
                 "rates": {k: v / divisor for k, v in sorted(rows.items())},
                 "errors": dict(sorted(errors.items())),
             }
+            if window.first is not None and window.last is not None:
+                # The control plane's side of it, per the window's unit.
+                windows[window.name]["apiserver"] = window.last.since(window.first, divisor)
         folded = [msgspec.structs.replace(r, user=component(r) or "") for r in requests]
         watches = sorted(watch_set(folded, self.names))
         for window in self.windows:
@@ -274,7 +343,54 @@ class SideRun:
         return {"nodes": self.names, "pods": self.pods, "windows": windows,
                 "watches": [list(w) for w in watches],
                 "running_after_seconds": self.running_after,
-                "gone_after_seconds": self.gone_after}
+                "gone_after_seconds": self.gone_after,
+                "connections_per_node": self.connections_per_node,
+                "pod_startup_seconds": pod_startup(requests_all(audit_log, self.launched))}
+
+
+def requests_all(audit_log: Path, since: dt.datetime | None) -> list[Request]:
+    return list(read_audit(audit_log, since=since))
+
+
+def pod_startup(requests: list[Request]) -> dict[str, dict[str, float]]:
+    """Per pod of the cycle, from the apiserver's own clock: scheduled (the scheduler's
+    binding) → running (the kubelet's status write that said so: its last before the
+    deletion began), and deleted (the controller's DELETE) → gone (the kubelet's own);
+    percentiles. The scheduler and controllers are the same real ones on every side: the
+    kubelet's part is what differs."""
+    marks: dict[str, dict[str, dt.datetime]] = {}
+    for r in requests:
+        if r.resource != "pods" or r.namespace != NAMESPACE or not r.name:
+            continue
+        pod = marks.setdefault(r.name, {})
+        if r.verb == "create" and r.subresource == "binding":
+            pod["scheduled"] = r.time
+        elif r.verb == "delete" and not component(r):
+            pod.setdefault("deleted", r.time)
+        elif r.verb == "delete":
+            pod["gone"] = r.time
+        elif r.verb == "patch" and r.subresource == "status" and component(r) \
+                and "deleted" not in pod:
+            pod["running"] = r.time
+    spans: dict[str, list[float]] = {}
+    for pod in marks.values():
+        for span, (a, b) in {"schedule_to_running": ("scheduled", "running"),
+                             "delete_to_gone": ("deleted", "gone")}.items():
+            if a in pod and b in pod:
+                spans.setdefault(span, []).append((pod[b] - pod[a]).total_seconds())
+    return {name: percentiles(values) for name, values in spans.items()}
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    p50, p90, p99 = numpy.percentile(values, [50, 90, 99])
+    return {"n": len(values), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+
+def apiserver_connections(cluster: LocalCluster) -> int:
+    """ESTABLISHED TCP connections to the apiserver's port, as the host sees them."""
+    port = cluster.state.ports["apiserver"]
+    return sum(1 for c in psutil.net_connections("tcp")
+               if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
 
 
 def resources_only_patches(audit_log: Path, start: dt.datetime, end: dt.datetime) -> int | None:
@@ -339,6 +455,48 @@ def flag(value: float, real: float, most: int) -> str:
     return verdict + (" (few)" if most < FEW else "")
 
 
+def apiserver_figures(side: dict[str, Any]) -> dict[str, float]:
+    """One side's control-plane figures: CPU and response bytes per unit of each window,
+    connections per node, the kubelet's part of pod start-up and deletion."""
+    out: dict[str, float] = {}
+    baseline = side["windows"].get("baseline", {}).get("apiserver", {}).get("cpu_seconds", {})
+    nodes = len(side["nodes"]) or 1
+    for name, window in side["windows"].items():
+        if name in ("startup", "baseline") or "apiserver" not in window:
+            continue
+        unit = "node-minute" if window["unit"] == UNITS["node-minute"] else "pod"
+        spent = window["apiserver"]
+        for process, seconds in spent["cpu_seconds"].items():
+            out[f"{name}: {process} CPU ms per {unit}"] = seconds * 1000
+            if unit == "node-minute" and process in baseline:
+                # Net of the control plane alone (its own per-minute CPU shared by nodes).
+                out[f"{name}: {process} CPU ms per {unit}, net"] = \
+                    (seconds - baseline[process] / nodes) * 1000
+        out[f"{name}: response KiB per {unit}"] = sum(spent["response_bytes"].values()) / 1024
+    if side.get("connections_per_node") is not None:
+        out["idle: apiserver connections per node"] = side["connections_per_node"]
+    for span, stats in side.get("pod_startup_seconds", {}).items():
+        for q in ("p50", "p90"):
+            out[f"pods: {span} {q} s"] = stats[q]
+    return out
+
+
+def compare_apiserver(sides: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    names = [s for s in SIDES if s in sides]
+    figures = {s: apiserver_figures(sides[s]) for s in names}
+    keys = sorted({k for f in figures.values() for k in f})
+    rows = []
+    for key in keys:
+        values = {s: figures[s].get(key) for s in names}
+        row: dict[str, Any] = {"row": key, "values": values}
+        real = values.get("real")
+        for s in names:
+            if s != "real" and real and values[s] is not None:
+                row[f"{s}/real"] = values[s] / real
+        rows.append(row)
+    return rows
+
+
 def extra_errors(sides: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Per non-real side, the (component, verb, resource, code) answers ≥ 400 it got and
     the real side did not."""
@@ -370,6 +528,16 @@ def print_table(data: dict[str, Any]) -> None:
             cells.append(text)
         table.add_row(*cells)
     out.print(table)
+    side_table = Table(title="the control plane's side (each side on its own control plane; "
+                             "one run, not paired)")
+    for column in ("figure", *sides, *(f"{s}/real" for s in sides if s != "real")):
+        side_table.add_column(column, justify="left" if column == "figure" else "right")
+    for row in data.get("apiserver_rows", []):
+        side_table.add_row(row["row"], *(
+            "-" if row["values"].get(s) is None else f"{row['values'][s]:.3g}" for s in sides),
+            *("-" if row.get(f"{s}/real") is None else f"{row[f'{s}/real']:.2f}"
+              for s in sides if s != "real"))
+    out.print(side_table)
     for side, extra in data.get("extra_errors", {}).items():
         out.print(f"{side}: answers ≥ 400 the real nodes did not get: "
                   f"{', '.join(extra) or 'none'}")
@@ -404,6 +572,9 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
 @click.option("--pods-per-node", type=click.IntRange(0, 110), default=10, show_default=True)
 @click.option("--hold-seconds", type=click.FloatRange(0), default=60.0, show_default=True)
 @click.option("--settle-seconds", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--baseline-minutes", type=click.FloatRange(0), default=3.0, show_default=True,
+              help="The control plane alone before the nodes start: CPU per node is net "
+              "of it.")
 @click.option("--record", is_flag=True,
               help="Write the real side's rates as reference/real-<minor>.json.")
 @click.option("--name", default="bench-fidelity", show_default=True,
@@ -411,7 +582,7 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
 @results_dir_option()
 def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
          idle_minutes: float, pods_per_node: int, hold_seconds: float, settle_seconds: float,
-         record: bool, name: str, results_dir: Path) -> None:
+         baseline_minutes: float, record: bool, name: str, results_dir: Path) -> None:
     """Each side on its own control plane of the release, the same schedule; rates from
     the audit log, compared with the real nodes'."""
     chosen = [s.strip() for s in sides.split(",") if s.strip()]
@@ -430,7 +601,8 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                          "its own control plane", "release": str(wanted),
                  "schedule": {"nodes": nodes, "startup_seconds": startup_seconds,
                               "idle_minutes": idle_minutes, "pods_per_node": pods_per_node,
-                              "hold_seconds": hold_seconds, "settle_seconds": settle_seconds},
+                              "hold_seconds": hold_seconds, "settle_seconds": settle_seconds,
+                              "baseline_minutes": baseline_minutes},
                  "environment": environment(), "sides": {}})
     with recording_status(data):
         try:
@@ -444,12 +616,13 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                 try:
                     run.run(cluster, startup=startup_seconds, idle=idle_minutes,
                             pods_per_node=pods_per_node, hold=hold_seconds,
-                            settle=settle_seconds)
+                            settle=settle_seconds, baseline_minutes=baseline_minutes)
                     time.sleep(3)  # the audit backend writes asynchronously
                     data["sides"][side] = run.count(cluster.dir / "logs" / "audit.log")
                 finally:
                     tear_down(cluster, run.name)
                 data["rows"] = compare(data["sides"])
+                data["apiserver_rows"] = compare_apiserver(data["sides"])
                 data["extra_errors"] = extra_errors(data["sides"])
                 result.save()
         finally:

@@ -135,8 +135,15 @@ def test_nodes_look_like_real_nodes(cluster: Cluster, fleet: Fleet) -> None:
             RELEASE.tag if PROFILE.report_kube_proxy_version else "")
         assert not node["spec"].get("taints")
     csinodes = {c["metadata"]["name"]: c for c in cluster.get_json("csinodes")["items"]}
-    leases = {item["metadata"]["name"]: item
-              for item in cluster.get_json("leases", "-n", "kube-node-lease")["items"]}
+
+    def leases() -> dict[str, dict]:
+        return {item["metadata"]["name"]: item
+                for item in cluster.get_json("leases", "-n", "kube-node-lease")["items"]}
+
+    # A current kubelet's lease controller starts before its Node exists, finds nothing
+    # to own the Lease and tries again a renew period later, as the real one does.
+    wait_for("every node's lease", lambda: set(fleet.names) <= set(leases()), 60, 2)
+    leases = leases()
     for node in nodes:
         name, uid = node["metadata"]["name"], node["metadata"]["uid"]
         assert csinodes[name]["metadata"]["ownerReferences"][0]["uid"] == uid
@@ -286,6 +293,8 @@ def test_deleted_node_stays_deleted_as_with_the_kubelet(cluster: Cluster) -> Non
     try:
         fleet.wait_ready()
         name = fleet.names[0]
+        wait_for(f"{name}'s lease", lambda: cluster.kubectl(
+            "get", "lease", name, "-n", "kube-node-lease", "--ignore-not-found"), 60, 2)
         cluster.kubectl("delete", "node", name)
         deleted = utcnow()
         user = f"system:node:{name}"
@@ -401,7 +410,8 @@ def watch_gauge(cluster: Cluster) -> Counter:
     ``fieldSelector=metadata.name=...`` is filed under verb GET and scope resource."""
     metrics = cluster.kubectl("get", "--raw", "/metrics")
     gauge: Counter = Counter()
-    for match in re.finditer(r'^apiserver_longrunning_gauge\{[^}]*resource="([^"]+)"[^}]*\} (\S+)$',
-                             metrics, re.M):
+    # apiserver_longrunning_gauge until 1.23, apiserver_longrunning_requests since
+    for match in re.finditer(r'^apiserver_longrunning_(?:gauge|requests)\{[^}]*resource="([^"]+)"'
+                             r'[^}]*\} (\S+)$', metrics, re.M):
         gauge[match.group(1)] += int(float(match.group(2)))
     return gauge

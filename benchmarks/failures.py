@@ -120,7 +120,7 @@ def figures(out: Path) -> dict[str, Any]:
     for name, points in series.items():
         if name in cpu and points:
             cpu[name]["mean"] = round(sum(v for _, v in points) / len(points), 3)
-    return {"status": run.summary.get("status"),
+    return {"status": run.summary.status if run.summary is not None else None,
             "api_calls": sum(calls.values()), "api_calls_by_verb": dict(sorted(calls.items())),
             "api_worst_p99_ms": round(worst_p99, 1), "cpu_cores": cpu}
 

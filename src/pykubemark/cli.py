@@ -909,11 +909,11 @@ def run_command(scenario: str, cluster_name: str | None, kubeconfig: Path | None
         raise SystemExit(130) from None
     display.summary(result)
     summary = result.summary
-    if summary.get("status") == "interrupted":
+    if summary.status == "interrupted":
         raise SystemExit(130)
-    if str(summary.get("status", "")).startswith("failed"):
+    if summary.status.startswith("failed"):
         raise SystemExit(3)
-    if summary.get("verdict") == "fail":
+    if summary.verdict == "fail":
         raise SystemExit(1)
 
 

@@ -4,8 +4,9 @@ the elapsed time; or, for CI logs, one line per phase and one every 30 seconds."
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import msgspec
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -49,10 +50,11 @@ class RunDisplay:
             self._live.__exit__(None, None, None)
 
     def ready(self, run: Run, values: Values) -> None:
-        cluster = run.summary["cluster"]
+        cluster = run.summary.cluster
+        assert cluster is not None, "written by Run.prepare()"
         params = ", ".join(f"{k}={v}" for k, v in values.names.items())
-        self.console.print(f"[bold]{run.test}[/] on {cluster['server']} "
-                           f"(Kubernetes {cluster['version']}, {cluster['nodes']} nodes): "
+        self.console.print(f"[bold]{run.test}[/] on {cluster.server} "
+                           f"(Kubernetes {cluster.version}, {cluster.nodes} nodes): "
                            f"{params}")
         self.console.print(f"  results: {run.output.directory}")
         self._run = run
@@ -91,24 +93,24 @@ class RunDisplay:
         return table
 
     def summary(self, run: Run) -> None:
-        summary: dict[str, Any] = run.summary
+        summary = run.summary
         if self.phase:
             elapsed = time.monotonic() - self.started
             self.console.print(f"  [dim]{_clock(elapsed)}[/] {self.phase} done")
-        table = Table(title=f"{summary.get('test')}: {summary.get('status')}")
+        table = Table(title=f"{summary.test}: {summary.status}")
         for column in ("SLO", "value", "threshold", "verdict"):
             table.add_column(column)
-        for slo in summary.get("slos", []):
-            value = "-" if slo.get("value") is None else f"{slo['value']:.0f} {slo['unit']}"
-            verdict = slo.get("verdict", "")
-            table.add_row(slo.get("name", ""), value, f"{slo['threshold']:g} {slo['unit']}",
-                          f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]")
+        for slo in summary.slos:
+            value = "-" if slo.value is None else f"{slo.value:.0f} {slo.unit}"
+            table.add_row(slo.name, value, f"{slo.threshold:g} {slo.unit}",
+                          f"[{VERDICT_STYLE.get(slo.verdict, '')}]{slo.verdict}[/]")
         self.console.print(table)
-        verdict = summary.get("verdict", "no data")
+        verdict = summary.verdict
         self.console.print(f"verdict: [{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]"
-                           + ("  (partial: " + str(summary.get("status")) + ")"
-                              if summary.get("partial") else ""))
-        if left := summary.get("left_behind"):
+                           + ("  (partial: " + summary.status + ")"
+                              if summary.partial else ""))
+        if not isinstance(summary.left_behind, msgspec.UnsetType):
+            left = msgspec.to_builtins(summary.left_behind)
             self.console.print(f"[yellow]left behind[/]: {left}")
         report = run.output.directory / "report.html" if run._output else None
         if report and report.exists():

@@ -35,18 +35,18 @@ from pykubemark.kube.config import KubeConfig
 from pykubemark.load.generator import LoadError, LoadGenerator, Progress
 from pykubemark.load.scenario import NodeFailureSpec, Scenario, Values, resolve_parameters
 from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL
-from pykubemark.measure import (
-    ApiResponsiveness,
-    Context,
-    EtcdMetrics,
-    Measurement,
-    MeasurementError,
-    NodeReadiness,
-    PodStartupLatency,
-    ResourceUsage,
-    SchedulingThroughput,
-)
+from pykubemark.measure import Context, Measurement, MeasurementError
+from pykubemark.measure.registry import MEASUREMENTS, POD_STARTUP, RunSetup
+from pykubemark.measure.slos import overall_verdict
 from pykubemark.report.output import Output
+from pykubemark.report.summary import (
+    Cluster,
+    LeftBehind,
+    NodeFailureRecord,
+    PhaseRecord,
+    RunSummary,
+    encode_summary,
+)
 
 log = logging.getLogger(__name__)
 #: clusterloader2's identifiers for the density test's two pod groups.
@@ -157,7 +157,8 @@ class Run:
         self.generator: LoadGenerator | None = None
         self.measurements: list[Measurement] = []
         self.phase_measurements: dict[str, list[Measurement]] = {}
-        self.summary: dict[str, Any] = {}
+        #: Rewritten to summary.json as the run goes (prepare() fills it in).
+        self.summary = RunSummary()
         self.left_behind: list[str] = []
         #: Node failures by phase index (None: the whole run's), the ids of those scheduled.
         self.node_failures: dict[int | None, list[node_chaos.NodeFailure]] = {}
@@ -201,27 +202,23 @@ class Run:
                             f": that needs a local cluster's fleet (--cluster NAME), not "
                             f"{target.config.server}")
         self._output = Output(self.options.out, self.test, self.started)
-        self.summary = {
-            "pykubemark": __version__,
-            "test": self.test,
-            "scenario": self.options.scenario_source,
-            "run_id": self.run_id,
-            "started": utc(self.started),
-            "finished": None,
-            "partial": True,
-            "status": "running",
-            "cluster": {"server": target.config.server,
-                        "version": version.get("gitVersion", ""),
-                        "nodes": count, "ready_nodes": ready, "local": target.local,
-                        "flags": target.flags},
-            "parameters": {k: v for k, v in values.names.items()},
-            "node_selector": self.options.node_selector,
-            "phases": [],
-            "node_failures": [],
-            "slos": [],
-            "verdict": "no data",
-            "files": {"perfdata": [], "report": "report.html"},
-        }
+        self.summary = RunSummary(
+            pykubemark=__version__,
+            test=self.test,
+            scenario=self.options.scenario_source,
+            run_id=self.run_id,
+            started=utc(self.started),
+            finished=None,
+            partial=True,
+            status="running",
+            cluster=Cluster(server=target.config.server,
+                            version=version.get("gitVersion", ""),
+                            nodes=count, ready_nodes=ready, local=target.local,
+                            flags=target.flags),
+            parameters=dict(values.names),
+            node_selector=self.options.node_selector,
+            verdict=overall_verdict([]),
+        )
         self.write_summary()
         return values
 
@@ -242,41 +239,35 @@ class Run:
         ctx = self.context()
         selector = f"{RUN_LABEL}={self.run_id}"
         for group in self.scenario.groups():
-            self.measurements.append(PodStartupLatency(
+            self.measurements.append(POD_STARTUP.cls(
                 ctx, selector=f"{selector},{GROUP_LABEL}={group}", identifier=identifier(group),
                 threshold=self.scenario.pod_startup_slo))
-        run_wide = {"APIResponsiveness": lambda: ApiResponsiveness(ctx),
-                    "ResourceUsage": lambda: ResourceUsage(ctx),
-                    "EtcdMetrics": lambda: EtcdMetrics(ctx),
-                    # nodes the scenario fails on purpose are data, not a verdict
-                    "NodeReadiness": lambda: NodeReadiness(
-                        ctx, selector=",".join(f"{k}={v}" for k, v in
-                                               self.options.node_selector.items()),
-                        judged=not any(self.node_failures.values()))}
+        setup = RunSetup(
+            pods=selector,
+            nodes=",".join(f"{k}={v}" for k, v in self.options.node_selector.items()),
+            # nodes the scenario fails on purpose are data, not a verdict
+            judge_nodes=not any(self.node_failures.values()))
         for name in self.scenario.measurements:
-            if name == "EtcdMetrics" and not ctx.etcd_metrics_url:
-                continue
-            if name == "ResourceUsage" and not ctx.processes:
-                continue
-            self.measurements.append(run_wide[name]())
+            if MEASUREMENTS[name].available(ctx):
+                self.measurements.append(MEASUREMENTS[name].create(ctx, setup))
         await asyncio.gather(*(m.start() for m in self.measurements))
         self.fail_nodes(None)
         await generator.create_namespaces()
         for index, phase in enumerate(self.scenario.phases):
-            record: dict[str, Any] = {"name": phase.name, "started": utc(), "finished": None}
-            self.summary["phases"].append(record)
+            record = PhaseRecord(name=phase.name, started=utc(), finished=None)
+            self.summary.phases.append(record)
             self.fail_nodes(index)
             self.write_summary()
-            scoped = [SchedulingThroughput(ctx, selector=selector)
-                      for name in phase.measurements if name == "SchedulingThroughput"]
+            scoped = [MEASUREMENTS[name].create(ctx, setup) for name in phase.measurements
+                      if MEASUREMENTS[name].available(ctx)]
             self.phase_measurements[phase.name] = scoped
             await asyncio.gather(*(m.start() for m in scoped))
             try:
-                record["objects"] = await self._with_progress(phase.name,
-                                                              generator.run_phase(phase))
+                record.objects = await self._with_progress(phase.name,
+                                                           generator.run_phase(phase))
             finally:
                 await asyncio.gather(*(m.stop() for m in scoped), return_exceptions=True)
-                record["finished"] = utc()
+                record.finished = utc()
                 self.write_summary()
 
     def fail_nodes(self, phase: int | None) -> None:
@@ -286,13 +277,13 @@ class Run:
             assert path is not None, "refused in prepare()"
             scheduled = node_chaos.add(path, failure)
             self.scheduled_failures.append(scheduled.id)
-            self.summary["node_failures"].append({
-                "phase": None if phase is None else self.scenario.phases[phase].name,
-                "id": scheduled.id,
-                "failure": msgspec.structs.asdict(failure),
-                "start": utc(dt.datetime.fromtimestamp(scheduled.start, dt.UTC)),
-                "end": (utc(dt.datetime.fromtimestamp(scheduled.end, dt.UTC))
-                        if scheduled.end is not None else None)})
+            self.summary.node_failures.append(NodeFailureRecord(
+                phase=None if phase is None else self.scenario.phases[phase].name,
+                id=scheduled.id,
+                failure=msgspec.structs.asdict(failure),
+                start=utc(dt.datetime.fromtimestamp(scheduled.start, dt.UTC)),
+                end=(utc(dt.datetime.fromtimestamp(scheduled.end, dt.UTC))
+                     if scheduled.end is not None else None)))
 
     def restore_nodes(self) -> None:
         """Remove the run's node failures from the chaos file: its nodes come back."""
@@ -303,7 +294,7 @@ class Run:
             node_chaos.remove(path, self.scheduled_failures)
         except (OSError, UserError) as exc:
             log.error("the run's node failures could not be removed from %s: %s", path, exc)
-            self.summary["node_failures_left"] = str(path)
+            self.summary.node_failures_left = str(path)
             return
         self.scheduled_failures = []
 
@@ -324,24 +315,20 @@ class Run:
         if self.generator is not None and self.generator.namespaces_created \
                 and not self.options.keep:
             self.left_behind = await self._with_progress("cleanup", self.generator.cleanup())
-        slos = [slo for m in every for slo in m.slos()]
-        self.summary["slos"] = [msgspec.structs.asdict(s) if isinstance(s, msgspec.Struct)
-                                else dict(vars(s)) for s in slos]
-        verdicts = {s["verdict"] for s in self.summary["slos"]}
-        self.summary["verdict"] = ("fail" if "fail" in verdicts else
-                                   "pass" if "pass" in verdicts else "no data")
-        self.summary["status"] = status
-        self.summary["partial"] = status != "completed"
-        self.summary["finished"] = utc()
+        self.summary.slos = [slo for m in every for slo in m.slos()]
+        self.summary.verdict = overall_verdict(self.summary.slos)
+        self.summary.status = status
+        self.summary.partial = status != "completed"
+        self.summary.finished = utc()
         if self.left_behind:
-            self.summary["left_behind"] = {"namespaces": self.left_behind}
+            self.summary.left_behind = LeftBehind(namespaces=self.left_behind)
         self.write_summary()
         await self.client.close()
 
     def write_summary(self) -> None:
-        self.summary.setdefault("files", {})["perfdata"] = sorted(
+        self.summary.files.perfdata = sorted(
             p.name for p in self.output.directory.glob(f"*_{self.test}_*.json"))
-        self.output.write_json("summary.json", self.summary)
+        self.output.write_json("summary.json", encode_summary(self.summary))
 
     def write_report(self) -> Path | None:
         if self._output is None:
@@ -404,10 +391,10 @@ def run(options: RunOptions, *, on_progress: Callable[[str, Progress], None] | N
             await the_run.finish(status)
         except asyncio.CancelledError:
             task.uncancel()
-            the_run.summary["status"] = f"{status}; cleanup interrupted"
+            the_run.summary.status = f"{status}; cleanup interrupted"
             the_run.write_summary()
         except (ApiError, *NETWORK_ERRORS, LoadError) as exc:
-            the_run.summary["status"] = f"{status}; cleanup failed: {exc}"
+            the_run.summary.status = f"{status}; cleanup failed: {exc}"
             the_run.write_summary()
         finally:
             the_run.restore_nodes()  # done in finish(), unless that was cut short

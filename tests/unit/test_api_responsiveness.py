@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pykubemark.measure.api_responsiveness import METRIC, Call, aggregate, slos
+from pykubemark.measure.api_responsiveness import METRIC, ApiResponsiveness, Call, aggregate, slos
 from pykubemark.measure.metrics import histograms, parse
+from pykubemark.measure.slos import COLLECTION_DELETE, api_call_threshold
+from pykubemark.report.html import api_threshold, report_context
+from pykubemark.report.output import Output
+from pykubemark.report.rundir import read_run
+from pykubemark.report.summary import RunSummary, encode_summary
 
 DATA = Path(__file__).parent / "data"
 
@@ -121,3 +126,37 @@ def test_a_collection_delete_is_judged_apart_from_single_object_calls():
     assert (collection.threshold, collection.verdict) == (30000.0, "fail")
     # no collection DELETE, no row: the SLO does not define one
     assert not any("collection" in s.name for s in slos(aggregate({}, snapshot(SLOW))))
+
+
+def test_a_delete_of_the_pods_of_a_namespace_is_judged_against_one_threshold(tmp_path):
+    """`DELETE pods` at namespace scope (the namespace controller deleting every pod of a
+    namespace) took 29.7 s: a collection DELETE, 30 s, in its SLO row, its SlowCount and
+    the report's per-call table alike (the table once judged it against 1 s)."""
+    assert Call("DELETE", "pods", "", "namespace").kind == COLLECTION_DELETE
+    assert api_call_threshold("DELETE", "namespace") == 30.0
+    assert api_threshold({"Verb": "DELETE", "Resource": "pods", "Scope": "namespace"}) == 30000.0
+    # one call each way: single objects stay at 1 s, whatever their scope label says
+    assert api_call_threshold("DELETE", "resource") == 1.0
+    assert api_call_threshold("POST", "namespace") == 1.0
+    assert api_call_threshold("LIST", "namespace") == 5.0
+    assert api_call_threshold("LIST", "cluster") == 30.0
+
+    text = "# TYPE apiserver_request_duration_seconds histogram\n" + "".join(
+        f'apiserver_request_duration_seconds_bucket{{verb="DELETE",group="",version="v1",'
+        f'resource="pods",subresource="",scope="namespace",le="{le}"}} {n}\n'
+        for le, n in (("1", 0), ("30", 1), ("60", 1), ("+Inf", 1)))
+    calls = aggregate({}, snapshot(text))
+    [item] = [c.item() for c in calls]
+    assert item.data["Perc99"] == pytest.approx(29710.0) and item.labels["SlowCount"] == "0"
+    [row] = [s for s in slos(calls) if "collection DELETE" in s.name]
+    assert (row.threshold, row.verdict) == (30000.0, "pass")
+
+    out = Output(tmp_path, "density")
+    out.perfdata(ApiResponsiveness.name, [item])
+    out.write_json("summary.json", encode_summary(RunSummary(test="density", slos=slos(calls))))
+    context = report_context(read_run(tmp_path))
+    [table_row] = context["api"]["rows"]
+    assert (table_row["kind"], table_row["scope"]) == ("DELETE pods", "namespace")
+    assert (table_row["threshold"], table_row["fail"]) == (row.threshold, False)
+    [judged] = [s for s in context["slos"] if "collection DELETE" in s.name]
+    assert (judged.threshold, judged.verdict) == (30000.0, "pass")

@@ -23,6 +23,7 @@ from jinja2.exceptions import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from pykubemark.errors import UserError
+from pykubemark.measure import registry
 
 Num = int | float | str
 
@@ -31,9 +32,10 @@ Num = int | float | str
 SECONDS_PER_POD = 0.2
 
 KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secret")
-#: Measurements that can be scoped to a phase; the others span the whole run.
-PHASE_MEASUREMENTS = ("SchedulingThroughput",)
-RUN_MEASUREMENTS = ("APIResponsiveness", "ResourceUsage", "EtcdMetrics", "NodeReadiness")
+#: Measurements that can be scoped to a phase; the others span the whole run (both from
+#: `measure.registry`, where every measurement is).
+PHASE_MEASUREMENTS = registry.names(registry.PHASE)
+RUN_MEASUREMENTS = registry.names(registry.RUN)
 #: Failures hollow nodes play from pod annotations (the contract with pykubemark.hollow).
 FAILURES = ("crashloop", "oomkilled", "imagepull", "unready")
 #: Node failures a fleet plays from its chaos file (the contract with pykubemark.hollow;

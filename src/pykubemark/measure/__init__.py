@@ -1,22 +1,24 @@
-"""Measurements taken from the cluster itself (audit log, metrics), never from hollow nodes."""
+"""Measurements taken from the cluster itself (audit log, metrics), never from hollow nodes.
 
-from pykubemark.measure.api_responsiveness import ApiResponsiveness
-from pykubemark.measure.base import Context, Measurement, MeasurementError, Slo
-from pykubemark.measure.etcd import EtcdMetrics
-from pykubemark.measure.nodes import NodeReadiness
-from pykubemark.measure.pod_startup import PodStartupLatency
-from pykubemark.measure.resources import ResourceUsage
-from pykubemark.measure.scheduling import SchedulingThroughput
+Which measurements exist is `measure.registry`. The classes are imported on first use
+(`from pykubemark.measure import NodeReadiness` imports nodes.py then), so that the
+registry and the SLO definitions (`measure.slos`) load without the API client.
+"""
 
-__all__ = [
-    "ApiResponsiveness",
-    "Context",
-    "EtcdMetrics",
-    "Measurement",
-    "MeasurementError",
-    "NodeReadiness",
-    "PodStartupLatency",
-    "ResourceUsage",
-    "SchedulingThroughput",
-    "Slo",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SHARED = {"Context": "base", "Measurement": "base", "MeasurementError": "base", "Slo": "slos"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SHARED:
+        return getattr(importlib.import_module(f"{__name__}.{_SHARED[name]}"), name)
+    from pykubemark.measure.registry import MEASUREMENTS
+
+    for measurement in MEASUREMENTS.values():
+        if measurement.target.endswith(f":{name}"):
+            return measurement.cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,13 +8,12 @@ numbers as clusterloader2's ``useSimpleLatencyQuery`` over the whole window.
 
 Excluded as clusterloader2 and the SLO do: WATCH (the legacy WATCHLIST is reported as
 WATCH in 1.20), CONNECT and the long-running subresources (log, exec, portforward,
-attach, proxy). Thresholds (the official API call latency SLO): 1 s for calls on single
-objects (every verb but LIST), 5 s for LISTs in a namespace, 30 s for cluster-wide LISTs.
-A DELETE of a whole collection (the namespace controller's, scope namespace or cluster) is
-not a single-object call; the SLO does not cover it and clusterloader2 judges every call
-not on a single object at 30 s, so it is its own row at 30 s, shown only when there were
-some. SlowCount is the number of calls above that threshold (count minus the threshold's
-bucket), Count and SlowCount are strings in the labels as clusterloader2 writes them.
+attach, proxy). Thresholds: the official API call latency SLO, as `measure.slos` defines
+it (`api_call_kind`, `api_call_threshold`): 1 s for mutating calls and calls on single
+objects, 5 s for LISTs in a namespace, 30 s for cluster-wide LISTs, and 30 s for a DELETE
+of a whole collection, a row of its own shown only when there were some. SlowCount is the
+number of calls above that threshold (count minus the threshold's bucket), Count and
+SlowCount are strings in the labels as clusterloader2 writes them.
 """
 
 from __future__ import annotations
@@ -25,20 +24,19 @@ from typing import Any
 
 from pykubemark.measure.base import Context, Measurement, Slo
 from pykubemark.measure.metrics import Labels, histograms, parse_off_loop, scrape
+from pykubemark.measure.registry import API_RESPONSIVENESS
+from pykubemark.measure.slos import (
+    API_CALL_KINDS,
+    OPTIONAL_API_CALL_KINDS,
+    api_call_kind,
+    api_call_threshold,
+)
 from pykubemark.measure.stats import Histogram, count_above, delta, merge, quantiles_ms
 from pykubemark.report.output import DataItem
 
 METRIC = "apiserver_request_duration_seconds"
 EXCLUDED_VERBS = frozenset({"WATCH", "WATCHLIST", "CONNECT"})
 EXCLUDED_SUBRESOURCES = frozenset({"log", "exec", "portforward", "attach", "proxy"})
-KINDS = {  # SLO kind -> threshold in seconds
-    "mutating and single-object calls": 1.0,
-    "namespace LIST calls": 5.0,
-    "cluster LIST calls": 30.0,
-    "collection DELETE calls": 30.0,
-}
-#: Kinds without calls in the window get no row: the SLO does not define them.
-OPTIONAL_KINDS = frozenset({"collection DELETE calls"})
 
 
 @dataclass(frozen=True, order=True)
@@ -50,14 +48,12 @@ class Call:
 
     @property
     def kind(self) -> str:
-        if self.verb != "LIST":
-            collection = self.scope in ("namespace", "cluster")
-            return "collection DELETE calls" if collection else "mutating and single-object calls"
-        return "cluster LIST calls" if self.scope == "cluster" else "namespace LIST calls"
+        return api_call_kind(self.verb, self.scope)
 
     @property
     def threshold(self) -> float:
-        return KINDS[self.kind]
+        """In seconds."""
+        return api_call_threshold(self.verb, self.scope)
 
 
 @dataclass(frozen=True)
@@ -110,10 +106,10 @@ def aggregate(before: dict[Labels, Histogram], after: dict[Labels, Histogram]
 def slos(calls: list[CallLatency]) -> list[Slo]:
     """One SLO per kind of call: the worst p99 of that kind against its threshold."""
     out = []
-    for kind, threshold in KINDS.items():
+    for kind, threshold in API_CALL_KINDS.items():
         p99s = [(quantiles_ms(c.histogram)["Perc99"], c.call) for c in calls
                 if c.call.kind == kind]
-        if not p99s and kind in OPTIONAL_KINDS:
+        if not p99s and kind in OPTIONAL_API_CALL_KINDS:
             continue
         worst = max(p99s, key=lambda pair: pair[0]) if p99s else None
         name = f"API call latency p99, {kind}"
@@ -127,7 +123,7 @@ def slos(calls: list[CallLatency]) -> list[Slo]:
 
 
 class ApiResponsiveness(Measurement):
-    name = "APIResponsivenessPrometheus"
+    name = API_RESPONSIVENESS.perfdata
 
     def __init__(self, ctx: Context, **params: Any) -> None:
         super().__init__(ctx, **params)

@@ -18,6 +18,7 @@ import aiohttp
 
 from pykubemark.kube import ApiError, Client
 from pykubemark.kube.watch import cancel_all
+from pykubemark.measure.slos import Slo
 from pykubemark.report.output import Output
 
 log = logging.getLogger(__name__)
@@ -35,23 +36,6 @@ class Context:
     output: Output
     processes: dict[str, int] = field(default_factory=dict)  # name -> pid, children included
     etcd_metrics_url: str | None = None  # e.g. http://127.0.0.1:2379/metrics (local etcd)
-
-
-@dataclass
-class Slo:
-    measurement: str
-    name: str
-    value: float | None                  # None: nothing was measured
-    threshold: float
-    unit: str
-    verdict: str                         # "pass" | "fail" | "no data"
-
-    @classmethod
-    def judge(cls, measurement: str, name: str, value: float | None, threshold: float,
-              unit: str) -> Slo:
-        """An SLO met when the value is at most the threshold."""
-        verdict = "no data" if value is None else "pass" if value <= threshold else "fail"
-        return cls(measurement, name, value, threshold, unit, verdict)
 
 
 class Measurement(abc.ABC):

@@ -14,6 +14,7 @@ from typing import Any
 from pykubemark.kube import Client
 from pykubemark.measure.base import Context, Measurement, MeasurementError
 from pykubemark.measure.metrics import gauge, histograms, parse_off_loop, plain_client, scrape
+from pykubemark.measure.registry import ETCD_METRICS
 from pykubemark.measure.stats import Histogram, delta, merge, quantiles_ms
 from pykubemark.report.output import DataItem
 
@@ -26,7 +27,7 @@ MIB = 1024.0 * 1024.0
 
 
 class EtcdMetrics(Measurement):
-    name = "EtcdMetrics"
+    name = ETCD_METRICS.perfdata
 
     def __init__(self, ctx: Context, **params: Any) -> None:
         super().__init__(ctx, **params)

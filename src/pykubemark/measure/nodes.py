@@ -19,6 +19,7 @@ import msgspec
 
 from pykubemark.kube.watch import Reflector
 from pykubemark.measure.base import Context, Measurement, Slo
+from pykubemark.measure.registry import NODE_READINESS
 from pykubemark.report.output import DataItem
 
 SERIES_LABEL = "nodes not Ready"
@@ -50,7 +51,7 @@ def is_ready(node: Node) -> bool:
 
 
 class NodeReadiness(Measurement):
-    name = "NodeReadiness"
+    name = NODE_READINESS.perfdata
 
     def __init__(self, ctx: Context, *, selector: str = "", judged: bool = True,
                  interval: float = 5.0, **params: Any) -> None:
@@ -118,7 +119,7 @@ class NodeReadiness(Measurement):
         if self.not_ready_at_start is None:  # never listed: nothing measured, nothing claimed
             return
         self.output.perfdata(self.name, [DataItem(self.figures(), "nodes")])
-        self.output.series(self.name, "nodes",
+        self.output.series(NODE_READINESS.series, "nodes",
                            {SERIES_LABEL: [[t, n] for t, n in self.samples]})
 
     def slos(self) -> list[Slo]:

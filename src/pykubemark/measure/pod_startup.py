@@ -28,6 +28,7 @@ from typing import Any
 from pykubemark.kube.watch import Reflector
 from pykubemark.measure.base import Context, Measurement, Slo
 from pykubemark.measure.pods import Pod, existing_uids, timestamp
+from pykubemark.measure.registry import POD_STARTUP
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
 
@@ -71,7 +72,7 @@ class Record:
 
 
 class PodStartupLatency(Measurement):
-    name = "PodStartupLatency"
+    name = POD_STARTUP.perfdata
 
     def __init__(self, ctx: Context, selector: str, *,
                  identifier: str = "PodStartupLatency",

@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from pykubemark.measure.base import Context, Measurement
+from pykubemark.measure.registry import RESOURCE_USAGE
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
 
@@ -80,8 +81,8 @@ class Tree:
 
 
 class ResourceUsage(Measurement):
-    name = "ResourceUsageSummary"
-    series_name = "ResourceUsage"
+    name = RESOURCE_USAGE.perfdata
+    series_name = RESOURCE_USAGE.series
 
     def __init__(self, ctx: Context, *, interval: float = 5.0, **params: Any) -> None:
         super().__init__(ctx, **params)

@@ -17,6 +17,7 @@ from typing import Any
 from pykubemark.kube.watch import Reflector
 from pykubemark.measure.base import Context, Measurement
 from pykubemark.measure.pods import Pod
+from pykubemark.measure.registry import SCHEDULING_THROUGHPUT
 from pykubemark.measure.stats import percentiles
 from pykubemark.report.output import DataItem
 
@@ -24,7 +25,7 @@ SERIES_LABEL = "scheduled pods"
 
 
 class SchedulingThroughput(Measurement):
-    name = "SchedulingThroughput"
+    name = SCHEDULING_THROUGHPUT.perfdata
 
     def __init__(self, ctx: Context, selector: str, *, interval: float = 5.0,
                  **params: Any) -> None:
@@ -65,7 +66,7 @@ class SchedulingThroughput(Measurement):
     def write(self) -> None:
         data = percentiles((rate for _, rate in self.windows), with_max=True)
         self.output.perfdata(self.name, [DataItem(data, "1/s")] if data else [])
-        self.output.series(self.name, "1/s",
+        self.output.series(SCHEDULING_THROUGHPUT.series, "1/s",
                            {SERIES_LABEL: [[t, rate] for t, rate in self.windows]})
 
     def progress(self) -> dict[str, int]:

@@ -5,8 +5,9 @@ A metric is one number of a perfdata file, named by its summary name (the file n
 `SlowCount` (they are counts, not identities) and its data key (Perc50, Perc99, Max...).
 Both pykubemark `--out` directories and plain clusterloader2 result files are read.
 
-Direction: lower is better, except for throughputs (summary names containing `Throughput`,
-or unit `1/s`), where higher is better.
+Direction: lower is better, except for throughputs (a measurement the registry says so of,
+`measure.registry`; or, in a foreign file, a summary name containing `Throughput` or the
+unit `1/s`), where higher is better.
 
 A change is a regression (or an improvement) when it is worse (better) by more than the
 tolerance, in percent of the baseline, AND by more than the absolute floor of its unit, so
@@ -38,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from pykubemark.errors import UserError, read_yaml_mapping
+from pykubemark.measure import registry
 from pykubemark.report.rundir import RunFiles, read_perfdata_files, read_run
+from pykubemark.report.summary import RunSummary
 
 ABSOLUTE_FLOORS: dict[str, float] = {
     "ms": 10.0,
@@ -86,6 +89,11 @@ class Run:
     label: str
     metrics: dict[MetricKey, Value]
     files: RunFiles | None = None
+
+    @property
+    def summary(self) -> RunSummary | None:
+        """Its summary.json, when it was a pykubemark output directory that has one."""
+        return self.files.summary if self.files is not None else None
 
 
 @dataclass
@@ -149,7 +157,7 @@ def load_run(source: Path | str | Sequence[Path | str]) -> Run:
             run = read_run(path)
             if len(sources) == 1:
                 files = run
-            test = test or run.summary.get("test")
+            test = test or (run.summary.test if run.summary is not None else None)
             paths.extend(p.path for p in run.perfdata.values())
         elif path.is_file():
             paths.append(path)
@@ -221,6 +229,9 @@ def samples_needed(key: str) -> int:
 
 
 def higher_is_better(metric: MetricKey, unit: str) -> bool:
+    measurement = registry.by_perfdata(metric.summary)
+    if measurement is not None and measurement.higher_is_better:
+        return True
     return "Throughput" in metric.summary or unit == "1/s"
 
 

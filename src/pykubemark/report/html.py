@@ -18,20 +18,33 @@ from markupsafe import Markup
 
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
+from pykubemark.measure.registry import (
+    API_RESPONSIVENESS,
+    ETCD_METRICS,
+    NODE_READINESS,
+    POD_STARTUP,
+    RESOURCE_USAGE,
+    SCHEDULING_THROUGHPUT,
+    by_perfdata,
+)
+from pykubemark.measure.slos import (
+    Slo,
+    api_call_threshold,
+    api_call_thresholds_text,
+    overall_verdict,
+)
 from pykubemark.report import plots
 from pykubemark.report.rundir import Perfdata, RunFiles, perfdata_name_parts, read_run
+from pykubemark.report.summary import PhaseRecord, RunSummary
 
 if TYPE_CHECKING:
     from pykubemark.report.compare import Comparison
 
-POD_STARTUP = "PodStartupLatency_"
+#: Summary names of pod-startup perfdata: this, then the pod group's identifier.
+POD_STARTUP_PREFIX = f"{POD_STARTUP.perfdata}_"
 PHASE_ORDER = ("create_to_schedule", "schedule_to_run", "run_to_watch", "schedule_to_watch",
                "pod_startup")
 PERCENTILES = ("Perc50", "Perc90", "Perc99")
-# clusterloader2's API call SLO thresholds (ms), by scope
-SINGLE_OBJECT_MS = 1000.0
-NAMESPACE_LIST_MS = 5000.0
-CLUSTER_LIST_MS = 30000.0
 MAX_BARS = 25  # call kinds in the API latency plot (the table has them all)
 
 
@@ -75,7 +88,7 @@ def write_html(directory: Path) -> Path:
     if not directory.is_dir():
         raise UserError(f"{directory} is not a directory")
     run = read_run(directory)
-    if not run.summary and not run.perfdata:
+    if run.summary is None and not run.perfdata:
         raise UserError(f"{directory} holds no run output (no summary.json, no perfdata)")
     try:
         return write_atomic(directory / "report.html",
@@ -89,29 +102,31 @@ def write_html(directory: Path) -> Path:
 
 def report_context(run: RunFiles) -> dict[str, Any]:
     summary = run.summary
-    if not summary:  # perfdata alone: name the run from its file names
+    if summary is None:  # perfdata alone: name the run from its file names
         parts = (perfdata_name_parts(p.path) for p in run.perfdata.values())
         named = next(filter(None, parts), None)
-        summary = {"test": named[0], "started": named[1]} if named else {}
-    slos = [s for s in _typed(summary.get("slos"), list) if isinstance(s, dict)]
+        summary = RunSummary(test=named[0], started=named[1]) if named else RunSummary()
+    slos = summary.slos
     used: set[str] = set()
     context = {
         "s": summary,
-        "has_summary": bool(run.summary),
-        "title": f"pykubemark {summary.get('test') or ''} {summary.get('started') or ''}".strip(),
+        "has_summary": run.summary is not None,
+        "title": f"pykubemark {summary.test} {summary.started}".strip(),
         "directory": str(run.directory),
-        "verdict": summary.get("verdict") or overall_verdict(slos),
-        "partial": bool(summary.get("partial")),
+        "verdict": summary.verdict or overall_verdict(slos),
+        "partial": summary.partial,
         "slos": slos,
+        "slo_about": {s.measurement: _slo_about(s) for s in slos},
         "pod_startup": pod_startup_sections(run, slos, used),
         "api": api_section(run, used),
-        "scheduling": series_section(run, used, "SchedulingThroughput"),
-        "nodes": series_section(run, used, "NodeReadiness"),
+        "scheduling": series_section(run, used, SCHEDULING_THROUGHPUT.perfdata,
+                                     SCHEDULING_THROUGHPUT.series),
+        "nodes": series_section(run, used, NODE_READINESS.perfdata, NODE_READINESS.series),
         "resources": resources_section(run, used),
         "etcd": etcd_section(run, used),
-        "parameters": _typed(summary.get("parameters"), dict),
-        "phases": phases(_typed(summary.get("phases"), list)),
-        "cluster": _typed(summary.get("cluster"), dict),
+        "parameters": summary.parameters,
+        "phases": phases(summary.phases),
+        "cluster": summary.cluster,
         "perfdata_files": sorted(p.path.name for p in run.perfdata.values()),
     }
     context["others"] = [generic_table(p) for name, p in sorted(run.perfdata.items())
@@ -119,17 +134,10 @@ def report_context(run: RunFiles) -> dict[str, Any]:
     return context
 
 
-def overall_verdict(slos: list[dict[str, Any]]) -> str:
-    """As the runner decides it: fail if any SLO fails, no data if none was measured."""
-    verdicts = {s.get("verdict") for s in slos}
-    if "fail" in verdicts:
-        return "fail"
-    return "pass" if "pass" in verdicts else "no data"
-
-
-def _typed(value: Any, kind: type) -> Any:
-    """`value` if it is of the type the contract says, else an empty one (hand-edited files)."""
-    return value if isinstance(value, kind) else kind()
+def _slo_about(slo: Slo) -> str:
+    """What the measurement of an SLO row judges, in words (its registry entry's)."""
+    measurement = by_perfdata(slo.measurement)
+    return measurement.slo if measurement is not None else ""
 
 
 def _number(value: Any) -> float | None:
@@ -162,20 +170,20 @@ def phase_span(phase: str) -> str:
 
 def _startup_rank(name: str) -> tuple[int, str]:
     """Saturation pods before latency pods before anything else, as clusterloader2 lists them."""
-    identifier = name[len(POD_STARTUP):]
+    identifier = name[len(POD_STARTUP_PREFIX):]
     return (0 if identifier.startswith("Saturation") else
             1 if identifier.startswith("Latency") else 2, name)
 
 
-def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
+def pod_startup_sections(run: RunFiles, slos: list[Slo],
                          used: set[str]) -> list[dict[str, Any]]:
-    summaries = {n for n in run.perfdata if n.startswith(POD_STARTUP)}
-    summaries |= set(run.raw_names(POD_STARTUP))
+    summaries = {n for n in run.perfdata if n.startswith(POD_STARTUP_PREFIX)}
+    summaries |= set(run.raw_names(POD_STARTUP_PREFIX))
     order = sorted(summaries, key=_startup_rank)
     sections = []
     for name in order:
         used.add(name)
-        identifier = name[len(POD_STARTUP):]
+        identifier = name[len(POD_STARTUP_PREFIX):]
         raw = run.raw(name) or {}
         pods = raw.get("pods") if isinstance(raw.get("pods"), dict) else {}
         unit = str(raw.get("unit") or "ms")
@@ -193,12 +201,10 @@ def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
             rows.append({"metric": phase, "span": phase_span(phase), "unit": item.get("unit", unit),
                          "data": item.get("data", {}), "count": len(values) if pods else None})
         slo = _slo_of(slos, identifier)
-        threshold = slo.get("threshold") if slo else None
         plot = None
         if distributions:
             plot = Markup(plots.ecdf(distributions, unit, salt=f"pod-{identifier}",
-                                     threshold=threshold if isinstance(threshold, (int, float))
-                                     else None))
+                                     threshold=slo.threshold if slo else None))
         sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
         sections.append({"identifier": identifier, "rows": rows, "plot": plot,
                          "sources": sources, "pods": len(pods), "slo": slo,
@@ -206,26 +212,23 @@ def pod_startup_sections(run: RunFiles, slos: list[dict[str, Any]],
     return sections
 
 
-def _slo_of(slos: list[dict[str, Any]], identifier: str) -> dict[str, Any] | None:
+def _slo_of(slos: list[Slo], identifier: str) -> Slo | None:
     """The pod-startup SLO naming this identifier ("... (SaturationPodStartupLatency)"), where
     "PodStartupLatency" must not match the saturation one."""
-    candidates = [s for s in slos if s.get("measurement") == "PodStartupLatency"]
-    exact = [s for s in candidates if f"({identifier})" in str(s.get("name", ""))]
-    return (exact or [s for s in candidates if str(s.get("name", "")).endswith(identifier)]
-            or [None])[0]
+    candidates = [s for s in slos if s.measurement == POD_STARTUP.perfdata]
+    exact = [s for s in candidates if f"({identifier})" in s.name]
+    return (exact or [s for s in candidates if s.name.endswith(identifier)] or [None])[0]
 
 
 def api_threshold(labels: dict[str, Any]) -> float:
-    """clusterloader2's API call latency SLO for a call kind, in ms."""
-    if str(labels.get("Verb")) == "LIST":
-        return CLUSTER_LIST_MS if labels.get("Scope") == "cluster" else NAMESPACE_LIST_MS
-    return SINGLE_OBJECT_MS
+    """The API call latency SLO of a perfdata row's call, in ms: the threshold its SLO row
+    judges it against (`measure.slos.api_call_threshold`)."""
+    return api_call_threshold(str(labels.get("Verb", "")), str(labels.get("Scope", ""))) * 1000
 
 
 def api_section(run: RunFiles, used: set[str]) -> dict[str, Any] | None:
-    name = next((n for n in sorted(run.perfdata) if n == "APIResponsivenessPrometheus"),
-                next((n for n in sorted(run.perfdata)
-                      if n.startswith("APIResponsivenessPrometheus")), None))
+    name = next((n for n in sorted(run.perfdata) if n == API_RESPONSIVENESS.perfdata),
+                next((n for n in sorted(run.perfdata) if API_RESPONSIVENESS.owns(n)), None))
     if name is None:
         return None
     used.add(name)
@@ -250,7 +253,8 @@ def api_section(run: RunFiles, used: set[str]) -> dict[str, Any] | None:
                       _number(r["data"].get("Perc99")) or 0.0,
                       r["threshold"]) for r in rows[:MAX_BARS]]
     plot = Markup(plots.latency_bars(bars, "ms", salt="api")) if bars else None
-    return {"name": name, "rows": rows, "plot": plot, "plotted": len(bars)}
+    return {"name": name, "rows": rows, "plot": plot, "plotted": len(bars),
+            "thresholds": api_call_thresholds_text()}
 
 
 def _series_plot(run: RunFiles, name: str, title: str = "") -> Markup | None:
@@ -263,17 +267,17 @@ def _series_plot(run: RunFiles, name: str, title: str = "") -> Markup | None:
                                     salt=f"series-{name}", title=title))
 
 
-def series_section(run: RunFiles, used: set[str], name: str) -> dict[str, Any]:
+def series_section(run: RunFiles, used: set[str], name: str, series: str) -> dict[str, Any]:
     """A measurement's series plotted over time, and its perfdata file as a table."""
     used.add(name)
     perf = run.perfdata.get(name)
-    return {"plot": _series_plot(run, name),
+    return {"plot": _series_plot(run, series),
             "table": generic_table(perf) if perf else None}
 
 
 def resources_section(run: RunFiles, used: set[str]) -> dict[str, Any]:
-    used.add("ResourceUsageSummary")
-    perf = run.perfdata.get("ResourceUsageSummary")
+    used.add(RESOURCE_USAGE.perfdata)
+    perf = run.perfdata.get(RESOURCE_USAGE.perfdata)
     rows = []
     if perf:
         for item in perf.items:
@@ -281,15 +285,16 @@ def resources_section(run: RunFiles, used: set[str]) -> dict[str, Any]:
             rows.append({"name": labels.get("Name", "?"), "resource": labels.get("Resource", ""),
                          "unit": item.get("unit", ""), "data": item["data"]})
         rows.sort(key=lambda r: (r["resource"], r["name"]))
-    return {"cpu": _series_plot(run, "ResourceUsage_cpu", "CPU"),
-            "memory": _series_plot(run, "ResourceUsage_memory", "memory (RSS)"),
+    return {"cpu": _series_plot(run, f"{RESOURCE_USAGE.series}_cpu", "CPU"),
+            "memory": _series_plot(run, f"{RESOURCE_USAGE.series}_memory", "memory (RSS)"),
             "rows": rows}
 
 
 def etcd_section(run: RunFiles, used: set[str]) -> dict[str, Any]:
-    used.add("EtcdMetrics")
-    perf = run.perfdata.get("EtcdMetrics")
-    plots_ = [p for p in (_series_plot(run, n, n) for n in run.series_names("Etcd")) if p]
+    used.add(ETCD_METRICS.perfdata)
+    perf = run.perfdata.get(ETCD_METRICS.perfdata)
+    names = run.series_names(ETCD_METRICS.perfdata)
+    plots_ = [p for p in (_series_plot(run, n, n) for n in names) if p]
     return {"table": generic_table(perf) if perf else None, "plots": plots_}
 
 
@@ -320,16 +325,14 @@ def _parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
-def phases(entries: list[Any]) -> list[dict[str, Any]]:
+def phases(entries: list[PhaseRecord]) -> list[dict[str, Any]]:
     out = []
     for phase in entries:
-        if not isinstance(phase, dict):
-            continue
-        start, end = _parse_time(phase.get("started")), _parse_time(phase.get("finished"))
+        start, end = _parse_time(phase.started), _parse_time(phase.finished)
         duration = f"{(end - start).total_seconds():.0f} s" if start and end else "–"
-        objects = phase.get("objects") if isinstance(phase.get("objects"), dict) else {}
-        out.append({"name": phase.get("name", "?"), "started": phase.get("started"),
-                    "finished": phase.get("finished"), "duration": duration,
+        objects = phase.objects if isinstance(phase.objects, dict) else {}
+        out.append({"name": phase.name or "?", "started": phase.started,
+                    "finished": phase.finished, "duration": duration,
                     "objects": ", ".join(f"{v} {k}" for k, v in objects.items())})
     return out
 
@@ -342,7 +345,8 @@ def write_compare_html(comparison: Comparison, out: Path) -> Path:
     overlays = []
     base, cand = comparison.baseline.files, comparison.candidate.files
     if base is not None and cand is not None:
-        names = set(base.raw_names(POD_STARTUP)) | set(cand.raw_names(POD_STARTUP))
+        names = (set(base.raw_names(POD_STARTUP_PREFIX))
+                 | set(cand.raw_names(POD_STARTUP_PREFIX)))
         for name in sorted(names, key=_startup_rank):
             braw, craw = base.raw(name) or {}, cand.raw(name) or {}
             bpods = braw.get("pods") if isinstance(braw.get("pods"), dict) else {}
@@ -351,7 +355,7 @@ def write_compare_html(comparison: Comparison, out: Path) -> Path:
             distributions = {"baseline": _values(bpods, phase), "candidate": _values(cpods, phase)}
             if not any(distributions.values()):
                 continue
-            overlays.append({"identifier": name[len(POD_STARTUP):], "phase": phase,
+            overlays.append({"identifier": name[len(POD_STARTUP_PREFIX):], "phase": phase,
                              "plot": Markup(plots.ecdf(
                                  distributions, str(craw.get("unit") or braw.get("unit") or "ms"),
                                  salt=f"cmp-{name}", styles={"candidate": "-",

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from pykubemark.report.summary import RunSummary, read_summary
+
 # clusterloader2 names its files f"{summary}_{test}_{time.RFC3339}.json"; the test name has
 # no underscore in practice (density, load), the summary name often has one.
 _PERFDATA_NAME = re.compile(
@@ -37,7 +39,7 @@ class RunFiles:
     """What a run left in its output directory (any part may be missing)."""
 
     directory: Path
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: RunSummary | None = None    # None: no summary.json (or not a JSON object)
     perfdata: dict[str, Perfdata] = field(default_factory=dict)
 
     def raw(self, summary_name: str) -> dict[str, Any] | None:
@@ -112,8 +114,7 @@ def read_perfdata_files(paths: Iterable[Path], test: str | None = None) -> dict[
 
 def read_run(directory: Path) -> RunFiles:
     """Every file of a run directory that exists and parses."""
-    summary = read_json(directory / "summary.json")
-    summary = summary if isinstance(summary, dict) else {}
-    test = summary.get("test") if isinstance(summary.get("test"), str) else None
+    summary = read_summary(directory / "summary.json")
+    test = summary.test if summary is not None else None
     perfdata = read_perfdata_files(directory.glob("*.json"), test)
     return RunFiles(directory, summary, perfdata)

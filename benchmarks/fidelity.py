@@ -35,6 +35,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shlex
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -553,7 +555,8 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
                   "apiserver audit log",
         "command": command, "release": str(release),
         "pods_per_node": data["schedule"]["pods_per_node"],
-        "windows": {name: {"unit": w["unit"], "rates": w["rates"], "errors": w["errors"]}
+        "windows": {name: {k: w[k] for k in ("unit", "rates", "counts", "errors",
+                                             "resources_only_status_patches") if k in w}
                     for name, w in real["windows"].items()},
         "watches": real["watches"],
     }, indent=2) + "\n")
@@ -577,14 +580,26 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
               "of it.")
 @click.option("--record", is_flag=True,
               help="Write the real side's rates as reference/real-<minor>.json.")
+@click.option("--record-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Write the reference from this result file (of a run with "
+              "the real side) instead of running.")
 @click.option("--name", default="bench-fidelity", show_default=True,
               help="Cluster name prefix (one cluster per side, one after the other).")
 @results_dir_option()
 def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
          idle_minutes: float, pods_per_node: int, hold_seconds: float, settle_seconds: float,
-         baseline_minutes: float, record: bool, name: str, results_dir: Path) -> None:
+         baseline_minutes: float, record: bool, record_from: Path | None, name: str,
+         results_dir: Path) -> None:
     """Each side on its own control plane of the release, the same schedule; rates from
     the audit log, compared with the real nodes'."""
+    if record_from is not None:
+        data = json.loads(record_from.read_text())
+        if "real" not in data.get("sides", {}):
+            raise UserError(f"{record_from} has no real side to record")
+        argv = data.get("environment", {}).get("argv", [])
+        command = shlex.join(["python", "benchmarks/fidelity.py", *argv[1:]])
+        console.print(f"reference: {record_reference(data, command)}")
+        return
     chosen = [s.strip() for s in sides.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SIDES]
     if unknown or not chosen:
@@ -630,9 +645,6 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
     print_table(data)
     console.print(f"results: {result.path}")
     if record:
-        import shlex
-        import sys
-
         path = record_reference(data, shlex.join(["python", "benchmarks/fidelity.py",
                                                   *sys.argv[1:]]))
         console.print(f"reference: {path}")

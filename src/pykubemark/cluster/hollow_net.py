@@ -11,8 +11,9 @@ socket inside that one (`pykubemark.netns_sockets`); nothing runs in it, and not
 there is reachable from beyond this machine.
 
 The veth's name (``pkmh<K>`` for the K-th /16) is the claim: creating it fails if
-another cluster holds that /16. Everything made is recorded in the cluster's state as it
-is made, so `down` undoes exactly that, after a crash too.
+another cluster holds that /16; the namespace is ``pkm-pkmh<K>``. Everything made is
+recorded in the cluster's state as it is made, so `down` undoes exactly that, after a
+crash too.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def create(state: ClusterState) -> HollowNetwork:
         net = HollowNetwork(veth=veth, cidr=str(subnet))
         state.hollow_network = net
         state.save()
-        netns = f"pkm-{state.name}-hollow"
+        # Named by the claimed /16, not the cluster: two clusters of one name (separate
+        # $PYKUBEMARK_STATE directories) may run at once.
+        netns = f"pkm-{veth}"
         _ip("netns", "add", netns, what=f"cannot create network namespace {netns}")
         net.netns = netns
         state.save()

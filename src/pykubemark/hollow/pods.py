@@ -553,8 +553,7 @@ class PodLifecycle:
             self._event(record, "Killing", f"Stopping container {container.name}",
                         container.name)
         for offset in stop.resyncs:
-            if stop.resync_chance >= 1 or self.rng.random() < stop.resync_chance:
-                self._later(record, offset, self._resync)
+            self._later(record, offset, self._resync)
         if stop.generation_write is not None:
             self._later(record, stop.generation_write, self._regenerate)
         self._later(record, stop.kill_delay, self._killed)

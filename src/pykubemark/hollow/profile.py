@@ -113,10 +113,6 @@ class StopProfile(msgspec.Struct, forbid_unknown_fields=True):
     kill_delay: float = 0.6
     delete_after: float = 7.7
     confirm_after: float | None = 0.4
-    #: The chance that each of ``resyncs`` happens (a GET of the pod that finds its status
-    #: unchanged: in later kubelets two syncs race at the end, and only sometimes does
-    #: one of them find nothing to write).
-    resync_chance: float = 1.0
     #: Later kubelets write the deletion's new generation (observedGeneration) this long
     #: after they see it, before the kill; None: not written (1.20).
     generation_write: float | None = None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 import psutil
-from benchlib import results_dir_option
+from benchlib import results_dir_option, run_cli
 
 from pykubemark.measure.resources import cpu_seconds
 
@@ -111,4 +111,4 @@ def main(base: str, target: str, nodes: int, nodes_per_pod: int, idle_seconds: f
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # a UserError (no such cluster) is one line, not a traceback

@@ -3,21 +3,37 @@
 Anything raised as `UserError` is printed as one line and exits with code 2: a bad
 kubeconfig, a cluster name that does not exist, a port already taken. Everything
 else is a bug and keeps its traceback.
+
+These are plain exceptions so that the packages raising them need no command-line
+library: only the command line (`pykubemark.cli.main`) turns one into its line and
+exit code, and a benchmark or a test can catch one like any other exception.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TextIO
 
-import click
 import yaml
 
 
-class UserError(click.ClickException):
+class UserError(Exception):
     exit_code = 2
 
-    def show(self, file=None) -> None:
-        click.echo(f"pykubemark: {self.format_message()}", err=True, file=file)
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def format_message(self) -> str:
+        """The message alone (the name click's exceptions give it)."""
+        return self.message
+
+    def show(self, file: TextIO | None = None) -> None:
+        """The one line a command prints for it, on stderr unless told otherwise."""
+        out = file if file is not None else sys.stderr
+        out.write(f"pykubemark: {self.message}\n")
+        out.flush()
 
 
 class Interrupted(UserError):

@@ -20,6 +20,11 @@ def chaos_file(cluster: LocalCluster) -> Path:
     return cluster.dir / "chaos.json"
 
 
+def cluster_chaos_file(name: str) -> Path:
+    """Where `chaos --name` writes node failures for the nodes of `up --nodes`."""
+    return chaos_file(LocalCluster.load(name))
+
+
 @dataclass
 class HollowArgs:
     nodes: int

@@ -39,8 +39,16 @@ from pykubemark.cluster import ports, processes
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.hollow import ready_nodes
 from pykubemark.cluster.state import Proc
+from pykubemark.engines.base import (
+    HollowOptions,
+    NodeOptions,
+    Progress,
+    refuse_options,
+    register_rate,
+    stop_recorded,
+)
 from pykubemark.errors import UserError
-from pykubemark.provision.binaries import find_kubemark
+from pykubemark.provision.binaries import Binaries, find_kubemark
 
 #: The mount namespace wrapper: a private tmpfs on /tmp, then exec the kubelet, so the
 #: pid we started is the kubelet's own pid (what psutil measures) and its group leader.
@@ -351,3 +359,78 @@ def start_for_cluster(cluster: LocalCluster, nodes: int, *, prefix: str, kubemar
     fleet.start(progress)
     fleet.wait_ready(cluster, progress=progress)
     return fleet
+
+
+def run_hollow(options: HollowOptions, say: Progress) -> None:
+    """`hollow --engine kubemark`: Go hollow nodes in the foreground until Ctrl-C."""
+    # The apiserver client loads here, not in every command that lists the engines.
+    from pykubemark.kube.config import load_kubeconfig
+    from pykubemark.kube.probe import check_server
+
+    nodes = options.nodes
+    refuse_options("kubemark", fidelity=nodes.fidelity, processes=nodes.processes != 1,
+                   profile=nodes.profile_file, events=nodes.events is not None,
+                   endpoint_slices=nodes.endpoint_slices,
+                   delete_nodes_on_exit=options.delete_nodes_on_exit,
+                   kubelet_api=nodes.kubelet_api is not None,
+                   kubelet_port=bool(options.kubelet_port),
+                   kubelet_address=options.kubelet_address,
+                   kubelet_client_ca=options.kubelet_client_ca)
+    kubemark = require_runtime(find_kubemark())
+    config = load_kubeconfig(options.kubeconfig)
+    version = check_server(config)
+    if options.proxy_kubeconfig is not None:
+        check_server(load_kubeconfig(options.proxy_kubeconfig), verb="watch",
+                     resource="endpoints")
+    source = Path(config.source)
+    if not source.is_file():
+        raise UserError(f"--engine kubemark needs one kubeconfig file (--kubeconfig), not "
+                        f"{config.source}")
+    rate = nodes.register_rate
+    fleet = GoFleet(kubemark=kubemark, kubelet_kubeconfig=source,
+                    proxy_kubeconfig=options.proxy_kubeconfig or source, nodes=nodes.count,
+                    log_dir=default_log_dir(nodes.prefix), prefix=nodes.prefix,
+                    start_interval=1 / rate if rate else 0.0, die_with_parent=True)
+    say(f"{nodes.count} Go kubemark hollow nodes against {config.server} "
+        f"(Kubernetes {version.get('gitVersion', '?')}), logs in {fleet.log_dir}; Ctrl-C stops")
+
+    def progress(message: str) -> None:
+        # the last launch and the end, not a line per node
+        if message.endswith(f"{nodes.count}/{nodes.count}") or "Ctrl-C" in message:
+            say(message)
+
+    run_foreground(fleet, progress)
+
+
+class GoKubemarkEngine:
+    name = "kubemark"
+    title = "Go kubemark hollow nodes"
+    #: A Go kubelet's start-up costs ~1 CPU-s.
+    default_register_rate = 2.0
+
+    def check(self, nodes: NodeOptions) -> None:
+        refuse_options(self.name, fidelity=nodes.fidelity, processes=nodes.processes != 1,
+                       profile=nodes.profile_file, events=nodes.events is not None,
+                       endpoint_slices=nodes.endpoint_slices,
+                       kubelet_api=nodes.kubelet_api is not None)
+
+    def check_runtime(self, binaries: Binaries, nodes: NodeOptions) -> None:
+        if nodes.count:
+            require_runtime(binaries.kubemark)
+
+    def start(self, cluster: LocalCluster, binaries: Binaries, nodes: NodeOptions,
+              progress: Progress) -> None:
+        rate = register_rate(self, nodes.register_rate)
+        start_for_cluster(cluster, nodes.count, prefix=nodes.prefix,
+                          kubemark=require_runtime(binaries.kubemark),
+                          start_interval=1 / rate if rate else 0.0, progress=progress)
+
+    def stop(self, cluster: LocalCluster, nodes: NodeOptions) -> list[str]:
+        return stop_recorded(cluster, {f"{name}-{role}" for name in self.node_names(nodes)
+                                       for role in ("kubelet", "proxy")})
+
+    def node_names(self, nodes: NodeOptions) -> list[str]:
+        return nodes.names  # GoFleet's rule, pykubemark's
+
+    def run_foreground(self, options: HollowOptions, say: Progress) -> None:
+        run_hollow(options, say)

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -211,6 +212,19 @@ def add(path: Path, failure: NodeFailure, now: float | None = None) -> Scheduled
 
 def clear(path: Path) -> None:
     write_atomic(path, msgspec.json.encode(ChaosPlan()))
+
+
+def request(path: Path, action: str, **failure: Any) -> Scheduled | None:
+    """`pykubemark chaos ACTION`: "clear" ends every failure of the file; any other action
+    is one more failure, or a `UserError` saying why it is none."""
+    if action == "clear":
+        clear(path)
+        return None
+    try:
+        wanted = NodeFailure(action, **failure)
+    except ValueError as exc:
+        raise UserError(f"invalid node failure: {exc}") from None
+    return add(path, wanted)
 
 
 def remove(path: Path, ids: list[str]) -> None:

@@ -1,9 +1,10 @@
 """What the benchmarks share: a throw-away cluster, pykubemark's hollow fleet beside the
-Go one, a small admin REST client, the pod cycle both sides go through, and results
-written to disk as they are measured.
+Go one, the cluster's admin through the project's client, the pod cycle both sides go
+through, and results written to disk as they are measured.
 
-The benchmarks are scripts, not part of the package: they import pykubemark as a user
-would, and keep their own helpers here so that nothing in ``src/`` changes for them.
+The benchmarks are scripts, not part of the package: they use pykubemark as a user
+would — its control plane, its client (`pykubemark.kube`), the load generator's
+templates (`pykubemark.load.templates`) — and keep here only what is theirs.
 """
 
 from __future__ import annotations
@@ -30,18 +31,21 @@ from pykubemark.cluster.processes import last_lines
 from pykubemark.cluster.state import Proc
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
+from pykubemark.kube import load_kubeconfig
 from pykubemark.kube.blocking import call
-from pykubemark.kube.client import ApiError
-from pykubemark.kube.config import server_config
+from pykubemark.kube.client import JSON, ApiError
+from pykubemark.kube.config import KubeConfig
+from pykubemark.load import templates
+from pykubemark.provision.releases import default_release
 
 REPO = Path(__file__).resolve().parent.parent
-#: Committed: every figure in the README names its file here.
+#: Committed: every figure in the docs names its file here.
 RESULTS_DIR = REPO / "benchmarks" / "results"
 console = Console(stderr=True)
 #: Tables go to stdout, wide enough for their columns even when it is not a terminal.
 out = Console(width=None if sys.stdout.isatty() else 160)
 #: Any image will do: neither hollow kubelet pulls or runs anything.
-IMAGE = "k8s.gcr.io/pause:3.2"
+IMAGE = "registry.k8s.io/pause:3.10"
 
 
 def utcnow() -> dt.datetime:
@@ -107,16 +111,20 @@ def recording_status(data: dict[str, Any], key: str = "status") -> Iterator[None
         raise
 
 
-def start_cluster(name: str, *, audit: bool, bin_dir: Path | None = None,
-                  apiserver_args: tuple[str, ...] = ()) -> LocalCluster:
-    """A fresh local control plane. Refuses a name that is running (maybe someone
-    else's benchmark): only clusters this process started are ever stopped."""
+def start_cluster(name: str, *, audit: bool = False, bin_dir: Path | None = None,
+                  apiserver_args: Iterable[str] = (), size: int = 0,
+                  kubemark: bool = False) -> LocalCluster:
+    """A fresh local control plane, sized for ``size`` nodes as `up --nodes` sizes it
+    (explicit ``apiserver_args`` win); ``kubemark``: the Go kubemark must be there too.
+    Refuses a name that is running (maybe someone else's benchmark): only clusters this
+    process started are ever stopped."""
     from pykubemark.provision import ensure_binaries
 
     binaries = ensure_binaries(bin_dir, allow_build=False)
-    if binaries.kubemark is None:
+    if kubemark and binaries.kubemark is None:
         raise UserError("no kubemark binary found (pykubemark provision builds it)")
-    options = UpOptions(name=name, audit=audit, apiserver_args=apiserver_args)
+    options = UpOptions(name=name, audit=audit, apiserver_args=tuple(apiserver_args),
+                        size=size)
     with console.status(f"starting cluster '{name}'"):
         cluster = LocalCluster.up(options, binaries)
     console.print(f"cluster [bold]{name}[/] up at {cluster.state.server} ({cluster.dir})")
@@ -138,38 +146,6 @@ def results_dir_option(default: Path = RESULTS_DIR) -> Callable[[Callable[..., A
                         default=default, show_default=True, callback=_results_dir)
 
 
-def cluster_options(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--cluster`` (a running `pykubemark up`), ``--name`` (of the throw-away cluster
-    used otherwise) and ``--results-dir``, for benchmarks that can run on either."""
-    options = [
-        click.option("--cluster", "cluster_name", default=None,
-                     help="A running `pykubemark up` (default: a throw-away cluster, --name)."),
-        click.option("--name", default=default_name, show_default=True,
-                     help="Name of the throw-away cluster when no --cluster is given."),
-        results_dir_option(),
-    ]
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return decorate
-
-
-@contextlib.contextmanager
-def running_or_throwaway(cluster_name: str | None, name: str) -> Iterator[LocalCluster]:
-    """The running cluster ``cluster_name``, left running; or a fresh one named ``name``,
-    stopped at the end (also on Ctrl-C)."""
-    own = cluster_name is None
-    cluster = start_cluster(name, audit=False) if own else LocalCluster.load(cluster_name)
-    try:
-        yield cluster
-    finally:
-        if own:
-            with shielded():
-                cluster.down()
-
-
 def tear_down(cluster: LocalCluster, label: str, *, say_stopped: bool = True) -> None:
     """Stop a benchmark's cluster; a second Ctrl-C must not cut it short."""
     with shielded(), console.status(f"tearing down cluster '{label}'"):
@@ -179,14 +155,24 @@ def tear_down(cluster: LocalCluster, label: str, *, say_stopped: bool = True) ->
 
 
 def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
-                    processes: int = 1, extra: Iterable[str] = ()) -> Proc:
-    """`pykubemark hollow` as a child of the cluster (stopped by `down`): each kubelet
-    bootstraps its own system:node:<name> identity, the proxies are system:kube-proxy."""
-    argv = python_argv(
-        "hollow", "--kubeconfig", str(cluster.kubeconfig_for("kubelet-bootstrap")),
-        "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
-        "--nodes", str(nodes), "--prefix", prefix, "--processes", str(processes), *extra,
-    )
+                    processes: int = 1, fidelity: str | None = None, cpu: int | None = None,
+                    extra: Iterable[str] = ()) -> Proc:
+    """`pykubemark hollow` as a child of the cluster (stopped by `down`), unsupervised
+    (no supervisor process in what is measured): each kubelet bootstraps its own
+    system:node:<name> identity, the proxies are system:kube-proxy. ``cpu``: pinned to
+    that core (taskset)."""
+    args = ["hollow", "--kubeconfig", str(cluster.kubeconfig_for("kubelet-bootstrap")),
+            "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
+            "--nodes", str(nodes), "--prefix", prefix, "--processes", str(processes)]
+    if fidelity:
+        args += ["--fidelity", fidelity]
+    if fidelity == "lite":
+        # A node may watch only its own pods (1.32+): the lite fleet's shared watches of
+        # every pod and node need a user allowed to make them, as `up` gives it.
+        args += ["--watch-kubeconfig", str(cluster.kubeconfig_for("hollow-kubelet"))]
+    argv = python_argv(*args, *extra)
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
     return cluster.add_process(f"hollow-{prefix}", argv)
 
 
@@ -256,77 +242,66 @@ class ResultFile:
         write_atomic(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
 
-# -- admin REST ----------------------------------------------------------------------------
+# -- the cluster's admin ----------------------------------------------------------------------
+def admin_config(cluster: LocalCluster) -> KubeConfig:
+    """The cluster's admin (system:masters, exempt from priority and fairness), for
+    `pykubemark.kube.Client` and `pykubemark.kube.blocking.call`."""
+    return load_kubeconfig(Path(cluster.state.kubeconfig))
+
+
 class Api:
-    """A few synchronous admin calls (`pykubemark.kube.blocking`, a connection per call):
-    the benchmark's own requests are not what is measured, so simplicity wins over speed
-    here. A failed request raises `ApiFailure`; no answer at all raises `OSError`."""
+    """The admin's synchronous calls, as `pykubemark.kube.blocking.call` makes them (a
+    connection per call: the benchmark's own requests are not what is measured), with
+    the answer decoded. Failures are the client's: `ApiError` for an answer that is not
+    2xx, `OSError` for none."""
 
     def __init__(self, cluster: LocalCluster) -> None:
-        self.config = server_config(cluster.state.server, token=cluster.token("admin"),
-                                    ca_cert=cluster.dir / "pki" / "ca.crt")
+        self.config = admin_config(cluster)
 
     def request(self, method: str, path: str, body: Any = None, *,
-                params: dict[str, str] | None = None,
-                content_type: str = "application/json") -> Any:
-        try:
-            answer = call(self.config, method, path, params=params, body=body,
-                          content_type=content_type)
-        except ApiError as exc:
-            detail = exc.body[:300].decode(errors="replace")
-            raise ApiFailure(exc.status, f"{method} {path}: {exc.status} {detail}") from None
+                params: dict[str, str] | None = None, content_type: str = JSON) -> Any:
+        answer = call(self.config, method, path, params=params, body=body,
+                      content_type=content_type)
         return orjson.loads(answer or b"null")
-
-    def text(self, path: str) -> str:
-        """A non-JSON answer, e.g. the apiserver's /metrics."""
-        try:
-            return call(self.config, "GET", path).decode()
-        except ApiError as exc:
-            raise ApiFailure(exc.status, f"GET {path}: {exc.status}") from None
 
     def get(self, path: str, **params: str) -> Any:
         return self.request("GET", path, params=params or None)
 
 
-class ApiFailure(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def wait_namespace(cluster: LocalCluster, namespace: str, timeout: float = 60.0) -> None:
+    """Create ``namespace`` (if missing) and wait until the controllers readied it for
+    pods (`LocalCluster.namespace_ready`): pods created before are refused and retried
+    with back-off, which would skew the timings."""
+    with contextlib.suppress(ApiError):
+        Api(cluster).request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    deadline = time.monotonic() + timeout
+    while not cluster.namespace_ready(namespace):
+        if time.monotonic() > deadline:
+            raise UserError(f"namespace {namespace}: not ready for pods after {timeout:.0f}s")
+        time.sleep(0.5)
 
 
 # -- the pod cycle -------------------------------------------------------------------------
 def deployment(name: str, replicas: int, nodes: list[str]) -> dict[str, Any]:
-    """A Deployment pinned to ``nodes`` and spread evenly over them.
+    """The load generator's Deployment (`pykubemark.load.templates`), pinned to ``nodes``
+    and spread evenly over them.
 
     Required node affinity on ``kubernetes.io/hostname`` keeps each side's pods on its
     own nodes without labelling anything; a topology spread constraint with maxSkew 1
-    (which in 1.20 counts only nodes the affinity admits) makes the load per node equal,
+    (counting only the nodes the affinity admits) makes the load per node equal,
     ``replicas / len(nodes)`` on every node of both sides.
     """
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "affinity": {"nodeAffinity": {
-                        "requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [{"matchExpressions": [{
-                                "key": "kubernetes.io/hostname", "operator": "In",
-                                "values": nodes}]}]}}},
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": labels}}],
-                    "containers": [{"name": "pause", "image": IMAGE}],
-                },
-            },
-        },
-    }
+    body = templates.workload("Deployment", name, replicas=replicas, labels={"app": name},
+                              image=IMAGE, config=False, node_selector={})
+    spec = body["spec"]["template"]["spec"]
+    spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{
+            "key": "kubernetes.io/hostname", "operator": "In", "values": nodes}]}]}}}
+    spec["topologySpreadConstraints"] = [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": body["spec"]["selector"]["matchLabels"]}}]
+    return body
 
 
 class PodCycle:
@@ -342,10 +317,11 @@ class PodCycle:
 
     BOUNDARIES = ("create", "start_end", "scale_down", "stop_end")
 
-    def __init__(self, api: Api, sides: dict[str, list[str]], *, pods_per_node: int,
-                 hold: float, settle: float, namespace: str = "bench",
+    def __init__(self, cluster: LocalCluster, sides: dict[str, list[str]], *,
+                 pods_per_node: int, hold: float, settle: float, namespace: str = "bench",
                  mark: Callable[[str], None] = lambda _name: None) -> None:
-        self.api = api
+        self.cluster = cluster
+        self.api = Api(cluster)
         self.sides = sides
         self.pods_per_node = pods_per_node
         self.hold = hold
@@ -368,8 +344,8 @@ class PodCycle:
         self.mark(boundary)
 
     def run(self, check: Callable[[], None] = lambda: None) -> None:
-        self._namespace()
-        base = f"/apis/apps/v1/namespaces/{self.namespace}/deployments"
+        wait_namespace(self.cluster, self.namespace)
+        base = templates.collection("Deployment", self.namespace)
         self._mark("create")
         created = time.monotonic()
         for side, nodes in self.sides.items():
@@ -391,7 +367,7 @@ class PodCycle:
         self._sleep(self.settle, check, "settling")
         self._mark("stop_end")
         for side in self.sides:
-            with contextlib.suppress(ApiFailure):
+            with contextlib.suppress(ApiError):
                 self.api.request("DELETE", f"{base}/{self.name(side)}")
 
     def _all_running(self, side: str, pods: list[dict[str, Any]]) -> bool:
@@ -405,25 +381,10 @@ class PodCycle:
         self.spread[side] = dict(sorted(Counter(counts).items()))
         return True
 
-    def _namespace(self) -> None:
-        """The namespace, and its default service account's token secret: without it
-        pods are rejected and retried with back-off, which would skew the timings."""
-        with contextlib.suppress(ApiFailure):
-            self.api.request("POST", "/api/v1/namespaces",
-                             {"metadata": {"name": self.namespace}})
-        deadline = time.monotonic() + 60
-        path = f"/api/v1/namespaces/{self.namespace}/serviceaccounts/default"
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ApiFailure):
-                if self.api.get(path).get("secrets"):
-                    return
-            time.sleep(0.5)
-        raise UserError(f"namespace {self.namespace}: no service account token after 60s")
-
     def _wait(self, what: str, since: float, record: dict[str, float],
               check: Callable[[], None], *, timeout: float,
               done: Callable[[str, list[dict[str, Any]]], bool]) -> None:
-        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        path = templates.collection("Pod", self.namespace)
         with console.status(f"waiting for pods {what}") as status:
             while len(record) < len(self.sides):
                 check()
@@ -455,6 +416,8 @@ def environment() -> dict[str, Any]:
     import psutil
 
     return {
+        # what start_cluster runs (fidelity.py records its --release apart)
+        "kubernetes_default": str(default_release()),
         "host_cpus": os.cpu_count(),
         "memory_mib": psutil.virtual_memory().total >> 20,
         "python": sys.version.split()[0],

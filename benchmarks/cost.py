@@ -1,24 +1,29 @@
 """Cost: memory and CPU per hollow node, pykubemark against the Go kubemark, in one run.
 
 The point of pykubemark is many hollow nodes per core; this measures how many. Go hollow
-nodes (a kubelet and a proxy process each, ``pykubemark.engines.gokubemark``) and a
-pykubemark fleet (one ``pykubemark hollow`` process) run side by side against one local
-cluster, and psutil reads their RSS (and PSS, which does not count the Go binary's
+nodes (a kubelet and a proxy process each, ``pykubemark.engines.gokubemark``) and two
+pykubemark fleets (a `pykubemark hollow` process each) run side by side against one
+local cluster, and psutil reads their RSS (and PSS, which does not count the Go binary's
 shared pages once per process) and CPU seconds:
 
-* startup: CPU seconds per node from launch to the end of the startup window;
-* idle: mean RSS per node and CPU millicores per node over ``--idle-minutes``;
-* pod cycle: ``--pods-per-node`` pods on each of ``--cycle-nodes`` nodes per side,
-  create → Running → hold → scale to 0 → gone, in CPU seconds per pod, both raw and
-  net of the idle CPU rate over the same time (at 500 pykubemark nodes the idle share
-  is most of the raw number).
+* the idle fleet (``--py-nodes``, 500): what a pykubemark node costs at scale — CPU
+  seconds per node at startup, then mean RSS and CPU millicores per node over
+  ``--idle-minutes``, beside the same of each Go node;
+* the pod fleet (``--cycle-nodes``, as many nodes as the Go side): ``--pods-per-node``
+  pods on every one of its nodes and on as many Go nodes, both sides at once, create →
+  Running → hold → scale to 0 → gone, ``--cycles`` times; CPU seconds per pod, raw and
+  net of the side's own idle CPU rate (measured in the idle window) over the same time.
 
-The Go side is expensive (~117 MiB and ~5 millicores per node), so it defaults to 10
-nodes; pykubemark's per-node cost matters at scale, so ``--py-nodes`` defaults to 500.
-Results go to ``results/cost-<timestamp>.json`` after every phase, and the cluster is
-always torn down, also on Ctrl-C.
+Two fleets, because one would make the per-pod figure mostly idle CPU: pods on 10 of
+500 nodes leave 490 idle ones whose CPU is subtracted from the cycle's, and that
+difference is noise. Per pod is the median of the cycles, and each cycle's Go /
+pykubemark ratio is reported (both sides go through a cycle at once, so each is a pair).
 
-    .venv/bin/python benchmarks/cost.py --go-nodes 10 --py-nodes 500
+The Go side is expensive (~115 MiB per node), so it defaults to 10 nodes. Results go
+to ``results/cost-<timestamp>.json`` after every phase, and the cluster is always torn
+down, also on Ctrl-C.
+
+    .venv/bin/python benchmarks/cost.py        # = make bench-cost
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from typing import Any
 import click
 import psutil
 from benchlib import (
-    Api,
     PodCycle,
     ResultFile,
     check_proc,
@@ -61,10 +65,15 @@ from pykubemark.cluster.state import Proc
 from pykubemark.engines.gokubemark import GoFleet
 from pykubemark.measure.resources import cpu_seconds, process_tree
 
-GROUPS = ("go-kubelet", "go-proxy", "py")
+#: Process groups: the Go nodes' kubelets and proxies, pykubemark's idle fleet and its
+#: pod fleet.
+GROUPS = ("go-kubelet", "go-proxy", "py", "py-pods")
+#: Which side's pods a group's CPU is divided by.
+SIDE = {"go-kubelet": "go", "go-proxy": "go", "py": "py", "py-pods": "py"}
+#: The pod fleet: its node names, and InternalIPs apart from the idle fleet's (each node
+#: serves the kubelet API on its own address).
+POD_PREFIX, POD_IP_BASE = "pp", "127.30.0.0/16"
 MIB = 1 << 20
-REFERENCE_GO = {"rss_mib_per_node": 117, "idle_millicores_per_node": 5.4,
-                "cpu_seconds_per_pod": 0.11}
 
 
 @dataclass
@@ -129,10 +138,12 @@ class Meter:
 class Cost:
     cluster: LocalCluster
     fleet: GoFleet
+    #: Nodes of each group: Go, pykubemark's idle fleet, its pod fleet.
     go_nodes: int
     py_nodes: int
+    pod_nodes: int
     results: ResultFile
-    py_proc: Proc | None = None
+    procs: dict[str, Proc] = field(default_factory=dict)  # py, py-pods
     meter: Meter | None = None
     idle_rate: dict[str, float] = field(default_factory=dict)  # CPU-s per second
     #: The phase under way and its first snapshot, so an interruption can save it.
@@ -141,15 +152,16 @@ class Cost:
 
     def check(self) -> None:
         self.fleet.check_alive()
-        if self.py_proc is not None:
-            check_proc(self.py_proc)
+        for proc in self.procs.values():
+            check_proc(proc)
 
-    def py_processes(self) -> list[psutil.Process]:
-        live = self.py_proc.process() if self.py_proc else None
+    def py_processes(self, group: str) -> list[psutil.Process]:
+        proc = self.procs.get(group)
+        live = proc.process() if proc else None
         return [] if live is None else process_tree(live)
 
     def nodes(self, group: str) -> int:
-        return self.py_nodes if group == "py" else self.go_nodes
+        return {"py": self.py_nodes, "py-pods": self.pod_nodes}.get(group, self.go_nodes)
 
     def save(self, key: str, value: Any) -> None:
         self.results.data.setdefault("phases", {})[key] = value
@@ -157,14 +169,18 @@ class Cost:
 
     # -- phases ----------------------------------------------------------------------
     def run(self, *, startup_seconds: float, idle_minutes: float, pods_per_node: int,
-            cycle_nodes: int, hold: float, settle: float, sample_seconds: float,
-            py_processes: int, py_args: tuple[str, ...], cycles: int = 1) -> None:
+            hold: float, settle: float, sample_seconds: float, py_processes: int,
+            py_args: tuple[str, ...], cycles: int = 1) -> None:
         launched = time.monotonic()
-        self.py_proc = start_py_hollow(self.cluster, self.py_nodes, prefix="py",
-                                       processes=py_processes, extra=py_args)
+        self.procs["py"] = start_py_hollow(self.cluster, self.py_nodes, prefix="py",
+                                           processes=py_processes, extra=py_args)
+        self.procs["py-pods"] = start_py_hollow(
+            self.cluster, self.pod_nodes, prefix=POD_PREFIX,
+            extra=["--node-ip-base", POD_IP_BASE, *py_args])
         with console.status("launching Go hollow nodes") as status:
             self.fleet.start(status.update)
-        took = wait_ready(self.cluster, {"go": self.go_nodes, "py": self.py_nodes},
+        took = wait_ready(self.cluster, {"go": self.go_nodes, "py": self.py_nodes,
+                                         POD_PREFIX: self.pod_nodes},
                           check=self.check, timeout=180 + self.py_nodes / 5)
         self.results.data["ready_after_seconds"] = took
         left = max(startup_seconds - (time.monotonic() - launched), 15.0)
@@ -172,7 +188,8 @@ class Cost:
         self.meter = Meter({
             "go-kubelet": lambda: list(self.fleet.live_processes("kubelet")),
             "go-proxy": lambda: list(self.fleet.live_processes("proxy")),
-            "py": self.py_processes,
+            "py": lambda: self.py_processes("py"),
+            "py-pods": lambda: self.py_processes("py-pods"),
         }, sample_seconds)
         with self.meter as meter:
             first = meter.snapshot()
@@ -188,7 +205,7 @@ class Cost:
                 self.save("idle", self.window(first, meter.snapshot()))
                 self.pending = None
             for i in range(cycles if pods_per_node > 0 else 0):
-                self.pod_cycle(pods_per_node, cycle_nodes, hold, settle, f"bench{i}")
+                self.pod_cycle(pods_per_node, hold, settle, f"bench{i}")
 
     def save_partial(self) -> None:
         """After an interruption: the phase under way, from its start until now."""
@@ -209,6 +226,9 @@ class Cost:
         cycles = self.results.data.setdefault("phases", {}).setdefault("pod_cycles", [])
         cycles.append(result)
         self.save("pod_cycle", combine_cycles(cycles))
+        ratio = cycle_ratio(result)
+        console.print(f"pod cycle {len(cycles)}{' (partial)' if result.get('partial') else ''}"
+                      f": CPU per pod, Go / pykubemark {fmt(ratio)}")
 
     def window(self, first: dict[str, Sample], last: dict[str, Sample]) -> dict[str, Any]:
         """CPU over the window from its two ends; memory as the mean of every sample."""
@@ -230,8 +250,8 @@ class Cost:
             }
         return result
 
-    def pod_cycle(self, pods_per_node: int, cycle_nodes: int, hold: float,
-                  settle: float, namespace: str) -> None:
+    def pod_cycle(self, pods_per_node: int, hold: float, settle: float,
+                  namespace: str) -> None:
         assert self.meter is not None
         meter = self.meter
         marks: dict[str, dict[str, Sample]] = {}
@@ -241,17 +261,18 @@ class Cost:
             if boundary == "create":
                 self.pending = ("pod_cycle", marks["create"])
 
-        sides = {"go": self.fleet.names[:cycle_nodes],
-                 "py": [f"py-{i}" for i in range(min(cycle_nodes, self.py_nodes))]}
-        self.cycle = PodCycle(Api(self.cluster), sides, pods_per_node=pods_per_node,
-                              hold=hold, settle=settle, namespace=namespace, mark=mark)
+        sides = {"go": self.fleet.names[:self.pod_nodes],
+                 "py": [f"{POD_PREFIX}-{i}" for i in range(self.pod_nodes)]}
+        self.cycle = PodCycle(self.cluster, sides, pods_per_node=pods_per_node, hold=hold,
+                              settle=settle, namespace=namespace, mark=mark)
         self.cycle.run(check=self.check)
         self.save_cycle(self.cycle_result(self.cycle, marks["create"], marks["stop_end"]))
         self.pending = None
 
     def cycle_result(self, cycle: PodCycle, first: dict[str, Sample],
                      last: dict[str, Sample]) -> dict[str, Any]:
-        """CPU-s per pod, raw and net of the idle CPU rate over the same seconds."""
+        """CPU-s per pod, raw and net of the idle CPU rate over the same seconds, of the
+        groups whose nodes carry the pods (not the idle fleet's)."""
         assert self.meter is not None
         result: dict[str, Any] = {
             "seconds": last["py"].when - first["py"].when,
@@ -259,20 +280,26 @@ class Cost:
             "spread_pods_to_nodes": cycle.spread, "running_after_seconds": cycle.running_after,
             "gone_after_seconds": cycle.gone_after,
         }
-        for group in GROUPS:
-            pods = cycle.pods("py" if group == "py" else "go")
+        for group in POD_GROUPS:
+            pods = cycle.pods(SIDE[group])
             cpu = last[group].cpu - first[group].cpu
             seconds = last[group].when - first[group].when
             idle = self.idle_rate.get(group)
-            peak = max(s.rss for s in self.meter.between(group, first[group], last[group]))
+            samples = self.meter.between(group, first[group], last[group])
+            peak = max(s.rss for s in samples)
             result[group] = {
                 "cpu_seconds": cpu,
                 "cpu_seconds_per_pod_raw": cpu / pods,
                 "cpu_seconds_per_pod": (cpu - idle * seconds) / pods if idle is not None
                 else None,
                 "peak_rss_mib_per_node": peak / MIB / self.nodes(group),
+                "rss_growth_mib_per_node": (peak - samples[0].rss) / MIB / self.nodes(group),
             }
         return result
+
+
+#: The groups whose nodes carry pods.
+POD_GROUPS = ("go-kubelet", "go-proxy", "py-pods")
 
 
 def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
@@ -291,7 +318,7 @@ def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if any(c.get("partial") for c in cycles):
         combined["partial"] = True
-    for group in GROUPS:
+    for group in POD_GROUPS:
         rows = [c[group] for c in cycles]
         net = [r["cpu_seconds_per_pod"] for r in rows]
         combined[group] = {
@@ -300,46 +327,49 @@ def combine_cycles(cycles: list[dict[str, Any]]) -> dict[str, Any]:
                                                          for r in rows),
             "cpu_seconds_per_pod": None if None in net else statistics.median(net),
             "peak_rss_mib_per_node": max(r["peak_rss_mib_per_node"] for r in rows),
+            "rss_growth_mib_per_node": max(r["rss_growth_mib_per_node"] for r in rows),
         }
     return combined
 
 
+def cycle_ratio(cycle: dict[str, Any]) -> float | None:
+    """Go / pykubemark CPU per pod (net of idle) of one cycle."""
+    go = [cycle[g]["cpu_seconds_per_pod"] for g in ("go-kubelet", "go-proxy")]
+    py = cycle["py-pods"]["cpu_seconds_per_pod"]
+    return round(sum(go) / py, 2) if None not in go and py else None
+
+
 def per_pod_ratios(data: dict[str, Any]) -> list[float]:
     """Go / pykubemark CPU per pod (net of idle) of each whole pod cycle."""
-    ratios = []
-    for cycle in data.get("phases", {}).get("pod_cycles", []):
-        if cycle.get("partial"):
-            continue
-        go = [cycle[g]["cpu_seconds_per_pod"] for g in ("go-kubelet", "go-proxy")]
-        py = cycle["py"]["cpu_seconds_per_pod"]
-        if None not in go and py:
-            ratios.append(round(sum(go) / py, 2))
-    return ratios
+    cycles = data.get("phases", {}).get("pod_cycles", [])
+    return [r for c in cycles if not c.get("partial") and (r := cycle_ratio(c)) is not None]
 
 
 # -- output -------------------------------------------------------------------------------
 def summary(data: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Go (kubelet + proxy) and pykubemark per node / per pod, from the raw phases."""
+    """Go (kubelet + proxy) and pykubemark per node / per pod, from the raw phases: per
+    node from the idle fleet, per pod from the pod fleet."""
     phases = data.get("phases", {})
     rows: dict[str, dict[str, float | None]] = {}
 
-    def both(metric: str, phase: str) -> dict[str, float | None]:
+    def both(metric: str, phase: str, py_group: str = "py") -> dict[str, float | None]:
         got = phases.get(phase)
-        if not got or metric not in got.get("py", {}):
+        if not got or metric not in got.get(py_group, {}):
             return {"go": None, "py": None}
         go = [got[group].get(metric) for group in ("go-kubelet", "go-proxy")]
         # A figure that needs a phase that was skipped (the idle one, for per-pod CPU
         # net of idle) is None on a side, never a crash of the whole summary.
         return {"go": None if None in go else sum(go),  # type: ignore[arg-type]
-                "py": got["py"][metric]}
+                "py": got[py_group][metric]}
 
     rows["CPU-s per node, startup"] = both("cpu_seconds_per_node", "startup")
     rows["RSS MiB per node, idle"] = both("rss_mib_per_node", "idle")
     rows["PSS MiB per node, idle"] = both("pss_mib_per_node", "idle")
     rows["CPU millicores per node, idle"] = both("millicores_per_node", "idle")
-    rows["CPU-s per pod (net of idle)"] = both("cpu_seconds_per_pod", "pod_cycle")
-    rows["CPU-s per pod (raw)"] = both("cpu_seconds_per_pod_raw", "pod_cycle")
-    rows["peak RSS MiB per node, pod cycle"] = both("peak_rss_mib_per_node", "pod_cycle")
+    rows["CPU-s per pod (net of idle)"] = both("cpu_seconds_per_pod", "pod_cycle", "py-pods")
+    rows["CPU-s per pod (raw)"] = both("cpu_seconds_per_pod_raw", "pod_cycle", "py-pods")
+    rows["RSS MiB added per node, pod cycle"] = both("rss_growth_mib_per_node", "pod_cycle",
+                                                     "py-pods")
     millicores = rows["CPU millicores per node, idle"]
     rows["nodes per core, idle"] = {s: 1000 / v if v else None for s, v in millicores.items()}
     rss = rows["RSS MiB per node, idle"]
@@ -357,38 +387,39 @@ def print_results(data: dict[str, Any]) -> None:
     params = data["params"]
     phases = data.get("phases", {})
     table = Table(title=f"cost per hollow node: Go kubemark ({params['go_nodes']} nodes) vs "
-                  f"pykubemark ({params['py_nodes']} nodes, {params['py_processes']} "
-                  "process(es))", title_justify="left")
-    for column in ("metric", "Go", "pykubemark", "Go / py", "ref Go"):
+                  f"pykubemark ({params['py_nodes']} idle nodes in {params['py_processes']} "
+                  f"process(es); pods on {params['cycle_nodes']} nodes of each side)",
+                  title_justify="left")
+    for column in ("metric", "Go", "pykubemark", "Go / py"):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    reference = {"RSS MiB per node, idle": REFERENCE_GO["rss_mib_per_node"],
-                 "CPU millicores per node, idle": REFERENCE_GO["idle_millicores_per_node"],
-                 "CPU-s per pod (net of idle)": REFERENCE_GO["cpu_seconds_per_pod"]}
     for metric, values in summary(data).items():
         go, py = values["go"], values["py"]
         ratio = go / py if go is not None and py else None
-        table.add_row(metric, fmt(go), fmt(py), fmt(ratio), fmt(reference.get(metric)))
+        table.add_row(metric, fmt(go), fmt(py), fmt(ratio))
     out.print(table)
     detail = Table(title="by process group", title_justify="left")
-    for column in ("phase", "group", "CPU-s", "per node / per pod", "RSS MiB / node"):
+    for column in ("phase", "group", "nodes", "CPU-s", "per node / per pod",
+                   "RSS MiB / node"):
         detail.add_column(column, justify="left" if column in ("phase", "group") else "right")
+    nodes = {"py": params["py_nodes"], "py-pods": params["cycle_nodes"]}
     for group in GROUPS:
+        count = str(nodes.get(group, params["go_nodes"]))
         if idle := phases.get("idle"):
             g = idle[group]
             label = "idle" + (" (partial)" if idle.get("partial") else "")
-            detail.add_row(label, group, fmt(g["cpu_seconds"]),
+            detail.add_row(label, group, count, fmt(g["cpu_seconds"]),
                            f"{fmt(g['millicores_per_node'])} mc", fmt(g["rss_mib_per_node"]))
-        if cycle := phases.get("pod_cycle"):
+        if (cycle := phases.get("pod_cycle")) and group in cycle:
             g = cycle[group]
             label = "pod cycle" + (" (partial)" if cycle.get("partial") else "")
-            detail.add_row(label, group, fmt(g["cpu_seconds"]),
+            detail.add_row(label, group, count, fmt(g["cpu_seconds"]),
                            f"{fmt(g['cpu_seconds_per_pod'])} s/pod",
                            fmt(g["peak_rss_mib_per_node"]))
     out.print(detail)
     if cycle := phases.get("pod_cycle"):
         out.print(f"pod cycle: {cycle['seconds']:.0f}s, pods {cycle['pods']}, spread "
                   f"{{pods on a node: nodes}} {cycle['spread_pods_to_nodes']}")
-    if len(ratios := per_pod_ratios(data)) > 1:
+    if ratios := per_pod_ratios(data):
         out.print(f"CPU per pod, Go / pykubemark, cycle by cycle: {ratios} (median "
                   f"{statistics.median(ratios):.2f})")
 
@@ -396,21 +427,22 @@ def print_results(data: dict[str, Any]) -> None:
 # -- command ------------------------------------------------------------------------------
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--go-nodes", type=click.IntRange(1, 200), default=10, show_default=True,
-              help="Go hollow nodes (~117 MiB each).")
+              help="Go hollow nodes (~115 MiB each); all of them carry pods.")
 @click.option("--py-nodes", type=click.IntRange(1, 100_000), default=500, show_default=True,
-              help="pykubemark hollow nodes.")
+              help="pykubemark's idle fleet: what a node costs at scale.")
 @click.option("--py-processes", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes for the pykubemark fleet (its --processes).")
+              help="Processes for the idle fleet (its --processes).")
+@click.option("--cycle-nodes", type=click.IntRange(1), default=None,
+              help="Nodes per side that carry pods: the first of the Go nodes, and "
+              "pykubemark's pod fleet (default and at most: --go-nodes).")
 @click.option("--idle-minutes", type=click.FloatRange(0), default=3.0, show_default=True,
-              help="Length of the idle window (0: skip it).")
+              help="Length of the idle window (0: skip it, and per-pod CPU net of idle).")
 @click.option("--startup-seconds", type=click.FloatRange(0), default=90.0, show_default=True,
               help="Startup window, from launch; the idle window starts after it.")
 @click.option("--pods-per-node", type=click.IntRange(0, 110), default=10, show_default=True,
-              help="Pods per cycle node (0: skip the pod cycle).")
+              help="Pods per node that carries pods (0: skip the pod cycles).")
 @click.option("--cycles", type=click.IntRange(1), default=3, show_default=True,
               help="Pod cycles; CPU per pod is the median of theirs.")
-@click.option("--cycle-nodes", type=click.IntRange(1), default=None,
-              help="Nodes per side that get pods (default: --go-nodes).")
 @click.option("--hold-seconds", type=click.FloatRange(0), default=30.0, show_default=True)
 @click.option("--settle-seconds", type=click.FloatRange(0), default=10.0, show_default=True)
 @click.option("--sample-seconds", type=click.FloatRange(0.5), default=5.0, show_default=True,
@@ -421,14 +453,15 @@ def print_results(data: dict[str, Any]) -> None:
 @click.option("--bin-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--go-start-interval", type=click.FloatRange(0), default=0.5, show_default=True)
 @click.option("--py-arg", "py_args", multiple=True,
-              help="Extra argument for `pykubemark hollow`, e.g. --py-arg=--fidelity=lite.")
-def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
-         startup_seconds: float, pods_per_node: int, cycles: int, cycle_nodes: int | None,
+              help="Extra argument for both `pykubemark hollow` fleets, e.g. "
+              "--py-arg=--content-type=json.")
+def main(go_nodes: int, py_nodes: int, py_processes: int, cycle_nodes: int | None,
+         idle_minutes: float, startup_seconds: float, pods_per_node: int, cycles: int,
          hold_seconds: float, settle_seconds: float, sample_seconds: float, name: str,
          results_dir: Path, bin_dir: Path | None, go_start_interval: float,
          py_args: tuple[str, ...]) -> None:
     """Measure RSS and CPU per hollow node: Go kubemark vs pykubemark, side by side."""
-    cycle = min(cycle_nodes or go_nodes, go_nodes, py_nodes)
+    cycle = min(cycle_nodes or go_nodes, go_nodes)
 
     def body() -> None:
         results = ResultFile("cost", results_dir)
@@ -440,22 +473,23 @@ def main(go_nodes: int, py_nodes: int, py_processes: int, idle_minutes: float,
                        "cycle_nodes": cycle, "cycles": cycles, "hold_seconds": hold_seconds,
                        "settle_seconds": settle_seconds, "sample_seconds": sample_seconds,
                        "py_args": list(py_args)},
-            "environment": environment(), "reference_go": REFERENCE_GO,
+            "layout": "per node: the idle fleet (py); per pod: the pod fleet (py-pods), "
+                      "its own idle CPU subtracted",
+            "environment": environment(),
         })
         results.save()
         console.print(f"results: {results.path}")
-        cluster = start_cluster(name, audit=False, bin_dir=bin_dir)
+        cluster = start_cluster(name, bin_dir=bin_dir, kubemark=True)
         try:
             with GoFleet.for_cluster(cluster, go_nodes, start_interval=go_start_interval) \
                     as fleet:
-                bench = Cost(cluster, fleet, go_nodes, py_nodes, results)
+                bench = Cost(cluster, fleet, go_nodes, py_nodes, cycle, results)
                 try:
                     with recording_status(results.data):
                         bench.run(startup_seconds=startup_seconds, idle_minutes=idle_minutes,
-                                  pods_per_node=pods_per_node, cycle_nodes=cycle,
-                                  hold=hold_seconds, settle=settle_seconds,
-                                  sample_seconds=sample_seconds, py_processes=py_processes,
-                                  py_args=py_args, cycles=cycles)
+                                  pods_per_node=pods_per_node, hold=hold_seconds,
+                                  settle=settle_seconds, sample_seconds=sample_seconds,
+                                  py_processes=py_processes, py_args=py_args, cycles=cycles)
                 finally:
                     with shielded():
                         bench.save_partial()

@@ -29,7 +29,6 @@ from typing import Any
 import click
 from benchlib import (
     Api,
-    ApiFailure,
     ResultFile,
     check_proc,
     console,
@@ -48,6 +47,7 @@ from benchlib import (
 )
 
 from pykubemark.cluster.hollow import chaos_file
+from pykubemark.kube.client import ApiError
 from pykubemark.report.compare import compare_runs, load_run
 from pykubemark.report.rundir import read_run
 
@@ -79,7 +79,7 @@ class ReadyWatch:
         while not self._stop.wait(self.every):
             try:
                 nodes = self.api.request("GET", "/api/v1/nodes")["items"]
-            except (ApiFailure, OSError):
+            except (ApiError, OSError):
                 continue
             for node in nodes:
                 ready = next((c for c in node["status"].get("conditions", [])
@@ -183,7 +183,7 @@ def main(nodes: int, pods_per_node: int, crash_fraction: float, flap_fraction: f
         })
         results.save()
         console.print(f"results: {results.path}")
-        cluster = start_cluster(name, audit=False)
+        cluster = start_cluster(name)
         try:
             proc = start_py_hollow(cluster, nodes, prefix="hollow",
                                    extra=["--chaos-file", str(chaos_file(cluster))])

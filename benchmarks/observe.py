@@ -22,11 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from benchlib import ResultFile, console, environment, recording_status, shielded, utcnow
+from benchlib import (
+    ResultFile,
+    admin_config,
+    console,
+    environment,
+    recording_status,
+    shielded,
+    start_cluster,
+    tear_down,
+    utcnow,
+)
 
-from pykubemark.cluster.control_plane import LocalCluster, UpOptions
+from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.errors import UserError
-from pykubemark.kube import ApiError, Client, load_kubeconfig
+from pykubemark.kube import ApiError, Client
 from pykubemark.kube.client import NETWORK_ERRORS
 
 #: kube-controller-manager's --node-monitor-grace-period (default): a lease older than
@@ -40,24 +50,9 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def start_cluster(name: str, *, size: int, apiserver_args: Iterable[str] = ()) -> LocalCluster:
-    """A fresh local control plane sized for ``size`` nodes as `up --nodes` sizes it
-    (explicit ``apiserver_args`` win); no Go kubemark needed. Only clusters this process
-    started are ever stopped, so a running name is refused."""
-    from pykubemark.provision import ensure_binaries
-
-    binaries = ensure_binaries(None, allow_build=False)
-    options = UpOptions(name=name, apiserver_args=tuple(apiserver_args), size=size)
-    with console.status(f"starting cluster '{name}'"):
-        cluster = LocalCluster.up(options, binaries)
-    console.print(f"cluster [bold]{name}[/] up at {cluster.state.server} ({cluster.dir})")
-    return cluster
-
-
 def admin_client(cluster: LocalCluster) -> Client:
     """system:masters: exempt from priority and fairness, so never throttled itself."""
-    return Client(load_kubeconfig(cluster.dir / "kubeconfig"), user_agent="pykubemark-bench",
-                  timeout=30.0)
+    return Client(admin_config(cluster), user_agent="pykubemark-bench", timeout=30.0)
 
 
 # -- watches ---------------------------------------------------------------------------------
@@ -177,6 +172,11 @@ class Nodes(Watched):
 
 # -- the apiserver's counters ----------------------------------------------------------------
 _REQUEST = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.M)
+#: Streaming lists (a WATCH with sendInitialEvents, what clients of 1.35+ send instead
+#: of a LIST): counted as WATCHes by apiserver_request_total, and here once each, when
+#: the initial events were all sent.
+_WATCH_LIST = re.compile(r'^apiserver_watch_list_duration_seconds_count\{([^}]*)\} (\S+)$',
+                         re.M)
 #: Requests a filter answered before any handler (max-in-flight and APF's 429s, timeouts):
 #: they are not in apiserver_request_total.
 _TERMINATED = re.compile(r'^apiserver_request_terminations_total\{([^}]*)\} (\S+)$', re.M)
@@ -191,8 +191,9 @@ class Sample:
 
     t: float  # seconds since the sampler started
     at: str
+    #: LISTs and streaming lists (`read_counters`).
     lists: float
-    #: LISTs by resource: which clients relisted (leases, nodes, pods: the hollow nodes).
+    #: Lists by resource: which clients relisted (leases, nodes, pods: the hollow nodes).
     lists_by_resource: dict[str, float]
     requests: float
     throttled: float  # 429s: answered by a handler or terminated by a filter
@@ -214,6 +215,11 @@ def read_counters(text: str) -> tuple[float, dict[str, float], float, float,
             by_resource[resource] = by_resource.get(resource, 0.0) + value
         if labels.get("code") == "429":
             throttled += value
+    for match in _WATCH_LIST.finditer(text):
+        value = float(match.group(2))
+        lists += value
+        resource = dict(_LABEL.findall(match.group(1))).get("resource", "?")
+        by_resource[resource] = by_resource.get(resource, 0.0) + value
     for match in _TERMINATED.finditer(text):
         if dict(_LABEL.findall(match.group(1))).get("code") == "429":
             throttled += float(match.group(2))
@@ -273,10 +279,11 @@ SMOOTH = 5.0
 
 def storm(counters: Counters, *, baseline: tuple[str, str], since: dt.datetime,
           until: str = "~", own_lists: float = 0.0) -> dict[str, Any]:
-    """The LIST rate after a disruption against the quiet rate before it: its peak, and
-    when (seconds after ``since``) the rate over ``SMOOTH`` seconds last exceeded the
-    quiet mean + 1/s: settled after that (to within those seconds). Smoothed, so that a
-    controller's periodic lists (the cronjob controller's, every 10 s) are not a storm."""
+    """The list rate (LISTs and streaming lists) after a disruption against the quiet
+    rate before it: its peak, and when (seconds after ``since``) the rate over ``SMOOTH``
+    seconds last exceeded the quiet mean + 1/s: settled after that (to within those
+    seconds). Smoothed, so that a controller's periodic lists (the cronjob controller's,
+    every 10 s) are not a storm."""
     lists = lambda s: s.lists  # noqa: E731
     quiet_rates = counters.rates(lists, *baseline)
     quiet = sorted(rate for _, rate in quiet_rates)
@@ -421,5 +428,4 @@ def own_cluster(name: str, size: int, apiserver_args: Iterable[str] = ()) -> Ite
     try:
         yield cluster
     finally:
-        with shielded(), console.status(f"stopping cluster '{name}'"):
-            cluster.down()
+        tear_down(cluster, name)

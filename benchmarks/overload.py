@@ -3,13 +3,14 @@
 
 The throttle is an APF configuration, applied and removed through the API while
 everything runs (no restart muddles the picture): a PriorityLevelConfiguration with one
-concurrency share and ``limitResponse: Reject``, and a FlowSchema that sends the hollow
-kubelets (group system:nodes) and proxies (system:kube-proxy) to it ahead of the built-in
-``system-nodes``. Watches are long-running requests and are not throttled; every other
-request of the fleet shares the level's few seats, and the rest is answered 429 with
-Retry-After: 1. ``--server-concurrency`` restarts nothing: it sizes the apiserver from
-the start (``--max-requests-inflight`` + ``--max-mutating-requests-inflight``), which
-is what the level's seats are a share of.
+concurrency share, no seats borrowed, and ``limitResponse: Reject``, and a FlowSchema
+that sends the hollow kubelets (group system:nodes) and proxies (system:kube-proxy) to it
+ahead of the built-in ``system-node-high`` and ``system-nodes`` (in the API version of
+priority and fairness the apiserver prefers). Watches are long-running requests and are
+not throttled; every other request of the fleet shares the level's few seats, and the
+rest is answered 429 with Retry-After: 1. ``--server-concurrency`` restarts nothing: it
+sizes the apiserver from the start (``--max-requests-inflight`` +
+``--max-mutating-requests-inflight``), which is what the level's seats are a share of.
 
 Measured from the apiserver's /metrics (every second): the 429s it served, what the
 fleet's priority level dispatched and rejected per second before and during the throttle
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from benchlib import console, results_dir_option, run_cli, utcnow
+from benchlib import IMAGE, console, results_dir_option, run_cli, utcnow, wait_namespace
 from observe import (
     SHARED,
     Counters,
@@ -50,54 +51,64 @@ from observe import (
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.errors import UserError
 from pykubemark.kube import ApiError, Client
+from pykubemark.load import templates
 from pykubemark.measure.stats import percentiles
 
-FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io/v1beta1"
+FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io"
 LEVEL = "pykubemark-throttle"
-#: The built-in level the hollow kubelets use when not throttled (flow schema system-nodes).
-NORMAL_LEVEL = "system"
+#: The built-in levels the hollow nodes use when not throttled: flow schema system-nodes
+#: (level system) and, since 1.21, system-node-high (node-high: leases and node status).
+NORMAL_LEVELS = ("system", "node-high")
 NAMESPACE = "overload"
-IMAGE = "k8s.gcr.io/pause:3.2"
-
-PRIORITY_LEVEL = {
-    "apiVersion": "flowcontrol.apiserver.k8s.io/v1beta1", "kind": "PriorityLevelConfiguration",
-    "metadata": {"name": LEVEL},
-    "spec": {"type": "Limited", "limited": {"assuredConcurrencyShares": 1,
-                                            "limitResponse": {"type": "Reject"}}},
-}
-FLOW_SCHEMA = {
-    "apiVersion": "flowcontrol.apiserver.k8s.io/v1beta1", "kind": "FlowSchema",
-    "metadata": {"name": LEVEL},
-    "spec": {
-        "priorityLevelConfiguration": {"name": LEVEL},
-        # Ahead of system-nodes (500); after exempt (1), so admin is never throttled.
-        "matchingPrecedence": 100,
-        "distinguisherMethod": {"type": "ByUser"},
-        "rules": [{
-            "subjects": [{"kind": "Group", "group": {"name": "system:nodes"}},
-                         {"kind": "User", "user": {"name": "system:kube-proxy"}}],
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
-                               "clusterScope": True, "namespaces": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-        }],
-    },
-}
 
 
-def deployment(replicas: int) -> dict[str, Any]:
-    labels = {"app": "overload"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "overload", "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "pause", "image": IMAGE}]}}}}
+def priority_level(version: str) -> dict[str, Any]:
+    """One seat's share, no borrowing (1.26+ lends and borrows seats between levels),
+    and a 429 for whatever does not fit."""
+    shares = "assuredConcurrencyShares" if version in ("v1alpha1", "v1beta1", "v1beta2") \
+        else "nominalConcurrencyShares"
+    limited: dict[str, Any] = {shares: 1, "limitResponse": {"type": "Reject"}}
+    if shares == "nominalConcurrencyShares":
+        limited.update(lendablePercent=0, borrowingLimitPercent=0)
+    return {"apiVersion": f"flowcontrol.apiserver.k8s.io/{version}",
+            "kind": "PriorityLevelConfiguration", "metadata": {"name": LEVEL},
+            "spec": {"type": "Limited", "limited": limited}}
+
+
+def flow_schema(version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"flowcontrol.apiserver.k8s.io/{version}", "kind": "FlowSchema",
+        "metadata": {"name": LEVEL},
+        "spec": {
+            "priorityLevelConfiguration": {"name": LEVEL},
+            # Ahead of system-node-high (400) and system-nodes (500); after exempt (1),
+            # so admin is never throttled.
+            "matchingPrecedence": 100,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [{
+                "subjects": [{"kind": "Group", "group": {"name": "system:nodes"}},
+                             {"kind": "User", "user": {"name": "system:kube-proxy"}}],
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                   "clusterScope": True, "namespaces": ["*"]}],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            }],
+        },
+    }
+
+
+async def flowcontrol_version(client: Client) -> str:
+    """The API version of priority and fairness this apiserver prefers (v1beta1 in
+    1.20, v1 since 1.29)."""
+    group = json.loads(await client.get(FLOWCONTROL))
+    return group["preferredVersion"]["version"]
 
 
 async def seats(client: Client) -> float | None:
     """The concurrency limit the apiserver gave the throttle level (None: not yet)."""
     text = (await client.get("/metrics")).decode()
-    match = re.search(r'^apiserver_flowcontrol_request_concurrency_limit\{priority_level="'
-                      + LEVEL + r'"\} (\S+)$', text, re.M)
+    # request_concurrency_limit until 1.30, nominal_limit_seats since 1.26
+    match = re.search(r'^apiserver_flowcontrol_(?:request_concurrency_limit|nominal_limit_seats)'
+                      r'\{[^}]*priority_level="' + LEVEL + r'"[^}]*\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else None
 
 
@@ -108,18 +119,19 @@ async def running_pods(client: Client) -> int:
                and not p["metadata"].get("deletionTimestamp") for p in items)
 
 
-def level_rate(counters: Counters, level: str, since: str, until: str) -> dict[str, Any]:
-    """Requests per second the apiserver saw at one priority level (dispatched +
-    rejected: every attempt of its clients)."""
+def level_rate(counters: Counters, levels: tuple[str, ...], since: str,
+               until: str) -> dict[str, Any]:
+    """Requests per second the apiserver saw at some priority levels (dispatched +
+    rejected: every attempt of their clients)."""
 
     def attempts(sample: Sample) -> float:
-        return sum(sample.levels.get(level, (0.0, 0.0)))
+        return sum(sum(sample.levels.get(level, (0.0, 0.0))) for level in levels)
 
     def rejected(sample: Sample) -> float:
-        return sample.levels.get(level, (0.0, 0.0))[1]
+        return sum(sample.levels.get(level, (0.0, 0.0))[1] for level in levels)
 
     rates = [rate for _, rate in counters.rates(attempts, since, until)]
-    return {"level": level,
+    return {"levels": list(levels),
             "attempts_per_s": {k: round(v, 1) for k, v in
                                percentiles(rates, with_max=True).items()},
             "mean_per_s": round(sum(rates) / len(rates), 1) if rates else None,
@@ -138,9 +150,11 @@ async def overload(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wan
             console.print(f"{quiet:.0f}s quiet (baseline)")
             quiet_from = utcnow()
             await asyncio.sleep(quiet)
-            base = f"{FLOWCONTROL}"
-            await client.create(f"{base}/prioritylevelconfigurations", PRIORITY_LEVEL)
-            await client.create(f"{base}/flowschemas", FLOW_SCHEMA)
+            version = await flowcontrol_version(client)
+            base = f"{FLOWCONTROL}/{version}"
+            level, schema = priority_level(version), flow_schema(version)
+            await client.create(f"{base}/prioritylevelconfigurations", level)
+            await client.create(f"{base}/flowschemas", schema)
             throttled = True
             began = time.monotonic()
             while (limit := await seats(client)) is None:
@@ -150,13 +164,12 @@ async def overload(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wan
             throttle_at = utcnow()
             console.print(f"throttle on: {limit:g} seats for the fleet, the rest gets 429")
             result.data["throttle"] = {"applied": throttle_at.isoformat(), "seats": limit,
-                                       "priority_level": PRIORITY_LEVEL,
-                                       "flow_schema": FLOW_SCHEMA}
-            with contextlib.suppress(ApiError):
-                await client.create("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-            await sa_token(client)
-            await client.create(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
-                                deployment(pods))
+                                       "priority_level": level,
+                                       "flow_schema": schema}
+            await asyncio.to_thread(wait_namespace, cluster, NAMESPACE)
+            await client.create(templates.collection("Deployment", NAMESPACE), templates.workload(
+                "Deployment", "overload", replicas=pods, labels={"app": "overload"},
+                image=IMAGE, config=False, node_selector={}))
             created = utcnow()
             timeline: list[dict[str, Any]] = []
             result.data["timeline"] = timeline
@@ -170,7 +183,7 @@ async def overload(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wan
                 await asyncio.sleep(5.0)
             running_at_lift = await running_pods(client)
             ready_at_lift = nodes.count_ready()
-            await lift(client)
+            await lift(client, base)
             throttled = False
             lifted = utcnow()
             console.print(f"throttle lifted: {ready_at_lift}/{nodes_wanted} nodes Ready, "
@@ -208,9 +221,9 @@ async def overload(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wan
                     "after_lift": round(counters.increase(lambda s: s.throttled, t2, until)),
                 },
                 "fleet_request_rate": {
-                    "before": level_rate(counters, NORMAL_LEVEL, t0, t1),
-                    "during_throttle": level_rate(counters, LEVEL, t1, t2),
-                    "after_lift": level_rate(counters, NORMAL_LEVEL, t2, until),
+                    "before": level_rate(counters, NORMAL_LEVELS, t0, t1),
+                    "during_throttle": level_rate(counters, (LEVEL,), t1, t2),
+                    "after_lift": level_rate(counters, NORMAL_LEVELS, t2, until),
                 },
                 "nodes_seen_not_ready": len({e[1] for e in nodes.not_ready_since(throttle_at)}),
                 "not_ready": nodes.not_ready_since(throttle_at)[:50],
@@ -226,26 +239,16 @@ async def overload(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wan
         finally:
             if throttled:
                 with contextlib.suppress(Exception):
-                    await lift(client)
+                    await lift(client, base)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def lift(client: Client) -> None:
+async def lift(client: Client, base: str) -> None:
     for kind in ("flowschemas", "prioritylevelconfigurations"):
         with contextlib.suppress(ApiError):
-            await client.delete(f"{FLOWCONTROL}/{kind}/{LEVEL}")
-
-
-async def sa_token(client: Client) -> None:
-    path = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
-    for _ in range(120):
-        with contextlib.suppress(ApiError):
-            if json.loads(await client.get(path)).get("secrets"):
-                return
-        await asyncio.sleep(0.5)
-    raise UserError(f"namespace {NAMESPACE}: no service account token after 60s")
+            await client.delete(f"{base}/{kind}/{LEVEL}")
 
 
 @click.command()

@@ -10,28 +10,31 @@ size N by); CPU is their user+system time over the window. The cluster's apiserv
 forwarder, shared by all nodes, is shown apart. Results go to
 ``results/real-nodes-<timestamp>.json``; the cluster is always torn down, also on Ctrl-C.
 
-    .venv/bin/python benchmarks/real_nodes.py --nodes 3 --idle 120
+    .venv/bin/python benchmarks/real_nodes.py                      # 3 nodes, no pods
+    .venv/bin/python benchmarks/real_nodes.py --pods-per-node 5
 """
 
 from __future__ import annotations
 
 import contextlib
 import statistics
-import subprocess
 import time
 from typing import Any
 
 import click
 import psutil
-import yaml
 from benchlib import (
+    Api,
     ResultFile,
     console,
     environment,
+    recording_status,
     results_dir_option,
     run_cli,
+    shielded,
     sleep_checked,
     tear_down,
+    wait_namespace,
 )
 from rich.table import Table
 
@@ -40,8 +43,8 @@ from pykubemark.cluster.control_plane import LocalCluster, UpOptions
 from pykubemark.cluster.real_node import BUSYBOX_IMAGE, FORWARDER, start_real_nodes
 from pykubemark.cluster.state import RealNode
 from pykubemark.errors import UserError
+from pykubemark.load import templates
 from pykubemark.provision import ensure_binaries
-from pykubemark.provision.binaries import find_kubectl
 
 MIB = 1 << 20
 COMPONENTS = ("kubelet", "containerd", "shims", "kube-proxy", "containers")
@@ -72,28 +75,31 @@ def _cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def _pods(cluster: LocalCluster, nodes: int, per_node: int) -> None:
-    kubectl = find_kubectl()
-    labels = {"app": "idle"}
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "idle", "namespace": "default"},
-        "spec": {"replicas": nodes * per_node, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {
-                     "topologySpreadConstraints": [{
-                         "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                         "whenUnsatisfiable": "DoNotSchedule",
-                         "labelSelector": {"matchLabels": labels}}],
-                     "containers": [{"name": "c", "image": BUSYBOX_IMAGE,
-                                     "imagePullPolicy": "Never",
-                                     "command": ["sleep", "1000000"]}]}}}}
-    base = [str(kubectl), "--kubeconfig", cluster.state.kubeconfig]
-    subprocess.run([*base, "apply", "-f", "-"], input=yaml.safe_dump(deployment), text=True,
-                   check=True, capture_output=True)
-    result = subprocess.run([*base, "rollout", "status", "deployment/idle", "--timeout=600s"],
-                            capture_output=True, text=True, timeout=660, check=False)
-    if result.returncode != 0:
-        raise UserError(f"the idle pods did not all run: {result.stderr.strip()[-200:]}")
+def _pods(cluster: LocalCluster, nodes: int, per_node: int, timeout: float = 600.0) -> None:
+    """``per_node`` busybox pods sleeping on every node: the load generator's Deployment,
+    spread evenly, with the image every real node has loaded."""
+    body = templates.workload("Deployment", "idle", replicas=nodes * per_node,
+                              labels={"app": "idle"}, image=BUSYBOX_IMAGE, config=False,
+                              node_selector={})
+    spec = body["spec"]["template"]["spec"]
+    spec["containers"][0].update(imagePullPolicy="Never", command=["sleep", "1000000"])
+    spec["topologySpreadConstraints"] = [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": body["spec"]["selector"]["matchLabels"]}}]
+    wait_namespace(cluster, "default")
+    api = Api(cluster)
+    api.request("POST", templates.collection("Deployment", "default"), body)
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = api.get(templates.collection("Pod", "default"), labelSelector="app=idle")
+        running = sum(p.get("status", {}).get("phase") == "Running" for p in pods["items"])
+        if running >= nodes * per_node:
+            return
+        if time.monotonic() > deadline:
+            raise UserError(f"the idle pods did not all run: {running} of "
+                            f"{nodes * per_node} Running after {timeout:.0f}s")
+        time.sleep(1.0)
 
 
 @click.command()
@@ -117,15 +123,17 @@ def main(name: str, nodes: int, pods_per_node: int, settle: float, idle: float,
             cluster = LocalCluster.up(UpOptions(name=name), binaries, extra=lambda c: (
                 start_real_nodes(c, binaries, nodes)))
         try:
-            if pods_per_node:
-                with console.status(f"{pods_per_node} pods per node"):
-                    _pods(cluster, nodes, pods_per_node)
-            sleep_checked(settle, lambda: None, "settling")
-            result.data["per_node"] = measure(cluster, idle)
-            result.save()
+            with recording_status(result.data):
+                if pods_per_node:
+                    with console.status(f"{pods_per_node} pods per node"):
+                        _pods(cluster, nodes, pods_per_node)
+                sleep_checked(settle, lambda: None, "settling")
+                result.data["per_node"] = measure(cluster, idle)
             show(result.data["per_node"], idle)
-            console.print(f"results: {result.path}")
         finally:
+            with shielded():
+                result.save()
+                console.print(f"results: {result.path}")
             tear_down(cluster, name)
 
     run_cli(body)

@@ -7,8 +7,10 @@ For each restart, from the moment the component is back (healthy again):
   kube-node-lease) — the issue asks for all within 60 s;
 * whether the controller-manager marked any node NotReady (the nodes' Ready condition,
   watched; and its lastTransitionTime, which any flip would change);
-* the relist storm: the LIST rate the apiserver counted (apiserver_request_total, scraped
-  every second) — its peak and when it last exceeded the quiet rate before the kill.
+* the relist storm: the list rate the apiserver counted, LISTs (apiserver_request_total)
+  and streaming lists (apiserver_watch_list_duration_seconds, what 1.35+ kubelets send
+  instead), scraped every second — its peak and when it last exceeded the quiet rate
+  before the kill.
 
 A quiet window before each kill gives the baseline; each restart is observed at least
 until the controller-manager's node-monitor grace period since the kill has passed, so a
@@ -139,7 +141,7 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
                     f"{component}: all leases renewed after "
                     f"{entry['leases']['all_renewed_after_s']}s, "
                     f"{entry['not_ready']['nodes_seen_not_ready']} nodes NotReady, "
-                    f"peak LIST rate {storm_['peak_list_rate']}/s "
+                    f"peak list rate {storm_['peak_list_rate']}/s "
                     f"(quiet p90 {storm_['baseline_list_rate_p90']}/s), "
                     f"settled after {storm_['settled_after_s']}s")
             result.data["scrape_failures"] = counters.failed

@@ -14,7 +14,8 @@ control plane's are recorded beside it (and both over the ramp), and each gap is
 into the apiserver's own time on the update before it (from the audit log) and the rest,
 so the reader sees which side was short.
 
-    .venv/bin/python benchmarks/scale.py --sizes 1000,2000,3000,4000 --fidelity kubelet
+    .venv/bin/python benchmarks/scale.py                    # 1000 to 4000, kubelet fidelity
+    .venv/bin/python benchmarks/scale.py --fidelity lite
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from benchlib import (
     shielded,
     sleep_checked,
     start_cluster,
+    start_py_hollow,
     utcnow,
     wait_ready,
 )
 
-from pykubemark.cluster.control_plane import LocalCluster, python_argv
+from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.measure.audit import Request, read_audit
 from pykubemark.measure.resources import cpu_seconds, process_tree
 from pykubemark.measure.stats import percentiles
@@ -92,14 +94,10 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
     cluster: LocalCluster = start_cluster(name, audit=True, bin_dir=bin_dir)
     result: dict[str, Any] = {"nodes": size, "fidelity": fidelity, "cpu": cpu}
     try:
-        argv = ["taskset", "-c", str(cpu), *python_argv(
-            "hollow", "--kubeconfig", str(cluster.kubeconfig_for("kubelet-bootstrap")),
-            "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
-            "--nodes", str(size), "--prefix", "scale", "--fidelity", fidelity,
-            "--register-rate", "100")]
         control = [p for proc in cluster.state.running() for p in process_tree(proc.pid)]
         ramp_start, control_cpu = time.monotonic(), cpu_seconds(control)
-        hollow = cluster.add_process("hollow-scale", argv)
+        hollow = start_py_hollow(cluster, size, prefix="scale", fidelity=fidelity, cpu=cpu,
+                                 extra=["--register-rate", "100"])
         fleet = process_tree(hollow.pid)
         try:
             result["ramp_seconds"] = round(wait_ready(
@@ -158,7 +156,7 @@ def measure_size(size: int, *, fidelity: str, cpu: int, window: float, max_gap: 
               show_default=True)
 @click.option("--cpu", type=int, default=None,
               help="The core the hollow process is pinned to (default: the last one).")
-@click.option("--window", type=click.FloatRange(10), default=180.0, show_default=True,
+@click.option("--window", type=click.FloatRange(10), default=90.0, show_default=True,
               help="Idle seconds judged after all nodes are Ready.")
 @click.option("--max-gap", type=float, default=12.0, show_default=True,
               help="p99 of the gaps between a node's lease renewals must stay below this.")

@@ -28,7 +28,6 @@ whole soak, in MiB per hour.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import statistics
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from benchlib import console, results_dir_option, run_cli, utcnow
+from benchlib import IMAGE, console, results_dir_option, run_cli, utcnow, wait_namespace
 from observe import (
     GRACE,
     SHARED,
@@ -53,14 +52,13 @@ from observe import (
 )
 
 from pykubemark.cluster.control_plane import LocalCluster
-from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
 from pykubemark.kube import ApiError, Client
 from pykubemark.kube.client import NETWORK_ERRORS
+from pykubemark.load import templates
 from pykubemark.measure.stats import percentiles
 
 NAMESPACE = "soak"
-IMAGE = "k8s.gcr.io/pause:3.2"
 
 
 class Churn:
@@ -73,19 +71,6 @@ class Churn:
         self.created = self.deleted = 0
         self.errors: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
-
-    async def prepare(self) -> None:
-        """The namespace and its default service account's token: without the token
-        pods are refused for a while."""
-        with contextlib.suppress(ApiError):
-            await self.client.create("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-        path = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
-        for _ in range(120):
-            with contextlib.suppress(ApiError):
-                if json.loads(await self.client.get(path)).get("secrets"):
-                    return
-            await asyncio.sleep(0.5)
-        raise UserError(f"namespace {NAMESPACE}: no service account token after 60s")
 
     async def run(self) -> None:
         alive: deque[tuple[float, str]] = deque()
@@ -109,11 +94,10 @@ class Churn:
         task.add_done_callback(self._pending.discard)
 
     async def _create(self, name: str) -> None:
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "labels": {"app": "churn"}},
-               "spec": {"containers": [{"name": "pause", "image": IMAGE}]}}
+        pod = templates.workload("Pod", name, replicas=1, labels={"app": "churn"},
+                                 image=IMAGE, config=False, node_selector={})
         try:
-            await self.client.create(f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+            await self.client.create(templates.collection("Pod", NAMESPACE), pod)
             self.created += 1
         except (ApiError, *NETWORK_ERRORS) as exc:
             self._error("create", exc)
@@ -224,7 +208,7 @@ async def soak(cluster: LocalCluster, result: Any, *, prefix: str, duration: flo
         churning: asyncio.Task[None] | None = None
         try:
             await asyncio.wait_for(asyncio.gather(leases.synced.wait(), nodes.synced.wait()), 60)
-            await churn.prepare()
+            await asyncio.to_thread(wait_namespace, cluster, NAMESPACE)
             # The summary lines (tasks) come every 30 s: wait for one after the start.
             await asyncio.sleep(settle)
             samples: list[dict[str, Any]] = []

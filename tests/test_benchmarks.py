@@ -23,7 +23,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RUNS = {
     # real nodes, pykubemark and the Go kubemark, each on a cluster of its own
     "fidelity.py": (["--nodes", "1", "--startup-seconds", "0", "--idle-minutes", "0.2",
-                     "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1"],
+                     "--pods-per-node", "1", "--hold-seconds", "0", "--settle-seconds", "1",
+                     "--baseline-minutes", "0.1"],
                     ["sides", "rows"]),
     "cost.py": (["--go-nodes", "1", "--py-nodes", "2", "--startup-seconds", "0",
                  "--idle-minutes", "0.2", "--pods-per-node", "1", "--cycles", "2",

@@ -32,6 +32,7 @@ import asyncio
 import ipaddress
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,7 +264,8 @@ def check_alive(proc: Proc) -> None:
 
 
 def bring_up(config: KubeConfig, kwok: Kwok, names: list[str], rate: float,
-             progress: Progress, *, launch: Any, user: str | None = None) -> Proc:
+             progress: Progress, *, launch: Callable[[], Proc],
+             user: str | None = None) -> Proc:
     """Prepare the cluster, start the controller (``launch()``: its `Proc`), create the
     nodes and wait for them Ready; API errors become one line."""
     from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client

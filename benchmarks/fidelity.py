@@ -72,7 +72,8 @@ from pykubemark.measure.resources import cpu_seconds, process_tree
 from pykubemark.provision import Binaries, ensure_binaries
 from pykubemark.provision.releases import default_release, parse_release
 
-SIDES = ("real", "pykubemark", "kubemark")
+#: ``kwok``: one KWOK controller playing N nodes (`--engine kwok`), another column.
+SIDES = ("real", "pykubemark", "kubemark", "kwok")
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 TOLERANCE = 0.10
 #: When no side sent this many requests, a deviation says little (a watch reopened
@@ -93,6 +94,13 @@ def component(request: Request) -> str | None:
         return "kubelet"
     if request.user == "system:kube-proxy":
         return "proxy"
+    if request.user == "kwok:controller":
+        # KWOK's one controller acts for every node with one identity, and what it does
+        # is the kubelet's part: node and pod statuses, leases, watches of nodes and pods,
+        # the final pod delete. It plays no proxy (no Service, Endpoints or EndpointSlice
+        # watch), so KWOK's proxy column stays empty. Its Node objects are created by the
+        # cluster's admin, as `kwokctl scale node` does: not counted here.
+        return "kubelet"
     return None
 
 
@@ -107,6 +115,13 @@ def start_nodes(side: str, cluster: LocalCluster, binaries: Binaries, nodes: int
     if side == "pykubemark":
         start_hollow(cluster, HollowArgs(nodes=nodes, prefix="py"), progress)
         return [f"py-{i}" for i in range(nodes)]
+    if side == "kwok":
+        from pykubemark.engines import ENGINES, NodeOptions
+
+        engine, options = ENGINES["kwok"], NodeOptions(count=nodes, prefix="kw")
+        engine.check_runtime(binaries, options)  # builds KWOK once per machine
+        engine.start(cluster, binaries, options, progress)
+        return engine.node_names(options)
     from pykubemark.engines.gokubemark import GoFleet, require_runtime
 
     fleet = GoFleet.for_cluster(cluster, nodes, kubemark=require_runtime(binaries.kubemark),

@@ -39,7 +39,7 @@ def test_help_imports_no_command_module() -> None:
 
 
 def test_engines_are_chosen_by_name() -> None:
-    assert list(ENGINES) == ["pykubemark", "kubemark"]
+    assert list(ENGINES) == ["pykubemark", "kubemark", "kwok"]
     for name, engine in ENGINES.items():
         assert engine.name == name
     for command in ("up", "hollow"):

@@ -56,8 +56,9 @@ _NODE_OPTIONS = [
                  "or 2 for the kubemark engine (a Go kubelet's start-up costs ~1 CPU-s)."),
     click.option("--engine", type=click.Choice(list(ENGINES)), default="pykubemark",
                  show_default=True,
-                 help="pykubemark's hollow nodes, or the Go kubemark's (the reference: "
-                 "kubelet + proxy processes per node; needs root and unshare)."),
+                 help="pykubemark's hollow nodes, the Go kubemark's (the reference: "
+                 "kubelet + proxy processes per node; needs root and unshare), or KWOK "
+                 "(one controller patching every node's and pod's status; built once)."),
     click.option("--node-credentials", type=click.Choice(["auto", "bootstrap", "shared"]),
                  default="auto", show_default=True,
                  help="bootstrap: each kubelet gets its own certificate (system:node:NAME) "

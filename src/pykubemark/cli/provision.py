@@ -18,8 +18,11 @@ from pykubemark.provision import find_or_build, listed_releases
 @click.option("--no-build", is_flag=True, help="Fail instead of building when nothing is found.")
 @click.option("--list", "list_releases", is_flag=True,
               help="List the releases the Go module proxy serves and those built here.")
+@click.option("--kwok", is_flag=True,
+              help="Also build KWOK (for --engine kwok; $PYKUBEMARK_KWOK_VERSION, else the "
+              "pinned release) with the Stages and CRD it applies.")
 def provision(bin_dir: Path | None, kubernetes_version: str | None, no_build: bool,
-              list_releases: bool) -> None:
+              list_releases: bool, kwok: bool) -> None:
     """Build a Kubernetes release (and its etcd) from Go modules once, or check --bin-dir."""
     if list_releases:
         for release, marks in listed_releases():
@@ -34,4 +37,9 @@ def provision(bin_dir: Path | None, kubernetes_version: str | None, no_build: bo
                  "kubelet", "kube-proxy", "kubemark", "kubectl"):
         path = found.path(name)
         table.add_row(name, str(path) if path else "-", found.versions.get(name, "-"))
+    if kwok:
+        from pykubemark.provision.kwok import ensure_kwok
+
+        built = ensure_kwok(allow_build=not no_build)
+        table.add_row("kwok", str(built.binary), built.version)
     console.print(table)

@@ -75,6 +75,8 @@ USERS = {
     # proxies are bound to system:node-proxier like system:kube-proxy.
     "go-kubelet": ("kubemark:go-kubelet", "system:masters,system:nodes"),
     "go-proxy": ("kubemark:go-proxy", ""),
+    # KWOK's controller (`--engine kwok`), bound to KWOK's own ClusterRole when it starts.
+    "kwok-controller": ("kwok:controller", ""),
 }
 #: What `restart` accepts besides a component's own name.
 ALIASES = {"apiserver": "kube-apiserver", "scheduler": "kube-scheduler",

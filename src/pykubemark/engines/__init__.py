@@ -2,7 +2,8 @@
 
 pykubemark's own hollow nodes are one engine. The Go kubemark, the reference pykubemark
 is calibrated against, is another: running it behind the same commands lets a user
-measure both on their own control plane instead of trusting our numbers. A command
+measure both on their own control plane instead of trusting our numbers; KWOK, one
+controller that patches every node's and pod's status from rules, is a third. A command
 knows engines only through `Engine` (base.py) and `ENGINES`, so another engine is one
 more entry here, not one more branch in every command.
 
@@ -21,11 +22,12 @@ from pykubemark.engines.base import (
     register_rate,
 )
 from pykubemark.engines.gokubemark import GoKubemarkEngine
+from pykubemark.engines.kwok import KwokEngine
 from pykubemark.engines.pykubemark import PykubemarkEngine
 
 __all__ = ["ENGINES", "Engine", "HollowOptions", "NodeOptions", "Progress", "refuse_options",
            "register_rate"]
 
 #: By the name --engine takes; the first is the default.
-ENGINES: dict[str, Engine] = {engine.name: engine
-                              for engine in (PykubemarkEngine(), GoKubemarkEngine())}
+ENGINES: dict[str, Engine] = {engine.name: engine for engine in (
+    PykubemarkEngine(), GoKubemarkEngine(), KwokEngine())}

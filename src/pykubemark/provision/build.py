@@ -107,11 +107,10 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-class Builder:
-    """Runs the build steps, each one logged and shown with its elapsed time."""
+class Steps:
+    """Runs build steps, each one logged and shown with its elapsed time."""
 
-    def __init__(self, release: Release, work: Path, log_path: Path) -> None:
-        self.release = release
+    def __init__(self, work: Path, log_path: Path) -> None:
         self.work = work
         self.log_path = log_path
 
@@ -154,18 +153,6 @@ class Builder:
         console.print(f"  done  {step} ({elapsed:.0f}s)")
         return "".join(output)
 
-    def download(self) -> Path:
-        """The release's module source; a release the proxy refuses is one line."""
-        out = self.run_json(["go", "mod", "download", "-json", f"{MODULE}@{self.release.tag}"])
-        if out.get("Error"):
-            reason = str(out["Error"]).splitlines()
-            detail = reason[-1].strip() if reason else ""
-            raise BuildFailed(
-                f"Kubernetes {self.release} is not served by the Go module proxy "
-                f"({os.environ.get('GOPROXY') or _go_env('GOPROXY')}): {detail[:160]} "
-                f"(`pykubemark provision --list` shows what is); log: {self.log_path}")
-        return Path(out["Dir"])
-
     def run_json(self, argv: list[str]) -> dict[str, object]:
         with self.log_path.open("a") as log:
             log.write(f"\n### {' '.join(argv)}\n")
@@ -178,6 +165,26 @@ class Builder:
             line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise BuildFailed(f"`{' '.join(argv)}` failed: {line}; log: {self.log_path}") \
                 from None
+
+
+class Builder(Steps):
+    """The steps of a Kubernetes release's build."""
+
+    def __init__(self, release: Release, work: Path, log_path: Path) -> None:
+        super().__init__(work, log_path)
+        self.release = release
+
+    def download(self) -> Path:
+        """The release's module source; a release the proxy refuses is one line."""
+        out = self.run_json(["go", "mod", "download", "-json", f"{MODULE}@{self.release.tag}"])
+        if out.get("Error"):
+            reason = str(out["Error"]).splitlines()
+            detail = reason[-1].strip() if reason else ""
+            raise BuildFailed(
+                f"Kubernetes {self.release} is not served by the Go module proxy "
+                f"({os.environ.get('GOPROXY') or _go_env('GOPROXY')}): {detail[:160]} "
+                f"(`pykubemark provision --list` shows what is); log: {self.log_path}")
+        return Path(out["Dir"])
 
     def build_kubernetes(self, source: Path, out: Path) -> None:
         gomod = (source / "go.mod").read_text()

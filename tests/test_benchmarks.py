@@ -91,10 +91,10 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         assert summary["RSS MiB per node, idle"]["py"] is not None
         assert summary["CPU-s per pod (net of idle)"]["py"] is not None
     if script == "fidelity.py":
-        assert set(data["sides"]) == {"real", "pykubemark", "kubemark"}
+        assert set(data["sides"]) == {"real", "pykubemark", "kubemark", "kwok"}
     # fidelity.py's per-side runs use clusters of their own (NAME-<side>).
     assert not any(cluster_processes(n) for n in (name, f"{name}-real", f"{name}-pykubemark",
-                                                  f"{name}-kubemark"))
+                                                  f"{name}-kubemark", f"{name}-kwok"))
 
 
 #: Modules the scripts import, not scripts.

@@ -267,6 +267,10 @@ class Api:
     def get(self, path: str, **params: str) -> Any:
         return self.request("GET", path, params=params or None)
 
+    def text(self, path: str) -> str:
+        """A non-JSON answer, e.g. the apiserver's /metrics."""
+        return call(self.config, "GET", path).decode()
+
 
 def wait_namespace(cluster: LocalCluster, namespace: str, timeout: float = 60.0) -> None:
     """Create ``namespace`` (if missing) and wait until the controllers readied it for

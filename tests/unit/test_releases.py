@@ -113,3 +113,15 @@ def test_1_20_keeps_the_struct_defaults() -> None:
     profile = load_profile(None, Release(1, 20, 2))
     assert not profile.stream_list and profile.node_status_read == "get"
     assert profile.kubelet_qps == 10.0 and profile.kubelet_version == "v1.20.2"
+
+
+def test_a_profile_file_holds_only_what_changed_since_the_one_it_inherits() -> None:
+    """1.37 = 1.36 + the PodCertificateRequest watch; 1.36 = 1.35 + the sandbox's own
+    status write and kube-proxy's new selectors (as their recordings showed)."""
+    p35, p36, p37 = (load_profile(None, Release(1, minor, 0)) for minor in (35, 36, 37))
+    assert [w.path for w in p37.kubelet_watches if w not in p36.kubelet_watches] == [
+        "/apis/certificates.k8s.io/v1/podcertificaterequests"]
+    assert p35.start.sandbox_delay is None and p36.start.sandbox_delay is not None
+    assert p36.start.token_delay == p35.start.token_delay  # merged key by key
+    assert p35.proxy_watches != p36.proxy_watches == p37.proxy_watches
+    assert p35.register == p36.register == p37.register

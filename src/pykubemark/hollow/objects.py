@@ -296,6 +296,7 @@ class PodTimes:
 
 #: What later kubelets add to a pod's status (`Profile.pod_status_fields`).
 READY_TO_START = "PodReadyToStartContainers"
+SANDBOX_REASON = "PodSandboxReason"
 OBSERVED_GENERATION = "observedGeneration"
 HOST_IPS = "hostIPs"
 VOLUME_MOUNTS = "volumeMounts"
@@ -329,14 +330,17 @@ def _later_fields(status: dict[str, Any], pod: Pod, times: PodTimes, host_ip: st
             if c["type"] == "Initialized":
                 c["reason"] = "PodCompleted"
     if READY_TO_START in fields:
+        why = SANDBOX_REASON in fields
         if times.sandbox and not times.finished:
             ready = condition(READY_TO_START, "True", times.sandbox)
         elif times.finished:
-            ready = condition(READY_TO_START, "False", times.finished, "PodSandboxNotReady",
-                              "pod sandbox is not ready")
+            ready = condition(READY_TO_START, "False", times.finished,
+                              *(("PodSandboxNotReady", "pod sandbox is not ready") if why
+                                else ()))
         else:
-            ready = condition(READY_TO_START, "False", times.scheduled, "PodSandboxNotReady",
-                              "no pod sandbox exists")
+            ready = condition(READY_TO_START, "False", times.scheduled,
+                              *(("PodSandboxNotReady", "no pod sandbox exists") if why
+                                else ()))
         conditions.insert(0, ready)
     if OBSERVED_GENERATION in fields:
         generation = pod.metadata.generation or 1

@@ -365,6 +365,8 @@ class PodLifecycle:
         if record.phase != "Pending" or record.terminating:
             return
         record.times.started = objects.now_seconds()
+        # Without a status write of its own, the sandbox is ready with the containers.
+        record.times.sandbox = record.times.sandbox or record.times.started
         self._later(record, self._start_delay(), self._running)
 
     def _start_delay(self) -> float:

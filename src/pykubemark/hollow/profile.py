@@ -19,8 +19,8 @@ from pykubemark.provision.releases import Release
 
 KUBE_VERSION = "v1.20.2"
 #: What later kubelets add to a pod's status (written by hollow/objects.py).
-POD_STATUS_FIELDS = frozenset(("PodReadyToStartContainers", "observedGeneration", "hostIPs",
-                               "volumeMounts"))
+POD_STATUS_FIELDS = frozenset(("PodReadyToStartContainers", "PodSandboxReason",
+                               "observedGeneration", "hostIPs", "volumeMounts"))
 
 
 class WatchSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -282,7 +282,8 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     #: Whether the Node reports a kubeProxyVersion (deprecated and left empty later).
     report_kube_proxy_version: bool = True
     #: What later kubelets add to a pod's status (hollow/objects.py POD_STATUS_FIELDS):
-    #: PodReadyToStartContainers, observedGeneration, hostIPs, volumeMounts.
+    #: PodReadyToStartContainers (and with PodSandboxReason, why it is False),
+    #: observedGeneration, hostIPs, volumeMounts.
     pod_status_fields: list[str] = []
     #: kube-proxy: GET its Node once at start (1.20) — later releases watch it instead.
     proxy_get_node: bool = True

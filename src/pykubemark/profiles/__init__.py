@@ -53,9 +53,25 @@ def available() -> tuple[tuple[int, int], ...]:
 
 @cache
 def _read(minor: tuple[int, int]) -> dict[str, object]:
+    """A file's fields on top of those of the file it ``inherits`` (one release's
+    differences from the one before): sections (mappings) merge key by key, anything
+    else — lists included — is replaced."""
     loaded = yaml.safe_load((RELEASES / f"{minor[0]}.{minor[1]}.yaml").read_text()) or {}
     assert isinstance(loaded, dict), f"profile {minor} is not a mapping"
-    return loaded
+    parent = loaded.pop("inherits", None)
+    if parent is None:
+        return loaded
+    major, _, sub = str(parent).partition(".")
+    return _merge(_read((int(major), int(sub))), loaded)
+
+
+def _merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+    merged = dict(base)
+    for key, value in over.items():
+        old = merged.get(key)
+        merged[key] = (_merge(old, value) if isinstance(old, dict) and isinstance(value, dict)
+                       else value)
+    return merged
 
 
 def release_profile(release: Release) -> ReleaseProfile:

@@ -12,6 +12,9 @@ import pytest
 import yaml
 from helpers import Cluster, is_ready, run_cli, wait_for
 
+#: Tests that start a base cluster with a real node: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 NODES, PER_POD = 6, 3
 IMAGE_ARCHIVE = Path("~/.cache/pykubemark/image/test-image.tar").expanduser()
 SRC = Path(__file__).resolve().parents[1]

@@ -17,6 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+#: Tests that start each benchmark starts its own: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 #: script → (arguments at a tiny size, keys its result JSON must have)

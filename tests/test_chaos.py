@@ -25,6 +25,10 @@ from pykubemark.kube import Client, load_kubeconfig
 from pykubemark.measure import Context, NodeReadiness
 from pykubemark.report.output import Output
 
+#: Tests that start a cluster with shortened node-lifecycle timeouts (`-m "not slow"`
+#: leaves them out).
+pytestmark = pytest.mark.slow
+
 NAME = "chaos"
 PREFIX = "chaos"
 GRACE = 10.0

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 
 import psutil
+import pytest
 from helpers import Cluster, Fleet, run_cli, wait_for
 from test_cluster import one_line_error
+
+#: Tests that start clusters of their own: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 def go_processes(prefix: str) -> list[psutil.Process]:

@@ -19,6 +19,9 @@ import psutil
 import pytest
 from helpers import Cluster, is_ready, ready_transition, run_cli, utcnow, wait_for
 
+#: Tests that start a cluster of its own: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 NODES = 10
 PODS = 20
 #: kube-controller-manager's --node-monitor-grace-period (default) plus one monitor period.

@@ -15,9 +15,13 @@ import subprocess
 import time
 
 import psutil
+import pytest
 from helpers import CLI, Cluster, Fleet, run_cli, wait_for
 
 from pykubemark.cluster.state import ClusterState, cluster_dir, load
+
+#: Tests that start clusters of their own: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 def start_up(name: str, *args: str) -> subprocess.Popen[str]:

@@ -20,6 +20,9 @@ from test_cluster import one_line_error
 
 from pykubemark.hollow.chaos import read_plan
 
+#: Tests that start a cluster of its own: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 NAME = "nfail"
 PREFIX = "nf"
 GRACE = 10.0

@@ -21,6 +21,9 @@ from helpers import Cluster, Fleet, run_cli, utcnow, wait_for
 
 from pykubemark.measure.audit import read_audit
 
+#: Tests that start a cluster without a watch cache: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 NAME = "nocache"
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
 from helpers import Cluster, run_cli
 
 from pykubemark.kube import Client, load_kubeconfig
+
+#: Tests that start a cluster with one request in flight: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 def throttled_requests(cluster: Cluster) -> float:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pykubemark import __version__
+from pykubemark.contract import NODE_FAILURE_ACTIONS, NodeFailure
 from pykubemark.errors import UserError
 
 if TYPE_CHECKING:
@@ -696,8 +697,7 @@ def down(name: str, purge: bool) -> None:
 
 
 @cli.command()
-@click.argument("action", type=click.Choice(["stop", "flap", "slow", "restart", "chaosmonkey",
-                                             "clear"]))
+@click.argument("action", type=click.Choice([*NODE_FAILURE_ACTIONS, "clear"]))
 @name_option
 @click.option("--file", "chaos_path", type=click.Path(path_type=Path), default=None,
               help="The --chaos-file of a `pykubemark hollow` fleet (default: the cluster's, "
@@ -737,9 +737,9 @@ def chaos(action: str, name: str, chaos_path: Path | None, node_names: str, frac
         return
     nodes = [n for n in node_names.split(",") if n]
     try:
-        failure = node_chaos.NodeFailure(action, nodes=nodes, fraction=fraction, after=after,
-                                         duration=duration, period=period, delay=delay,
-                                         interval=interval, jitter=jitter, downtime=downtime)
+        failure = NodeFailure(action, nodes=nodes, fraction=fraction, after=after,
+                              duration=duration, period=period, delay=delay,
+                              interval=interval, jitter=jitter, downtime=downtime)
     except ValueError as exc:
         raise UserError(f"invalid node failure: {exc}") from None
     scheduled = node_chaos.add(chaos_path, failure)

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from pykubemark import contract
 from pykubemark.errors import UserError
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.load import templates
@@ -284,13 +285,13 @@ class LoadGenerator:
             if not 0 <= weight <= 1:
                 raise UserError(f"{self.values.where}: field '{where}.weight': {weight} is "
                                 f"not between 0 and 1")
-            out = {templates.FAILURE_ANNOTATION: failure.failure,
-                   templates.FAILURE_WEIGHT_ANNOTATION: f"{weight:g}"}
+            out = {contract.FAILURE_ANNOTATION: failure.failure,
+                   contract.FAILURE_WEIGHT_ANNOTATION: f"{weight:g}"}
             if failure.exit_code is not None:
-                out[templates.EXIT_CODE_ANNOTATION] = str(failure.exit_code)
-            for name, key in (("run_seconds", templates.RUN_SECONDS_ANNOTATION),
-                               ("start_delay", templates.START_DELAY_ANNOTATION),
-                               ("flap_period", templates.FLAP_ANNOTATION)):
+                out[contract.EXIT_CODE_ANNOTATION] = str(failure.exit_code)
+            for name, key in (("run_seconds", contract.RUN_SECONDS_ANNOTATION),
+                               ("start_delay", contract.START_DELAY_ANNOTATION),
+                               ("flap_period", contract.FLAP_ANNOTATION)):
                 value = getattr(failure, name)
                 if value is not None:
                     out[key] = f"{self.values.number(value, f'{where}.{name}'):g}"

@@ -32,6 +32,7 @@ from pykubemark.load.scenario import (
     Values,
 )
 from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL, SPEC_LABEL
+from pykubemark.waiting import ReadyCount
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
@@ -411,16 +412,15 @@ class LoadGenerator:
         return wanted, ready
 
     async def wait_running(self, timeout: float, complete: bool = False) -> None:
-        deadline = time.monotonic() + timeout
         self.progress.waiting = "pods complete" if complete else "pods Running"
+        waiting = ReadyCount(self.progress.waiting, timeout=timeout)
         while True:
             wanted, ready = await self.count_running(complete)
             self.progress.pods_wanted, self.progress.pods_running = wanted, ready
-            if ready >= wanted:
+            if waiting.done(ready, wanted):
                 break
-            if time.monotonic() > deadline:
-                raise LoadError(f"phase {self.progress.phase}: only {ready} of {wanted} pods "
-                                f"{'complete' if complete else 'Running'} after {timeout:.0f} s")
+            if line := waiting.overdue():
+                raise LoadError(f"phase {self.progress.phase}: {line}")
             await asyncio.sleep(POLL)
         self.progress.waiting = ""
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import msgspec
 
+from pykubemark.kube.nodes import is_ready
 from pykubemark.measure.audit import Request, read_audit
+from pykubemark.waiting import ReadyCount
 
 CLI = [sys.executable, "-m", "pykubemark"]
 
@@ -145,8 +147,12 @@ class Fleet:
         return sum(is_ready(n) and not n["spec"].get("taints") for n in self.nodes_json())
 
     def wait_ready(self, timeout: float = 180) -> None:
-        wait_for(f"{self.nodes} {self.prefix} nodes Ready and untainted",
-                 lambda: self.proc.poll() is None and self.ready() == self.nodes, timeout, 2)
+        waiting = ReadyCount(f"{self.prefix} nodes Ready and untainted", timeout=timeout)
+        while not waiting.done(self.ready(), self.nodes):
+            assert self.proc.poll() is None, f"the fleet exited (log: {self.log})"
+            if line := waiting.overdue():
+                raise AssertionError(line)
+            time.sleep(2)
 
     def stop(self, timeout: float = 60) -> int:
         if self.proc.poll() is None:
@@ -158,11 +164,6 @@ class Fleet:
                 self.proc.wait()
                 raise
         return self.proc.returncode
-
-
-def is_ready(node: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in node.get("status", {}).get("conditions", []))
 
 
 def ready_transition(node: dict) -> str:

@@ -5,6 +5,10 @@ cleanup (`finally`, `except BaseException`) stops what it started. A second one,
 that cleanup, exits at once with one line that says what is left behind. Code that must
 not be cut in half — a child started but not yet recorded — runs under `critical()`,
 which holds a signal until the section is done, so nothing is ever started unrecorded.
+
+Every signal handler of pykubemark is installed here: `handle` and `restore` (a thread's
+handlers, in the main thread), `ignore`, and `in_loop` (an asyncio loop's), so what a
+signal does is found in one place.
 """
 
 from __future__ import annotations
@@ -16,10 +20,42 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any, NoReturn
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Exit code of a command stopped by an interrupt (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+Handler = Callable[[int, FrameType | None], Any]
+
+
+def handle(handler: Handler, signals: tuple[int, ...] = SIGNALS) -> dict[int, Any]:
+    """Install ``handler`` for ``signals`` (in the main thread); what was there before,
+    for `restore`."""
+    return {sig: signal.signal(sig, handler) for sig in signals}
+
+
+def restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def ignore(*signals: int) -> None:
+    """From now on ``signals`` (default SIGINT and SIGTERM) do nothing."""
+    handle(signal.SIG_IGN, signals or SIGNALS)
+
+
+def raise_interrupt(_signum: int, _frame: FrameType | None) -> NoReturn:
+    """A handler that stops the main thread where it is, as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def in_loop(handler: Callable[[], object], signals: tuple[int, ...] = SIGNALS) -> None:
+    """Call ``handler`` in the running event loop on each of ``signals``."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, handler)
 
 
 class Guard:
@@ -30,12 +66,12 @@ class Guard:
         self.interrupted = False
         self._depth = 0
         self._pending: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Guard:
         global _active
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+            self._previous = handle(self._handle)
             _active = self
         return self
 
@@ -43,8 +79,7 @@ class Guard:
         global _active
         if _active is self:
             _active = None
-            for sig, handler in self._previous.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+            restore(self._previous)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self._depth:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from pykubemark.contract import NodeFailure
 from pykubemark.errors import UserError
 from pykubemark.hollow import chaos
-from pykubemark.hollow.chaos import ChaosPlan, ChaosWatcher, NodeFailure, schedule
+from pykubemark.hollow.chaos import ChaosPlan, ChaosWatcher, schedule
 from pykubemark.hollow.profile import load_profile
 
 

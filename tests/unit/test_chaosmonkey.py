@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pykubemark.contract import NodeFailure
 from pykubemark.hollow import chaos
-from pykubemark.hollow.chaos import ChaosPlan, NodeFailure, schedule
+from pykubemark.hollow.chaos import ChaosPlan, schedule
 
 NAMES = [f"hollow-{i}" for i in range(2000)]
 

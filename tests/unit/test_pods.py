@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from pykubemark.hollow import objects
+from pykubemark.hollow import objects, pods
 from pykubemark.hollow.ipam import Ipam
-from pykubemark.hollow.pods import PodLifecycle, is_job_like, referenced_objects
+from pykubemark.hollow.pods import PodLifecycle, Stage, is_job_like, referenced_objects
 from pykubemark.hollow.profile import Profile, StartProfile, StopProfile
 from pykubemark.kube.client import Client
 from pykubemark.kube.config import KubeConfig
@@ -620,5 +620,28 @@ def test_relist_drops_tombstones_of_pods_no_longer_listed() -> None:
         assert "uid-web-1" not in lc.pods and lc.gone == {"uid-web-1"}
         lc.on_list([])
         assert not lc.gone
+        await lc.close()
+    run(body)
+
+
+# -- the stage table ----------------------------------------------------------------------
+def test_every_stage_has_its_method_and_a_delay() -> None:
+    """Each stage names a method and a delay the lifecycle knows (a profile field is a
+    number); the selectors use only known needs."""
+    stages = [v for v in vars(pods).values() if isinstance(v, Stage)]
+    assert len(stages) >= 18
+
+    async def body() -> None:
+        lc = lifecycle()
+        lc.profile = Profile(start=StartProfile(sandbox_delay=0.3),
+                             stop=StopProfile(generation_write=0.2))
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        for stage in stages:
+            assert callable(getattr(lc, "_" + stage.name)), stage
+            assert stage.needs in ("", "no status", "view", "running", "backoff"), stage
+            if stage.after != "stop.resyncs":  # each of a list: scheduled one by one
+                delay = lc._delay(stage, record)
+                assert delay is None or isinstance(delay, float | int), stage
         await lc.close()
     run(body)

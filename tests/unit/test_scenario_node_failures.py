@@ -1,19 +1,12 @@
 """A scenario's node failures: expressions evaluated over the cluster's size, switched
-off by a zero fraction, refused with their field when bad, and the same actions the
-hollow fleet knows."""
+off by a zero fraction, refused with their field when bad."""
 
 from __future__ import annotations
 
 import pytest
 
 from pykubemark.errors import UserError
-from pykubemark.hollow.chaos import ACTIONS
-from pykubemark.load.scenario import (
-    NODE_FAILURES,
-    load_scenario,
-    parse_scenario,
-    resolve_parameters,
-)
+from pykubemark.load.scenario import load_scenario, parse_scenario, resolve_parameters
 from pykubemark.runner import node_failures
 
 TEXT = """
@@ -30,10 +23,6 @@ phases:
       - {action: stop, nodes: [hollow-0], after: 5, duration: "nodes"}
       - {action: flap, fraction: "share / 2", period: period}
 """
-
-
-def test_the_scenario_actions_are_the_fleets() -> None:
-    assert set(NODE_FAILURES) == set(ACTIONS)
 
 
 def test_node_failures_are_evaluated_per_run_and_per_phase() -> None:

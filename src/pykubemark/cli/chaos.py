@@ -10,12 +10,12 @@ import click
 from pykubemark.cli.options import name_option
 from pykubemark.cli.output import console
 from pykubemark.cluster.hollow import cluster_chaos_file
+from pykubemark.contract import NODE_FAILURE_ACTIONS
 from pykubemark.hollow import chaos as node_chaos
 
 
 @click.command()
-@click.argument("action", type=click.Choice(["stop", "flap", "slow", "restart", "chaosmonkey",
-                                             "clear"]))
+@click.argument("action", type=click.Choice([*NODE_FAILURE_ACTIONS, "clear"]))
 @name_option
 @click.option("--file", "chaos_path", type=click.Path(path_type=Path), default=None,
               help="The --chaos-file of a `pykubemark hollow` fleet (default: the cluster's, "

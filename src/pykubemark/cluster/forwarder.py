@@ -27,6 +27,7 @@ import socket
 import sys
 from pathlib import Path
 
+from pykubemark import interrupts
 from pykubemark.netns_sockets import inside
 
 
@@ -115,9 +116,8 @@ async def _main(config: Path) -> None:
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    interrupts.in_loop(on_hup, (signal.SIGHUP,))
+    interrupts.in_loop(lambda: stop.done() or stop.set_result(None))
     await stop
 
 

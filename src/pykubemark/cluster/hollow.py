@@ -14,6 +14,8 @@ from pathlib import Path
 from pykubemark.cluster import health
 from pykubemark.cluster.control_plane import LocalCluster, python_argv
 from pykubemark.errors import UserError
+from pykubemark.kube.nodes import count_ready
+from pykubemark.waiting import ReadyCount
 
 
 def chaos_file(cluster: LocalCluster) -> Path:
@@ -91,14 +93,7 @@ def ready_nodes(cluster: LocalCluster, prefix: str) -> int:
                               timeout=30)
     if status != 200:
         return 0
-    count = 0
-    for node in json.loads(body).get("items", []):
-        if not node["metadata"]["name"].startswith(prefix + "-"):
-            continue
-        conditions = node.get("status", {}).get("conditions", [])
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-            count += 1
-    return count
+    return count_ready(json.loads(body).get("items", []), prefix)
 
 
 def start_hollow(cluster: LocalCluster, args: HollowArgs,
@@ -114,22 +109,12 @@ def start_hollow(cluster: LocalCluster, args: HollowArgs,
     # A busy machine registers slowly but steadily: give up only when no node turned Ready
     # for STALL seconds. Listing every node is itself load at thousands, so poll less often.
     interval = min(5.0, 1.0 + args.nodes / 1000)
-    started = last_progress = time.monotonic()
-    best = 0
-    while True:
-        ready = ready_nodes(cluster, args.prefix)
-        progress(f"hollow nodes Ready: {ready}/{args.nodes}")
-        if ready >= args.nodes:
-            return
+    waiting = ReadyCount("hollow nodes Ready", stall=STALL, progress=progress)
+    while not waiting.done(ready_nodes(cluster, args.prefix), args.nodes):
         if not proc.alive():
             from pykubemark.cluster.processes import last_lines
 
             raise UserError(f"hollow nodes exited: {last_lines(proc.log, 2)} (log: {proc.log})")
-        now = time.monotonic()
-        if ready > best:
-            best, last_progress = ready, now
-        elif now - last_progress > STALL:
-            raise UserError(f"only {ready}/{args.nodes} hollow nodes Ready after "
-                            f"{now - started:.0f}s, none more in the last {STALL:.0f}s "
-                            f"(log: {proc.log})")
+        if line := waiting.overdue():
+            raise UserError(f"{line} (log: {proc.log})")
         time.sleep(interval)

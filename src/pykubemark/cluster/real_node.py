@@ -53,6 +53,7 @@ from pykubemark.cluster.control_plane import SERVICE_CIDR, LocalCluster, wait_un
 from pykubemark.cluster.state import ClusterState, Proc, RealNode
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
+from pykubemark.kube.nodes import is_ready
 from pykubemark.paths import cache_home
 from pykubemark.provision import Binaries
 
@@ -383,10 +384,7 @@ def _route_all(cluster: LocalCluster) -> None:
 def _node_ready(cluster: LocalCluster, node: str) -> bool:
     status, body = health.get(f"{cluster.state.server}/api/v1/nodes/{node}",
                               token=cluster.token("admin"), ca_cert=cluster.dir / "pki" / "ca.crt")
-    if status != 200:
-        return False
-    conditions = json.loads(body).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return status == 200 and is_ready(json.loads(body))
 
 
 def _set_pod_cidr(cluster: LocalCluster, node: RealNode) -> None:

@@ -19,6 +19,8 @@ from pykubemark.deploy import manifests as m
 from pykubemark.errors import UserError
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.config import KubeConfig
+from pykubemark.kube.nodes import is_ready
+from pykubemark.waiting import ReadyCount
 
 FOREGROUND = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
 #: Waiting reasons of a container that will not start by waiting longer.
@@ -79,22 +81,17 @@ async def _wait_ready(client: Client, spec: m.DeploySpec, timeout: float,
                       on_progress: Callable[[str], None]) -> None:
     path = f"/api/v1/namespaces/{spec.namespace}/pods"
     selector = f"app.kubernetes.io/instance={spec.name},{m.PART_OF}={m.NAME}"
-    deadline = time.monotonic() + timeout
+    waiting = ReadyCount("shard pods ready", timeout=timeout, progress=on_progress)
     while True:
         pods = orjson.loads(await client.get(path, {"labelSelector": selector}))["items"]
-        ready = 0
         for pod in pods:
             if problem := _pod_problem(pod):
                 raise UserError(f"shard pod {pod['metadata']['name']} cannot start "
                                 f"(image {spec.image}): {problem}")
-            conditions = pod.get("status", {}).get("conditions") or []
-            ready += any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        on_progress(f"{ready}/{spec.shards} shard pods ready")
-        if ready >= spec.shards:
+        if waiting.done(sum(map(is_ready, pods)), spec.shards):
             return
-        if time.monotonic() > deadline:
-            raise UserError(f"{spec.shards - ready} of {spec.shards} shard pods not ready "
-                            f"after {timeout:.0f}s{await _last_warning(client, spec)}")
+        if line := waiting.overdue():
+            raise UserError(f"{line}{await _last_warning(client, spec)}")
         await asyncio.sleep(1)
 
 
@@ -196,8 +193,7 @@ async def ready_nodes(target: KubeConfig, spec: m.DeploySpec) -> dict[int, int]:
         ordinal = wanted.get(node["metadata"]["name"])
         if ordinal is None:
             continue
-        conditions = node.get("status", {}).get("conditions") or []
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+        if is_ready(node):
             counts[ordinal] += 1
     return counts
 

@@ -25,7 +25,6 @@ import functools
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from types import TracebackType
 
 import psutil
 
+from pykubemark import interrupts
 from pykubemark.cluster import ports, processes
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.hollow import ready_nodes
@@ -49,6 +49,7 @@ from pykubemark.engines.base import (
 )
 from pykubemark.errors import UserError
 from pykubemark.provision.binaries import Binaries, find_kubemark
+from pykubemark.waiting import ReadyCount
 
 #: The mount namespace wrapper: a private tmpfs on /tmp, then exec the kubelet, so the
 #: pid we started is the kubelet's own pid (what psutil measures) and its group leader.
@@ -300,17 +301,13 @@ class GoFleet:
         """Until every node is Ready; fail early if a process died."""
         if timeout is None:
             timeout = 180.0 + self.nodes
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
-            ready = ready_nodes(cluster, self.prefix)
-            progress(f"Go hollow nodes Ready: {ready}/{self.nodes}")
-            if ready >= self.nodes:
-                return
-            if time.monotonic() > deadline:
-                raise UserError(f"only {ready}/{self.nodes} Go hollow nodes Ready after "
-                                f"{timeout:.0f}s (logs: {self.log_dir}/{self.prefix}-*.log)")
+        waiting = ReadyCount("Go hollow nodes Ready", timeout=timeout, progress=progress)
+        self.check_alive()
+        while not waiting.done(ready_nodes(cluster, self.prefix), self.nodes):
+            if line := waiting.overdue():
+                raise UserError(f"{line} (logs: {self.log_dir}/{self.prefix}-*.log)")
             time.sleep(1.0)
+            self.check_alive()
 
     def __enter__(self) -> GoFleet:
         return self
@@ -320,10 +317,6 @@ class GoFleet:
         self.stop()
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_foreground(fleet: GoFleet, progress: Callable[[str], None] = lambda _msg: None,
                    check_every: float = 1.0) -> None:
     """Run the fleet until SIGINT or SIGTERM, then stop every process group.
@@ -331,7 +324,7 @@ def run_foreground(fleet: GoFleet, progress: Callable[[str], None] = lambda _msg
     A Go process that exits on its own is an error (a hollow node runs until stopped);
     the rest are stopped before it is raised, so nothing outlives this call.
     """
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = interrupts.handle(interrupts.raise_interrupt)
     try:
         fleet.start(progress)
         progress(f"{fleet.nodes} Go hollow nodes launched; Ctrl-C stops them")
@@ -341,11 +334,9 @@ def run_foreground(fleet: GoFleet, progress: Callable[[str], None] = lambda _msg
     except KeyboardInterrupt:
         pass
     finally:
-        for sig in previous:  # a second Ctrl-C must not cut the clean-up short
-            signal.signal(sig, signal.SIG_IGN)
+        interrupts.ignore()  # a second Ctrl-C must not cut the clean-up short
         fleet.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        interrupts.restore(previous)
 
 
 def start_for_cluster(cluster: LocalCluster, nodes: int, *, prefix: str, kubemark: Path,

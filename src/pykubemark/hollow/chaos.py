@@ -4,8 +4,10 @@ A running fleet learns them from a small JSON file (its "chaos file") that it po
 `pykubemark chaos` appends actions to it with absolute times, so every shard of every
 process agrees on which node is down when, without any channel besides the file. The
 profile's ``node_failures`` section gives the same actions relative to the fleet's start.
-A node picked by ``fraction`` is chosen from a hash of its name and the action's id, so
-all shards choose the same nodes.
+The actions and their fields are `pykubemark.contract.NodeFailure`, the one type of a
+scenario's ``node_failures``, of `pykubemark chaos` and of the fleet. A node picked by
+``fraction`` is chosen from a hash of its name and the action's id, so all shards choose
+the same nodes.
 
 ``chaosmonkey`` is clusterloader2's ChaosMonkey (failureRate, interval, jitterFactor,
 simulatedDowntime): every ``interval`` s, stretched by up to ``jitter`` times itself, a
@@ -26,58 +28,18 @@ from typing import Any
 
 import msgspec
 
+from pykubemark.contract import NodeFailure
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
 
 log = logging.getLogger(__name__)
-ACTIONS = ("stop", "flap", "slow", "restart", "chaosmonkey")
-
-
-class NodeFailure(msgspec.Struct, forbid_unknown_fields=True):
-    """stop: heartbeats (lease, node status, pod statuses) cease; flap: down for
-    ``period`` s, up for ``period`` s, again; slow: lease and node status late by
-    ``delay`` s; restart: down for ``duration`` s (0: none), then a new kubelet that
-    registers again and adopts its pods; chaosmonkey: each round (every ``interval`` s,
-    plus up to ``jitter`` x ``interval``) a ``fraction`` of the nodes (of ``nodes`` if
-    given) restarts after ``downtime`` s down. On ``nodes`` by name or on a ``fraction``
-    of all nodes, from ``after`` s for ``duration`` s (0: until cleared)."""
-
-    action: str
-    nodes: list[str] = []
-    fraction: float = 0.0
-    after: float = 0.0
-    duration: float = 0.0
-    period: float = 0.0
-    delay: float = 0.0
-    interval: float = 0.0
-    jitter: float = 0.0
-    downtime: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.action not in ACTIONS:
-            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not '{self.action}'")
-        if self.action == "chaosmonkey":
-            if not 0 < self.fraction <= 1:
-                raise ValueError("chaosmonkey needs a fraction in (0, 1] killed per round")
-            if self.interval <= 0 or self.downtime <= 0:
-                raise ValueError("chaosmonkey needs an interval > 0 and a downtime > 0")
-            if self.jitter < 0:
-                raise ValueError("jitter must be >= 0")
-        if not self.nodes and not 0 < self.fraction <= 1:
-            raise ValueError("a node failure needs nodes or a fraction in (0, 1]")
-        if self.after < 0 or self.duration < 0:
-            raise ValueError("after and duration must be >= 0")
-        if self.action == "flap" and self.period <= 0:
-            raise ValueError("flap needs a period > 0")
-        if self.action == "slow" and self.delay <= 0:
-            raise ValueError("slow needs a delay > 0")
 
 
 class Scheduled(msgspec.Struct, forbid_unknown_fields=True):
     """A node failure at absolute times (seconds since the epoch)."""
 
     id: str
-    failure: NodeFailure
+    failure: NodeFailure[float]
     start: float
     end: float | None
 
@@ -183,7 +145,7 @@ def _unit(key: str) -> float:
     return int.from_bytes(digest) / 2**64
 
 
-def schedule(failure: NodeFailure, at: float, ident: str) -> Scheduled:
+def schedule(failure: NodeFailure[float], at: float, ident: str) -> Scheduled:
     start = at + failure.after
     if failure.action == "restart":
         return Scheduled(ident, failure, start, start + failure.duration)
@@ -199,7 +161,7 @@ def read_plan(path: Path) -> ChaosPlan:
         raise UserError(f"invalid chaos file {path}: {exc}") from None
 
 
-def add(path: Path, failure: NodeFailure, now: float | None = None) -> Scheduled:
+def add(path: Path, failure: NodeFailure[float], now: float | None = None) -> Scheduled:
     """Append one failure starting ``failure.after`` s from now; expired ones are dropped."""
     now = time.time() if now is None else now
     plan = read_plan(path)
@@ -239,7 +201,8 @@ class ChaosWatcher:
     """A fleet's view of its chaos file and its profile's node failures, re-read when
     the file changes; a bad file is reported and the previous plan kept."""
 
-    def __init__(self, path: Path | None, planned: list[NodeFailure], started: float) -> None:
+    def __init__(self, path: Path | None, planned: list[NodeFailure[float]],
+                 started: float) -> None:
         self.path = path
         self.planned = [schedule(f, started, f"profile-{i}") for i, f in enumerate(planned)]
         self.plan = ChaosPlan(list(self.planned))

@@ -1,7 +1,7 @@
 """Which pods of a hollow node fail, and the kubelet's back-off that paces their retries.
 
-A pod's behaviour comes from its annotations (the contract with `load` and with users)
-or else from the profile's weighted rules. The back-off is client-go's
+A pod's behaviour comes from its annotations (`pykubemark.contract`: what `load` and users
+write) or else from the profile's weighted rules. The back-off is client-go's
 ``flowcontrol.Backoff`` as kubelet 1.20 uses it for container restarts and image pulls:
 the first failure is retried at once, then the delay doubles from ``backoff_initial`` to
 ``backoff_max``, and an entry not updated for twice the maximum starts over.
@@ -15,18 +15,19 @@ import math
 import random
 from dataclasses import dataclass
 
+from pykubemark.contract import (
+    EXIT_CODE_ANNOTATION,
+    FAILURE_ANNOTATION,
+    FAILURE_WEIGHT_ANNOTATION,
+    FLAP_ANNOTATION,
+    NO_FAILURE,
+    RUN_SECONDS_ANNOTATION,
+    START_DELAY_ANNOTATION,
+)
 from pykubemark.hollow.profile import FAILURES, Distribution, FailureProfile, FailureRule
 from pykubemark.kube.types import Pod
 
 log = logging.getLogger(__name__)
-PREFIX = "pykubemark.io/"
-FAILURE_ANNOTATION = PREFIX + "failure"
-#: The share of pods (of one template) that play the annotated failure, chosen by uid.
-FAILURE_WEIGHT_ANNOTATION = PREFIX + "failure-weight"
-EXIT_CODE_ANNOTATION = PREFIX + "exit-code"
-RUN_SECONDS_ANNOTATION = PREFIX + "run-seconds"
-START_DELAY_ANNOTATION = PREFIX + "start-delay"
-FLAP_ANNOTATION = PREFIX + "ready-flap-seconds"
 OOM_EXIT_CODE = 137
 #: z of the 99th percentile of the standard normal distribution.
 Z99 = 2.3263478740408408
@@ -46,7 +47,7 @@ def sample(dist: Distribution, rng: random.Random) -> float:
 class Plan:
     """What happens to one pod's containers."""
 
-    failure: str = "none"
+    failure: str = NO_FAILURE
     exit_code: int | None = None
     run_seconds: float | None = None
     start_delay: float = 0.0

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -507,8 +506,7 @@ def run_shard(options: FleetOptions, on_started: Callable[[], None] | None = Non
                 interrupts.leave_now(lambda: left_behind(options))
             stop.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+        interrupts.in_loop(on_signal)
         fleet = Fleet(options, kubelet_config, proxy_config)
         if on_started:
             on_started()

@@ -6,6 +6,15 @@ kubelet's sequence and delays: ``StartProfile``), and — for Job-like pods — 
 after its run time. A pod being deleted is killed, reported Terminated, re-synced while
 its volumes are "reclaimed", then deleted with grace period 0 and a uid precondition.
 
+Each step is a `Stage` (as in KWOK): its delay and the pod state it applies to are data,
+in one table below; its method writes the status and asks for the steps that follow:
+
+    seen:      first_sync; request_tokens; [sandbox_ready →] containers_started → running
+    running:   → exited (a Job's, a crashing pod's) → finished, or → crash_sync (again
+               while backing off) → restarted → exited ...; unready: → flap → flap ...
+    imagepull: pull → pull_failed → pull_sync (again while backing off) → pull ...
+    deleted:   resync; regenerate; killed; reclaimed
+
 Statuses reach the apiserver through a status manager modelled on kubelet 1.20's: a
 channel of (pod, version, status) synced in order with GET + strategic-merge PATCH, and a
 10-second batch that drains the channel and syncs only the latest versions. Under the
@@ -23,7 +32,8 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from pykubemark.hollow import failures, objects
 from pykubemark.hollow.failures import Plan
@@ -167,6 +177,81 @@ def is_job_like(pod: Pod) -> bool:
     return pod.spec.restartPolicy in ("Never", "OnFailure")
 
 
+# -- the stages of a pod's life -----------------------------------------------------------
+class Stage(NamedTuple):
+    """One step of a pod's life, as KWOK's stages are: it comes ``after`` a delay, counted
+    from the step that asks for it (a profile field, or one of the delays
+    `PodLifecycle._delay` names), and applies then only to a pod its selector still
+    matches: one of ``phases`` (any, if none), not being deleted unless ``deleting``, and
+    what ``needs`` says. A pod that has moved on is left alone. What the step writes, and
+    which steps it asks for next, is its method: ``PodLifecycle._<name>``."""
+
+    name: str
+    after: str
+    phases: tuple[str, ...] = ()
+    deleting: bool = False
+    #: "no status" (none written yet), "view" (a failing pod's containers), "running"
+    #: (one of them runs), "backoff" (the image pull's).
+    needs: str = ""
+
+    def applies(self, record: PodRecord) -> bool:
+        if record.terminating and not self.deleting:
+            return False
+        if self.phases and record.phase not in self.phases:
+            return False
+        match self.needs:
+            case "no status":
+                return not record.status
+            case "view":
+                return record.view is not None
+            case "running":
+                return record.view is not None and bool(record.view.running_since)
+            case "backoff":
+                return record.backoff is not None
+        return True
+
+
+# The start, as the Go kubelet does it (the delays: StartProfile).
+#: The pod worker's first sync writes the Pending status (startTime, Initialized).
+FIRST_SYNC = Stage("first_sync", "start.first_sync", ("Pending",), needs="no status")
+#: The volume manager asks for the pod's service-account tokens.
+TOKENS = Stage("request_tokens", "start.token_delay")
+#: Later kubelets: the sandbox is ready (a Pending status of its own); the containers
+#: start at once.
+SANDBOX_READY = Stage("sandbox_ready", "volumes + start.sandbox_delay", ("Pending",))
+#: The runtime starts the containers (startedAt) once the volumes are mounted.
+STARTED = Stage("containers_started", "volumes", ("Pending",))
+#: The next relist sees them running: the Running (and Ready) status.
+RUNNING = Stage("running", "relist", ("Pending",))
+#: The containers of a Job's pod, or crashing ones, exit: Succeeded or Failed at once, or
+#: (a failing pod's view) at the next relist, or restarted.
+EXITED = Stage("exited", "run", ("Running",))
+FINISHED = Stage("finished", "relist")
+# Failures (FailureProfile: the kubelet's back-off, the pod worker's retries).
+#: A sync of a pod whose containers exited: restart them, or back off and sync again.
+CRASH_SYNC = Stage("crash_sync", "relist", ("Pending", "Running"), needs="view")
+CRASH_RETRY = CRASH_SYNC._replace(after="retry")
+#: The relist after a restart: Running (and Ready) again.
+RESTARTED = Stage("restarted", "relist", needs="running")
+#: A readiness probe that fails and recovers every period.
+FLAP = Stage("flap", "flap", needs="running")
+#: An image pull that fails, and the syncs that retry it once the back-off allows.
+PULL = Stage("pull", "volumes", ("Pending",))
+PULL_FAILED = Stage("pull_failed", "failures.pull_seconds", ("Pending",), needs="backoff")
+PULL_SYNC = Stage("pull_sync", "retry", ("Pending",), needs="view")
+# Deletion, timed from when the kubelet sees it (StopProfile).
+#: A sync that finds the status unchanged (each of ``stop.resyncs``, by its chance).
+RESYNC = Stage("resync", "stop.resyncs", deleting=True)
+#: Later kubelets write the deletion's new generation.
+REGENERATED = Stage("regenerate", "stop.generation_write", deleting=True)
+#: The containers are killed: Terminated.
+KILLED = Stage("killed", "stop.kill_delay", deleting=True)
+#: The volumes are reclaimed: the status manager may delete the pod. One that no longer
+#: runs has nothing to kill: reclaimed when it would have been killed.
+RECLAIMED = Stage("reclaimed", "stop.delete_after", deleting=True)
+RECLAIMED_AT_ONCE = RECLAIMED._replace(after="stop.kill_delay")
+
+
 class PodLifecycle:
     """All pods of one hollow node: their state machine and status manager."""
 
@@ -297,7 +382,7 @@ class PodLifecycle:
                 self._adopt_status(record)
             if phase == "Running" and is_job_like(pod):
                 record.plan = failures.plan_for(pod, self.profile.failures, self.rng)
-                self._later(record, self._run_seconds(record), self._complete)
+                self._next(record, EXITED)
             return record
         if pod.spec.hostNetwork:
             record.ip = self.host_ip
@@ -305,17 +390,16 @@ class PodLifecycle:
             record.ip = self.ipam.allocate()
             record.holds_ip = True
         record.plan = plan = failures.plan_for(pod, self.profile.failures, self.rng)
-        delay = self._mount_delay(pod) + plan.start_delay
         if plan.failure == "imagepull":
             view = record.view = ContainerView()
             view.image_known = False
             record.ready_changed = record.times.scheduled
             record.backoff = self._backoff()
-            self._first_status(record)
-            self._later(record, self.profile.start.token_delay, self._request_tokens)
-            self._later(record, delay, self._pull)
+            self._next(record, FIRST_SYNC)
+            self._next(record, TOKENS)
+            self._next(record, PULL)
             return record
-        self._first_status(record)
+        self._next(record, FIRST_SYNC)
         for container in pod.spec.containers:
             if self.on_image:
                 self.on_image(container.image)
@@ -323,31 +407,18 @@ class PodLifecycle:
                         f'Container image "{container.image}" already present on machine',
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
-        self._later(record, self.profile.start.token_delay, self._request_tokens)
-        if self.profile.start.sandbox_delay is None:
-            self._later(record, delay, self._containers_started)
-        else:
-            self._later(record, delay + self.profile.start.sandbox_delay, self._sandbox_ready)
+        self._next(record, TOKENS)
+        self._next(record, STARTED if self.profile.start.sandbox_delay is None
+                   else SANDBOX_READY)
         return record
 
-    def _first_status(self, record: PodRecord) -> None:
-        """The Pending status, after the pod worker's first sync (`first_sync`)."""
-        first = self.profile.start.first_sync
-        if first is None:
-            self._set_status(record, "Pending")
-            return
-        self._later(record, failures.sample(first, self.rng),
-                    lambda r: self._set_status(r, r.phase) if r.phase == "Pending"
-                    and not r.status and not r.terminating else None)
+    def _first_sync(self, record: PodRecord) -> None:
+        self._set_status(record, "Pending")
 
     def _sandbox_ready(self, record: PodRecord) -> None:
-        """The pod sandbox is up (a status of its own in later kubelets); the containers
-        start now."""
-        if record.phase != "Pending" or record.terminating:
-            return
         record.times.sandbox = objects.now_seconds()
         self._set_status(record, "Pending")
-        self._containers_started(record)
+        self._enter(record, STARTED)
 
     def _mount_delay(self, pod: Pod) -> float:
         """Until the pod worker's volume poll finds the volumes mounted: at once, then
@@ -360,14 +431,11 @@ class PodLifecycle:
         return math.ceil(start.mount_time / start.mount_retry_period) * start.mount_retry_period
 
     def _containers_started(self, record: PodRecord) -> None:
-        """The runtime started the containers: ``startedAt`` is now; the status says so
-        only after the next relist."""
-        if record.phase != "Pending" or record.terminating:
-            return
+        """``startedAt`` is now; the status says so only after the next relist."""
         record.times.started = objects.now_seconds()
         # Without a status write of its own, the sandbox is ready with the containers.
         record.times.sandbox = record.times.sandbox or record.times.started
-        self._later(record, self._start_delay(), self._running)
+        self._next(record, RUNNING)
 
     def _start_delay(self) -> float:
         period = self.profile.start.relist_period
@@ -375,8 +443,6 @@ class PodLifecycle:
         return until_relist + self.profile.start.status_delay
 
     def _running(self, record: PodRecord) -> None:
-        if record.phase != "Pending" or record.terminating:
-            return
         record.times.ready_since = objects.now_seconds()
         plan = record.plan
         if plan.failure == "unready":
@@ -385,13 +451,13 @@ class PodLifecycle:
             record.ready_changed = record.times.scheduled
             self._set_status(record, "Running")
             if plan.flap_period > 0:
-                self._later(record, plan.flap_period, self._flap)
+                self._next(record, FLAP)
         else:
             self._set_status(record, "Running")
         for container in record.pod.spec.containers:
             self._event(record, "Started", f"Started container {container.name}", container.name)
         if plan.crashes or is_job_like(record.pod):
-            self._later(record, self._run_seconds(record), self._complete)
+            self._next(record, EXITED)
 
     def _run_seconds(self, record: PodRecord) -> float:
         if record.plan.run_seconds is not None:
@@ -400,10 +466,8 @@ class PodLifecycle:
             return self.profile.failures.run_seconds
         return self.profile.start.job_run_seconds
 
-    def _complete(self, record: PodRecord) -> None:
-        """The container exits: a terminal phase, or a restart as its policy says."""
-        if record.phase != "Running" or record.terminating:
-            return
+    def _exited(self, record: PodRecord) -> None:
+        """A terminal phase, or a restart as the restart policy says."""
         code = record.plan.code()
         reason = record.plan.exit_reason(code)
         policy = record.pod.spec.restartPolicy
@@ -429,12 +493,14 @@ class PodLifecycle:
         record.exit_code = code
         record.exited_at = asyncio.get_running_loop().time()
         if restart:
-            self._later(record, self._start_delay(), self._crash_sync)
+            self._next(record, CRASH_SYNC)
         else:
             record.times.finished = now
             self._release_ip(record)
-            self._later(record, self._start_delay(), lambda r: self._publish(
-                r, "Succeeded" if code == 0 else "Failed"))
+            self._next(record, FINISHED)
+
+    def _finished(self, record: PodRecord) -> None:
+        self._publish(record, "Succeeded" if record.exit_code == 0 else "Failed")
 
     # -- failures: the pod worker's syncs and the kubelet's back-off ---------------------
     def _backoff(self) -> failures.Backoff:
@@ -447,11 +513,10 @@ class PodLifecycle:
         return f.retry_period * (1 + self.rng.random() * f.retry_jitter)
 
     def _crash_sync(self, record: PodRecord) -> None:
-        """One sync of a pod whose containers exited: write the status the last sync
-        left, then restart them unless the back-off since their exit still runs."""
+        """Write the status the last sync left, then restart the containers unless the
+        back-off since their exit still runs."""
         view = record.view
-        if record.terminating or record.phase in TERMINAL or view is None:
-            return
+        assert view is not None
         view.waiting = record.reason
         self._publish(record, "Running")
         if record.backoff is None:
@@ -465,7 +530,7 @@ class PodLifecycle:
             for container in record.pod.spec.containers:
                 self._event(record, "BackOff", "Back-off restarting failed container",
                             container.name, "Warning")
-            self._later(record, self._retry_delay(), self._crash_sync)
+            self._next(record, CRASH_RETRY)
             return
         record.backoff.next(record.exited_at, now)
         record.reason = None
@@ -477,21 +542,17 @@ class PodLifecycle:
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
             self._event(record, "Started", f"Started container {container.name}", container.name)
-        self._later(record, self._start_delay(), self._restarted)
+        self._next(record, RESTARTED)
 
     def _restarted(self, record: PodRecord) -> None:
-        """The relist after a restart: the status says Running (and Ready) again."""
-        if record.terminating or record.view is None or not record.view.running_since:
-            return
+        assert record.view is not None
         record.view.waiting = None
         self._publish(record, "Running")
-        self._later(record, self._run_seconds(record), self._complete)
+        self._next(record, EXITED)
 
     def _flap(self, record: PodRecord) -> None:
-        """A failing readiness probe that recovers and fails again every period."""
         view = record.view
-        if record.terminating or view is None or not view.running_since:
-            return
+        assert view is not None
         view.ready = not view.ready
         if not view.ready:
             for container in record.pod.spec.containers:
@@ -499,18 +560,15 @@ class PodLifecycle:
                             "Readiness probe failed: HTTP probe failed with statuscode: 503",
                             container.name, "Warning")
         self._publish(record, "Running")
-        self._later(record, record.plan.flap_period, self._flap)
+        self._next(record, FLAP)
 
     def _pull(self, record: PodRecord) -> None:
-        if record.phase != "Pending" or record.terminating:
-            return
         for container in record.pod.spec.containers:
             self._event(record, "Pulling", f'Pulling image "{container.image}"', container.name)
-        self._later(record, self.profile.failures.pull_seconds, self._pull_failed)
+        self._next(record, PULL_FAILED)
 
     def _pull_failed(self, record: PodRecord) -> None:
-        if record.phase != "Pending" or record.terminating or record.backoff is None:
-            return
+        assert record.backoff is not None
         now = asyncio.get_running_loop().time()
         record.backoff.next(now, now)
         image = record.pod.spec.containers[0].image if record.pod.spec.containers else ""
@@ -521,18 +579,15 @@ class PodLifecycle:
                         container.name, "Warning")
             self._event(record, "Failed", "Error: ErrImagePull", container.name, "Warning")
         record.reason = ("ErrImagePull", error)
-        self._later(record, self._retry_delay(), self._pull_sync)
+        self._next(record, PULL_SYNC)
 
     def _pull_sync(self, record: PodRecord) -> None:
-        """A sync of a pod whose image cannot be pulled: pull again once the back-off
-        since the last failed pull has passed."""
-        if record.phase != "Pending" or record.terminating or record.view is None:
-            return
-        assert record.backoff is not None
+        """Pull again once the back-off since the last failed pull has passed."""
+        assert record.view is not None and record.backoff is not None
         record.view.waiting = record.reason
         self._publish(record, "Pending")
         if not record.backoff.in_backoff_since_update(asyncio.get_running_loop().time()):
-            self._pull(record)
+            self._enter(record, PULL)
             return
         for container in record.pod.spec.containers:
             message = f'Back-off pulling image "{container.image}"'
@@ -540,7 +595,7 @@ class PodLifecycle:
             self._event(record, "Failed", "Error: ImagePullBackOff", container.name, "Warning")
         image = record.pod.spec.containers[0].image if record.pod.spec.containers else ""
         record.reason = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
-        self._later(record, self._retry_delay(), self._pull_sync)
+        self._next(record, PULL_SYNC)
 
     def _terminate(self, record: PodRecord) -> None:
         """Deletion observed: the Go kubelet's sequence, each step timed from now."""
@@ -548,18 +603,17 @@ class PodLifecycle:
         record.cancel_timers()
         stop = self.profile.stop
         if record.phase in TERMINAL:
-            # Nothing runs: resources are reclaimed at once.
-            self._later(record, stop.kill_delay, self._reclaimed)
+            self._next(record, RECLAIMED_AT_ONCE)
             return
         for container in record.pod.spec.containers:
             self._event(record, "Killing", f"Stopping container {container.name}",
                         container.name)
         for offset in stop.resyncs:
-            self._later(record, offset, self._resync)
+            self._later(record, offset, RESYNC)
         if stop.generation_write is not None:
-            self._later(record, stop.generation_write, self._regenerate)
-        self._later(record, stop.kill_delay, self._killed)
-        self._later(record, stop.delete_after, self._reclaimed)
+            self._next(record, REGENERATED)
+        self._next(record, KILLED)
+        self._next(record, RECLAIMED)
 
     def _killed(self, record: PodRecord) -> None:
         record.times.finished = objects.now_seconds()
@@ -617,11 +671,50 @@ class PodLifecycle:
             record.holds_ip = False
             self.ipam.release(record.ip)
 
-    def _later(self, record: PodRecord, delay: float, action: Callable[[PodRecord], None]) -> None:
+    # -- stages: when they come, and whether they apply ----------------------------------
+    def _next(self, record: PodRecord, stage: Stage) -> None:
+        """Ask for ``stage`` after its delay (at once, if it has none)."""
+        delay = self._delay(stage, record)
+        if delay is None:
+            self._enter(record, stage)
+        else:
+            self._later(record, delay, stage)
+
+    def _later(self, record: PodRecord, delay: float, stage: Stage) -> None:
         if delay != delay:  # NaN: never
             return
         loop = asyncio.get_running_loop()
-        record.timers.append(loop.call_later(max(0.0, delay), action, record))
+        record.timers.append(loop.call_later(max(0.0, delay), self._enter, record, stage))
+
+    def _enter(self, record: PodRecord, stage: Stage) -> None:
+        """``stage`` has come: it runs if it applies to the pod (a pod forgotten meanwhile
+        is left alone too)."""
+        if self.pods.get(record.uid) is record and stage.applies(record):
+            getattr(self, "_" + stage.name)(record)
+
+    def _delay(self, stage: Stage, record: PodRecord) -> float | None:
+        """Seconds until ``stage`` (None: at once), as its ``after`` says: a field of the
+        profile (``stop.kill_delay``), or one of these."""
+        start = self.profile.start
+        match stage.after:
+            case "start.first_sync":  # a distribution; without one, the first sync is at once
+                return None if start.first_sync is None else failures.sample(start.first_sync,
+                                                                             self.rng)
+            case "volumes":  # the volume poll finds them mounted; then the plan's slow start
+                return self._mount_delay(record.pod) + record.plan.start_delay
+            case "volumes + start.sandbox_delay":
+                assert start.sandbox_delay is not None
+                return self._mount_delay(record.pod) + record.plan.start_delay \
+                    + start.sandbox_delay
+            case "relist":  # the next runtime relist, then the status write
+                return self._start_delay()
+            case "run":  # how long the containers run
+                return self._run_seconds(record)
+            case "retry":  # a failed sync, requeued with jitter
+                return self._retry_delay()
+            case "flap":
+                return record.plan.flap_period
+        return attrgetter(stage.after)(self.profile)
 
     def _set_status(self, record: PodRecord, phase: str) -> None:
         record.phase = phase
@@ -759,8 +852,6 @@ class PodLifecycle:
         self._spawn(self._post(self.events, f"/api/v1/namespaces/{meta.namespace}/events", body))
 
     def _request_tokens(self, record: PodRecord) -> None:
-        if record.terminating or self.pods.get(record.uid) is not record:
-            return
         pod = record.pod
         for volume in pod.spec.volumes:
             if not volume.projected:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from pykubemark.contract import NO_FAILURE, POD_FAILURES, NodeFailure
 from pykubemark.errors import UserError, read_yaml_mapping
-from pykubemark.hollow.chaos import NodeFailure
 from pykubemark.profiles import release_profile
 from pykubemark.provision.releases import Release
 
@@ -150,7 +150,8 @@ class NodeEvent(msgspec.Struct, forbid_unknown_fields=True):
     count: int = 1
 
 
-FAILURES = ("none", "crashloop", "oomkilled", "imagepull", "unready")
+#: What a failure rule may say (pykubemark.contract's kinds, or that its pods do not fail).
+FAILURES = (NO_FAILURE, *POD_FAILURES)
 
 
 class Distribution(msgspec.Struct, forbid_unknown_fields=True):
@@ -182,7 +183,7 @@ class FailureRule(msgspec.Struct, forbid_unknown_fields=True):
     empty) and every label in ``labels`` get this behaviour with probability ``weight``
     (chosen from the pod's uid, so a restarted fleet chooses the same pods)."""
 
-    failure: str = "none"
+    failure: str = NO_FAILURE
     weight: float = 1.0
     namespaces: list[str] = []
     labels: dict[str, str] = {}
@@ -299,7 +300,7 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     stop: StopProfile = msgspec.field(default_factory=StopProfile)
     failures: FailureProfile = msgspec.field(default_factory=FailureProfile)
     #: Node failures, timed from the fleet's start (``after``); see hollow/chaos.py.
-    node_failures: list[NodeFailure] = []
+    node_failures: list[NodeFailure[float]] = []
     pod_cidr_base: str = "10.64.0.0/10"
     #: Node InternalIPs: base + 1 + the node's index, unique over the shards of a fleet.
     #: Loopback, so each node's kubelet API can listen on its own address on this machine

@@ -95,8 +95,7 @@ class Supervisor:
 
     # -- run ----------------------------------------------------------------------------
     def run(self) -> None:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        interrupts.handle(self._on_signal)
         for shard in self.shards:
             if self.stopping:
                 break
@@ -197,7 +196,7 @@ def _die_with_parent() -> None:
 
 def _shard_main(target: Callable[[int], None], index: int) -> None:
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor forwards SIGTERM
+    interrupts.ignore(signal.SIGINT)  # the supervisor forwards SIGTERM
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     target(index)

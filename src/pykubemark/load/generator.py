@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from pykubemark import contract
 from pykubemark.errors import UserError
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.load import templates
@@ -31,6 +32,7 @@ from pykubemark.load.scenario import (
     Values,
 )
 from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL, SPEC_LABEL
+from pykubemark.waiting import ReadyCount
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
@@ -284,13 +286,13 @@ class LoadGenerator:
             if not 0 <= weight <= 1:
                 raise UserError(f"{self.values.where}: field '{where}.weight': {weight} is "
                                 f"not between 0 and 1")
-            out = {templates.FAILURE_ANNOTATION: failure.failure,
-                   templates.FAILURE_WEIGHT_ANNOTATION: f"{weight:g}"}
+            out = {contract.FAILURE_ANNOTATION: failure.failure,
+                   contract.FAILURE_WEIGHT_ANNOTATION: f"{weight:g}"}
             if failure.exit_code is not None:
-                out[templates.EXIT_CODE_ANNOTATION] = str(failure.exit_code)
-            for name, key in (("run_seconds", templates.RUN_SECONDS_ANNOTATION),
-                               ("start_delay", templates.START_DELAY_ANNOTATION),
-                               ("flap_period", templates.FLAP_ANNOTATION)):
+                out[contract.EXIT_CODE_ANNOTATION] = str(failure.exit_code)
+            for name, key in (("run_seconds", contract.RUN_SECONDS_ANNOTATION),
+                               ("start_delay", contract.START_DELAY_ANNOTATION),
+                               ("flap_period", contract.FLAP_ANNOTATION)):
                 value = getattr(failure, name)
                 if value is not None:
                     out[key] = f"{self.values.number(value, f'{where}.{name}'):g}"
@@ -410,16 +412,15 @@ class LoadGenerator:
         return wanted, ready
 
     async def wait_running(self, timeout: float, complete: bool = False) -> None:
-        deadline = time.monotonic() + timeout
         self.progress.waiting = "pods complete" if complete else "pods Running"
+        waiting = ReadyCount(self.progress.waiting, timeout=timeout)
         while True:
             wanted, ready = await self.count_running(complete)
             self.progress.pods_wanted, self.progress.pods_running = wanted, ready
-            if ready >= wanted:
+            if waiting.done(ready, wanted):
                 break
-            if time.monotonic() > deadline:
-                raise LoadError(f"phase {self.progress.phase}: only {ready} of {wanted} pods "
-                                f"{'complete' if complete else 'Running'} after {timeout:.0f} s")
+            if line := waiting.overdue():
+                raise LoadError(f"phase {self.progress.phase}: {line}")
             await asyncio.sleep(POLL)
         self.progress.waiting = ""
 

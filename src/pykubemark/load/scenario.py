@@ -22,10 +22,9 @@ import yaml
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from pykubemark.contract import POD_FAILURES, NodeFailure, Num
 from pykubemark.errors import UserError
 from pykubemark.measure import registry
-
-Num = int | float | str
 
 #: What any wait on pods allows per pod it waits for, beside its fixed part: a phase's
 #: default timeout, and `run`'s cleanup (a 2000-node machine deletes ~25 pods/s).
@@ -36,13 +35,6 @@ KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secre
 #: `measure.registry`, where every measurement is).
 PHASE_MEASUREMENTS = registry.names(registry.PHASE)
 RUN_MEASUREMENTS = registry.names(registry.RUN)
-#: Failures hollow nodes play from pod annotations (the contract with pykubemark.hollow).
-FAILURES = ("crashloop", "oomkilled", "imagepull", "unready")
-#: Node failures a fleet plays from its chaos file (the contract with pykubemark.hollow;
-#: the runner turns each into one of hollow.chaos's NodeFailure).
-NODE_FAILURES = ("stop", "flap", "slow", "restart", "chaosmonkey")
-NODE_FAILURE_NUMBERS = ("fraction", "after", "duration", "period", "delay", "interval",
-                        "jitter", "downtime")
 
 
 class ObjectSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,36 +70,11 @@ class DeleteSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str = ""
 
 
-class NodeFailureSpec(msgspec.Struct, forbid_unknown_fields=True):
-    """Hollow nodes fail: ``action`` on ``nodes`` by name or a ``fraction`` of them, from
-    ``after`` s past the start of its phase (of the run, scenario-wide) for ``duration``
-    s (0: until the run ends). The numbers may be expressions; one that leaves no node
-    (fraction 0, no names) is no failure, so a parameter can switch it off."""
-
-    action: str
-    nodes: list[str] = []
-    fraction: Num = 0
-    after: Num = 0
-    duration: Num = 0
-    period: Num = 0
-    delay: Num = 0
-    interval: Num = 0
-    jitter: Num = 0
-    downtime: Num = 0
-
-    def __post_init__(self) -> None:
-        if self.action not in NODE_FAILURES:
-            raise ValueError(f"action must be one of {', '.join(NODE_FAILURES)}, "
-                             f"not '{self.action}'")
-
-    def evaluate(self, values: Values, field: str) -> dict[str, Any] | None:
-        """The numbers of this failure, or None when it selects no node."""
-        out: dict[str, Any] = {"action": self.action, "nodes": list(self.nodes)}
-        for name in NODE_FAILURE_NUMBERS:
-            out[name] = values.number(getattr(self, name), f"{field}.{name}")
-        if not self.nodes and out["fraction"] <= 0:
-            return None
-        return out
+#: A scenario's node failure: `pykubemark.contract.NodeFailure`, the type `pykubemark chaos`
+#: and the fleet use, with numbers that may be expressions (evaluated per run by
+#: `NodeFailure.evaluate`). Its times are from the start of its phase (of the run, for the
+#: scenario's own); a duration of 0 lasts until the run ends. (The name is runner.py's.)
+NodeFailureSpec = NodeFailure[Num]
 
 
 class Phase(msgspec.Struct, forbid_unknown_fields=True):
@@ -127,7 +94,7 @@ class Phase(msgspec.Struct, forbid_unknown_fields=True):
     #: Seconds to stay after the wait (failures keep churning, measurements run).
     hold: Num = 0
     #: Hollow nodes failing from this phase's start on (times relative to it).
-    node_failures: list[NodeFailureSpec] = []
+    node_failures: list[NodeFailure[Num]] = []
 
 
 class FailureSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -146,8 +113,8 @@ class FailureSpec(msgspec.Struct, forbid_unknown_fields=True):
     flap_period: Num | None = None
 
     def __post_init__(self) -> None:
-        if self.failure not in FAILURES:
-            raise ValueError(f"failure must be one of {', '.join(FAILURES)}, "
+        if self.failure not in POD_FAILURES:
+            raise ValueError(f"failure must be one of {', '.join(POD_FAILURES)}, "
                              f"not '{self.failure}'")
 
     def matches(self, spec: ObjectSpec) -> bool:
@@ -170,7 +137,7 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     #: Pod failures on hollow nodes; the first that matches an entry applies.
     failures: list[FailureSpec] = []
     #: Hollow nodes failing from the run's start on (times relative to it).
-    node_failures: list[NodeFailureSpec] = []
+    node_failures: list[NodeFailure[Num]] = []
 
     def __post_init__(self) -> None:
         if not self.phases:

@@ -3,23 +3,19 @@
 Every object and pod carries the run's labels, so measurements select exactly this run's
 pods and cleanup finds everything it made: ``pykubemark.io/run`` (the run id),
 ``pykubemark.io/group`` (pods measured together) and ``pykubemark.io/spec`` (the
-scenario entry that made it).
+scenario entry that made it). How hollow nodes play the pods is in their annotations
+(`pykubemark.contract`; a real kubelet runs the container's command instead).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pykubemark.contract import RUN_SECONDS_ANNOTATION
+
 RUN_LABEL = "pykubemark.io/run"
 GROUP_LABEL = "pykubemark.io/group"
 SPEC_LABEL = "pykubemark.io/spec"
-#: Read by hollow nodes (a real kubelet runs the container's command instead).
-RUN_SECONDS_ANNOTATION = "pykubemark.io/run-seconds"
-FAILURE_ANNOTATION = "pykubemark.io/failure"
-FAILURE_WEIGHT_ANNOTATION = "pykubemark.io/failure-weight"
-EXIT_CODE_ANNOTATION = "pykubemark.io/exit-code"
-START_DELAY_ANNOTATION = "pykubemark.io/start-delay"
-FLAP_ANNOTATION = "pykubemark.io/ready-flap-seconds"
 JOB_IMAGE = "registry.k8s.io/e2e-test-images/busybox:1.29-1"
 
 API_PATHS = {

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from pykubemark.kube.nodes import is_ready
 from pykubemark.kube.watch import Reflector
 from pykubemark.measure.base import Context, Measurement, Slo
 from pykubemark.measure.registry import NODE_READINESS
@@ -43,11 +44,6 @@ class Status(msgspec.Struct):
 class Node(msgspec.Struct):
     metadata: Meta = msgspec.field(default_factory=Meta)
     status: Status = msgspec.field(default_factory=Status)
-
-
-def is_ready(node: Node) -> bool:
-    """Ready is True; False (kubelet) and Unknown (controller-manager) are both not."""
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 
 
 class NodeReadiness(Measurement):

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 
 #: Every addon, in the order they start.
 ADDONS = ("metrics-server", "coredns")
-#: What `up` starts unless told (`--addons none` starts none). metrics-server is on: its
-#: cost per hollow node is small (docs/addons.md, benchmarks/results/addons-cost.json).
-DEFAULT_ADDONS = ("metrics-server",)
+#: What `up` starts unless told: none. Being scraped by metrics-server costs the fleet
+#: 1.3 ms of CPU per node per 15 s scrape, +55 % of an idle fleet's CPU (docs/addons.md,
+#: benchmarks/results/addons-cost-*.json), and the first use builds it (minutes): a
+#: user asks for it with `--addons metrics-server`.
+DEFAULT_ADDONS: tuple[str, ...] = ()
 
 
 def parse_addons(text: str | None) -> tuple[str, ...]:

@@ -74,33 +74,6 @@ def test_kubectl_top_nodes_lists_hollow_nodes_with_nonzero_figures(addons_cluste
         assert memory.endswith("Mi") and int(memory[:-2]) > 0
 
 
-def test_hpa_scales_up_when_the_profile_raises_usage(addons_cluster: Cluster) -> None:
-    cluster = addons_cluster
-    cluster.create_namespace("hpa")
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "busy", "namespace": "hpa"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "busy"}},
-                 "template": {"metadata": {"labels": {"app": "busy"}}, "spec": {
-                     "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                                     "resources": {"requests": {"cpu": "100m"}}}]}}}}))
-    cluster.kubectl("-n", "hpa", "autoscale", "deployment", "busy", "--cpu=50%",
-                    "--min=1", "--max=3")
-    top = wait_for("kubectl top pods to report the busy pod", lambda: cluster.kubectl(
-        "-n", "hpa", "top", "pods", "--no-headers", check=False).strip() or None,
-        timeout=120, interval=5)
-    assert "200m" in str(top)  # 2 x its 100m request, as the profile says
-
-    def scaled() -> bool:
-        deployment = cluster.get_json("-n", "hpa", "deployment", "busy")
-        return deployment["spec"]["replicas"] == 3
-
-    wait_for("the HPA to scale busy to 3 replicas", scaled, timeout=180, interval=5)
-    hpa = cluster.get_json("-n", "hpa", "hpa", "busy")
-    assert hpa["status"]["currentMetrics"][0]["resource"]["current"][
-        "averageUtilization"] == 200
-
-
 def test_fleet_metrics_parse_and_move_with_a_pod_cycle(addons_cluster: Cluster) -> None:
     cluster = addons_cluster
     before = fleet_metrics(cluster)
@@ -126,13 +99,43 @@ def test_fleet_metrics_parse_and_move_with_a_pod_cycle(addons_cluster: Cluster) 
     middle = fleet_metrics(cluster)
     assert status_patches(middle) >= status_patches(before) + 3
     cluster.kubectl("delete", "namespace", "cycle", "--wait=true", timeout=180)
+    running_before = before.get(("pykubemark_pods", (("phase", "Running"),)), 0)
+    wait_for("the cycle's pods gone from the fleet's metrics", lambda: fleet_metrics(
+        cluster).get(("pykubemark_pods", (("phase", "Running"),)), 0) <= running_before,
+        timeout=60)
     after = fleet_metrics(cluster)
-    assert after[("pykubemark_pods", (("phase", "Running"),))] <= \
-        middle[("pykubemark_pods", (("phase", "Running"),))] - 3
     deletes = [v for (name, labels), v in after.items()
                if name == "pykubemark_api_requests_total"
                and dict(labels) == {"verb": "DELETE", "resource": "pods", "code": "200"}]
     assert deletes and deletes[0] >= 3
+
+
+def test_hpa_scales_up_when_the_profile_raises_usage(addons_cluster: Cluster) -> None:
+    cluster = addons_cluster
+    cluster.create_namespace("hpa")
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "busy", "namespace": "hpa"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "busy"}},
+                 "template": {"metadata": {"labels": {"app": "busy"}}, "spec": {
+                     "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                                     "resources": {"requests": {"cpu": "100m"}}}]}}}}))
+    cluster.kubectl("-n", "hpa", "autoscale", "deployment", "busy", "--cpu=50%",
+                    "--min=1", "--max=3")
+    top = wait_for("kubectl top pods to report the busy pod", lambda: cluster.kubectl(
+        "-n", "hpa", "top", "pods", "--no-headers", check=False).strip() or None,
+        timeout=120, interval=5)
+    cpu = str(top).split()[1]
+    assert cpu.endswith("m") and 190 <= int(cpu[:-1]) <= 210, top  # 2 x its 100m request
+
+    def scaled() -> bool:
+        deployment = cluster.get_json("-n", "hpa", "deployment", "busy")
+        return deployment["spec"]["replicas"] == 3
+
+    wait_for("the HPA to scale busy to 3 replicas", scaled, timeout=180, interval=5)
+    hpa = cluster.get_json("-n", "hpa", "hpa", "busy")
+    assert 190 <= hpa["status"]["currentMetrics"][0]["resource"]["current"][
+        "averageUtilization"] <= 210
 
 
 SCENARIO = """name: promcheck
@@ -176,7 +179,10 @@ def test_run_prometheus_gives_the_direct_api_slo_rows(addons_cluster: Cluster,
               if r["measurement"] == "APIResponsivenessPrometheus"}
     prom = {r["name"].split(" (worst")[0]: r for r in rows
             if r["measurement"] == "APIResponsivenessPrometheus_prometheus"}
-    assert direct and set(prom) == set(direct)
+    # Every kind of call the SLO defines; the optional collection DELETEs of the cleanup
+    # may be missed by rate() (a series born in the run's last seconds: promql.py).
+    assert direct and set(prom) <= set(direct)
+    assert {n for n in direct if "collection DELETE" not in n} <= set(prom)
     for name, row in prom.items():
         assert row["source"] == "prometheus" and "source" not in direct[name]
         assert row["verdict"] == direct[name]["verdict"], (name, row, direct[name])

@@ -20,6 +20,12 @@ clusterloader2 uses:
   severity error that fired fails the run.
 
 Every row and perfdata item it writes says ``source: prometheus``.
+
+Where the two sources differ: ``rate`` and ``increase`` extrapolate to the window's
+edges from the samples inside it, and a series born during the run (the first call of
+its kind) loses the calls made before its first scrape. So a kind of call made only in
+the run's last seconds — the namespace controller's collection DELETEs at cleanup — may
+be missing from the Prometheus rows; the direct source counts from the start.
 """
 
 from __future__ import annotations
@@ -272,9 +278,10 @@ class PrometheusSource(Measurement):
         return None  # a Prometheus keeps the series: everything is read at the end
 
     async def _end(self) -> None:
-        self.end_time = time.time()
         if self.settle:
+            # the run's last requests are in the next scrape: read after it
             await asyncio.sleep(self.settle)
+        self.end_time = time.time()
         start, end = self.start_time, self.end_time
         try:
             if self.wants["api"]:

@@ -137,10 +137,11 @@ def _extras(cluster: LocalCluster) -> list[str]:
     if state.addons:
         lines.append("addons: " + ", ".join(f"{k} {v}" for k, v in state.addons.items()))
     hollow = state.proc("hollow")
-    if hollow is not None and state.ports.get("hollow-metrics"):
+    if hollow is not None and hollow.alive() and state.ports.get("hollow-metrics"):
         lines.append(f"fleet metrics: http://127.0.0.1:{state.ports['hollow-metrics']}/metrics"
                      " (process K of --processes on the port + K)")
-    if url := prometheus.url(cluster):
+    server = state.proc("prometheus")
+    if (url := prometheus.url(cluster)) and server is not None and server.alive():
         lines.append(f"prometheus: {url}")
     return lines
 

@@ -11,7 +11,7 @@ DEMO_OUT ?= results/demo-$(shell date +%Y%m%d-%H%M%S)
 KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
 .PHONY: all venv provision unit test lint bench bench-fidelity bench-cost bench-real-nodes \
-	bench-failures bench-scale bench-headline bench-reliability demo demo-down clean
+	bench-failures bench-addons bench-scale bench-headline bench-reliability demo demo-down clean
 
 all: test
 
@@ -59,6 +59,10 @@ bench-real-nodes: provision
 # The control plane's cost of crash loops and flapping pods and nodes (~15 min).
 bench-failures: provision
 	$(BIN)/python benchmarks/failures.py
+
+# What metrics-server's scraping costs the fleet, per hollow node (~10 min).
+bench-addons: provision
+	$(BIN)/python benchmarks/addons_cost.py
 
 # The largest fleet one process holds on one core, kubelet and lite fidelity (~1 h).
 bench-scale: provision

@@ -51,6 +51,8 @@ RUNS = {
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
     "real_nodes.py": (["--nodes", "1", "--settle", "0", "--idle", "10"], ["per_node"]),
+    "addons_cost.py": (["--nodes", "2", "--pods-per-node", "1", "--seconds", "30"],
+                       ["nodes"]),
 }
 #: Cluster names start with this (``$PYKUBEMARK_BENCH_PREFIX``, default ``tb``): cluster
 #: names are global on a machine (etcd's tmpfs, network namespaces, cgroups), so two

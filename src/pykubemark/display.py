@@ -98,12 +98,16 @@ class RunDisplay:
             elapsed = time.monotonic() - self.started
             self.console.print(f"  [dim]{_clock(elapsed)}[/] {self.phase} done")
         table = Table(title=f"{summary.test}: {summary.status}")
-        for column in ("SLO", "value", "threshold", "verdict"):
+        sources = any(isinstance(slo.source, str) for slo in summary.slos)
+        for column in ("SLO", "value", "threshold", "verdict", *(["source"] if sources
+                                                                  else [])):
             table.add_column(column)
         for slo in summary.slos:
             value = "-" if slo.value is None else f"{slo.value:.0f} {slo.unit}"
+            source = [slo.source if isinstance(slo.source, str) else "direct"] if sources \
+                else []
             table.add_row(slo.name, value, f"{slo.threshold:g} {slo.unit}",
-                          f"[{VERDICT_STYLE.get(slo.verdict, '')}]{slo.verdict}[/]")
+                          f"[{VERDICT_STYLE.get(slo.verdict, '')}]{slo.verdict}[/]", *source)
         self.console.print(table)
         verdict = summary.verdict
         self.console.print(f"verdict: [{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]"

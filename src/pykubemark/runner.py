@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from pykubemark import __version__
 from pykubemark.errors import UserError
@@ -36,7 +37,12 @@ from pykubemark.load.generator import LoadError, LoadGenerator, Progress
 from pykubemark.load.scenario import NodeFailureSpec, Scenario, Values, resolve_parameters
 from pykubemark.load.templates import GROUP_LABEL, RUN_LABEL
 from pykubemark.measure import Context, Measurement, MeasurementError
-from pykubemark.measure.registry import MEASUREMENTS, POD_STARTUP, RunSetup
+from pykubemark.measure.registry import (
+    API_RESPONSIVENESS,
+    MEASUREMENTS,
+    POD_STARTUP,
+    RunSetup,
+)
 from pykubemark.measure.slos import overall_verdict
 from pykubemark.report.output import Output
 from pykubemark.report.summary import (
@@ -50,6 +56,9 @@ from pykubemark.report.summary import (
 
 log = logging.getLogger(__name__)
 #: clusterloader2's identifiers for the density test's two pod groups.
+#: Seconds `run --prometheus` waits at the end for the last scrape of the run to land
+#: (`up --prometheus` scrapes every 5 s).
+PROMETHEUS_SETTLE = 6.0
 IDENTIFIERS = {"saturation": "SaturationPodStartupLatency", "latency": "PodStartupLatency"}
 
 
@@ -64,6 +73,9 @@ class Target:
     flags: dict[str, list[str]] = field(default_factory=dict)
     #: Where its hollow fleet reads node failures (a local cluster's, as `chaos --name`).
     chaos_file: Path | None = None
+    #: Addons of a local cluster (name -> version), and its own Prometheus if it runs one.
+    addons: dict[str, str] = field(default_factory=dict)
+    prometheus: str | None = None
 
     @classmethod
     def from_local(cls, name: str) -> Target:
@@ -79,7 +91,12 @@ class Target:
         if not any(p.name == "kube-apiserver" for p in running):
             raise UserError(f"cluster '{name}' is not running (pykubemark up --name {name})")
         etcd = state.ports.get("etcd")
+        prometheus = state.options.get("prometheus")
+        if not any(p.name == "prometheus" for p in running):
+            prometheus = None
         return cls(config=load_kubeconfig(state.kubeconfig), local=name,
+                   addons=dict(state.addons),
+                   prometheus=prometheus if isinstance(prometheus, str) else None,
                    processes={p.name: p.pid for p in running},
                    etcd_metrics_url=f"http://127.0.0.1:{etcd}/metrics" if etcd else None,
                    flags={p.name: [a for a in p.argv[1:] if a.startswith("--")]
@@ -98,6 +115,8 @@ class RunOptions:
     node_selector: dict[str, str] = field(default_factory=dict)
     keep: bool = False
     test_name: str = ""
+    #: `run --prometheus URL`: the figures that can come from it do (measure/promql.py).
+    prometheus: str | None = None
 
 
 def identifier(group: str) -> str:
@@ -165,8 +184,21 @@ class Run:
         self.scheduled_failures: list[str] = []
 
     # -- preparation -------------------------------------------------------------------
+    def prometheus_url(self) -> str | None:
+        """The Prometheus to read from: the one asked for, else for the scenario's alerts
+        the local cluster's own."""
+        if self.options.prometheus:
+            return self.options.prometheus
+        if self.scenario.prometheus_alerts:
+            return self.options.target.prometheus
+        return None
+
     async def prepare(self) -> Values:
         """Everything that can refuse the run, before anything is created."""
+        if self.options.prometheus:
+            from pykubemark.measure.promql import Prometheus
+
+            await asyncio.to_thread(Prometheus(self.options.prometheus, timeout=10).check)
         try:
             version = msgspec.json.decode(await self.client.get("/version"))
             nodes = msgspec.json.decode(await self.client.get("/api/v1/nodes"), type=_NodeList)
@@ -214,7 +246,9 @@ class Run:
             cluster=Cluster(server=target.config.server,
                             version=version.get("gitVersion", ""),
                             nodes=count, ready_nodes=ready, local=target.local,
-                            flags=target.flags),
+                            flags=target.flags,
+                            addons=dict(target.addons) if target.addons else UNSET,
+                            prometheus=self.prometheus_url() or UNSET),
             parameters=dict(values.names),
             node_selector=self.options.node_selector,
             verdict=overall_verdict([]),
@@ -247,9 +281,22 @@ class Run:
             nodes=",".join(f"{k}={v}" for k, v in self.options.node_selector.items()),
             # nodes the scenario fails on purpose are data, not a verdict
             judge_nodes=not any(self.node_failures.values()))
+        explicit = self.options.prometheus
         for name in self.scenario.measurements:
+            # From a user's Prometheus, the apiserver's /metrics need not be readable: its
+            # figures replace the direct ones, except on a local cluster (both, compared).
+            if explicit and name == API_RESPONSIVENESS.name and self.options.target.local is None:
+                continue
             if MEASUREMENTS[name].available(ctx):
                 self.measurements.append(MEASUREMENTS[name].create(ctx, setup))
+        if url := self.prometheus_url():
+            from pykubemark.measure.promql import PrometheusAlert, PrometheusSource
+
+            self.measurements.append(PrometheusSource(
+                ctx, url=url, api=bool(explicit), scheduling=bool(explicit),
+                resources=bool(explicit), settle=PROMETHEUS_SETTLE,
+                alerts=[PrometheusAlert(a.expr, a.description, a.severity)
+                        for a in self.scenario.prometheus_alerts]))
         await asyncio.gather(*(m.start() for m in self.measurements))
         self.fail_nodes(None)
         await generator.create_namespaces()

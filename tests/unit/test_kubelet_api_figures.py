@@ -110,3 +110,25 @@ def test_one_address_for_every_node_and_a_port_each() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_usage_from_the_profile_rules_and_annotations() -> None:
+    from pykubemark.hollow.profile import UsageProfile, UsageRule
+
+    r = record({"cpu": "200m", "memory": "64Mi"})
+    r.phase = "Running"
+    r.times.started = "2026-11-23T08:00:00Z"
+    profile = UsageProfile(cpu_factor=0.5, rules=[UsageRule(namespaces=["other"],
+                                                            cpu_factor=3.0)])
+    (usage,) = container_usage(r, 0.0, profile)
+    assert usage.nanocores == 100_000_000
+    assert 0 < usage.working_set < 64 << 20  # memory: the stable share
+    namespace = r.pod.metadata.namespace
+    profile = UsageProfile(cpu_factor=0.5, rules=[UsageRule(namespaces=[namespace],
+                                                            cpu_factor=1.5,
+                                                            memory_factor=1.0)])
+    (usage,) = container_usage(r, 0.0, profile)
+    assert (usage.nanocores, usage.working_set) == (300_000_000, 64 << 20)
+    r.pod.metadata.annotations = {"pykubemark.io/cpu-usage": "750m"}
+    (usage,) = container_usage(r, 0.0, profile)
+    assert usage.nanocores == 750_000_000

@@ -74,6 +74,13 @@ def test_load_has_the_clusterloader2_shape() -> None:
             for v in volumes} == {deployments[0].name}
     assert {p.kind for p in created} >= {"Job", "DaemonSet"}
     assert [p.pods for p in created if p.kind == "DaemonSet"] == [1000]
+    # one Deployment scaled by an HPA on CPU: its pods request CPU
+    (hpa,) = [p for p in created if p.kind == "HorizontalPodAutoscaler"]
+    target = next(p for p in deployments if p.name == hpa.name)
+    assert hpa.body["spec"]["scaleTargetRef"]["name"] == target.name
+    assert hpa.body["spec"]["minReplicas"] == target.pods
+    container = target.body["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["cpu"] == "100m"
 
 
 def test_every_pod_carries_the_run_labels() -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 from pykubemark.cli.options import bin_dir_option, name_option, node_options, release_option
 from pykubemark.cli.output import console, err_console
 from pykubemark.cluster import lifecycle
+from pykubemark.cluster.addons import parse_addons
 from pykubemark.cluster.control_plane import LocalCluster, UpOptions
 from pykubemark.cluster.real_node import usage
 from pykubemark.cluster.state import all_names
@@ -50,11 +51,21 @@ from pykubemark.engines import NodeOptions
 @click.option("--load-image", "load_images", multiple=True, type=click.Path(path_type=Path),
               help="With --real-node(s): import this image archive (e.g. from `pykubemark "
               "image build`) into every real node's containerd.")
+@click.option("--addons", "addons", default=None, metavar="LIST",
+              help="Addons to run beside the control plane, comma-separated: "
+              "metrics-server (`kubectl top`, HPAs), coredns; or none. Built once from Go "
+              "modules at the versions the release is tested with (docs/addons.md). "
+              "Default: none (metrics-server costs the fleet ~1.3 ms CPU per node per "
+              "15 s scrape).")
+@click.option("--prometheus", is_flag=True,
+              help="Also run Debian's prometheus on 127.0.0.1, scraping the control plane, "
+              "etcd, the hollow fleet and the addons (`status` shows its address; "
+              "`run --prometheus URL` reads measurements from it).")
 def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
        apiserver_port: int | None, audit: bool, etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...],
        nodes: NodeOptions, size: int | None, engine: str, real_nodes: int, real_node: bool,
-       load_images: tuple[Path, ...]) -> None:
+       load_images: tuple[Path, ...], addons: str | None, prometheus: bool) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     started = lifecycle.up(lifecycle.UpRequest(
         cluster=UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
@@ -63,7 +74,8 @@ def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
                           scheduler_args=scheduler_args,
                           size=nodes.count if size is None else size),
         bin_dir=bin_dir, kubernetes_version=kubernetes_version, engine=engine, nodes=nodes,
-        real_nodes=real_nodes, real_node=real_node, load_images=load_images),
+        real_nodes=real_nodes, real_node=real_node, load_images=load_images,
+        addons=parse_addons(addons), prometheus=prometheus),
         err_console.status)
     state = started.cluster.state
     kubeconfig = state.kubeconfig
@@ -71,6 +83,8 @@ def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
                   + (f" with {nodes.count} {started.engine.title}" if nodes.count else "")
                   + (f" and real node {name}-node" if real_node else "")
                   + (f" and {real_nodes} real node(s) {name}-node-0.." if real_nodes else ""))
+    for line in _extras(started.cluster):
+        console.print(f"  {line}")
     console.print(f"  kubeconfig: {kubeconfig}")
     console.print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = started.binaries.kubectl or "kubectl"
@@ -108,8 +122,28 @@ def status(name: str | None) -> None:
             table.add_row(str(row["component"]), str(row["pid"] or "-"),
                           str(row["port"] or "-"), str(row["health"]), str(row["restarts"]))
         console.print(table)
+        for line in _extras(cluster):
+            console.print(f"  {line}")
         if cluster.state.real_nodes:
             _real_nodes_table(cluster)
+
+
+def _extras(cluster: LocalCluster) -> list[str]:
+    """Addons, the fleet's metrics and Prometheus, each on a line."""
+    from pykubemark.cluster import prometheus
+
+    state = cluster.state
+    lines = []
+    if state.addons:
+        lines.append("addons: " + ", ".join(f"{k} {v}" for k, v in state.addons.items()))
+    hollow = state.proc("hollow")
+    if hollow is not None and hollow.alive() and state.ports.get("hollow-metrics"):
+        lines.append(f"fleet metrics: http://127.0.0.1:{state.ports['hollow-metrics']}/metrics"
+                     " (process K of --processes on the port + K)")
+    server = state.proc("prometheus")
+    if (url := prometheus.url(cluster)) and server is not None and server.alive():
+        lines.append(f"prometheus: {url}")
+    return lines
 
 
 def _real_nodes_table(cluster: LocalCluster) -> None:

@@ -67,6 +67,9 @@ from pykubemark.hollow.launch import run_hollow
 @click.option("--kubelet-version", default=None, metavar="X.Y.Z",
               help="Act as this release's kubelet and kube-proxy (default: the apiserver's "
               "own version, from /version).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve the fleet's own metrics (Prometheus text, docs/metrics.md) at "
+              "http://127.0.0.1:PORT/metrics; with --processes N, process K on PORT+K.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every failed request.")
 def hollow(**options: Any) -> None:
     """Run hollow nodes (kubelet + kube-proxy each) against a cluster until Ctrl-C."""

@@ -50,11 +50,17 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
               help="Output directory (default: ./pykubemark-<scenario>-<time>).")
 @click.option("--test-name", default=None, help="Name in the result files (default: scenario).")
 @click.option("--keep", is_flag=True, help="Leave the objects of the run in the cluster.")
+@click.option("--prometheus", "prometheus", default=None, metavar="URL",
+              help="Read API responsiveness, scheduling throughput and the control plane's "
+              "resource usage from this Prometheus through PromQL (for clusters whose "
+              "/metrics you cannot read); the report names each figure's source. "
+              "A local cluster's `up --prometheus` is at the address `status` shows.")
 @click.option("-q", "--quiet", is_flag=True, help="No live display: one line per phase (CI logs).")
 def run_command(scenario: str, cluster_name: str | None, kubeconfig: Path | None,
                 context: str | None, nodes: int | None, pods_per_node: int | None,
                 qps: float | None, sets: tuple[str, ...], node_selector: tuple[str, ...],
-                out: Path | None, test_name: str | None, keep: bool, quiet: bool) -> None:
+                out: Path | None, test_name: str | None, keep: bool, prometheus: str | None,
+                quiet: bool) -> None:
     """Run a scenario (density, load, or a YAML file) with its SLO measurements."""
     import time
 
@@ -76,7 +82,8 @@ def run_command(scenario: str, cluster_name: str | None, kubeconfig: Path | None
     out = out or Path(f"pykubemark-{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     options = RunOptions(scenario=loaded, scenario_source=scenario, target=target, out=out,
                          overrides=overrides, nodes=nodes, keep=keep, test_name=test_name or "",
-                         node_selector=_key_values(node_selector, "--node-selector"))
+                         node_selector=_key_values(node_selector, "--node-selector"),
+                         prometheus=prometheus)
     from pykubemark.display import RunDisplay
 
     display = RunDisplay(err_console, quiet=quiet)

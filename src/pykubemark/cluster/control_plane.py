@@ -27,7 +27,7 @@ from pykubemark.cluster.node_bootstrap import (
     BOOTSTRAP_USER,
     allow_node_bootstrap,
 )
-from pykubemark.cluster.pki import issue_client_cert, write_pki
+from pykubemark.cluster.pki import FRONT_PROXY_CLIENT, issue_client_cert, write_pki
 from pykubemark.cluster.state import ClusterState, Proc, cluster_dir, load, validate_name
 from pykubemark.errors import UserError
 from pykubemark.files import write_atomic
@@ -284,6 +284,18 @@ class LocalCluster:
             f"--kubelet-client-key={pki['kubelet_client_key']}",
             "--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,"
             "ExternalIP",
+            # The aggregation layer (kubeadm's flags): the apiserver proxies an
+            # APIService's requests (metrics.k8s.io to the metrics-server addon) with the
+            # front-proxy client certificate, to an endpoint of its Service (there is no
+            # kube-proxy to route a ClusterIP).
+            f"--requestheader-client-ca-file={pki['front_proxy_ca']}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki['front_proxy_client_cert']}",
+            f"--proxy-client-key-file={pki['front_proxy_client_key']}",
+            "--enable-aggregator-routing=true",
             # Loopback addresses may not be endpoints of the `kubernetes` service.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
@@ -365,11 +377,12 @@ class LocalCluster:
         status, _ = health.get(f"{base}/configmaps/kube-root-ca.crt", token=token, ca_cert=ca)
         return status == 200
 
-    def add_process(self, name: str, argv: list[str], *, health_url: str | None = None) -> Proc:
+    def add_process(self, name: str, argv: list[str], *, health_url: str | None = None,
+                    port: int | None = None) -> Proc:
         """Run another child (e.g. a hollow fleet) that `down` stops with the rest."""
         with interrupts.critical():
             proc = processes.start(name, argv, self.dir / "logs" / f"{name}.log",
-                                   health_url=health_url)
+                                   health_url=health_url, port=port)
             self.state.processes.append(proc)
             self.state.save()
         return proc

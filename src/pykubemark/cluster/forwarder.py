@@ -79,7 +79,8 @@ class Forwarder:
             if netns in self.servers:
                 continue
             try:
-                sock = listen_in(netns, "127.0.0.1", int(wanted["port"]))
+                sock = listen_in(netns, wanted.get("listen_host", "127.0.0.1"),
+                                 int(wanted["port"]))
             except OSError as exc:
                 print(f"cannot listen in {netns}: {exc}", file=sys.stderr, flush=True)
                 continue
@@ -121,11 +122,15 @@ async def _main(config: Path) -> None:
     await stop
 
 
-def write_config(path: Path, *, port: int, target_port: int, netns: list[str]) -> None:
-    """The forwarder's config: listen on 127.0.0.1:port in each of ``netns``."""
+def write_config(path: Path, *, port: int, target_port: int, netns: list[str],
+                 listen_host: str = "127.0.0.1") -> None:
+    """The forwarder's config: listen on listen_host:port in each of ``netns`` (an address
+    local there: its loopback, or one of the hollow nodes' /16), relay to the host's
+    127.0.0.1:target_port."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"port": port, "target_host": "127.0.0.1",
-                               "target_port": target_port, "netns": netns}))
+                               "target_port": target_port, "netns": netns,
+                               "listen_host": listen_host}))
     os.replace(tmp, path)
 
 

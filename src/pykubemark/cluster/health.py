@@ -35,9 +35,11 @@ def healthy(url: str, *, token: str | None = None, ca_cert: Path | None = None) 
     status, body = get(url, token=token, ca_cert=ca_cert)
     if status != 200:
         return False
-    if url.endswith("/health"):  # etcd answers JSON
+    if url.endswith("/health") and body.lstrip().startswith(b"{"):  # etcd answers JSON
         try:
             return orjson.loads(body).get("health") == "true"
         except (orjson.JSONDecodeError, AttributeError):
             return False
-    return body.strip() == b"ok"
+    if b"Prometheus Server is Ready" in body:
+        return True
+    return body.strip().lower() == b"ok"  # CoreDNS's health and ready plugins say OK

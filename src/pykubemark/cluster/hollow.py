@@ -44,6 +44,8 @@ class HollowArgs:
     #: Where the nodes' addresses are local (cluster/hollow_net.py), and their range.
     netns: str | None = None
     node_ip_base: str | None = None
+    #: The fleet's /metrics on 127.0.0.1 from this port (one per process).
+    metrics_port: int | None = None
 
     def argv(self, cluster: LocalCluster) -> list[str]:
         kubelet_user = "kubelet-bootstrap" if self.node_credentials == "bootstrap" \
@@ -61,6 +63,8 @@ class HollowArgs:
             # `pykubemark chaos --name` writes node failures there.
             "--chaos-file", str(chaos_file(cluster)),
         ]
+        if self.metrics_port:
+            args += ["--metrics-port", str(self.metrics_port)]
         if self.fidelity:
             args += ["--fidelity", self.fidelity]
         if self.fidelity == "lite":
@@ -105,7 +109,12 @@ def start_hollow(cluster: LocalCluster, args: HollowArgs,
 
         net = cluster.state.hollow_network or hollow_net.create(cluster.state)
         args = dataclasses.replace(args, netns=net.netns, node_ip_base=net.cidr)
-    proc = cluster.add_process("hollow", args.argv(cluster))
+    if args.metrics_port is None:
+        from pykubemark.cluster.ports import free_run
+
+        args = dataclasses.replace(args, metrics_port=free_run(args.processes))
+    cluster.state.ports["hollow-metrics"] = args.metrics_port or 0
+    proc = cluster.add_process("hollow", args.argv(cluster), port=args.metrics_port)
     # A busy machine registers slowly but steadily: give up only when no node turned Ready
     # for STALL seconds. Listing every node is itself load at thousands, so poll less often.
     interval = min(5.0, 1.0 + args.nodes / 1000)

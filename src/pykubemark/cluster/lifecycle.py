@@ -58,6 +58,10 @@ class UpRequest:
     #: One real node in the host's network (a base cluster for `deploy`).
     real_node: bool = False
     load_images: tuple[Path, ...] = ()
+    #: Addons to run beside the control plane (cluster/addons); None: the default ones.
+    addons: tuple[str, ...] | None = None
+    #: Debian's Prometheus beside it (cluster/prometheus.py), scraping all of it.
+    prometheus: bool = False
 
 
 @dataclass
@@ -87,19 +91,34 @@ def up(request: UpRequest, status: Status = silent) -> Started:
         if not archive.is_file():
             raise UserError(f"--load-image {archive} does not exist")
     real = 1 if request.real_node else request.real_nodes
+    from pykubemark.cluster import addons
+
+    # Built (once) before anything starts: a failed build leaves no cluster.
+    if request.prometheus:
+        from pykubemark.cluster import prometheus
+
+        prometheus.ensure_installed()
+    prepared = addons.prepare(addons.DEFAULT_ADDONS if request.addons is None
+                              else request.addons, binaries.release)
 
     def start_nodes(cluster: LocalCluster, shown: Shown) -> None:
+        addons.start(cluster, prepared, shown.update)
         if real:
             start_real_nodes(cluster, binaries, real, images=request.load_images,
                              host_network=request.real_node, progress=shown.update)
         if nodes.count:
             engine.start(cluster, binaries, nodes, shown.update)
+        if request.prometheus:
+            from pykubemark.cluster import prometheus
+
+            prometheus.start(cluster, shown.update)
 
     try:
         with interruptible(name), status(f"starting cluster '{name}'") as shown:
             cluster = LocalCluster.up(
                 request.cluster, binaries,
-                extra=(lambda c: start_nodes(c, shown)) if nodes.count or real else None)
+                extra=(lambda c: start_nodes(c, shown))
+                if nodes.count or real or prepared or request.prometheus else None)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; cluster '{name}' stopped, left running: "
                           f"{left_behind(name)}") from None

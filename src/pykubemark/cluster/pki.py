@@ -81,20 +81,7 @@ def write_pki(directory: Path) -> dict[str, Path]:
     """Write CA, serving cert/key and service-account keys; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    ca_key = _key()
-    ca_cert = (
-        _builder("pykubemark-ca", "pykubemark-ca", ca_key.public_key(), 3650)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca_cert = _ca("pykubemark-ca")
     server_key = _key()
     alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
     alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
@@ -121,6 +108,56 @@ def write_pki(directory: Path) -> dict[str, Path]:
     write_atomic(paths["sa_pub"], sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ))
+    paths.update(write_front_proxy(directory))
+    return paths
+
+
+#: The aggregation layer's client, as kubeadm names it: the apiserver proxies requests
+#: for an APIService (metrics.k8s.io) to its server with this certificate, the user in
+#: X-Remote-User headers that the server trusts because of this CA.
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def _ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _key()
+    cert = (
+        _builder(name, name, key.public_key(), 3650)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def write_front_proxy(directory: Path) -> dict[str, Path]:
+    """The aggregation layer's PKI (kubeadm's front-proxy-ca and front-proxy-client): a
+    CA of its own, apart from the cluster CA, as the apiserver's
+    --requestheader-client-ca-file, and the client certificate it proxies with
+    (--proxy-client-cert-file)."""
+    ca_key, ca_cert = _ca("front-proxy-ca")
+    key = _key()
+    cert = (
+        _builder(FRONT_PROXY_CLIENT, "front-proxy-ca", key.public_key(), 365)
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {
+        "front_proxy_ca": directory / "front-proxy-ca.crt",
+        "front_proxy_ca_key": directory / "front-proxy-ca.key",
+        "front_proxy_client_cert": directory / "front-proxy-client.crt",
+        "front_proxy_client_key": directory / "front-proxy-client.key",
+    }
+    _write_cert(paths["front_proxy_ca"], ca_cert)
+    _write_key(paths["front_proxy_ca_key"], ca_key)
+    _write_cert(paths["front_proxy_client_cert"], cert)
+    _write_key(paths["front_proxy_client_key"], key)
     return paths
 
 

@@ -43,3 +43,12 @@ def free_ports(count: int, taken: set[int] | None = None) -> list[int]:
         for sock in socks:
             sock.close()
     return ports
+
+
+def free_run(count: int, tries: int = 50) -> int:
+    """The first of ``count`` consecutive free ports (one per fleet process)."""
+    for _ in range(tries):
+        first = free_ports(1)[0]
+        if first + count <= 65535 and all(is_free(first + k) for k in range(count)):
+            return first
+    raise UserError(f"no {count} consecutive free ports on {HOST}")

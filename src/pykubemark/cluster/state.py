@@ -98,6 +98,8 @@ class ClusterState(msgspec.Struct):
     network: NodeNetwork | None = None
     real_nodes: list[RealNode] = []
     hollow_network: HollowNetwork | None = None
+    #: Addons started beside the control plane (cluster/addons): name -> version.
+    addons: dict[str, str] = {}
 
     @property
     def path(self) -> Path:

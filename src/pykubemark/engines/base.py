@@ -73,6 +73,8 @@ class HollowOptions:
     node_ip_base: str | None = None
     watch_kubeconfig: Path | None = None
     kubelet_version: str | None = None
+    #: Serve the fleet's own metrics (hollow/metrics.py) on 127.0.0.1:PORT (+ shard).
+    metrics_port: int | None = None
     verbose: bool = False
 
 

@@ -76,6 +76,8 @@ class FleetOptions:
     #: node's). Since 1.32 the Node authorizer lets a node watch only its own pods, so a
     #: fleet of per-node identities needs one that may watch them all.
     watch_kubeconfig: Path | None = None
+    #: The fleet's own /metrics (hollow/metrics.py) on 127.0.0.1:metrics_port + shard.
+    metrics_port: int | None = None
 
     def names(self) -> list[tuple[int, str]]:
         return [(i, f"{self.prefix}-{i}") for i in range(self.nodes)
@@ -184,6 +186,23 @@ class Fleet:
         log.info("shard %d: kubelet API of %d nodes, %s at %s:%d", self.options.shard,
                  len(names), names[0][1], *self.endpoints[names[0][1]])
 
+    async def _serve_metrics(self) -> Any:
+        """The shard's /metrics on metrics_port + shard; a port taken is logged, and the
+        nodes run on without it."""
+        if self.options.metrics_port is None:
+            return None
+        from pykubemark.hollow.metrics import MetricsServer
+
+        server = MetricsServer(self, self.options.metrics_port + self.options.shard)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("shard %d: no /metrics on port %d: %s", self.options.shard,
+                      server.port, exc)
+            await server.stop()
+            return None
+        return server
+
     async def kubelet_client(self, name: str) -> Client:
         """The client a node's kubelet authenticates with: its own certificate and
         connections once bootstrapped (retried like a kubelet restarted by systemd),
@@ -212,6 +231,7 @@ class Fleet:
         pod_router = self._pod_router = PodRouter()
         names = self.options.names()
         await self._serve_api(names)
+        metrics = await self._serve_metrics()
         reporter = loop.create_task(self._report(stop))
         beat = (loop.create_task(self._heartbeat(stop, self.options.heartbeat_file))
                 if self.options.heartbeat_file else None)
@@ -260,6 +280,8 @@ class Fleet:
             await cancel_all(self._tasks)
             if self.api is not None:
                 await self.api.stop()
+            if metrics is not None:
+                await metrics.stop()
             if self.options.delete_nodes_on_exit:
                 await self._delete_nodes()
             for client in self.node_clients.values():

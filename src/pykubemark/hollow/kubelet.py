@@ -16,6 +16,7 @@ import random
 import time
 from typing import Any
 
+from pykubemark import telemetry
 from pykubemark.hollow import objects
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import NodeIdentity
@@ -108,6 +109,8 @@ class HollowKubelet:
         self.lease: dict[str, Any] | None = None
         #: time.monotonic() of the last renewal the apiserver accepted (or of the start).
         self.renewed = time.monotonic()
+        #: Renewals the apiserver accepted (the gaps between them are in /metrics).
+        self.lease_renewals = 0
         self.object_watches = ObjectWatches(client, profile.min_watch_timeout,
                                             profile.stream_list)
         #: The Node as the kubelet's own watch last saw it (`node_status_read: informer`).
@@ -336,8 +339,14 @@ class HollowKubelet:
         for _attempt in range(LEASE_UPDATE_RETRIES):
             lease, _owned = await self._new_lease(base)  # an owner is not required here
             try:
+                started = time.monotonic()
                 self.lease = await self.heartbeat.object("PUT", path, body=lease)
-                self.renewed = time.monotonic()
+                now = time.monotonic()
+                telemetry.LEASE_RENEWAL.observe(now - started)
+                if self.lease_renewals:
+                    telemetry.LEASE_GAP.observe(now - self.renewed)
+                self.lease_renewals += 1
+                self.renewed = now
                 return True
             except ApiError as exc:
                 log.debug("%s: lease: %s", self.name, exc)

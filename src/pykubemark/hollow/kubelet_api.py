@@ -36,6 +36,7 @@ from aiohttp import web
 from pykubemark.cluster.pki import self_signed_serving_cert
 from pykubemark.errors import UserError
 from pykubemark.hollow.objects import Exited
+from pykubemark.hollow.profile import UsageProfile
 from pykubemark.kube.protobuf import materialize
 from pykubemark.netns_sockets import inside, netns_path
 
@@ -49,9 +50,6 @@ LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 #: Where the apiserver of a local cluster listens: never a node's address.
 RESERVED = ipaddress.ip_address("127.0.0.1")
 STREAMING = ("exec", "attach", "portForward", "run")
-#: A container's working set when it requests no memory, and its CPU use with no request.
-IDLE_MEMORY = 8 << 20
-IDLE_NANOCORES = 1_000_000
 #: What the node itself (kubelet, runtime, system) uses besides its pods.
 SYSTEM_NANOCORES = 40_000_000
 SYSTEM_MEMORY = 300 << 20
@@ -146,19 +144,44 @@ def _running_since(record: PodRecord) -> str:
     return record.times.started or record.times.scheduled
 
 
-def container_usage(record: PodRecord, now: float) -> list[Usage]:
+#: Pod annotations that set what each of its containers uses (quantities).
+CPU_USAGE = "pykubemark.io/cpu-usage"
+MEMORY_USAGE = "pykubemark.io/memory-usage"
+_DEFAULT_USAGE = UsageProfile()
+
+
+def container_usage(record: PodRecord, now: float,
+                    profile: UsageProfile = _DEFAULT_USAGE) -> list[Usage]:
+    """Each running container's CPU (nanocores) and working set, as the profile says
+    (hollow/profile.py `UsageProfile`)."""
     since = _running_since(record)
     if not since:
         return []
     started = _seconds(since, now)
     meta = record.pod.metadata
+    annotations = meta.annotations or {}
+    cpu_factor, memory_factor = profile.factors(meta.namespace, meta.labels or {})
+    idle_cpu = quantity(profile.idle_cpu) * 1e9
+    idle_memory = quantity(profile.idle_memory)
     usage = []
     for container in record.pod.spec.containers:
         share = _share(meta.uid, container.name)
         requests = container.resources.requests
-        cpu = quantity(requests.get("cpu", "0")) * 1e9 or IDLE_NANOCORES / share
-        memory = quantity(requests.get("memory", "0")) or IDLE_MEMORY / share
-        usage.append(Usage(container.name, started, int(cpu * share), int(memory * share)))
+        cpu_request = quantity(requests.get("cpu", "0")) * 1e9
+        memory_request = quantity(requests.get("memory", "0"))
+        if CPU_USAGE in annotations:
+            cpu = quantity(annotations[CPU_USAGE]) * 1e9
+        elif cpu_request:
+            cpu = cpu_request * (share if cpu_factor is None else cpu_factor)
+        else:
+            cpu = idle_cpu / share
+        if MEMORY_USAGE in annotations:
+            memory = quantity(annotations[MEMORY_USAGE])
+        elif memory_request:
+            memory = memory_request * (share if memory_factor is None else memory_factor)
+        else:
+            memory = idle_memory / share
+        usage.append(Usage(container.name, started, int(cpu), int(memory)))
     return usage
 
 
@@ -404,7 +427,7 @@ class KubeletApi:
         pods = []
         total_cpu, total_memory, total_seconds = SYSTEM_NANOCORES, SYSTEM_MEMORY, 0.0
         for record in self._records(kubelet):
-            usage = container_usage(record, now)
+            usage = container_usage(record, now, kubelet.profile.usage)
             if not usage:
                 continue
             meta = record.pod.metadata
@@ -471,7 +494,7 @@ class KubeletApi:
         pods: list[tuple[str, str, float, int]] = []
         for record in self._records(kubelet):
             meta = record.pod.metadata
-            usage = container_usage(record, now)
+            usage = container_usage(record, now, kubelet.profile.usage)
             if not usage:
                 continue
             for u in usage:

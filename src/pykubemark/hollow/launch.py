@@ -99,7 +99,8 @@ def run_fleet_foreground(options: HollowOptions, say: Progress) -> None:
                            node_credentials=credentials, cert_dir=options.cert_dir,
                            heartbeat_file=options.heartbeat_file,
                            chaos_file=options.chaos_file, kubelet_api=api,
-                           watch_kubeconfig=options.watch_kubeconfig))
+                           watch_kubeconfig=options.watch_kubeconfig,
+                           metrics_port=options.metrics_port))
 
 
 def node_profile(nodes: NodeOptions, release: Release | None = None,

@@ -228,6 +228,61 @@ class FailureProfile(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("failures need retry_period > 0 and retry_jitter >= 0")
 
 
+class UsageRule(msgspec.Struct, forbid_unknown_fields=True):
+    """The usage of the pods matching ``namespaces`` (any, if empty) and every label in
+    ``labels``: their requests times these factors. The first matching rule wins."""
+
+    namespaces: list[str] = []
+    labels: dict[str, str] = {}
+    cpu_factor: float | None = None
+    memory_factor: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_factor", "memory_factor"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"usage: {name} must be >= 0")
+
+
+class UsageProfile(msgspec.Struct, forbid_unknown_fields=True):
+    """What a running container reports it uses, on the kubelet API's /metrics/resource
+    (what metrics-server scrapes: `kubectl top`, HPAs) and /stats/summary. Nothing is
+    measured: a hollow container uses what this says.
+
+    A container's usage is its request times a factor: ``cpu_factor`` /
+    ``memory_factor`` of the first of ``rules`` that matches the pod, else these; a factor
+    of None is a share in [0.3, 0.9) stable per container (drawn from its pod's uid and
+    its name). A container that requests nothing uses ``idle_cpu`` / ``idle_memory``
+    divided by that share. The pod annotations ``pykubemark.io/cpu-usage`` and
+    ``pykubemark.io/memory-usage`` (quantities, per container: ``250m``, ``64Mi``)
+    override all of this for one pod.
+    """
+
+    cpu_factor: float | None = None
+    memory_factor: float | None = None
+    idle_cpu: str = "1m"
+    idle_memory: str = "8Mi"
+    rules: list[UsageRule] = []
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_factor", "memory_factor"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"usage: {name} must be >= 0")
+
+    def factors(self, namespace: str, labels: dict[str, str]
+                ) -> tuple[float | None, float | None]:
+        for rule in self.rules:
+            if rule.namespaces and namespace not in rule.namespaces:
+                continue
+            if any(labels.get(k) != v for k, v in rule.labels.items()):
+                continue
+            return (rule.cpu_factor if rule.cpu_factor is not None else self.cpu_factor,
+                    rule.memory_factor if rule.memory_factor is not None
+                    else self.memory_factor)
+        return self.cpu_factor, self.memory_factor
+
+
 class Profile(msgspec.Struct, forbid_unknown_fields=True):
     fidelity: str = "kubelet"  # or "lite"
     kubelet_version: str = KUBE_VERSION
@@ -299,6 +354,8 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
     start: StartProfile = msgspec.field(default_factory=StartProfile)
     stop: StopProfile = msgspec.field(default_factory=StopProfile)
     failures: FailureProfile = msgspec.field(default_factory=FailureProfile)
+    #: What running pods report they use (kubelet API: metrics-server, `kubectl top`).
+    usage: UsageProfile = msgspec.field(default_factory=UsageProfile)
     #: Node failures, timed from the fleet's start (``after``); see hollow/chaos.py.
     node_failures: list[NodeFailure[float]] = []
     pod_cidr_base: str = "10.64.0.0/10"

@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from pykubemark import telemetry
 from pykubemark.kube import protojson
 from pykubemark.kube.config import KubeConfig
 from pykubemark.kube.http2 import H2Pool
@@ -227,7 +228,14 @@ class Client:
                 if left <= 0:
                     raise TimeoutError(f"{method} {path}: {timeout:g} s passed, {attempt} "
                                        "answers asked to wait and try again")
-            status, answered, payload = await send(method, path, params, data, headers, left)
+            kind = telemetry.classify(method, path, params)
+            try:
+                status, answered, payload = await send(method, path, params, data, headers,
+                                                       left)
+            except Exception:
+                telemetry.REQUESTS[(*kind, "error")] += 1
+                raise
+            telemetry.REQUESTS[(*kind, str(status))] += 1
             if convert and payload.startswith(MAGIC) and (as_json or status >= 300):
                 payload = _as_json(payload)
             if status < 300:
@@ -235,6 +243,7 @@ class Client:
             wait = _retry_after(answered.headers)
             if wait is None or not (status == 429 or status >= 500):
                 raise ApiError(status, payload, method, path)
+            telemetry.RETRIES[kind] += 1
             await asyncio.sleep(wait)
         raise ApiError(429, payload, method, path)
 

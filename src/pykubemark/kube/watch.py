@@ -42,6 +42,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import aiohttp
 import msgspec
 
+from pykubemark import telemetry
 from pykubemark.kube import protobuf as pb
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.types import Bookmark, ObjectList, Status, WatchEvent
@@ -109,6 +110,8 @@ class Reflector(Generic[T]):
         self.params = dict(params or {})
         self.handler = handler
         self.name = name or path
+        #: The resource, as the fleet's /metrics names it (telemetry.classify).
+        self.resource = telemetry.classify("GET", path)[1]
         self.resource_version = ""
         self.synced = asyncio.Event()
         self.lists = 0
@@ -197,6 +200,8 @@ class Reflector(Generic[T]):
                   "timeoutSeconds": str(int(self._timeout())), "watch": "true"}
         if not self.rv_unavailable and self.resource_version:
             params["resourceVersion"] = self.resource_version
+        if self.watches:
+            telemetry.WATCH_RESTARTS[self.resource] += 1
         self.watches += 1
         protobuf = self._pb_item is not None
         decode = self._decode_frame if protobuf else self._decode_line
@@ -210,6 +215,8 @@ class Reflector(Generic[T]):
                 assert isinstance(obj, Bookmark)
                 self.resource_version = obj.metadata.resourceVersion or self.resource_version
                 if obj.initial_events_end:
+                    if self.lists:
+                        telemetry.RELISTS[self.resource] += 1
                     self.lists += 1
                     self.rv_unavailable = False
                     self.handler.on_list(list(initial.values()))
@@ -244,6 +251,8 @@ class Reflector(Generic[T]):
             if not cont or resource_version == "0":
                 break
             params = {**self.params, "limit": PAGE, "continue": cont}
+        if self.lists:
+            telemetry.RELISTS[self.resource] += 1
         self.lists += 1
         self.resource_version = list_rv
         self.handler.on_list(items)
@@ -256,6 +265,8 @@ class Reflector(Generic[T]):
                 **self.params, "watch": "true", "resourceVersion": self.resource_version,
                 "timeoutSeconds": str(int(self._timeout())), "allowWatchBookmarks": "true",
             }
+            if self.watches:
+                telemetry.WATCH_RESTARTS[self.resource] += 1
             self.watches += 1
             started = time.monotonic()
             events = 0

@@ -174,6 +174,8 @@ class LoadGenerator:
         self.progress = Progress()
         #: (kind, namespace, name) -> pods, of every workload this run created
         self.created: dict[tuple[str, str, str], int] = {}
+        #: (namespace, name) of the Deployments an HPA scales (a scale phase leaves them).
+        self.autoscaled: set[tuple[str, str]] = set()
         self.namespaces_created: list[str] = []
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._errors: list[str] = []
@@ -240,6 +242,9 @@ class LoadGenerator:
         limit = (values.integer(spec.namespaces, f"{where}.namespaces")
                  if spec.namespaces is not None else len(self.namespaces))
         fraction = values.number(spec.service, f"{where}.service")
+        autoscaled = values.number(spec.hpa, f"{where}.hpa") if spec.kind == "Deployment" \
+            else 0.0
+        target = values.integer(spec.hpa_target, f"{where}.hpa_target")
         run_seconds = (values.number(spec.run_seconds, f"{where}.run_seconds")
                        if spec.run_seconds is not None else None)
         labels = {RUN_LABEL: self.run_id, GROUP_LABEL: spec.group, SPEC_LABEL: spec.name}
@@ -248,6 +253,7 @@ class LoadGenerator:
             for i in range(max(0, count)):
                 name = f"{spec.name}-{i}"
                 replicas = max(0, values.integer(spec.replicas, f"{where}.replicas", i=i))
+                with_hpa = math.floor((i + 1) * autoscaled) > math.floor(i * autoscaled)
                 if spec.config:
                     out.append(Planned("ConfigMap", namespace, name,
                                        templates.config_map(name, labels), 0))
@@ -258,9 +264,15 @@ class LoadGenerator:
                         spec.kind, name, replicas=replicas, labels=labels,
                         image=self.scenario.image, config=spec.config,
                         node_selector=self.node_selector, run_seconds=run_seconds,
-                        annotations=self._failure_annotations(spec))
+                        annotations=self._failure_annotations(spec),
+                        cpu_request=templates.HPA_CPU_REQUEST if with_hpa else None)
                     pods = {"DaemonSet": self.nodes, "Pod": 1}.get(spec.kind, replicas)
                     out.append(Planned(spec.kind, namespace, name, body, pods))
+                    if with_hpa:
+                        self.autoscaled.add((namespace, name))
+                        out.append(Planned("HorizontalPodAutoscaler", namespace, name,
+                                           templates.hpa(name, labels, replicas=replicas,
+                                                         target=target), 0))
                 elif spec.kind == "Service":
                     out.append(Planned("Service", namespace, name,
                                        templates.service(name, labels), 0))
@@ -363,6 +375,8 @@ class LoadGenerator:
                 kind, namespace, name = key
                 if kind != "Deployment" or not name.startswith(spec.name):
                     continue
+                if (namespace, name) in self.autoscaled:
+                    continue  # its HPA sets its replicas
                 factor = self.values.number(spec.factor, f"phases.{phase.name}.scale.factor")
                 target = max(0, round(replicas * factor))
                 await pacer.wait(abs(target - replicas))

@@ -55,6 +55,13 @@ class ObjectSpec(msgspec.Struct, forbid_unknown_fields=True):
     run_seconds: Num | None = None
     #: Only in the first N namespaces (default: all).
     namespaces: Num | None = None
+    #: Fraction of these Deployments that get a HorizontalPodAutoscaler (CPU, target
+    #: ``hpa_target`` % of the request, replicas..2x replicas); their pods request
+    #: 100m CPU, and a scale phase leaves their replicas to the HPA. Hollow pods report
+    #: the usage their profile says (hollow/profile.py `usage`); without metrics-server
+    #: the HPA only reports it has no metrics.
+    hpa: Num = 0
+    hpa_target: Num = 80
 
 
 class ScaleSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -122,6 +129,23 @@ class FailureSpec(msgspec.Struct, forbid_unknown_fields=True):
                 and (not self.names or spec.name in self.names))
 
 
+class PrometheusAlertSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """kube-burner's alert: a PromQL expression evaluated over the run (every ``step``
+    seconds); it fires when it returns any series. An alert of severity error that fired
+    fails the run; a warning is reported only."""
+
+    expr: str
+    description: str = ""
+    severity: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.severity not in ("error", "warning"):
+            raise ValueError(f"prometheus_alerts: severity must be error or warning, "
+                             f"not '{self.severity}'")
+        if not self.expr.strip():
+            raise ValueError("prometheus_alerts: expr is empty")
+
+
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     phases: list[Phase]
@@ -138,6 +162,9 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     failures: list[FailureSpec] = []
     #: Hollow nodes failing from the run's start on (times relative to it).
     node_failures: list[NodeFailure[Num]] = []
+    #: PromQL assertions over the run (`run --prometheus`, or the local cluster's
+    #: `up --prometheus`): measure/promql.py.
+    prometheus_alerts: list[PrometheusAlertSpec] = []
 
     def __post_init__(self) -> None:
         if not self.phases:

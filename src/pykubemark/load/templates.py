@@ -26,7 +26,10 @@ API_PATHS = {
     "Service": "/api/v1/namespaces/{ns}/services",
     "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
     "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
 }
+#: What the pods of a Deployment with an HPA request: utilization needs a request.
+HPA_CPU_REQUEST = "100m"
 API_VERSIONS = {"Deployment": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1"}
 
 
@@ -64,7 +67,8 @@ def pod_spec(name: str, image: str, *, config: bool, node_selector: dict[str, st
 def workload(kind: str, name: str, *, replicas: int, labels: dict[str, str], image: str,
              config: bool, node_selector: dict[str, str],
              run_seconds: float | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+             annotations: dict[str, str] | None = None,
+             cpu_request: str | None = None) -> dict[str, Any]:
     """A Deployment, Job, DaemonSet or bare Pod whose pods carry ``labels`` (and
     ``annotations``: how hollow nodes play them)."""
     pod_labels = {**labels, "name": name}
@@ -76,6 +80,8 @@ def workload(kind: str, name: str, *, replicas: int, labels: dict[str, str], ima
                         restart="Never", run_seconds=run_seconds)
     else:
         spec = pod_spec(name, image, config=config, node_selector=node_selector)
+    if cpu_request:
+        spec["containers"][0]["resources"] = {"requests": {"cpu": cpu_request}}
     template = {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": spec}
     if kind == "Pod":
         return {"apiVersion": "v1", "kind": "Pod",
@@ -100,6 +106,18 @@ def service(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, labels),
             "spec": {"selector": {"name": name},
                      "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}]}}
+
+
+def hpa(name: str, labels: dict[str, str], *, replicas: int, target: int) -> dict[str, Any]:
+    """An autoscaling/v2 HPA of Deployment ``name`` on CPU utilization."""
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(name, labels),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": name},
+                     "minReplicas": max(1, replicas), "maxReplicas": max(2, 2 * replicas),
+                     "metrics": [{"type": "Resource", "resource": {
+                         "name": "cpu",
+                         "target": {"type": "Utilization", "averageUtilization": target}}}]}}
 
 
 def config_map(name: str, labels: dict[str, str]) -> dict[str, Any]:

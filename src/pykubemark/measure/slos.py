@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 PASS: Final = "pass"
 FAIL: Final = "fail"
@@ -31,6 +32,9 @@ class Slo(msgspec.Struct):
     threshold: float = 0.0
     unit: str = ""
     verdict: str = NO_DATA               # PASS | FAIL | NO_DATA
+    #: Where the value came from: "prometheus" (measure/promql.py); absent: measured
+    #: directly (the cluster's own /metrics, its API, its processes).
+    source: str | UnsetType = UNSET
 
     @classmethod
     def judge(cls, measurement: str, name: str, value: float | None, threshold: float,

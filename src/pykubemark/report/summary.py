@@ -40,6 +40,11 @@ class Cluster(msgspec.Struct):
     ready_nodes: int | None = None       # Ready schedulable nodes (of the node selector)
     local: str | None = None             # the name of a cluster `pykubemark up` started
     flags: dict[str, list[str]] = {}     # component -> its --flags (local clusters)
+    #: Addons running beside the control plane (`up --addons`): name -> version.
+    addons: dict[str, str] | UnsetType = UNSET
+    #: The Prometheus the run read figures from (`run --prometheus`, or the local
+    #: cluster's own `up --prometheus` for the scenario's alerts).
+    prometheus: str | UnsetType = UNSET
 
 
 class PhaseRecord(msgspec.Struct):

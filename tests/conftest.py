@@ -37,11 +37,13 @@ def cluster(binaries) -> Iterator[Cluster]:
     # The controller-manager's and scheduler's own default client budgets, as when the
     # reference was measured: how fast pods reach a kubelet decides how much its status
     # manager coalesces, so the per-pod request counts compare only at the same pace.
-    run_cli("up", "--name", "test", "--audit",
+    # PYKUBEMARK_TEST_CLUSTER: another name, when several checkouts share a machine
+    name = os.environ.get("PYKUBEMARK_TEST_CLUSTER", "test")
+    run_cli("up", "--name", name, "--audit",
             "--controller-manager-arg=--kube-api-qps=20",
             "--controller-manager-arg=--kube-api-burst=30",
             "--scheduler-arg=--kube-api-qps=50", "--scheduler-arg=--kube-api-burst=100")
     try:
-        yield Cluster("test")
+        yield Cluster(name)
     finally:
-        run_cli("down", "--name", "test", check=False)
+        run_cli("down", "--name", name, check=False)

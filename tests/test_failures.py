@@ -113,6 +113,8 @@ def test_crash_loop_restarts_on_the_kubelets_backoff(observed: dict[str, Any]) -
     # each restart's startedAt against the previous instance's finishedAt (lastState)
     gaps: dict[int, float] = {}
     for pod in history:
+        if not pod["status"].get("containerStatuses"):
+            continue  # scheduled, before the kubelet's first status
         c = _container(pod)
         if "running" in c["state"] and c["restartCount"] > 0:
             finished = c["lastState"]["terminated"]["finishedAt"]
@@ -187,8 +189,10 @@ def test_flapping_readiness_churns_the_endpoints(observed: dict[str, Any]) -> No
     assert any(ready_seen) and any(not_ready_seen)
     changes = sum(a != b for a, b in itertools.pairwise(ready_seen))
     assert changes >= 2
-    conditions = [{c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"]
-                  for p in observed["flappy"] if p["status"].get("conditions")]
+    # the scheduler's PodScheduled alone until the kubelet's first status
+    conditions = [ready for p in observed["flappy"]
+                  if (ready := {c["type"]: c["status"]
+                                for c in p["status"].get("conditions", [])}.get("Ready"))]
     assert "True" in conditions and conditions.count("False") >= 2
 
 

@@ -1,6 +1,8 @@
 """The kubelet's own API on hollow nodes, reached the way users reach it: through the
 real apiserver (`kubectl logs`, `exec`, the node proxy), which dials each node's
-InternalIP and kubelet port with its --kubelet-client-certificate."""
+InternalIP and kubelet port with its --kubelet-client-certificate; and directly, with
+bearer tokens and without credentials, as a kubelet with its configuration file's
+defaults answers them (TokenReview and SubjectAccessReview through the real apiserver)."""
 
 from __future__ import annotations
 
@@ -41,9 +43,9 @@ def chaos_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fleet(cluster: Cluster, chaos_file: Path) -> Iterator[Fleet]:
-    ca = cluster.local.dir / "pki" / "ca.crt"
+    # No --kubelet-client-ca: the kubeconfig's CA verifies the apiserver's certificate.
     fleet = Fleet(cluster, 2, PREFIX, "--fidelity", "lite", "--delete-nodes-on-exit",
-                  "--kubelet-client-ca", str(ca), "--chaos-file", str(chaos_file),
+                  "--chaos-file", str(chaos_file),
                   "--watch-kubeconfig", str(cluster.local.kubeconfig_for("hollow-kubelet")))
     try:
         fleet.wait_ready()
@@ -145,7 +147,8 @@ def test_exec_is_refused_with_a_clear_message(cluster: Cluster, fleet: Fleet) ->
     assert "streaming method exec disabled" in error
 
 
-def test_a_client_without_the_apiservers_certificate_is_refused(fleet: Fleet) -> None:
+def _direct(fleet: Fleet, path: str, token: str | None = None) -> tuple[int, str]:
+    """A request straight to the first node's kubelet API, not through the apiserver."""
     node = fleet.nodes_json()[0]
     address = next(a["address"] for a in node["status"]["addresses"]
                    if a["type"] == "InternalIP")
@@ -153,9 +156,61 @@ def test_a_client_without_the_apiservers_certificate_is_refused(fleet: Fleet) ->
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"https://{address}:{port}/pods", context=context, timeout=10)
-    assert refused.value.code == 401
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"https://{address}:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+
+def test_a_client_without_credentials_is_refused(fleet: Fleet) -> None:
+    assert _direct(fleet, "/pods") == (401, "Unauthorized")
+    assert _direct(fleet, "/stats/summary")[0] == 401
+
+
+def test_bearer_tokens_are_reviewed_and_authorized_by_the_apiserver(cluster: Cluster,
+                                                                   fleet: Fleet) -> None:
+    """A service account's token: reviewed (TokenReview) and authorized as nodes/pods or
+    nodes/proxy (SubjectAccessReview) by the real apiserver, through the node's own
+    credentials, as a kubelet with webhook authentication and authorization does."""
+    for account in ("reader", "stranger"):
+        cluster.kubectl("create", "serviceaccount", "-n", NS, account, check=False)
+    role = f"{PREFIX}-node-reader"
+    cluster.kubectl("create", "clusterrole", role, "--verb=get",
+                    "--resource=nodes/pods,nodes/stats", check=False)
+    cluster.kubectl("create", "clusterrolebinding", role, f"--clusterrole={role}",
+                    f"--serviceaccount={NS}:reader", check=False)
+    try:
+        stranger = cluster.kubectl("create", "token", "-n", NS, "stranger").strip()
+        status, text = _direct(fleet, "/pods", stranger)
+        assert status == 403, text
+        assert f"user=system:serviceaccount:{NS}:stranger" in text
+        assert "subresource(s)=[pods proxy]" in text
+        reader = cluster.kubectl("create", "token", "-n", NS, "reader").strip()
+        status, text = _direct(fleet, "/pods", reader)
+        assert status == 200, text
+        assert json.loads(text)["kind"] == "PodList"
+        assert _direct(fleet, "/stats/summary", reader)[0] == 200
+        assert _direct(fleet, "/metrics/resource", reader)[0] == 403  # nodes/metrics not given
+        assert _direct(fleet, "/pods", "not-a-token") == (401, "Unauthorized")
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", role, check=False)
+
+
+def test_an_anonymous_fleet_answers_anyone(cluster: Cluster, fleet: Fleet) -> None:
+    """--kubelet-anonymous: a kubelet with --anonymous-auth and AlwaysAllow."""
+    open_fleet = Fleet(cluster, 1, f"{PREFIX}-open", "--fidelity", "lite",
+                       "--delete-nodes-on-exit", "--kubelet-anonymous", "--watch-kubeconfig",
+                       str(cluster.local.kubeconfig_for("hollow-kubelet")))
+    try:
+        open_fleet.wait_ready()
+        status, text = _direct(open_fleet, "/pods")
+        assert status == 200 and json.loads(text)["kind"] == "PodList"
+        assert _direct(open_fleet, "/stats/summary")[0] == 200
+    finally:
+        assert open_fleet.stop() == 0, open_fleet.log.read_text()[-2000:]
 
 
 def test_a_stopped_node_answers_nothing_until_it_resumes(cluster: Cluster, fleet: Fleet,

@@ -165,7 +165,10 @@ def test_load_scenario_creates_and_removes_everything(cluster: Cluster, fleet: F
     created = phases["create"]["objects"]
     assert created["Deployment"] == created["ConfigMap"] == created["Secret"] > 0
     assert created["Job"] >= 2 and created["DaemonSet"] == 1 and created["Service"] > 0
-    assert phases["scale"]["objects"]["scaled"] == created["Deployment"]
+    # every Deployment but the ones an HPA scales
+    assert created["HorizontalPodAutoscaler"] >= 1
+    assert phases["scale"]["objects"]["scaled"] == (created["Deployment"]
+                                                    - created["HorizontalPodAutoscaler"])
     raw = json.loads((out / "raw" / "PodStartupLatency_LoadPodStartupLatency.json").read_text())
     assert len(raw["pods"]) >= NODES * 5 // 2
     assert not run_objects(cluster, summary["run_id"])

@@ -18,6 +18,11 @@ from typing import TextIO
 import yaml
 
 
+def one_line(text: str) -> str:
+    """A user's text quoted in a message of one line: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class UserError(Exception):
     exit_code = 2
 
@@ -50,9 +55,13 @@ def read_yaml_mapping(path: Path, what: str, *, empty_ok: bool = False) -> dict:
         raise UserError(f"{what} {path} does not exist") from None
     except OSError as exc:
         raise UserError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise UserError(f"{what} {path} is not valid YAML: {first}") from None
+    except RecursionError:
+        raise UserError(f"{what} {path} is not valid YAML: nested too deeply") from None
     if loaded is None and empty_ok:
         return {}
     if not isinstance(loaded, dict):

@@ -220,9 +220,7 @@ class Run:
         self.generator = LoadGenerator(self.client, self.scenario, values, run_id=self.run_id,
                                        test=self.test, node_selector=self.options.node_selector,
                                        nodes=count)
-        for phase in self.scenario.phases:  # evaluate every expression once, up front
-            self.generator.plan(phase)
-            self.generator.qps(phase)
+        self.generator.check()  # every expression evaluated once, up front
         self.node_failures = {None: node_failures(self.scenario.node_failures, values,
                                                   "node_failures")}
         for i, phase in enumerate(self.scenario.phases):

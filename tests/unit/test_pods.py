@@ -7,6 +7,8 @@ records and the status channel the state machine feeds.
 from __future__ import annotations
 
 import asyncio
+import copy
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +19,7 @@ from pykubemark.hollow import objects, pods
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.pods import PodLifecycle, Stage, is_job_like, referenced_objects
 from pykubemark.hollow.profile import Profile, StartProfile, StopProfile
-from pykubemark.kube.client import Client
+from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.config import KubeConfig
 from pykubemark.kube.types import Pod
 
@@ -312,7 +314,8 @@ def test_a_status_written_for_a_pod_deleted_meanwhile_leaves_nothing_behind() ->
         lc.on_event("DELETED", pod())
         lc._mark_synced(record, 2)
         assert "uid-web-1" not in lc.synced_versions
-        # a new pod of the same uid (a restart's relist) is written again from scratch
+        # a restarted kubelet (a lifecycle of its own) writes the same pod from scratch
+        lc = lifecycle()
         lc.on_event("ADDED", pod())
         assert lc.needs_update("uid-web-1", 1)
         await lc.close()
@@ -601,11 +604,17 @@ def test_late_update_of_a_pod_this_kubelet_deleted_is_ignored() -> None:
         assert "uid-web-1" not in lc.pods and lc.adopted == 0
         assert len(lc.ipam) == 0
         lc.on_event("DELETED", late)
-        assert not lc.gone
-        # a DELETED that came before our DELETE's answer leaves no tombstone behind
+        # an update after the DELETED event (out of order) is ignored as well
+        lc.on_event("MODIFIED", late)
+        assert "uid-web-1" not in lc.pods and lc.adopted == 0
+        # a DELETED that came before our DELETE's answer: one tombstone, which expires
         lc.on_event("ADDED", pod("web-2"))
         lc.on_event("DELETED", pod("web-2"))
         lc.deleted("uid-web-2")
+        assert list(lc.gone) == ["uid-web-1", "uid-web-2"]
+        lc._expire_tombstones(lc.gone["uid-web-1"])
+        assert list(lc.gone) == ["uid-web-2"]
+        lc._expire_tombstones(lc.gone["uid-web-2"] + 1)
         assert not lc.gone
         await lc.close()
     run(body)
@@ -617,7 +626,7 @@ def test_relist_drops_tombstones_of_pods_no_longer_listed() -> None:
         lc.on_event("ADDED", pod())
         lc.deleted("uid-web-1")
         lc.on_list([pod()])                # still listed (terminating): still ignored
-        assert "uid-web-1" not in lc.pods and lc.gone == {"uid-web-1"}
+        assert "uid-web-1" not in lc.pods and list(lc.gone) == ["uid-web-1"]
         lc.on_list([])
         assert not lc.gone
         await lc.close()
@@ -645,3 +654,193 @@ def test_every_stage_has_its_method_and_a_delay() -> None:
                 assert delay is None or isinstance(delay, float | int), stage
         await lc.close()
     run(body)
+
+
+# -- deletions racing the status manager's requests ----------------------------------------
+def racing_pod(i: int) -> dict[str, Any]:
+    """Names reused (a StatefulSet's): a GET may find another pod of the same name."""
+    return {
+        "metadata": {"name": f"p{i % 37}", "namespace": "default", "uid": f"uid-{i}"},
+        "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "img"}],
+                 "volumes": [{"name": "s", "secret": {"secretName": f"s{i}"}},
+                             {"name": "t", "projected": {"sources": [
+                                 {"serviceAccountToken": {"path": "t",
+                                                          "expirationSeconds": 3600}}]}}]},
+        "status": {"phase": "Pending"},
+    }
+
+
+class RacingApi:
+    """An apiserver of pods, for the status manager: every answer comes after a random
+    delay and an answer may be lost after its request took effect; the watch delivers
+    its events in order but late (a DELETED before our DELETE's answer), and — with
+    `stale` — sometimes an older update of a pod after its DELETED; `relists` break the
+    watch and list again."""
+
+    def __init__(self, rng: random.Random, *, stale: bool, answer: float, lag: float) -> None:
+        self.rng, self.stale, self.answer, self.lag = rng, stale, answer, lag
+        self.store: dict[str, dict[str, Any]] = {}
+        self.last: dict[str, dict[str, Any]] = {}
+        self.queue: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+        self.due = 0.0
+
+    def _enqueue(self, kind: str, obj: Any) -> None:
+        self.due = max(self.due, asyncio.get_running_loop().time() + self.rng.random() * self.lag)
+        self.queue.put_nowait((kind, obj, self.due))
+
+    def emit(self, kind: str, pod: dict[str, Any]) -> None:
+        pod = copy.deepcopy(pod)
+        uid = pod["metadata"]["uid"]
+        self._enqueue(kind, pod)
+        if kind != "DELETED":
+            self.last[uid] = pod
+        elif self.stale and self.rng.random() < 0.3:
+            self._enqueue("MODIFIED", self.last[uid])
+
+    def relist(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+        self._enqueue("LIST", copy.deepcopy(list(self.store.values())))
+
+    async def deliver(self, lc: PodLifecycle) -> None:
+        while True:
+            kind, obj, due = await self.queue.get()
+            await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
+            if kind == "LIST":
+                lc.on_list([msgspec.convert(o, Pod) for o in obj])
+            else:
+                lc.on_event(kind, msgspec.convert(obj, Pod))
+            self.queue.task_done()
+
+    async def _pod(self, method: str, path: str, uid: str | None = None) -> dict[str, Any]:
+        await asyncio.sleep(self.rng.random() * self.answer)
+        pod = self.store.get(path.removesuffix("/status"))
+        if pod is None:
+            raise ApiError(404, b'{"reason": "NotFound"}', method, path)
+        if uid is not None and pod["metadata"]["uid"] != uid:
+            raise ApiError(409, b'{"reason": "Conflict"}', method, path)
+        return pod
+
+    def _lost(self) -> None:
+        if self.rng.random() < 0.1:
+            raise ConnectionResetError("the answer was lost, the request took effect")
+
+    async def object(self, method: str, path: str, *, fields: Any = None,
+                     body: Any = None) -> dict[str, Any]:
+        if method == "POST":  # a TokenRequest, refused half of the time
+            await asyncio.sleep(self.rng.random() * self.answer)
+            if self.rng.random() < 0.5:
+                raise ApiError(403, b'{"reason": "Forbidden"}', method, path)
+            return {"status": {}}
+        pod = await self._pod(method, path)
+        return {"metadata": {"uid": pod["metadata"]["uid"]}, "status": pod["status"]}
+
+    async def get(self, path: str, *args: Any, **kwargs: Any) -> bytes:
+        await self._pod("GET", path)
+        return b"{}"
+
+    async def patch(self, path: str, body: Any, *args: Any, **kwargs: Any) -> bytes:
+        pod = await self._pod("PATCH", path, body["metadata"]["uid"])
+        pod["status"].update(body["status"])
+        self.emit("MODIFIED", pod)
+        self._lost()
+        return b"{}"
+
+    async def delete(self, path: str, body: Any, *args: Any, **kwargs: Any) -> bytes:
+        pod = await self._pod("DELETE", path, body["preconditions"]["uid"])
+        del self.store[path]
+        self.emit("DELETED", pod)
+        self._lost()
+        return b"{}"
+
+
+async def race(seed: int, pods: int, *, stale: bool, relists: bool) -> dict[str, int]:
+    """Pods created, then deleted gracefully (the kubelet's DELETE ends them) or forcibly
+    (by someone else) at random moments; heartbeats down for a while now and then.
+    Returns what each per-pod structure of the lifecycle still holds at the end."""
+    rng = random.Random(seed)
+    api = RacingApi(rng, stale=stale, answer=rng.choice((0.001, 0.01)),
+                    lag=rng.choice((0.001, 0.02)))
+    watched: dict[Any, int] = {}
+    admitted: set[Any] = set()  # each pod references a secret of its own
+    twice = 0
+
+    def on_refs(added: set[Any], removed: set[Any]) -> None:
+        nonlocal twice
+        twice += bool(added & admitted)
+        admitted.update(added)
+        for key in added:
+            watched[key] = watched.get(key, 0) + 1
+        for key in removed:
+            watched[key] -= 1
+            if not watched[key]:
+                del watched[key]
+
+    stop = StopProfile(kill_delay=0.002, resyncs=[0.0, 0.003], delete_after=0.006,
+                       confirm_after=0.001)
+    profile = Profile(start=StartProfile(relist_period=0, status_delay=0.001), stop=stop)
+    lc = PodLifecycle(NODE, HOST_IP, Ipam("10.64.0.0/16"), api, profile,  # type: ignore[arg-type]
+                      on_refs=on_refs)
+    loops = [asyncio.create_task(api.deliver(lc)), asyncio.create_task(lc.run_status_manager())]
+
+    async def disturb() -> None:
+        while True:
+            await asyncio.sleep(rng.random() * 0.2)
+            if relists and rng.random() < 0.5:
+                api.relist()
+            else:
+                lc.up.clear()
+                await asyncio.sleep(rng.random() * 0.05)
+                lc.up.set()
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(rng.random() * 0.3)
+        p = racing_pod(i)
+        path = f"/api/v1/namespaces/default/pods/{p['metadata']['name']}"
+        while path in api.store:
+            await asyncio.sleep(0.005)
+        api.store[path] = p
+        api.emit("ADDED", p)
+        await asyncio.sleep(rng.random() * 0.03)
+        graceful = rng.random() < 0.6
+        if graceful:
+            p["metadata"]["deletionTimestamp"] = "2026-11-22T10:10:00Z"
+            api.emit("MODIFIED", p)
+            await asyncio.sleep(rng.random() * 0.02)
+        if api.store.get(path) is p and (not graceful or rng.random() < 0.3):
+            del api.store[path]
+            api.emit("DELETED", p)
+
+    disturbing = asyncio.create_task(disturb())
+    await asyncio.gather(*(one(i) for i in range(pods)))
+    disturbing.cancel()
+    lc.up.set()
+    await api.queue.join()
+    await until(lambda: not lc.pods and not lc._background, "every pod forgotten", 10)
+    await asyncio.sleep(GONE_TTL_IN_TEST + 3 * BATCH_IN_TEST)  # tombstones expire
+    for task in loops:
+        task.cancel()
+    left = {"pods": len(lc.pods), "refs": len(lc.refs), "synced_versions": len(lc.synced_versions),
+            "gone": len(lc.gone), "ips": len(lc.ipam), "background": len(lc._background),
+            "watched": len(watched), "admitted twice": twice}
+    await lc.close()
+    return left
+
+
+GONE_TTL_IN_TEST, BATCH_IN_TEST = 0.05, 0.02
+
+
+@pytest.mark.parametrize(("stale", "relists"), [(False, True), (True, False), (True, True)])
+def test_deletions_racing_requests_and_late_events_leave_nothing_behind(
+        monkeypatch: pytest.MonkeyPatch, stale: bool, relists: bool) -> None:
+    """Whatever the order of answers and events, once every pod is deleted (and a
+    deleted pod's tombstone has expired) no per-pod structure holds anything, and no pod
+    was admitted twice (an update after its DELETED event once re-admitted it, and the
+    404 of its next status write left a tombstone for the life of the node)."""
+    monkeypatch.setattr(pods, "BATCH_PERIOD", BATCH_IN_TEST)
+    monkeypatch.setattr(pods, "TOKEN_RETRY_INITIAL", 0.005)
+    monkeypatch.setattr(pods, "GONE_TTL", GONE_TTL_IN_TEST, raising=False)
+    for seed in range(2):
+        left = asyncio.run(race(seed, 120, stale=stale, relists=relists))
+        assert left == dict.fromkeys(left, 0), seed

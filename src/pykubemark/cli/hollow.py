@@ -50,8 +50,14 @@ from pykubemark.hollow.launch import run_hollow
               "[env: PYKUBEMARK_KUBELET_ADDRESS]")
 @click.option("--kubelet-client-ca", type=click.Path(path_type=Path, exists=True,
                                                       dir_okay=False), default=None,
-              help="Accept only clients with a certificate from this CA (the apiserver's "
-              "--kubelet-client-certificate); default: anonymous, as a kubelet allowing it.")
+              help="Client certificates of this CA authenticate their CN (the apiserver's "
+              "--kubelet-client-certificate); default: the kubeconfig's CA. Bearer tokens go "
+              "through a TokenReview, every request through a SubjectAccessReview, as a "
+              "kubelet's defaults have it; anonymous requests get 401.")
+@click.option("--kubelet-anonymous", is_flag=True,
+              help="UNSAFE: the kubelet APIs answer anyone, unauthenticated and unauthorized "
+              "(a kubelet's --anonymous-auth and --authorization-mode=AlwaysAllow): every "
+              "user of the machine reads the pods' specs and logs.")
 @click.option("--kubelet-netns", default=None, metavar="NETNS",
               help="Serve each node's kubelet API inside this network namespace, where the "
               "node addresses (--node-ip-base) are local, instead of on loopback (the "

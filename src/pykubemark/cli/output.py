@@ -5,5 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-console = Console()
+# Results are not wrapped at the terminal's width: a path or a line printed there is
+# piped and parsed whole (tables still fit the width).
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)

@@ -69,6 +69,7 @@ class HollowOptions:
     kubelet_port: int = 0
     kubelet_address: str | None = None
     kubelet_client_ca: Path | None = None
+    kubelet_anonymous: bool = False
     kubelet_netns: str | None = None
     node_ip_base: str | None = None
     watch_kubeconfig: Path | None = None

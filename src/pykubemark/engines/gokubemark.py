@@ -366,7 +366,8 @@ def run_hollow(options: HollowOptions, say: Progress) -> None:
                    kubelet_api=nodes.kubelet_api is not None,
                    kubelet_port=bool(options.kubelet_port),
                    kubelet_address=options.kubelet_address,
-                   kubelet_client_ca=options.kubelet_client_ca)
+                   kubelet_client_ca=options.kubelet_client_ca,
+                   kubelet_anonymous=options.kubelet_anonymous)
     kubemark = require_runtime(find_kubemark())
     config = load_kubeconfig(options.kubeconfig)
     version = check_server(config)

@@ -181,7 +181,8 @@ class Fleet:
             return
         if not api_options.address:
             check_addresses(addresses.values(), self.options.kubelet_api.netns)
-        self.api = KubeletApi(self.kubelets, api_options)
+        self.api = KubeletApi(self.kubelets, api_options,
+                              client_ca_data=self.client.config.ca_data)
         self.endpoints = await self.api.start(addresses)
         log.info("shard %d: kubelet API of %d nodes, %s at %s:%d", self.options.shard,
                  len(names), names[0][1], *self.endpoints[names[0][1]])

@@ -6,7 +6,8 @@ The apiserver reaches a node's kubelet at its InternalIP and
 socket per node keeps nodes distinct — each its own loopback address (or, given one
 address, a port each) — while one aiohttp app serves them all, choosing the
 node by the local address a connection arrived on. Figures are made up from the pods'
-requests: plausible, stable over a scrape, never measured.
+requests: plausible, stable over a scrape, never measured. Who may ask is decided as a
+kubelet with its configuration file's defaults decides (`kubelet_auth`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aiohttp import web
 
 from pykubemark.cluster.pki import self_signed_serving_cert
 from pykubemark.errors import UserError
+from pykubemark.hollow.kubelet_auth import KubeletAuth, Refused, fine_grained_authz
 from pykubemark.hollow.objects import Exited
 from pykubemark.hollow.profile import UsageProfile
 from pykubemark.kube.protobuf import materialize
@@ -65,9 +67,13 @@ class ApiOptions:
     #: `deploy`'s shards run with hostNetwork on a loopback-only base node: there the
     #: per-node loopback addresses are right, and the host's address is not ours.
     address: str | None = None
-    #: The cluster CA: clients (the apiserver) must present a certificate it signed,
-    #: as a kubelet with x509 authentication and no anonymous access demands.
+    #: The CA whose client certificates authenticate their CN (the apiserver's
+    #: --kubelet-client-certificate); default: the kubeconfig's CA.
     client_ca: Path | None = None
+    #: Anyone may do anything, as a kubelet with --anonymous-auth and
+    #: --authorization-mode=AlwaysAllow. Unsafe: the pods' specs and figures are open to
+    #: every user of the machine.
+    anonymous: bool = False
     #: Listen inside this network namespace, where the node addresses are local
     #: (cluster/hollow_net.py), instead of on this machine's loopback.
     netns: str | None = None
@@ -302,7 +308,10 @@ def bind_nodes(addresses: Mapping[str, str], options: ApiOptions
     return endpoints, sockets
 
 
-def server_ssl(ips: list[str], client_ca: Path | None) -> ssl.SSLContext:
+def server_ssl(ips: list[str], client_ca: Path | None,
+               client_ca_data: bytes | None = None) -> ssl.SSLContext:
+    """A self-signed serving certificate; client certificates asked for (not required)
+    and verified against ``client_ca`` (a file) or else ``client_ca_data``."""
     cert, key = self_signed_serving_cert(f"pykubemark-hollow@{int(time.time())}", ips)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     # load_cert_chain reads files only: a private temporary file, gone at once.
@@ -311,9 +320,17 @@ def server_ssl(ips: list[str], client_ca: Path | None) -> ssl.SSLContext:
         handle.write(cert + key)
         handle.flush()
         context.load_cert_chain(handle.name)
-    if client_ca is not None:
-        context.load_verify_locations(cafile=str(client_ca))
-        context.verify_mode = ssl.CERT_OPTIONAL
+    try:
+        if client_ca is not None:
+            context.load_verify_locations(cafile=str(client_ca))
+        elif client_ca_data:
+            context.load_verify_locations(cadata=client_ca_data.decode(errors="replace"))
+        else:
+            return context
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UserError(f"the kubelet API's client CA {client_ca or 'of the kubeconfig'} is "
+                        f"not usable: {exc}") from None
+    context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
@@ -322,10 +339,14 @@ class KubeletApi:
     map, so a restarted kubelet is served as soon as it replaces the old one."""
 
     def __init__(self, kubelets: Mapping[str, HollowKubelet], options: ApiOptions,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 client_ca_data: bytes | None = None) -> None:
         self.kubelets = kubelets
         self.options = options
         self.clock = clock
+        #: The kubeconfig's CA, trusted for client certificates without --kubelet-client-ca.
+        self.client_ca_data = client_ca_data
+        self.auth = KubeletAuth(anonymous=options.anonymous)
         self.by_endpoint: dict[tuple[str, int], str] = {}
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.started = clock()
@@ -349,7 +370,7 @@ class KubeletApi:
         self.endpoints, sockets = bind_nodes(addresses, self.options)
         self.by_endpoint = {endpoint: name for name, endpoint in self.endpoints.items()}
         context = server_ssl(sorted({host for host, _ in self.endpoints.values()}),
-                             self.options.client_ca)
+                             self.options.client_ca, self.client_ca_data)
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         loop = asyncio.get_running_loop()
@@ -375,9 +396,18 @@ class KubeletApi:
     # -- plumbing ---------------------------------------------------------------------
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.options.client_ca is not None and request.transport is not None \
-                and not request.transport.get_extra_info("peercert"):
-            return web.Response(status=401, text="Unauthorized")
+        """Every request, as the kubelet's auth filter: authenticated, then authorized
+        through the apiserver, before any handler (or 404) answers."""
+        kubelet = self._kubelet(request)
+        transport = request.transport
+        try:
+            await self.auth.check(
+                kubelet.name, kubelet.client, request.method, request.path,
+                transport.get_extra_info("peercert") if transport is not None else None,
+                request.headers.get("Authorization"),
+                fine_grained_authz(kubelet.profile.kubelet_version))
+        except Refused as refused:
+            return web.Response(status=refused.status, text=refused.text)
         return await handler(request)
 
     def _kubelet(self, request: web.Request) -> HollowKubelet:

@@ -68,7 +68,8 @@ def run_fleet_foreground(options: HollowOptions, say: Progress) -> None:
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     api = ApiOptions(enabled=nodes.kubelet_api is not False, port=options.kubelet_port,
                      address=options.kubelet_address or None,
-                     client_ca=options.kubelet_client_ca, netns=options.kubelet_netns)
+                     client_ca=options.kubelet_client_ca, netns=options.kubelet_netns,
+                     anonymous=options.kubelet_anonymous)
     if api.enabled and api.address:
         check_kubelet_address(api.address)
     elif api.enabled:
@@ -83,6 +84,8 @@ def run_fleet_foreground(options: HollowOptions, say: Progress) -> None:
     profile = node_profile(nodes, release, node_ip_base=options.node_ip_base)
     check_watch_credentials(profile, credentials, options.watch_kubeconfig, release)
     check_proxy_credentials(config, credentials, options.proxy_kubeconfig)
+    if warning := review_rights_warning(config, credentials, api):
+        say(warning)
     identity = ("per-node identities (TLS bootstrap)" if credentials == "bootstrap"
                 else "one shared identity")
     say(f"{nodes.count} hollow nodes ({profile.fidelity}, {identity}, as kubelet "
@@ -161,6 +164,23 @@ def check_watch_credentials(profile: Profile, credentials: str, watch_kubeconfig
         raise UserError("--fidelity lite with per-node identities needs --watch-kubeconfig "
                         "(a user allowed to watch every pod and node): since Kubernetes 1.32 "
                         "a node may watch only its own pods")
+
+
+def review_rights_warning(config: KubeConfig, credentials: str, api: ApiOptions) -> str:
+    """The kubelet APIs authorize every request through the nodes' credentials (a
+    SubjectAccessReview; bearer tokens a TokenReview): a shared user that may not make
+    them leaves every request refused. Per-node identities may, by the Node authorizer."""
+    if not api.enabled or api.anonymous or credentials != "shared":
+        return ""
+    missing = [resource for resource, group in (("subjectaccessreviews", "authorization.k8s.io"),
+                                                ("tokenreviews", "authentication.k8s.io"))
+               if not may(config, "create", resource, group)]
+    if not missing:
+        return ""
+    return (f"warning: the user of {config.source} may not create {' or '.join(missing)}: "
+            "the hollow kubelet APIs will refuse "
+            + ("every request" if "subjectaccessreviews" in missing else "bearer tokens")
+            + " (give it system:auth-delegator, or --kubelet-anonymous, unsafe)")
 
 
 def check_proxy_credentials(config: KubeConfig, credentials: str,

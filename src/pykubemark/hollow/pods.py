@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import math
 import random
@@ -49,6 +50,9 @@ TERMINAL = ("Succeeded", "Failed")
 #: The pod conditions a kubelet owns (kubetypes.PodConditionsByKubelet).
 KUBELET_CONDITIONS = frozenset(("PodScheduled", "Ready", "Initialized", "ContainersReady",
                                 "PodReadyToStartContainers"))
+#: How long the updates of a deleted pod still on their way are ignored: far beyond the
+#: lag between a DELETE and its watch event. A tombstone is dropped then, or at a relist.
+GONE_TTL = 120.0
 
 
 #: The volume manager's retry of a failed mount (nestedpendingoperations: 500 ms
@@ -282,8 +286,9 @@ class PodLifecycle:
         self._background: set[asyncio.Task[Any]] = set()
         #: Pods found already started (after a restart) and adopted as they were.
         self.adopted = 0
-        #: Pods this kubelet deleted (or found gone) whose DELETED event is still due.
-        self.gone: set[str] = set()
+        #: Deleted pods (our DELETE, a 404, a DELETED event) and when their tombstones
+        #: expire (time.monotonic), oldest first.
+        self.gone: dict[str, float] = {}
 
     # -- informer callbacks --------------------------------------------------------------
     def on_list(self, pods: list[Pod]) -> None:
@@ -294,7 +299,7 @@ class PodLifecycle:
             self.on_event("ADDED", pod)
         for uid in [u for u in self.pods if u not in seen]:
             self._forget(uid)
-        self.gone &= seen
+        self.gone = {uid: expiry for uid, expiry in self.gone.items() if uid in seen}
         if self.adopted > adopted:
             log.info("%s: adopted %d pods already started (IPs kept, containers not "
                      "restarted)", self.node_name, self.adopted - adopted)
@@ -302,12 +307,13 @@ class PodLifecycle:
     def on_event(self, kind: str, pod: Pod) -> None:
         uid = pod.metadata.uid
         if kind == "DELETED":
-            self.gone.discard(uid)
             self._forget(uid)
+            self._tombstone(uid)
             return
         if uid in self.gone:
             # an update from before our DELETE (the GC's graceful delete, our own last
-            # status): the pod is not started again, nor adopted as found Running
+            # status) or after the DELETED event (out of order): the pod is not started
+            # again, nor adopted as found Running
             return
         if pod.spec.nodeName != self.node_name:
             return
@@ -649,11 +655,24 @@ class PodLifecycle:
 
     def deleted(self, uid: str) -> None:
         """The pod is gone from the apiserver (our DELETE, or a 404): forget it, and
-        ignore its events still on their way, until the watch's DELETED (unless that
-        came first: nothing follows it, and a tombstone would stay)."""
+        ignore its events still on their way. Tombstones expire (``GONE_TTL``): one that
+        waited for a DELETED event already past (an update after it had re-admitted the
+        pod, whose next status write found it gone) stayed for the life of the node."""
         if uid in self.pods:
             self._forget(uid)
-            self.gone.add(uid)
+            self._tombstone(uid)
+
+    def _tombstone(self, uid: str) -> None:
+        now = time.monotonic()
+        self.gone.pop(uid, None)  # renewed at the end: the dict stays in expiry order
+        self.gone[uid] = now + GONE_TTL
+        self._expire_tombstones(now)
+
+    def _expire_tombstones(self, now: float) -> None:
+        expired = [uid for uid, _ in itertools.takewhile(lambda item: item[1] <= now,
+                                                         self.gone.items())]
+        for uid in expired:
+            del self.gone[uid]
 
     def _forget(self, uid: str) -> None:
         record = self.pods.pop(uid, None)
@@ -778,6 +797,7 @@ class PodLifecycle:
             if loop.time() >= next_batch:
                 next_batch = loop.time() + BATCH_PERIOD
                 self.channel.clear()
+                self._expire_tombstones(time.monotonic())
                 for record in list(self.pods.values()):
                     if self.needs_update(record.uid, record.version):
                         await self._sync(record.uid, record.version, record.status)

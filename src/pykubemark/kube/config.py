@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pykubemark.errors import UserError, read_yaml_mapping
+from pykubemark.errors import UserError, one_line, read_yaml_mapping
 
 
 @dataclass
@@ -62,9 +62,10 @@ def _named(items: list[dict] | None, name: str, what: str, path: str) -> dict:
         if isinstance(item, dict) and item.get("name") == name:
             value = item.get(what) or {}
             if not isinstance(value, dict):
-                raise UserError(f"kubeconfig {path}: {what} '{name}' is not a mapping")
+                raise UserError(f"kubeconfig {path}: {what} '{one_line(name)}' is not a "
+                                "mapping")
             return value
-    raise UserError(f"kubeconfig {path}: no {what} named '{name}'")
+    raise UserError(f"kubeconfig {path}: no {what} named '{one_line(name)}'")
 
 
 @dataclass
@@ -82,7 +83,10 @@ class _Merged:
         merged = cls(files=files)
         for path in files:
             raw = read_yaml_mapping(path, "kubeconfig", empty_ok=len(files) > 1)
-            merged.current_context = merged.current_context or raw.get("current-context") or ""
+            current = raw.get("current-context") or ""
+            if not isinstance(current, str):
+                raise UserError(f"kubeconfig {path}: current-context is not a string")
+            merged.current_context = merged.current_context or current
             for section, what in (("clusters", "cluster"), ("users", "user"),
                                   ("contexts", "context")):
                 items = raw.get(section) or []
@@ -93,8 +97,8 @@ class _Merged:
                         continue
                     value = item.get(what) or {}
                     if not isinstance(value, dict):
-                        raise UserError(
-                            f"kubeconfig {path}: {what} '{item['name']}' is not a mapping")
+                        raise UserError(f"kubeconfig {path}: {what} "
+                                        f"'{one_line(str(item['name']))}' is not a mapping")
                     merged.entries.setdefault(what, {}).setdefault(
                         str(item["name"]), (value, path))
         return merged
@@ -119,7 +123,8 @@ class _Merged:
         try:
             return self.entries.get(what, {})[name]
         except KeyError:
-            raise UserError(f"kubeconfig {self.where}: no {what} named '{name}'") from None
+            raise UserError(f"kubeconfig {self.where}: no {what} named "
+                            f"'{one_line(name)}'") from None
 
 
 def kubeconfig_files(path: str | Path | None) -> list[Path]:
@@ -134,14 +139,24 @@ def kubeconfig_files(path: str | Path | None) -> list[Path]:
     return [Path("~/.kube/config").expanduser()]
 
 
+def _string(section: dict, key: str) -> str | None:
+    """A field that must be a string when given."""
+    value = section.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UserError(f"{key} is not a string")
+    return value
+
+
 def _material(section: dict, key: str, base: Path) -> bytes | None:
     """The bytes of ``key-data`` (base64) or of the file ``key`` (relative to kubeconfig)."""
-    if data := section.get(f"{key}-data"):
+    if data := _string(section, f"{key}-data"):
         try:
             return base64.b64decode(data)
         except ValueError:
             raise UserError(f"{key}-data is not valid base64") from None
-    if name := section.get(key):
+    if name := _string(section, key):
         path = Path(name) if os.path.isabs(name) else base / name
         try:
             return path.read_bytes()
@@ -165,9 +180,11 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
     context_name, cluster, cluster_file, user, user_file = merged.resolve(context)
     server = str(cluster.get("server") or "").rstrip("/")
     if not server.startswith(("https://", "http://")):
-        raise UserError(f"kubeconfig {where}: cluster server '{server}' is not an http(s) URL")
+        raise UserError(f"kubeconfig {where}: cluster server '{one_line(server)}' is not an "
+                        "http(s) URL")
     insecure = bool(cluster.get("insecure-skip-tls-verify"))
     try:
+        tls_server_name = _string(cluster, "tls-server-name")
         ca = None if insecure else _material(cluster, "certificate-authority",
                                              cluster_file.parent)
         ssl_context = _ssl_context(server, ca, insecure, user, user_file.parent)
@@ -176,7 +193,7 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
         raise UserError(f"kubeconfig {where}: {exc.message}") from None
     return KubeConfig(server=server, ssl_context=ssl_context, headers=headers,
                       source=str(merged.files[0]) if len(merged.files) == 1 else where,
-                      tls_server_name=cluster.get("tls-server-name"),
+                      tls_server_name=tls_server_name,
                       context=context_name, ca_data=ca, insecure=insecure,
                       ssl_factory=lambda: _ssl_context(server, ca, insecure, user,
                                                        user_file.parent))
@@ -251,16 +268,16 @@ def _ssl_context(server: str, ca: bytes | None, insecure: bool, user: dict,
 
 
 def _auth_headers(user: dict, base: Path) -> dict[str, str]:
-    if token := user.get("token"):
+    if token := _string(user, "token"):
         return {"Authorization": f"Bearer {token}"}
-    if token_file := user.get("tokenFile"):
+    if token_file := _string(user, "tokenFile"):
         path = Path(token_file) if os.path.isabs(token_file) else base / token_file
         try:
             return {"Authorization": f"Bearer {path.read_text().strip()}"}
         except OSError as exc:
             raise UserError(f"cannot read tokenFile {path}: {exc.strerror}") from None
     if user.get("username"):
-        pair = f"{user['username']}:{user.get('password', '')}".encode()
+        pair = f"{user['username']}:{user.get('password') or ''}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
     if user.get("exec") or user.get("auth-provider"):
         raise UserError("exec and auth-provider credentials are not supported; use a token "
@@ -288,7 +305,7 @@ def flatten_kubeconfig(path: str | Path | None = None,
             data = _material(section, key, base)
             if data is not None:
                 out[f"{key}-data"] = base64.b64encode(data).decode()
-        if "token" not in user and (token_file := user.get("tokenFile")):
+        if "token" not in user and (token_file := _string(user, "tokenFile")):
             token_path = (Path(token_file) if os.path.isabs(token_file)
                           else user_file.parent / token_file)
             try:

@@ -24,6 +24,7 @@ from pykubemark.errors import UserError
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.load import templates
 from pykubemark.load.scenario import (
+    MAX_OBJECTS,
     POD_KINDS,
     SECONDS_PER_POD,
     ObjectSpec,
@@ -247,6 +248,10 @@ class LoadGenerator:
         target = values.integer(spec.hpa_target, f"{where}.hpa_target")
         run_seconds = (values.number(spec.run_seconds, f"{where}.run_seconds")
                        if spec.run_seconds is not None else None)
+        objects = max(0, count) * len(self.namespaces[:max(0, limit)]) * (1 + 3 * spec.config)
+        if objects > MAX_OBJECTS:
+            raise UserError(f"{values.where}: field '{where}.count': {objects} objects, more "
+                            f"than {MAX_OBJECTS} in one phase")
         labels = {RUN_LABEL: self.run_id, GROUP_LABEL: spec.group, SPEC_LABEL: spec.name}
         out = []
         for namespace in self.namespaces[:max(0, limit)]:
@@ -310,6 +315,17 @@ class LoadGenerator:
                     out[key] = f"{self.values.number(value, f'{where}.{name}'):g}"
             return out
         return {}
+
+    def check(self) -> None:
+        """Every expression of every phase evaluated once, as the run will evaluate it:
+        a mistake anywhere is refused before anything is created."""
+        for phase in self.scenario.phases:
+            pods = sum(p.pods for p in self.plan(phase))
+            self.qps(phase)
+            self.values.number(phase.timeout, f"phases.{phase.name}.timeout", pods=pods)
+            self.values.number(phase.hold, f"phases.{phase.name}.hold")
+            for spec in phase.scale:
+                self.values.number(spec.factor, f"phases.{phase.name}.scale.factor")
 
     def qps(self, phase: Phase) -> float:
         value = phase.qps if phase.qps is not None else self.values.names.get("qps", 0)

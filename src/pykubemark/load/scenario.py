@@ -23,7 +23,7 @@ from jinja2.exceptions import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from pykubemark.contract import POD_FAILURES, NodeFailure, Num
-from pykubemark.errors import UserError
+from pykubemark.errors import UserError, one_line
 from pykubemark.measure import registry
 
 #: What any wait on pods allows per pod it waits for, beside its fixed part: a phase's
@@ -35,6 +35,10 @@ KINDS = ("Deployment", "Job", "DaemonSet", "Pod", "Service", "ConfigMap", "Secre
 #: `measure.registry`, where every measurement is).
 PHASE_MEASUREMENTS = registry.names(registry.PHASE)
 RUN_MEASUREMENTS = registry.names(registry.RUN)
+#: Beyond these a scenario is a mistake, refused before anything is planned: Kubernetes'
+#: own scalability limits are 10 000 namespaces and 150 000 pods.
+MAX_NAMESPACES = 100_000
+MAX_OBJECTS = 1_000_000
 
 
 class ObjectSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -210,12 +214,16 @@ def scenario_text(name_or_path: str) -> tuple[str, str]:
         return (folder / f"{name_or_path}.yaml").read_text(), f"built-in scenario {name_or_path}"
     path = Path(name_or_path)
     if not path.exists():
-        raise UserError(f"no scenario '{name_or_path}': not a file, and the built-ins are "
-                        f"{', '.join(builtin_names())}")
+        raise UserError(f"no scenario '{one_line(name_or_path)}': not a file, and the "
+                        f"built-ins are {', '.join(builtin_names())}")
     try:
-        return path.read_text(), f"scenario {path}"
+        return path.read_text(), f"scenario {one_line(str(path))}"
     except OSError as exc:
-        raise UserError(f"scenario {path} cannot be read: {exc.strerror}") from None
+        raise UserError(f"scenario {one_line(str(path))} cannot be read: "
+                        f"{exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"scenario {one_line(str(path))} is not UTF-8 text (byte "
+                        f"{exc.start})") from None
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -231,11 +239,16 @@ def parse_scenario(text: str, where: str) -> Scenario:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{where}{line}: not valid YAML: {problem}") from None
+        raise UserError(f"{where}{line}: not valid YAML: {one_line(problem)}") from None
+    except RecursionError:
+        raise UserError(f"{where}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping with name and phases at the top")
     try:
         return msgspec.convert(data, Scenario)
+    except RecursionError:  # an alias that contains itself (&a [*a])
+        raise UserError(f"{where}: a value contains itself (a YAML alias in its own "
+                        "anchor)") from None
     except msgspec.ValidationError as exc:
         message = str(exc)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else ""
@@ -243,7 +256,7 @@ def parse_scenario(text: str, where: str) -> Scenario:
         line = _line_of(node, path)
         field = path.removeprefix("$.") or "scenario"
         at = f" line {line}" if line else ""
-        raise UserError(f"{where}{at}: field '{field}': {reason}") from None
+        raise UserError(f"{where}{at}: field '{one_line(field)}': {one_line(reason)}") from None
 
 
 def _line_of(node: yaml.Node | None, path: str) -> int | None:
@@ -267,7 +280,39 @@ def _line_of(node: yaml.Node | None, path: str) -> int | None:
 
 
 # -- evaluation --------------------------------------------------------------------------
-_env = SandboxedEnvironment()
+#: Exponents and sequence repetitions beyond these would take the machine's memory or
+#: time (``9 ** 9 ** 9``, ``'x' * 10 ** 10``): refused as the user's mistake.
+MAX_EXPONENT = 4096
+MAX_REPEAT = 1_000_000
+#: Filters that compute numbers; jinja2's others build text (``center``, ``indent``...).
+FILTERS = ("abs", "default", "float", "int", "length", "max", "min", "round", "sum")
+
+
+class _Sandbox(SandboxedEnvironment):
+    """jinja2's sandbox with nothing but arithmetic: no globals of its own (``range``,
+    ``lipsum``...), numeric filters only, and powers and repetitions bounded."""
+
+    intercepted_binops = frozenset(("**", "*"))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.globals.clear()
+        self.filters = {name: self.filters[name] for name in FILTERS}
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT \
+                    and isinstance(left, int | float) and abs(left) > 1:
+                raise ValueError(f"exponent {right} too large")
+            return left ** right
+        for sequence, times in ((left, right), (right, left)):
+            if isinstance(sequence, str | list | tuple) and isinstance(times, int) \
+                    and len(sequence) * times > MAX_REPEAT:
+                raise ValueError(f"a sequence of {len(sequence) * times} items")
+        return left * right
+
+
+_env = _Sandbox()
 FUNCTIONS: dict[str, Any] = {
     "min": min, "max": max, "int": int, "round": round, "ceil": math.ceil,
     "floor": math.floor, "uniform": random.uniform, "randint": random.randint,
@@ -286,12 +331,14 @@ class Values:
             raise UserError(f"{self.where}: field '{field}' has no value")
         if isinstance(value, bool):
             raise UserError(f"{self.where}: field '{field}': expected a number, got {value}")
-        if isinstance(value, int | float):
-            return value
-        result = self._eval(value.removeprefix("="), field, extra)
+        result = value if isinstance(value, int | float) \
+            else self._eval(value.removeprefix("="), field, extra)
         if isinstance(result, bool) or not isinstance(result, int | float):
-            raise UserError(f"{self.where}: field '{field}': '{value}' gives {result!r}, "
-                            f"not a number")
+            raise UserError(f"{self.where}: field '{field}': '{one_line(str(value))}' gives "
+                            f"{one_line(repr(result)[:80])}, not a number")
+        if not math.isfinite(result):
+            raise UserError(f"{self.where}: field '{field}': '{one_line(str(value))}' gives "
+                            f"{result}, not a finite number")
         return result
 
     def integer(self, value: Num | None, field: str, **extra: Any) -> int:
@@ -301,9 +348,13 @@ class Values:
         try:
             compiled = _env.compile_expression(expression, undefined_to_none=False)
             return compiled(**FUNCTIONS, **self.names, **extra)
-        except (TemplateError, TypeError, ValueError, ZeroDivisionError) as exc:
+        except (TemplateError, ArithmeticError, LookupError, AttributeError, NameError,
+                RecursionError, TypeError, ValueError) as exc:
+            # the user's expression, whatever it raises (jinja2 folds 1e309 into a
+            # constant `inf` that its generated code then cannot name: NameError)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"{self.where}: field '{field}': cannot evaluate "
-                            f"'{expression}': {exc}") from None
+                            f"'{one_line(expression)}': {one_line(first)}") from None
 
 
 def resolve_parameters(scenario: Scenario, nodes: int, overrides: dict[str, Any],
@@ -313,14 +364,19 @@ def resolve_parameters(scenario: Scenario, nodes: int, overrides: dict[str, Any]
     unknown = sorted(set(overrides) - set(scenario.parameters) - {"nodes"})
     if unknown:
         known = ", ".join(scenario.parameters) or "none"
-        raise UserError(f"{where} has no parameter {', '.join(unknown)} (known: {known})")
+        raise UserError(f"{where} has no parameter {one_line(', '.join(unknown))} (known: "
+                        f"{one_line(known)})")
     values = Values({"nodes": nodes}, where)
     for name, default in scenario.parameters.items():
         value = overrides.get(name, default)
         if isinstance(value, str) and value.startswith("="):
             value = values.number(value, f"parameters.{name}")
         values.names[name] = value
-    values.names["namespaces"] = max(1, values.integer(scenario.namespaces, "namespaces"))
+    namespaces = max(1, values.integer(scenario.namespaces, "namespaces"))
+    if namespaces > MAX_NAMESPACES:
+        raise UserError(f"{where}: field 'namespaces': {namespaces} namespaces, more than "
+                        f"{MAX_NAMESPACES}")
+    values.names["namespaces"] = namespaces
     return values
 
 
@@ -330,9 +386,9 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
-            raise UserError(f"--set {pair}: expected NAME=VALUE")
+            raise UserError(f"--set {one_line(pair)}: expected NAME=VALUE")
         try:
             out[name.strip()] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             out[name.strip()] = raw
     return out

@@ -71,6 +71,7 @@ CLUSTER_DNS = "10.0.0.10"
 FORWARDER = "apiserver-forwarder"
 SHIM_SOCKETS = Path("/run/containerd/s")
 CNI_RESULTS = Path("/var/lib/cni/results")
+LOG_LINKS = Path("/var/log/containers")
 
 
 def _ensure_packages(progress: Callable[[str], None]) -> None:
@@ -268,7 +269,26 @@ def _kubelet_config(cluster: LocalCluster, node: RealNode, binaries: Binaries,
         # Since 1.35 a kubelet refuses cgroup v1 hosts unless told (KEP-5573); these
         # machines mount v1.
         **({"failCgroupV1": False} if binaries.release.minor_version >= (1, 31) else {}),
+        # the pods' logs in the node's directory (removed with it), not the host's
+        # /var/log/pods; the kubelet refuses a path that is not ASCII
+        **({"podLogsDir": str(_pod_logs(node))}
+           if binaries.release.minor_version >= (1, 29) and str(_pod_logs(node)).isascii()
+           else {}),
     }
+
+
+def _pod_logs(node: RealNode) -> Path:
+    return Path(os.path.normpath(Path(node.directory) / "pod-logs"))
+
+
+def _remove_log_links(node: RealNode) -> None:
+    """The kubelet's links in /var/log/containers (a fixed path) to this node's pod logs,
+    which go with its directory."""
+    prefix = str(_pod_logs(node)) + "/"
+    for link in LOG_LINKS.glob("*.log") if LOG_LINKS.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if link.is_symlink() and os.readlink(link).startswith(prefix):
+                link.unlink()
 
 
 def _kube_proxy_config(cluster: LocalCluster, node: RealNode) -> dict:
@@ -590,6 +610,7 @@ def _undo(cluster: LocalCluster, node: RealNode) -> list[str]:
             _record(cluster, node, cgroup=None)
     _unmount_under(d)
     _remove_runtime_leftovers(sock, d / "containerd" / "state", node.cni_network)
+    _remove_log_links(node)
     for field, undo in (("veth", netns.delete_link), ("netns", netns.delete_namespace),
                         ("cni_bridge", netns.delete_link)):
         value = getattr(node, field)

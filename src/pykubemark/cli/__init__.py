@@ -57,6 +57,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Built-in scenarios: list them, or print one to copy and change."),
     "status": ("cluster", "status",
                "Show each component of the local clusters: pid, port, health."),
+    "trend": ("ab", "trend",
+              "The history of one scenario over many runs: each metric's series and the "
+              "change points in it, naming the first run after each shift."),
     "undeploy": ("deploy", "undeploy",
                  "Remove what `deploy` created on the base cluster (and the target's Nodes)."),
     "up": ("cluster", "up",

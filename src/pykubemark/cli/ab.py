@@ -142,3 +142,39 @@ def _print_metrics(result) -> None:
     console.print(f"runs used: {used['baseline']} baseline, {used['candidate']} candidate; "
                   f"{result.confidence * 100:g} % intervals; verdict: {result.verdict}"
                   + (f" ({', '.join(result.regressions)})" if result.regressions else ""))
+
+
+@click.command()
+@click.argument("directories", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None,
+              help="Write the page here (default: ./trend.html).")
+@click.option("--penalty", type=click.FloatRange(0, min_open=True), default=None,
+              help="Change-point penalty factor (default: 8; higher finds fewer).")
+def trend(directories: tuple[Path, ...], html_out: Path | None,
+          penalty: float | None) -> None:
+    """The history of one scenario over many runs: each metric's series and the change
+    points in it, naming the first run after each shift.
+
+    DIRECTORIES are `run --out` directories, or directories holding them (an `ab`
+    output, a CI's archive of runs); runs are put in the order they started.
+    """
+    from pykubemark.ab.trend import PENALTY, write_trend_html
+    from pykubemark.ab.trend import trend as find_trend
+
+    result = find_trend(list(directories), penalty=penalty or PENALTY)
+    table = Table(title=f"{result.scenario}: {len(result.runs)} runs", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in ("metric", "first run after the shift", "before", "after", "ratio"):
+        table.add_column(column, overflow="fold")
+    for metric in result.metrics:
+        for shift in metric.shifts:
+            table.add_row(Text(metric.title), Text(f"{shift.run} (#{shift.index + 1})"),
+                          f"{shift.before:.4g}", f"{shift.after:.4g}", f"×{shift.ratio:.2f}")
+    out = console if console.is_terminal else Console(width=160)
+    if table.row_count:
+        out.print(table)
+    else:
+        console.print(f"no shift in any of {len(result.metrics)} metrics over "
+                      f"{len(result.runs)} runs")
+    page = write_trend_html(result, html_out or Path("trend.html"))
+    console.print(f"trend page: {page}")

@@ -65,9 +65,9 @@ def matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def half_width(low: float, high: float, ratio: float) -> float | None:
+def half_width(low: float, high: float | None) -> float | None:
     """Half the interval's width on the log scale (None: unbounded)."""
-    if low <= 0 or not math.isfinite(high):
+    if low <= 0 or high is None:
         return None
     return (math.log(high) - math.log(low)) / 2
 
@@ -75,8 +75,7 @@ def half_width(low: float, high: float, ratio: float) -> float | None:
 def metric_rows(result: AbResult) -> list[dict[str, Any]]:
     return [{"name": m.name, "group": m.group, "slo": m.slo, "verdict": m.result.verdict,
              "ratio": round(m.result.ratio, 4), "low": round(m.result.low, 4),
-             "high": m.result.high if not math.isfinite(m.result.high)
-             else round(m.result.high, 4),
+             "high": None if m.result.high is None else round(m.result.high, 4),
              "detectable": None if m.result.detectable is None
              else round(m.result.detectable, 4)} for m in result.metrics]
 
@@ -113,15 +112,13 @@ def comparison(kind: str, index: int, design: str, options: dict[str, Any],
 def aa_figures(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, Any]:
     verdicts = [m for row in rows for m in row.get(key, [])]
     false = [m for m in verdicts if m["verdict"] != NO_CHANGE]
-    widths = [w for m in verdicts if (w := half_width(m["low"], m["high"] if isinstance(
-        m["high"], float) else math.inf, m["ratio"])) is not None]
+    widths = [w for m in verdicts if (w := half_width(m["low"], m["high"])) is not None]
     groups: dict[str, dict[str, Any]] = {}
     for m in verdicts:
         g = groups.setdefault(m["group"], {"verdicts": 0, "false_alarms": 0, "widths": []})
         g["verdicts"] += 1
         g["false_alarms"] += m["verdict"] != NO_CHANGE
-        w = half_width(m["low"], m["high"] if isinstance(m["high"], float) else math.inf,
-                       m["ratio"])
+        w = half_width(m["low"], m["high"])
         if w is not None:
             g["widths"].append(w)
     for g in groups.values():
@@ -178,9 +175,12 @@ def slow_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
               help="Where the comparisons' directories go.")
 @click.option("--keep-runs", is_flag=True, help="Keep each run's directory.")
 @click.option("--label", default="", help="Part of the result file's name.")
+@click.option("--pool", "pool", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="An earlier result file of the same settings whose comparisons count "
+              "with this run's (e.g. the A/A comparisons of a --design both run).")
 def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: int,
          slow: int, design: str, name: str, work_dir: Path, keep_runs: bool,
-         label: str) -> None:
+         label: str, pool: tuple[Path, ...]) -> None:
     """A/A false alarms and known-slowdown detection of `pykubemark ab`."""
     run_args = ["--pods-per-node", str(pods_per_node)] if pods_per_node is not None else []
     options = {"scenario": scenario, "nodes": nodes, "run_args": run_args,
@@ -193,6 +193,15 @@ def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: 
                               "affected": list(AFFECTED), "unaffected": list(UNAFFECTED)},
                    "environment": environment(), "comparisons": []}
     rows: list[dict[str, Any]] = result.data["comparisons"]
+    same = ("scenario", "nodes", "run_args", "repeat")
+    for path in pool:
+        earlier = ResultFile.reopen(path).data
+        if any(earlier["params"].get(k) != options[k] for k in same):
+            raise click.UsageError(f"--pool {path}: other settings ({earlier['params']})")
+        pooled = [{**row, "pooled_from": path.name} for row in earlier["comparisons"]
+                  if row["design"] in designs and row["status"] == "completed"]
+        rows.extend(pooled)
+        console.print(f"pooled {len(pooled)} comparisons from {path.name}")
 
     def summarise() -> None:
         result.data["aa"] = {d: aa_figures([r for r in rows if r["kind"] == "aa"
@@ -205,8 +214,12 @@ def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: 
         result.save()
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    plan = [("aa", i, d) for d in designs for i in range(1, aa + 1)]
-    plan += [("slow", i, designs[0]) for i in range(1, slow + 1)]
+    def first(kind: str, which: str) -> int:  # numbered after the pooled ones
+        return 1 + sum(1 for r in rows if r["kind"] == kind and r["design"] == which)
+
+    plan = [("aa", i, d) for d in designs for i in range(first("aa", d), first("aa", d) + aa)]
+    plan += [("slow", i, designs[0])
+             for i in range(first("slow", designs[0]), first("slow", designs[0]) + slow)]
     with recording_status(result.data):
         try:
             for kind, index, which in plan:

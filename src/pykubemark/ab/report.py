@@ -28,7 +28,7 @@ def ratio_text(value: float) -> str:
 def interval_text(metric: MetricResult) -> str:
     r = metric.result
     low = "0" if r.low <= 0 else f"{r.low:.3f}"
-    high = "∞" if not math.isfinite(r.high) else f"{r.high:.3f}"
+    high = "∞" if r.high is None else f"{r.high:.3f}"
     return f"[{low}, {high}]"
 
 
@@ -38,11 +38,14 @@ def detectable_text(metric: MetricResult) -> str:
 
 
 def _strip(metric: MetricResult) -> plots.Strip:
-    median = metric.result.baseline_median or 1.0
-    return plots.Strip(label=metric.title, baseline=[v / median for v in metric.baseline],
-                       candidate=[v / median for v in metric.candidate],
+    # as the statistics count them: a value below the floor is the floor
+    median = max(metric.result.baseline_median, metric.floor) or 1.0
+    return plots.Strip(label=metric.title,
+                       baseline=[max(v, metric.floor) / median for v in metric.baseline],
+                       candidate=[max(v, metric.floor) / median for v in metric.candidate],
                        ratio=metric.result.ratio, low=metric.result.low,
-                       high=metric.result.high, verdict=metric.result.verdict)
+                       high=math.inf if metric.result.high is None else metric.result.high,
+                       verdict=metric.result.verdict)
 
 
 def report_context(result: AbResult) -> dict[str, Any]:

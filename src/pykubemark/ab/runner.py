@@ -152,7 +152,8 @@ def analyse(result: AbResult, out: Path) -> AbResult:
             judged.append(MetricResult(
                 name=metric.name, title=metric.title, unit=metric.unit, group=metric.group,
                 higher_is_better=metric.higher_is_better, slo=metric.slo,
-                fails=fails(metric, tuple(result.fail_on)), baseline=b, candidate=c,
+                fails=fails(metric, tuple(result.fail_on)), floor=metric.floor,
+                baseline=b, candidate=c,
                 result=verdict))
     judged.sort(key=lambda m: (SEVERITY[m.result.verdict], not m.fails, not m.slo,
                                -abs(m.result.ratio - 1), m.name))
@@ -340,7 +341,7 @@ class AbRun:
         shown = [m for m in self.result.metrics if m.slo][:6]
         for m in shown:
             r = m.result
-            high = "∞" if r.high == float("inf") else f"{r.high:.2f}"
+            high = "∞" if r.high is None else f"{r.high:.2f}"
             self.say(f"    {m.title}: ×{r.ratio:.2f} [{r.low:.2f}, {high}] {r.verdict}")
 
     def execute(self) -> None:

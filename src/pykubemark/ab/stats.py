@@ -114,7 +114,7 @@ class Verdict(msgspec.Struct, frozen=True):
 
     ratio: float
     low: float                    # of the ratio; 0 when not bounded below
-    high: float                   # inf when not bounded above
+    high: float | None            # None when not bounded above (JSON has no infinity)
     verdict: str                  # REGRESSION | IMPROVEMENT | NO_CHANGE
     baseline_median: float
     candidate_median: float
@@ -164,6 +164,7 @@ def compare_values(baseline: Sequence[float], candidate: Sequence[float], *,
             detectable = max(detectable, floor / base_median)
     return Verdict(
         ratio=math.exp(interval.estimate), low=math.exp(interval.low),
-        high=math.exp(interval.high), verdict=verdict, baseline_median=base_median,
+        high=math.exp(interval.high) if math.isfinite(interval.high) else None,
+        verdict=verdict, baseline_median=base_median,
         candidate_median=cand_median, detectable=detectable, confidence=confidence,
         paired=paired, baseline_runs=len(baseline), candidate_runs=len(candidate))

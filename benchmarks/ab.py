@@ -31,6 +31,7 @@ writes the same figures, labelled with its command (`environment.argv`).
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import math
 import shutil
@@ -42,7 +43,7 @@ from typing import Any
 import click
 from benchlib import ResultFile, console, environment, recording_status, run_cli, utcnow
 
-from pykubemark.ab.result import AbResult
+from pykubemark.ab.result import AbResult, read_result
 from pykubemark.ab.runner import DEFAULT_DESIGN, DEFAULT_REPEAT, AbOptions, AbRun, analyse
 from pykubemark.ab.spec import resolve_side
 from pykubemark.ab.stats import NO_CHANGE, REGRESSION
@@ -80,21 +81,41 @@ def metric_rows(result: AbResult) -> list[dict[str, Any]]:
              else round(m.result.detectable, 4)} for m in result.metrics]
 
 
+def reusable(out: Path, options: dict[str, Any], design: str) -> AbResult | None:
+    """A completed comparison of the same settings left in its directory (--resume)."""
+    if not (out / "ab.json").is_file() or not (out / "runs").is_dir():
+        return None
+    earlier = read_result(out / "ab.json")
+    if earlier.status != "completed" or earlier.design != design \
+            or earlier.nodes != options["nodes"] \
+            or sum(r.usable for r in earlier.runs) != 2 * options["repeat"]:
+        return None
+    return analyse(earlier, out)
+
+
 def comparison(kind: str, index: int, design: str, options: dict[str, Any],
-               work: Path, keep_runs: bool) -> dict[str, Any]:
+               work: Path, keep_runs: bool, resume: bool = False) -> dict[str, Any]:
     out = work / f"{kind}-{design}-{index:02d}"
-    shutil.rmtree(out, ignore_errors=True)
-    candidate_flags = {"apiserver": SLOWDOWN} if kind == "slow" else {}
-    ab_options = AbOptions(
-        scenario=options["scenario"], baseline=resolve_side("baseline", None),
-        candidate=resolve_side("candidate", None, candidate_flags), out=out,
-        nodes=options["nodes"], run_args=tuple(options["run_args"]),
-        parameters=options["parameters"], repeat=options["repeat"], design=design,
-        name=options["name"])
-    started = time.monotonic()
-    result = AbRun(ab_options, say=lambda line: console.print(f"  [{kind} {index}] {line}",
-                                                              highlight=False)).run()
-    minutes = (time.monotonic() - started) / 60
+    result = reusable(out, options, design) if resume else None
+    minutes = 0.0
+    if result is not None:
+        console.print(f"  reusing the completed comparison in {out}")
+        started_at = dt.datetime.fromisoformat(result.started.replace("Z", "+00:00"))
+        ended_at = dt.datetime.fromisoformat(str(result.finished).replace("Z", "+00:00"))
+        minutes = (ended_at - started_at).total_seconds() / 60
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        candidate_flags = {"apiserver": SLOWDOWN} if kind == "slow" else {}
+        ab_options = AbOptions(
+            scenario=options["scenario"], baseline=resolve_side("baseline", None),
+            candidate=resolve_side("candidate", None, candidate_flags), out=out,
+            nodes=options["nodes"], run_args=tuple(options["run_args"]),
+            parameters=options["parameters"], repeat=options["repeat"], design=design,
+            name=options["name"])
+        started = time.monotonic()
+        result = AbRun(ab_options, say=lambda line: console.print(
+            f"  [{kind} {index}] {line}", highlight=False)).run()
+        minutes = (time.monotonic() - started) / 60
     row: dict[str, Any] = {
         "kind": kind, "index": index, "design": design, "status": result.status,
         "minutes": round(minutes, 2), "directory": str(out),
@@ -174,13 +195,15 @@ def slow_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
               default=Path("/tmp/pykubemark-ab-bench"), show_default=True,
               help="Where the comparisons' directories go.")
 @click.option("--keep-runs", is_flag=True, help="Keep each run's directory.")
+@click.option("--resume", is_flag=True,
+              help="Reuse the completed comparisons of the same settings in --work-dir.")
 @click.option("--label", default="", help="Part of the result file's name.")
 @click.option("--pool", "pool", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="An earlier result file of the same settings whose comparisons count "
               "with this run's (e.g. the A/A comparisons of a --design both run).")
 def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: int,
          slow: int, design: str, name: str, work_dir: Path, keep_runs: bool,
-         label: str, pool: tuple[Path, ...]) -> None:
+         label: str, pool: tuple[Path, ...], resume: bool) -> None:
     """A/A false alarms and known-slowdown detection of `pykubemark ab`."""
     run_args = ["--pods-per-node", str(pods_per_node)] if pods_per_node is not None else []
     options = {"scenario": scenario, "nodes": nodes, "run_args": run_args,
@@ -224,7 +247,7 @@ def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: 
         try:
             for kind, index, which in plan:
                 console.print(f"[bold]{kind} comparison {index} ({which})[/]")
-                row = comparison(kind, index, which, options, work_dir, keep_runs)
+                row = comparison(kind, index, which, options, work_dir, keep_runs, resume)
                 rows.append(row)
                 summarise()
                 if row["status"] != "completed":

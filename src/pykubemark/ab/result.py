@@ -50,11 +50,11 @@ class MetricResult(msgspec.Struct):
     slo: bool
     #: Whether a regression of it fails the comparison (`--fail-on`).
     fails: bool
-    #: Changes within it are not news; values below it count as it (`ab.stats`).
-    floor: float
     baseline: list[float]
     candidate: list[float]
     result: Verdict
+    #: Changes within it are not news; values below it count as it (`ab.stats`).
+    floor: float = 0.0
 
 
 class AbResult(msgspec.Struct):

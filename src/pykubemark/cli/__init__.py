@@ -21,6 +21,9 @@ from pykubemark.errors import UserError
 #: Each command: the module of this package that defines it, the function's name there,
 #: and the first paragraph of its help.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ab": ("ab", "ab",
+           "A/B of two control planes: repeated runs of a scenario on each, a verdict per "
+           "metric with its confidence; exit code 1 on a regression."),
     "alive": ("alive", "alive",
               "Exit 0 if `hollow --heartbeat-file` touched HEARTBEAT_FILE in the last "
               "--max-age seconds (the liveness probe of the shard pods of `deploy`), else 1."),
@@ -54,6 +57,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Built-in scenarios: list them, or print one to copy and change."),
     "status": ("cluster", "status",
                "Show each component of the local clusters: pid, port, health."),
+    "trend": ("ab", "trend",
+              "The history of one scenario over many runs: each metric's series and the "
+              "change points in it, naming the first run after each shift."),
     "undeploy": ("deploy", "undeploy",
                  "Remove what `deploy` created on the base cluster (and the target's Nodes)."),
     "up": ("cluster", "up",

@@ -33,6 +33,9 @@ from pykubemark.engines import NodeOptions
               help="Extra kube-controller-manager flag (the last one of a name wins).")
 @click.option("--scheduler-arg", "scheduler_args", multiple=True,
               help="Extra kube-scheduler flag (the last one of a name wins).")
+@click.option("--etcd-arg", "etcd_args", multiple=True,
+              help="Extra etcd flag, e.g. --etcd-arg=--snapshot-count=1000 (the last one of a "
+              "name wins).")
 @click.option("--nodes", type=click.IntRange(0, 100_000), default=0, show_default=True,
               help="Hollow nodes to start with the cluster (stopped by `down`).")
 @click.option("--size", type=click.IntRange(0, 100_000), default=None,
@@ -64,14 +67,15 @@ from pykubemark.engines import NodeOptions
 def up(name: str, bin_dir: Path | None, kubernetes_version: str | None,
        apiserver_port: int | None, audit: bool, etcd_tmpfs: bool, apiserver_args: tuple[str, ...],
        controller_manager_args: tuple[str, ...], scheduler_args: tuple[str, ...],
-       nodes: NodeOptions, size: int | None, engine: str, real_nodes: int, real_node: bool,
-       load_images: tuple[Path, ...], addons: str | None, prometheus: bool) -> None:
+       etcd_args: tuple[str, ...], nodes: NodeOptions, size: int | None, engine: str,
+       real_nodes: int, real_node: bool, load_images: tuple[Path, ...], addons: str | None,
+       prometheus: bool) -> None:
     """Start a local control plane (etcd, apiserver, scheduler, controller-manager)."""
     started = lifecycle.up(lifecycle.UpRequest(
         cluster=UpOptions(name=name, apiserver_port=apiserver_port, audit=audit,
                           etcd_tmpfs=etcd_tmpfs, apiserver_args=apiserver_args,
                           controller_manager_args=controller_manager_args,
-                          scheduler_args=scheduler_args,
+                          scheduler_args=scheduler_args, etcd_args=etcd_args,
                           size=nodes.count if size is None else size),
         bin_dir=bin_dir, kubernetes_version=kubernetes_version, engine=engine, nodes=nodes,
         real_nodes=real_nodes, real_node=real_node, load_images=load_images,

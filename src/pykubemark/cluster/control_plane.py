@@ -113,6 +113,8 @@ class UpOptions:
     apiserver_args: tuple[str, ...] = ()
     controller_manager_args: tuple[str, ...] = ()
     scheduler_args: tuple[str, ...] = ()
+    #: Extra etcd flags, after pykubemark's own (etcd takes the last of a name).
+    etcd_args: tuple[str, ...] = ()
     timeout: float = 120.0
     #: Nodes the control plane is sized for (`up --nodes`, or `--size`): see
     #: `sized_apiserver_flags`.
@@ -259,6 +261,7 @@ class LocalCluster:
             "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", f"default={peer_url}", "--quota-backend-bytes", str(8 << 30),
+            *options.etcd_args,
         ], port=port["etcd"], health_url=f"{etcd_url}/health")
         wait_until("etcd to be healthy", lambda: health.healthy(etcd.health_url or ""), etcd,
               options.timeout)

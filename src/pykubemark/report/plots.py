@@ -18,6 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -173,4 +175,89 @@ def time_series(series: Mapping[str, Sequence[Sequence[float]]], unit: str, *, s
             ax.set_title(title, loc="left", fontsize=10)
         if len(series) > 1:
             ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    return _svg(fig, salt)
+
+
+@dataclass
+class Strip:
+    """One metric of an A/B: each side's runs and the ratio's interval, all as ratios
+    to the baseline's median."""
+
+    label: str
+    baseline: Sequence[float]
+    candidate: Sequence[float]
+    ratio: float
+    low: float
+    high: float
+    verdict: str
+
+
+_VERDICT_COLORS = {"regression": FAIL_COLOR, "improvement": "#1e7b34"}
+
+
+def ab_strips(strips: Sequence[Strip], *, salt: str) -> str:
+    """Per metric, a row: the baseline's runs (hollow dots) and the candidate's (filled),
+    each divided by the baseline's median, and the candidate/baseline ratio with its
+    interval (a bar, red for a regression, green for an improvement), on a log axis."""
+    height = 0.9 + 0.34 * len(strips)
+    everything = [v for s in strips for v in (*s.baseline, *s.candidate, s.ratio)
+                  if v > 0 and np.isfinite(v)]
+    everything += [v for s in strips for v in (s.low, s.high) if v > 0 and np.isfinite(v)]
+    lo = min([*everything, 0.8]) / 1.15
+    hi = max([*everything, 1.25]) * 1.15
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(7.5, height)
+        ax = fig.add_subplot()
+        ys = np.arange(len(strips))[::-1].astype(float)
+        for y, s in zip(ys, strips, strict=True):
+            color = _VERDICT_COLORS.get(s.verdict, "#555555")
+            low = s.low if s.low > 0 else lo
+            high = s.high if np.isfinite(s.high) else hi
+            ax.plot([low, high], [y, y], color=color, linewidth=5, alpha=0.35,
+                    solid_capstyle="butt", zorder=1)
+            ax.plot([s.ratio], [y], marker="|", color=color, markersize=12, zorder=2)
+            base = [max(v, lo) for v in s.baseline]
+            cand = [max(v, lo) for v in s.candidate]
+            ax.scatter(base, [y + 0.18] * len(base), s=14, facecolors="none",
+                       edgecolors=COLORS[0], linewidths=0.9, zorder=3)
+            ax.scatter(cand, [y - 0.18] * len(cand), s=14, color=COLORS[1], zorder=3)
+        ax.axvline(1.0, color="#333333", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([s.label for s in strips], fontsize=8)
+        ax.set_ylim(-0.7, len(strips) - 0.3)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("÷ the baseline's median (log scale); bar: the ratio's interval")
+        ax.scatter([], [], s=14, facecolors="none", edgecolors=COLORS[0], label="baseline runs")
+        ax.scatter([], [], s=14, color=COLORS[1], label="candidate runs")
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=8)
+    return _svg(fig, salt)
+
+
+def trend_series(values: Sequence[float | None], labels: Sequence[str], unit: str, *,
+                 shifts: Sequence[int], salt: str, title: str = "") -> str:
+    """One metric over a history of runs, with a dashed line before the first run after
+    each change point and the mean of each segment."""
+    xs = np.arange(len(values))
+    ys = np.array([np.nan if v is None else v for v in values], dtype=float)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(7.5, 2.4)
+        ax = fig.add_subplot()
+        ax.plot(xs, ys, color=COLORS[0], linewidth=1.1, marker=".", markersize=5)
+        edges = [0, *shifts, len(values)]
+        for a, b in itertools.pairwise(edges):
+            segment = ys[a:b]
+            if np.isfinite(segment).any():
+                ax.plot([a - 0.3, b - 0.7], [np.nanmean(segment)] * 2, color="#888888",
+                        linewidth=1, linestyle=":")
+        for shift in shifts:
+            ax.axvline(shift - 0.5, color=THRESHOLD_COLOR, linestyle="--", linewidth=1)
+        step = max(1, len(labels) // 12)
+        ax.set_xticks(xs[::step])
+        ax.set_xticklabels([labels[i] for i in range(0, len(labels), step)], fontsize=7,
+                           rotation=30, ha="right")
+        ax.set_ylabel(unit)
+        if title:
+            ax.set_title(title, loc="left", fontsize=10)
     return _svg(fig, salt)

@@ -11,7 +11,7 @@ DEMO_OUT ?= results/demo-$(shell date +%Y%m%d-%H%M%S)
 KUBECTL = $(BIN)/pykubemark kubectl --name demo --
 
 .PHONY: all venv provision unit test lint bench bench-fidelity bench-cost bench-real-nodes \
-	bench-failures bench-addons bench-scale bench-headline bench-reliability demo demo-down clean
+	bench-failures bench-addons bench-sensitivity bench-ab bench-scale bench-headline bench-reliability demo demo-down clean
 
 all: test
 
@@ -30,7 +30,7 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks
 
 unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n 2 tests/unit
 
 # Unit tests and lint first: they fail in seconds, before any build.
 test: unit lint provision
@@ -63,6 +63,17 @@ bench-failures: provision
 # What metrics-server's scraping costs the fleet, per hollow node (~10 min).
 bench-addons: provision
 	$(BIN)/python benchmarks/addons_cost.py
+
+# A density run on real and on hollow nodes under five control-plane changes: does a
+# change show the same on both? (40 runs, ~1 h)
+bench-sensitivity: provision
+	$(BIN)/python benchmarks/sensitivity.py
+
+# How honest `ab`'s verdicts are (A/A false alarms per design, a known slowdown found;
+# hours at the defaults), and the change-point library `trend` uses (seconds).
+bench-ab: provision
+	$(BIN)/python benchmarks/changepoints.py
+	$(BIN)/python benchmarks/ab.py
 
 # The largest fleet one process holds on one core, kubelet and lite fidelity (~1 h).
 bench-scale: provision

@@ -41,7 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from benchlib import ResultFile, console, environment, recording_status, run_cli, utcnow
+from benchlib import (
+    ResultFile,
+    console,
+    environment,
+    recording_status,
+    results_dir_option,
+    run_cli,
+    utcnow,
+)
 
 from pykubemark.ab.result import AbResult, read_result
 from pykubemark.ab.runner import DEFAULT_DESIGN, DEFAULT_REPEAT, AbOptions, AbRun, analyse
@@ -201,16 +209,17 @@ def slow_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 @click.option("--pool", "pool", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="An earlier result file of the same settings whose comparisons count "
               "with this run's (e.g. the A/A comparisons of a --design both run).")
+@results_dir_option()
 def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: int,
          slow: int, design: str, name: str, work_dir: Path, keep_runs: bool,
-         label: str, pool: tuple[Path, ...], resume: bool) -> None:
+         label: str, pool: tuple[Path, ...], resume: bool, results_dir: Path) -> None:
     """A/A false alarms and known-slowdown detection of `pykubemark ab`."""
     run_args = ["--pods-per-node", str(pods_per_node)] if pods_per_node is not None else []
     options = {"scenario": scenario, "nodes": nodes, "run_args": run_args,
                "parameters": {"pods_per_node": pods_per_node} if pods_per_node else {},
                "repeat": repeat, "name": name}
     designs = ["interleaved", "together"] if design == "both" else [design]
-    result = ResultFile(f"ab{'-' + label if label else ''}")
+    result = ResultFile(f"ab{'-' + label if label else ''}", results_dir)
     result.data = {"benchmark": "ab", "label": label, "started": utcnow(),
                    "params": {**options, "aa": aa, "slow": slow, "design": design,
                               "affected": list(AFFECTED), "unaffected": list(UNAFFECTED)},

@@ -146,14 +146,18 @@ def score(series: list[dict[str, Any]], found: list[list[int]]) -> dict[str, Any
 @click.option("--otava-python", default=None, help="A python with apache-otava.")
 @click.option("--worker", "worker_name", default=None, hidden=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, hidden=True)
+# click only: the worker runs under other virtualenvs, without benchlib or pykubemark
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=RESULTS, show_default=True)
 def main(count: int, seed: int, spa_python: str | None, otava_python: str | None,
-         worker_name: str | None, data: Path | None) -> None:
+         worker_name: str | None, data: Path | None, results_dir: Path) -> None:
     if worker_name:
         assert data is not None
         worker(worker_name, data)
         return
     series = history(seed, count)
-    data = RESULTS / ".changepoints-series.json"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    data = results_dir / ".changepoints-series.json"
     data.write_text(json.dumps(series))
     pythons = {"ruptures": sys.executable, "signal-processing-algorithms": spa_python,
                "apache-otava": otava_python}
@@ -175,7 +179,7 @@ def main(count: int, seed: int, spa_python: str | None, otava_python: str | None
             print(name, results[name], flush=True)
     finally:
         data.unlink(missing_ok=True)
-    path = RESULTS / f"changepoints-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = results_dir / f"changepoints-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"benchmark": "changepoints", "series": count, "seed": seed,
                                 "tolerance_runs": TOLERANCE, "argv": sys.argv,
                                 "results": results}, indent=2) + "\n")

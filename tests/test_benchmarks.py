@@ -53,6 +53,14 @@ RUNS = {
     "real_nodes.py": (["--nodes", "1", "--settle", "0", "--idle", "10"], ["per_node"]),
     "addons_cost.py": (["--nodes", "2", "--pods-per-node", "1", "--seconds", "30"],
                        ["nodes"]),
+    # one A/A pair of runs (no figures from one run a side: the file and its rows)
+    "ab.py": (["--nodes", "1", "--pods-per-node", "2", "--repeat", "1", "--aa", "1",
+               "--slow", "0"], ["comparisons", "aa"]),
+    # no cluster: ruptures alone on a few synthetic series
+    "changepoints.py": (["--series", "4"], ["results"]),
+    # a baseline and one change, once each, on a real node and on a hollow one
+    "sensitivity.py": (["--nodes", "1", "--pods-per-node", "2", "--repeat", "1",
+                        "--changes", "inflight-tenth"], ["runs", "changes"]),
 }
 #: Cluster names start with this (``$PYKUBEMARK_BENCH_PREFIX``, default ``tb``): cluster
 #: names are global on a machine (etcd's tmpfs, network namespaces, cgroups), so two
@@ -77,8 +85,12 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
     args, keys = RUNS[script]
     name = f"{PREFIX}-" + script.removesuffix(".py").replace("_", "-")
     results = tmp_path / "results"  # not there yet: the script makes it
+    text = (BENCHMARKS / script).read_text()
+    # its clusters' names and its scratch directory, apart from anyone else's
+    extra = [*(["--name", name] if '"--name"' in text or "cluster_options(" in text else []),
+             *(["--work-dir", str(tmp_path / "work")] if '"--work-dir"' in text else [])]
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args, "--name", name,
+        [sys.executable, str(BENCHMARKS / script), *args, *extra,
          "--results-dir", str(results)],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -98,8 +110,9 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
     if script == "fidelity.py":
         assert set(data["sides"]) == {"real", "pykubemark", "kubemark", "kwok"}
     # fidelity.py's per-side runs use clusters of their own (NAME-<side>).
-    assert not any(cluster_processes(n) for n in (name, f"{name}-real", f"{name}-pykubemark",
-                                                  f"{name}-kubemark", f"{name}-kwok"))
+    assert not any(cluster_processes(n) for n in (
+        name, f"{name}-real", f"{name}-pykubemark", f"{name}-kubemark", f"{name}-kwok",
+        f"{name}-baseline", f"{name}-candidate"))
 
 
 #: Modules the scripts import, not scripts.

@@ -114,7 +114,12 @@ def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nod
                            "directory": str(out), "started": utcnow()}
     began = time.monotonic()
     try:
-        up(cluster, fleet, change, nodes)
+        try:
+            up(cluster, fleet, change, nodes)
+        except UserError as exc:  # this run is lost, not the others
+            console.print(f"  [red]{exc.message}[/]")
+            row.update(usable=False, error=exc.message)
+            return row
         with (work / f"{out.name}.log").open("wb") as log:
             code = subprocess.run(
                 [sys.executable, "-m", "pykubemark", "run", str(scenario), "--cluster",

@@ -252,8 +252,8 @@ def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: 
     plan = [("aa", i, d) for d in designs for i in range(first("aa", d), first("aa", d) + aa)]
     plan += [("slow", i, designs[0])
              for i in range(first("slow", designs[0]), first("slow", designs[0]) + slow)]
-    with recording_status(result.data):
-        try:
+    try:
+        with recording_status(result.data):
             for kind, index, which in plan:
                 console.print(f"[bold]{kind} comparison {index} ({which})[/]")
                 row = comparison(kind, index, which, options, work_dir, keep_runs, resume)
@@ -261,8 +261,8 @@ def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: 
                 summarise()
                 if row["status"] != "completed":
                     raise KeyboardInterrupt
-        finally:
-            summarise()
+    finally:
+        summarise()  # with how it ended
     console.print_json(data={"aa": result.data["aa"], "slow": result.data["slow"]})
     console.print(str(result.path))
 

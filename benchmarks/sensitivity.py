@@ -238,8 +238,8 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
         result.data.update(judge(runs, fleet_list, change_list, confidence))
         result.save()
 
-    with recording_status(result.data):
-        try:
+    try:
+        with recording_status(result.data):
             for round_ in range(1, repeat + 1):
                 order = [(c, f) for c in configs for f in fleet_list]
                 for change, fleet in order if round_ % 2 else reversed(order):
@@ -248,8 +248,8 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
                     runs.append(one_run(work_dir, scenario, fleet, change, round_, nodes,
                                         pods_per_node, name))
                     result.save()
-        finally:
-            analyse()
+    finally:
+        analyse()  # with how it ended
     console.print_json(data=result.data["summary"])
     console.print(str(result.path))
 

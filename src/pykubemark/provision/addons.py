@@ -31,7 +31,7 @@ import msgspec
 
 from pykubemark.errors import UserError
 from pykubemark.paths import cache_home
-from pykubemark.provision.build import Builder, BuildFailed, _go_env, _locked, console
+from pykubemark.provision.build import Builder, BuildFailed, _locked, console, publish
 from pykubemark.provision.releases import MODULE, Release
 
 
@@ -242,13 +242,9 @@ def build_addon(version: AddonVersion) -> Path:
             if version.version.lstrip("v") not in line:
                 raise BuildFailed(f"built {addon.name} says '{line}', not {version.version}; "
                                   f"log: {log_path}")
-            (work / "addon.json").write_text(json.dumps({
+            publish(work, root, ("bin",), "addon.json", {
                 "name": addon.name, "version": version.version, "tested": version.tested,
-                "note": version.note, "says": line, "go": _go_env("GOVERSION"),
-                "built": datetime.now(UTC).isoformat(), "log": str(log_path)}, indent=2) + "\n")
-            root.mkdir(parents=True)
-            for name in ("bin", "addon.json"):  # addon.json last: it says done
-                (work / name).rename(root / name)
+                "note": version.note, "says": line, "log": str(log_path)})
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise

@@ -227,6 +227,19 @@ def _go_env(name: str) -> str:
         return ""
 
 
+def publish(work: Path, root: Path, parts: tuple[str, ...], record: str,
+            fields: dict[str, object]) -> None:
+    """Move a finished build's ``parts`` from ``work`` into ``root``, its record (``fields``,
+    the Go version and the time) last: an entry of the cache with its record is whole.
+    Shared by every build that is cached (the releases, KWOK, the addons)."""
+    (work / record).write_text(json.dumps({
+        **fields, "go": _go_env("GOVERSION"), "built": datetime.now(UTC).isoformat()},
+        indent=2) + "\n")
+    root.mkdir(parents=True)
+    for name in (*parts, record):
+        (work / name).rename(root / name)
+
+
 def _complete(release: Release) -> bool:
     bin_dir = cached_bin_dir(release)
     return all((bin_dir / name).is_file() for name in ("etcd", *COMMANDS)) and \
@@ -272,13 +285,9 @@ def build_release(release: Release) -> Path:
             (work / "src").mkdir()
             if pause.is_file():
                 shutil.copy2(pause, work / "src" / "pause.c")
-            (work / "release.json").write_text(json.dumps({
+            publish(work, root, ("bin", "src"), "release.json", {
                 "release": str(release), "etcd": etcd, "versions": versions,
-                "go": _go_env("GOVERSION"), "built": datetime.now(UTC).isoformat(),
-                "log": str(log_path)}, indent=2) + "\n")
-            root.mkdir(parents=True)
-            for name in ("bin", "src", "release.json"):  # release.json last: it says done
-                (work / name).rename(root / name)
+                "log": str(log_path)})
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise

@@ -19,7 +19,6 @@ and leaves nothing but the log in the cache.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -35,10 +34,10 @@ from pykubemark.provision.binaries import version_of
 from pykubemark.provision.build import (
     BuildFailed,
     Steps,
-    _go_env,
     _locked,
     console,
     go_directive,
+    publish,
 )
 
 MODULE = "sigs.k8s.io/kwok"
@@ -191,14 +190,9 @@ def build_kwok(version: str) -> Path:
                     target = work / "manifests" / kind / path.name
                     shutil.copyfile(path, target)
                     target.chmod(0o644)  # the module cache's files are read-only
-            (work / "kwok.json").write_text(json.dumps({
-                "version": version, "kwok": line, "go": _go_env("GOVERSION"),
-                "stages": [p.name for p in copies["stages"]],
-                "built": datetime.now(UTC).isoformat(), "log": str(log_path)},
-                indent=2) + "\n")
-            root.mkdir(parents=True)
-            for name in ("bin", "manifests", "kwok.json"):  # kwok.json last: it says done
-                (work / name).rename(root / name)
+            publish(work, root, ("bin", "manifests"), "kwok.json", {
+                "version": version, "kwok": line,
+                "stages": [p.name for p in copies["stages"]], "log": str(log_path)})
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise

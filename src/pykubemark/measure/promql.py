@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pykubemark.errors import UserError
+from pykubemark.measure.api_responsiveness import Call
 from pykubemark.measure.base import Context, Measurement, Slo
 from pykubemark.measure.slos import (
     API_CALL_KINDS,
@@ -135,17 +136,10 @@ def _value(sample: dict[str, Any]) -> float | None:
     return None if math.isnan(value) else value
 
 
-@dataclass(frozen=True, order=True)
-class Call:
-    verb: str
-    resource: str
-    subresource: str
-    scope: str
-
-    @classmethod
-    def of(cls, metric: dict[str, str]) -> Call:
-        return cls(metric.get("verb", ""), metric.get("resource", ""),
-                   metric.get("subresource", ""), metric.get("scope", ""))
+def call_of(metric: dict[str, str]) -> Call:
+    """The call a PromQL sample's labels name (the direct source's `Call`)."""
+    return Call(metric.get("verb", ""), metric.get("resource", ""),
+                metric.get("subresource", ""), metric.get("scope", ""))
 
 
 @dataclass
@@ -177,16 +171,16 @@ async def api_calls(prom: Prometheus, start: float, end: float) -> list[CallFigu
                                                        by=BY), end):
             value = _value(sample)
             if value is not None:
-                get(Call.of(sample["metric"])).perc[key] = value * 1000.0
+                get(call_of(sample["metric"])).perc[key] = value * 1000.0
     for sample in await prom.aquery(COUNT.format(filters=FILTERS, window=span, by=BY), end):
         value = _value(sample)
         if value is not None and round(value) > 0:
-            get(Call.of(sample["metric"])).count = round(value)
+            get(call_of(sample["metric"])).count = round(value)
     fast: dict[Call, float] = {}
     for le in sorted({f"{t:g}" for t in API_CALL_KINDS.values()}):
         for sample in await prom.aquery(FAST.format(filters=FILTERS, le=le, window=span,
                                                     by=BY), end):
-            call = Call.of(sample["metric"])
+            call = call_of(sample["metric"])
             if f"{api_call_threshold(call.verb, call.scope):g}" == le:
                 fast[call] = _value(sample) or 0.0
     for call, figures in calls.items():

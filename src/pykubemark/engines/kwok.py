@@ -29,7 +29,6 @@ Nodes get loopback InternalIPs of their own (127.48.0.0/12, apart from pykubemar
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from pykubemark.engines.base import (
     stop_recorded,
 )
 from pykubemark.errors import UserError
+from pykubemark.hollow.objects import nth_address, nth_subnet
 
 if TYPE_CHECKING:
     from pykubemark.cluster.control_plane import LocalCluster
@@ -70,29 +70,12 @@ FIELD_MANAGER = "pykubemark"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
-def nth_address(base: str, index: int) -> str:
-    network = ipaddress.ip_network(base)
-    address = int(network.network_address) + 1 + index
-    if address >= int(network.broadcast_address):
-        raise UserError(f"node index {index} does not fit in {base}")
-    return str(ipaddress.ip_address(address))
-
-
-def nth_subnet(base: str, index: int, prefix: int = 24) -> str:
-    network = ipaddress.ip_network(base)
-    size = 1 << (network.max_prefixlen - prefix)
-    start = int(network.network_address) + index * size
-    if start + size - 1 > int(network.broadcast_address):
-        raise UserError(f"node index {index} does not fit in {base} as /{prefix} subnets")
-    return f"{ipaddress.ip_address(start)}/{prefix}"
-
-
 def node_object(name: str, index: int) -> dict[str, Any]:
     """What ``kwokctl scale node`` creates (its template, IPv4 only, plus a Hostname
     address and pykubemark's address ranges): annotated for KWOK
     to manage, labelled ``type: kwok``, untainted, with kwokctl's capacity; KWOK's
     node-initialize Stage writes the conditions and the node info."""
-    pod_cidr = nth_subnet(POD_CIDR_BASE, index)
+    pod_cidr = nth_subnet(POD_CIDR_BASE, index, 24)
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {
@@ -428,9 +411,12 @@ class KwokEngine:
                        content_type=nodes.content_type != "protobuf",
                        node_credentials=nodes.node_credentials != "auto",
                        kubelet_api=nodes.kubelet_api is not None)
-        if nodes.count:
-            nth_subnet(POD_CIDR_BASE, nodes.count - 1)
-            nth_address(NODE_IP_BASE, nodes.count - 1)
+        if nodes.count:  # the last node's ranges: each node's are known to fit
+            try:
+                nth_subnet(POD_CIDR_BASE, nodes.count - 1, 24)
+                nth_address(NODE_IP_BASE, nodes.count - 1)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
 
     def check_runtime(self, binaries: Binaries, nodes: NodeOptions) -> None:
         """KWOK is built once per machine, like a release (minutes, shown as it goes)."""

@@ -90,8 +90,7 @@ def up(name: str, fleet: str, change: str, nodes: int) -> None:
     from pykubemark.engines import NodeOptions
 
     component, flags = CHANGES.get(change, ("", ()))
-    args = {f"{c}_args": flags if c.replace("-", "_") == component.replace("-", "_") else ()
-            for c in ("apiserver", "scheduler", "controller_manager")}
+    args = {f"{component.replace('-', '_')}_args": flags} if component else {}
     lifecycle.up(lifecycle.UpRequest(
         cluster=UpOptions(name=name, size=nodes, **args),
         engine="pykubemark" if fleet == "real" else fleet,
@@ -175,12 +174,13 @@ def judge(runs: list[dict[str, Any]], fleets: list[str], changes: list[str],
                 if other is None:
                     row[fleet] = None
                     continue
-                same_way = (other["change"] > 0) == (real["change"] > 0) and other["change"]
+                same_way = other["change"] != 0 and \
+                    (other["change"] > 0) == (real["change"] > 0)
                 close = abs(other["change"] - real["change"]) <= TOLERANCE * abs(real["change"])
                 row[fleet] = {"change": other["change"],
                               "interval": [other["low"], other["high"]],
-                              "verdict": other["verdict"], "same_direction": bool(same_way),
-                              "within_tolerance": bool(same_way and close)}
+                              "verdict": other["verdict"], "same_direction": same_way,
+                              "within_tolerance": same_way and close}
             rows.append(row)
     summary = {fleet: {"rows": sum(1 for r in rows if r.get(fleet) is not None),
                        "same_direction": sum(1 for r in rows if (r.get(fleet) or {}).get(

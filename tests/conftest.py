@@ -1,8 +1,13 @@
-"""One real control plane per test session, started and stopped with the real CLI.
+"""One real control plane per test process, started and stopped with the real CLI.
 
 Every test that touches wire behaviour talks to this cluster: etcd, kube-apiserver,
-kube-scheduler and kube-controller-manager 1.20 built from Debian's source package.
-State lives in a temporary directory so tests never meet a user's own clusters.
+kube-scheduler and kube-controller-manager of the default release. State lives in a
+temporary directory so tests never meet a user's own clusters.
+
+Under pytest-xdist (`make test` runs two workers) each worker has a cluster of its own,
+and a file's tests stay on one worker, in file order: its module fixtures (a fleet, a
+cluster of its own) and its checks that nothing of its clusters is left are the file's.
+Only tests that share nothing, the benchmarks' tiny runs, are spread one by one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,23 @@ def pytest_configure(config: pytest.Config) -> None:
         import tempfile
 
         os.environ["PYKUBEMARK_STATE"] = tempfile.mkdtemp(prefix="pykubemark-test-state-")
+
+
+#: Files whose tests share nothing but the session cluster: each test is its own unit.
+SPREAD = {"test_benchmarks.py"}
+#: The longest files, handed out first (with `--no-loadscope-reorder`) so that no
+#: worker starts one of them while the other is nearly done.
+LONGEST = ("test_ab.py", "test_hollow.py", "test_benchmarks.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before xdist's `--dist loadgroup` reads the groups: one group per file."""
+    items.sort(key=lambda item: LONGEST.index(item.path.name)
+               if item.path.name in LONGEST else len(LONGEST))
+    for item in items:
+        if item.path.name not in SPREAD and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +61,9 @@ def cluster(binaries) -> Iterator[Cluster]:
     # manager coalesces, so the per-pod request counts compare only at the same pace.
     # PYKUBEMARK_TEST_CLUSTER: another name, when several checkouts share a machine
     name = os.environ.get("PYKUBEMARK_TEST_CLUSTER", "test")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        name = f"{name}-{worker}"
     run_cli("up", "--name", name, "--audit",
             "--controller-manager-arg=--kube-api-qps=20",
             "--controller-manager-arg=--kube-api-burst=30",

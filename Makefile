@@ -38,7 +38,7 @@ unit: venv
 # controllers and grace periods, so two workers on two cores nearly halve it.
 TEST_WORKERS ?= 2
 test: unit lint provision
-	$(BIN)/pytest -v -rs --durations=25 -n $(TEST_WORKERS) --dist loadgroup \
+	$(BIN)/pytest -v -rs --durations=25 -n $(TEST_WORKERS) --dist loadfile \
 		--no-loadscope-reorder tests --ignore=tests/unit
 
 # The benchmarks, each at the defaults the docs (docs/results/) quote. Each starts and

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,7 +204,6 @@ def test_an_unreachable_prometheus_is_one_line_exit_2_nothing_created(
         addons_cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "never"
     before = addons_cluster.kubectl("get", "namespaces", "-o", "name")
-    started = time.monotonic()
     result = run_cli("run", "density", "--cluster", NAME, "--prometheus",
                      "http://127.0.0.1:1", "--out", str(out), "-q", check=False)
     assert result.returncode == 2, result.stderr
@@ -213,4 +211,3 @@ def test_an_unreachable_prometheus_is_one_line_exit_2_nothing_created(
     assert len(lines) == 1 and "cannot reach Prometheus at http://127.0.0.1:1" in lines[0]
     assert not out.exists()
     assert addons_cluster.kubectl("get", "namespaces", "-o", "name") == before
-    assert time.monotonic() - started < 30

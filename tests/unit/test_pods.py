@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from pykubemark.hollow import objects, pods
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.pods import PodLifecycle, Stage, is_job_like, referenced_objects
-from pykubemark.hollow.profile import Profile, StartProfile, StopProfile
+from pykubemark.hollow.profile import Distribution, Profile, StartProfile, StopProfile
 from pykubemark.kube.client import ApiError, Client
 from pykubemark.kube.config import KubeConfig
 from pykubemark.kube.types import Pod
@@ -500,6 +501,32 @@ def test_startedat_waits_for_the_volumes_and_ready_for_the_relist() -> None:
         assert seen_at <= status["startTime"]
         await lc.close()
     run(body)
+
+
+def test_containers_start_after_the_sandbox_and_its_delay() -> None:
+    """With a sandbox status and a containers delay: the sandbox's status first, the
+    containers' start (startedAt) later, Ready last; without the delay the containers
+    start with the sandbox."""
+    async def body(delay: Distribution | None) -> tuple[str, str, str]:
+        lc = lifecycle()
+        lc.profile = Profile(start=StartProfile(relist_period=0, status_delay=0.01,
+                                                mount_time=0, sandbox_delay=0.01,
+                                                containers_delay=delay))
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        await until(lambda: record.phase == "Running", "Running", limit=5.0)
+        times = record.times
+        await lc.close()
+        return times.sandbox, times.started, times.ready_since
+
+    def apart(a: str, b: str) -> float:
+        return (dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds()
+
+    # the statuses carry whole seconds: 1.2 s apart is at least one second apart
+    sandbox, started, ready = asyncio.run(body(Distribution(fixed=1.2)))
+    assert apart(sandbox, started) >= 1 and apart(started, ready) >= 0
+    sandbox, started, _ = asyncio.run(body(None))
+    assert apart(sandbox, started) <= 1
 
 
 def test_killed_after_start_before_running_keeps_startedat() -> None:

@@ -225,6 +225,8 @@ TOKENS = Stage("request_tokens", "start.token_delay")
 SANDBOX_READY = Stage("sandbox_ready", "volumes + start.sandbox_delay", ("Pending",))
 #: The runtime starts the containers (startedAt) once the volumes are mounted.
 STARTED = Stage("containers_started", "volumes", ("Pending",))
+#: Later kubelets: the runtime starts them after the sandbox is ready.
+STARTED_AFTER_SANDBOX = STARTED._replace(after="start.containers_delay")
 #: The next relist sees them running: the Running (and Ready) status.
 RUNNING = Stage("running", "relist", ("Pending",))
 #: The containers of a Job's pod, or crashing ones, exit: Succeeded or Failed at once, or
@@ -424,7 +426,7 @@ class PodLifecycle:
     def _sandbox_ready(self, record: PodRecord) -> None:
         record.times.sandbox = objects.now_seconds()
         self._set_status(record, "Pending")
-        self._enter(record, STARTED)
+        self._next(record, STARTED_AFTER_SANDBOX)
 
     def _mount_delay(self, pod: Pod) -> float:
         """Until the pod worker's volume poll finds the volumes mounted: at once, then
@@ -725,6 +727,9 @@ class PodLifecycle:
                 assert start.sandbox_delay is not None
                 return self._mount_delay(record.pod) + record.plan.start_delay \
                     + start.sandbox_delay
+            case "start.containers_delay":  # a distribution; without one, at once
+                return None if start.containers_delay is None else failures.sample(
+                    start.containers_delay, self.rng)
             case "relist":  # the next runtime relist, then the status write
                 return self._start_delay()
             case "run":  # how long the containers run

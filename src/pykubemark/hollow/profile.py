@@ -89,6 +89,10 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     #: status of its own, this long after the volumes are mounted, and start the
     #: containers then; None: no such status (1.20).
     sandbox_delay: float | None = None
+    #: After that sandbox status, until the runtime has created and started the
+    #: containers (``startedAt``): a real kubelet on containerd takes a while, the Go
+    #: kubemark's fake runtime none. None: at once.
+    containers_delay: Distribution | None = None
     #: Seconds from seeing a pod to its first sync and status write (admission, the pod
     #: worker's start): none by default. A node's GET of a pod it has just been handed
     #: races the Node authorizer's graph, which refuses it (403) until it links the pod.

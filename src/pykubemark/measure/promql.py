@@ -22,8 +22,10 @@ clusterloader2 uses:
 Every row and perfdata item it writes says ``source: prometheus``.
 
 Where the two sources differ: ``rate`` and ``increase`` extrapolate to the window's
-edges from the samples inside it, and a series born during the run (the first call of
-its kind) loses the calls made before its first scrape. So a kind of call made only in
+edges from the samples inside it (the API calls' window therefore reaches one scrape
+interval before the run, so that the samples around its start are both in it), and a
+series born during the run (the first call of its kind) loses the calls made before its
+first scrape. So a kind of call made only in
 the run's last seconds — the namespace controller's collection DELETEs at cleanup — may
 be missing from the Prometheus rows; the direct source counts from the start.
 """
@@ -279,7 +281,10 @@ class PrometheusSource(Measurement):
         start, end = self.start_time, self.end_time
         try:
             if self.wants["api"]:
-                self.calls = await api_calls(self.prom, start, end)
+                # From the last scrape before the run began: increase() counts between
+                # the samples inside its window, whose first may come a scrape interval
+                # after the run's first (often slowest) calls.
+                self.calls = await api_calls(self.prom, start - self.settle, end)
             if self.wants["scheduling"]:
                 self.scheduling = await self._scheduling(start, end)
             if self.wants["resources"]:

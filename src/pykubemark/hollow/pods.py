@@ -40,7 +40,7 @@ from pykubemark.hollow import failures, objects
 from pykubemark.hollow.failures import Plan
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import ContainerView, Exited
-from pykubemark.hollow.profile import Profile
+from pykubemark.hollow.profile import Distribution, Profile
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import Pod
 
@@ -724,9 +724,11 @@ class PodLifecycle:
             case "volumes":  # the volume poll finds them mounted; then the plan's slow start
                 return self._mount_delay(record.pod) + record.plan.start_delay
             case "volumes + start.sandbox_delay":
-                assert start.sandbox_delay is not None
-                return self._mount_delay(record.pod) + record.plan.start_delay \
-                    + start.sandbox_delay
+                sandbox = start.sandbox_delay
+                assert sandbox is not None
+                if isinstance(sandbox, Distribution):
+                    sandbox = failures.sample(sandbox, self.rng)
+                return self._mount_delay(record.pod) + record.plan.start_delay + sandbox
             case "start.containers_delay":  # a distribution; without one, at once
                 return None if start.containers_delay is None else failures.sample(
                     start.containers_delay, self.rng)

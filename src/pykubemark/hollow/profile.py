@@ -86,9 +86,10 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     mount_retry_period: float = 0.3
     mount_time: float = 0.1
     #: Later kubelets write the sandbox's readiness (PodReadyToStartContainers True) as a
-    #: status of its own, this long after the volumes are mounted, and start the
+    #: status of its own, this long after the volumes are mounted (seconds, or a
+    #: distribution: the runtime making the sandbox and its network), and start the
     #: containers then; None: no such status (1.20).
-    sandbox_delay: float | None = None
+    sandbox_delay: float | Distribution | None = None
     #: After that sandbox status, until the runtime has created and started the
     #: containers (``startedAt``): a real kubelet on containerd takes a while, the Go
     #: kubemark's fake runtime none. None: at once.

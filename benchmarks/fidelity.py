@@ -69,6 +69,7 @@ from pykubemark.cluster.hollow import HollowArgs, start_hollow
 from pykubemark.errors import UserError
 from pykubemark.measure.audit import Request, read_audit, watch_set
 from pykubemark.measure.resources import cpu_seconds, process_tree
+from pykubemark.profiles import REAL_NODES_RUNTIME, runtime_profile
 from pykubemark.provision import Binaries, ensure_binaries
 from pykubemark.provision.releases import default_release, parse_release
 
@@ -106,14 +107,15 @@ def component(request: Request) -> str | None:
 
 # -- sides ---------------------------------------------------------------------------------
 def start_nodes(side: str, cluster: LocalCluster, binaries: Binaries, nodes: int,
-                progress: Callable[[str], None]) -> list[str]:
-    """Start ``nodes`` nodes of one side on the cluster; their names."""
+                progress: Callable[[str], None], runtime: Path | None = None) -> list[str]:
+    """Start ``nodes`` nodes of one side on the cluster; their names. ``runtime``: a
+    profile on top of the hollow nodes' release profile (the real nodes' runtime)."""
     if side == "real":
         from pykubemark.cluster.real_node import start_real_nodes
 
         return start_real_nodes(cluster, binaries, nodes, progress=progress)
     if side == "pykubemark":
-        start_hollow(cluster, HollowArgs(nodes=nodes, prefix="py"), progress)
+        start_hollow(cluster, HollowArgs(nodes=nodes, prefix="py", profile=runtime), progress)
         return [f"py-{i}" for i in range(nodes)]
     if side == "kwok":
         from pykubemark.engines import ENGINES, NodeOptions
@@ -223,6 +225,8 @@ class SideRun:
     binaries: Binaries
     nodes: int
     name: str
+    #: The runtime profile put on the hollow nodes (None: the release's alone).
+    runtime: Path | None = None
     windows: list[Window] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     pods: int = 0
@@ -260,7 +264,7 @@ class SideRun:
         first = self.begin("startup", "node")
         with console.status(f"{self.side}: starting {self.nodes} nodes") as status:
             self.names = start_nodes(self.side, cluster, self.binaries, self.nodes,
-                                     status.update)
+                                     status.update, runtime=self.runtime)
         left = max(startup - (utcnow() - self.launched).total_seconds(), 15.0)
         sleep_checked(left, lambda: None, f"{self.side}: settling")
         self.finish(first)
@@ -600,11 +604,15 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
               "the real side) instead of running.")
 @click.option("--name", default="bench-fidelity", show_default=True,
               help="Cluster name prefix (one cluster per side, one after the other).")
+@click.option("--hollow-runtime", default=REAL_NODES_RUNTIME, show_default=True,
+              help="The runtime profile (src/pykubemark/profiles/runtime/) put on the "
+              "pykubemark side's release profile: the real nodes' runtime time; 'none' "
+              "for the release profile alone.")
 @results_dir_option()
 def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
          idle_minutes: float, pods_per_node: int, hold_seconds: float, settle_seconds: float,
          baseline_minutes: float, record: bool, record_from: Path | None, name: str,
-         results_dir: Path) -> None:
+         hollow_runtime: str, results_dir: Path) -> None:
     """Each side on its own control plane of the release, the same schedule; rates from
     the audit log, compared with the real nodes'."""
     if record_from is not None:
@@ -622,6 +630,7 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                         f"(known: {', '.join(SIDES)})")
     if record and "real" not in chosen:
         raise UserError("--record needs the real side (--sides real,...)")
+    runtime = None if hollow_runtime == "none" else runtime_profile(hollow_runtime)
     wanted = parse_release(release) if release else default_release()
     binaries = ensure_binaries(release=wanted)
     result = ResultFile(f"fidelity-{wanted}", results_dir)
@@ -632,12 +641,13 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                  "schedule": {"nodes": nodes, "startup_seconds": startup_seconds,
                               "idle_minutes": idle_minutes, "pods_per_node": pods_per_node,
                               "hold_seconds": hold_seconds, "settle_seconds": settle_seconds,
-                              "baseline_minutes": baseline_minutes},
+                              "baseline_minutes": baseline_minutes,
+                              "hollow_runtime": hollow_runtime},
                  "environment": environment(), "sides": {}})
     with recording_status(data):
         try:
             for side in chosen:
-                run = SideRun(side, binaries, nodes, f"{name}-{side}"[:40])
+                run = SideRun(side, binaries, nodes, f"{name}-{side}"[:40], runtime)
                 options = UpOptions(name=run.name, audit=True, audit_bodies=side == "real",
                                     controller_manager_args=PACE.controller_manager_args,
                                     scheduler_args=PACE.scheduler_args, size=nodes)

@@ -51,6 +51,7 @@ from pykubemark.ab import metrics as ab_metrics
 from pykubemark.ab.stats import NO_CHANGE, compare_values
 from pykubemark.errors import UserError
 from pykubemark.load.scenario import scenario_text
+from pykubemark.profiles import REAL_NODES_RUNTIME, runtime_profile
 
 #: name: (component, flags). Each moves the SLIs one known way: the watch cache off sends
 #: every LIST and WATCH to etcd; a tenth of the in-flight limits (APF's seats) queues
@@ -84,7 +85,7 @@ def scenario_file(work: Path) -> Path:
     return path
 
 
-def up(name: str, fleet: str, change: str, nodes: int) -> None:
+def up(name: str, fleet: str, change: str, nodes: int, runtime: Path | None = None) -> None:
     from pykubemark.cluster import lifecycle
     from pykubemark.cluster.control_plane import UpOptions
     from pykubemark.engines import NodeOptions
@@ -94,7 +95,8 @@ def up(name: str, fleet: str, change: str, nodes: int) -> None:
     lifecycle.up(lifecycle.UpRequest(
         cluster=UpOptions(name=name, size=nodes, **args),
         engine="pykubemark" if fleet == "real" else fleet,
-        nodes=NodeOptions(count=0 if fleet == "real" else nodes),
+        nodes=NodeOptions(count=0 if fleet == "real" else nodes,
+                          profile_file=runtime if fleet == "pykubemark" else None),
         real_nodes=nodes if fleet == "real" else 0, addons=()))
 
 
@@ -106,7 +108,7 @@ def down(name: str) -> None:
 
 
 def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nodes: int,
-            pods_per_node: int, name: str) -> dict[str, Any]:
+            pods_per_node: int, name: str, runtime: Path | None = None) -> dict[str, Any]:
     out = work / f"{fleet}-{change}-{index:02d}"
     cluster = f"{name}-{fleet}"
     row: dict[str, Any] = {"fleet": fleet, "change": change, "index": index,
@@ -114,7 +116,7 @@ def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nod
     began = time.monotonic()
     try:
         try:
-            up(cluster, fleet, change, nodes)
+            up(cluster, fleet, change, nodes, runtime)
         except UserError as exc:  # this run is lost, not the others
             console.print(f"  [red]{exc.message}[/]")
             row.update(usable=False, error=exc.message)
@@ -202,12 +204,17 @@ def judge(runs: list[dict[str, Any]], fleets: list[str], changes: list[str],
               help="Comma-separated, of the names in CHANGES.")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--name", default="sens", show_default=True, help="Cluster name prefix.")
+@click.option("--hollow-runtime", default=REAL_NODES_RUNTIME, show_default=True,
+              help="The runtime profile (src/pykubemark/profiles/runtime/) put on the "
+              "pykubemark fleet's release profile: the real nodes' runtime time, so that a "
+              "change's share of pod start-up compares; 'none' for the release's alone.")
 @click.option("--work-dir", type=click.Path(path_type=Path),
               default=Path("/tmp/pykubemark-sensitivity"), show_default=True,
               help="Where the runs' directories go (kept: each has its report).")
 @results_dir_option()
 def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str,
-         confidence: float, name: str, work_dir: Path, results_dir: Path) -> None:
+         confidence: float, name: str, hollow_runtime: str, work_dir: Path,
+         results_dir: Path) -> None:
     """A density run on real and hollow nodes under control-plane changes, side by side."""
     fleet_list = [f.strip() for f in fleets.split(",") if f.strip()]
     change_list = [c.strip() for c in changes_.split(",") if c.strip()]
@@ -219,6 +226,7 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
             raise UserError(f"--changes: {change} is not one of {', '.join(CHANGES)}")
     if nodes < 1 or repeat < 1 or pods_per_node < 1:
         raise UserError("--nodes, --repeat and --pods-per-node must be at least 1")
+    runtime = None if hollow_runtime == "none" else runtime_profile(hollow_runtime)
     work_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenario_file(work_dir)
     result = ResultFile("sensitivity", results_dir)
@@ -227,7 +235,8 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
         "benchmark": "sensitivity", "started": utcnow(),
         "params": {"nodes": nodes, "pods_per_node": pods_per_node, "repeat": repeat,
                    "fleets": fleet_list, "confidence": confidence, "tolerance": TOLERANCE,
-                   "scenario": "density (image " + REAL_IMAGE + ")"},
+                   "scenario": "density (image " + REAL_IMAGE + ")",
+                   "hollow_runtime": hollow_runtime},
         "changes": {c: {"component": CHANGES[c][0], "flags": list(CHANGES[c][1])}
                     for c in change_list},
         "environment": environment(), "runs": []}
@@ -246,7 +255,7 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
                     console.print(f"run {len(runs) + 1} of {total}: {fleet}, {change} "
                                   f"(round {round_})")
                     runs.append(one_run(work_dir, scenario, fleet, change, round_, nodes,
-                                        pods_per_node, name))
+                                        pods_per_node, name, runtime))
                     result.save()
     finally:
         analyse()  # with how it ended

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from pykubemark.errors import UserError
-from pykubemark.hollow.profile import load_profile
-from pykubemark.profiles import available, release_profile
+from pykubemark.hollow.profile import Distribution, load_profile
+from pykubemark.profiles import REAL_NODES_RUNTIME, available, release_profile, runtime_profile
 from pykubemark.provision.build import staging_replaces, version_ldflags, wrapper_gomod
 from pykubemark.provision.releases import DEFAULT_RELEASE, Release, parse_release
 
@@ -125,3 +125,27 @@ def test_a_profile_file_holds_only_what_changed_since_the_one_it_inherits() -> N
     assert p36.start.token_delay == p35.start.token_delay  # merged key by key
     assert p35.proxy_watches != p36.proxy_watches == p37.proxy_watches
     assert p35.register == p36.register == p37.register
+
+
+def test_a_runtime_profile_merges_into_the_release_and_takes_nothing_of_the_kubelet(
+        tmp_path) -> None:
+    """The real nodes' runtime on top of 1.37: its delays, 1.37's everything else (the
+    start's first sync and tokens, the kubelet's watches, the stop's terminal phase)."""
+    release = Release(1, 37, 2)
+    plain = load_profile(None, release)
+    timed = load_profile(runtime_profile(REAL_NODES_RUNTIME), release)
+    assert timed.start.sandbox_delay != plain.start.sandbox_delay
+    assert timed.start.containers_delay is not None and plain.start.containers_delay is None
+    assert timed.start.first_sync == plain.start.first_sync
+    assert timed.start.token_delay == plain.start.token_delay
+    assert timed.stop.terminal_phase and timed.stop.kill_delay > plain.stop.kill_delay
+    assert timed.kubelet_watches == plain.kubelet_watches
+    # a distribution in a file replaces the release's whole, whatever its kind
+    own = tmp_path / "p.yaml"
+    own.write_text("start: {first_sync: {fixed: 0.5}}\n")
+    assert load_profile(own, release).start.first_sync == Distribution(fixed=0.5)
+
+
+def test_an_unknown_runtime_profile_is_refused_by_name() -> None:
+    with pytest.raises(UserError, match=f"known: {REAL_NODES_RUNTIME}"):
+        runtime_profile("gvisor-on-the-moon")

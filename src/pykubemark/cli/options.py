@@ -34,7 +34,8 @@ _NODE_OPTIONS = [
     click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
                  help="Processes (event loops) to spread the nodes over."),
     click.option("--profile", "profile_file", type=click.Path(path_type=Path), default=None,
-                 help="YAML file overriding hollow-node behaviour (see hollow/profile.py)."),
+                 help="YAML file on top of the release's hollow-node profile, its sections "
+                 "merged (see hollow/profile.py; a runtime's time: profiles/runtime/)."),
     click.option("--events/--no-events", default=None,
                  help="Post the events a real kubelet posts "
                  "(Pulled, Created, Started, Killing; for failures Pulling, Failed, "

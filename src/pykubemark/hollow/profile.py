@@ -14,7 +14,7 @@ import msgspec
 
 from pykubemark.contract import NO_FAILURE, POD_FAILURES, NodeFailure
 from pykubemark.errors import UserError, read_yaml_mapping
-from pykubemark.profiles import release_profile
+from pykubemark.profiles import merge, release_profile
 from pykubemark.provision.releases import Release
 
 KUBE_VERSION = "v1.20.2"
@@ -386,13 +386,14 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True):
 
 def load_profile(path: Path | None, release: Release | None = None,
                  **overrides: object) -> Profile:
-    """The release's profile (the struct's defaults without one), a YAML file on top,
-    then command-line overrides."""
+    """The release's profile (the struct's defaults without one), a YAML file on top
+    (its sections merge into the release's: `start: {sandbox_delay: 2}` keeps the rest
+    of ``start``), then command-line overrides."""
     data: dict[str, object] = {}
     if release is not None:
         data.update(release_profile(release).data)
     if path is not None:
-        data.update(read_yaml_mapping(path, "profile", empty_ok=True))
+        data = merge(data, read_yaml_mapping(path, "profile", empty_ok=True))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(data, Profile)

@@ -11,6 +11,11 @@ release is a recording away, not a code change.
 A release with no file of its own takes the nearest one below it (a patch release, or a
 minor newer than the newest file), and says so once; one older than every file is an
 error, since nothing below it was ever checked.
+
+``runtime/<name>.yaml`` holds what is not the kubelet's but its container runtime's: how
+long a sandbox and a container take to start and stop on some machine. The release
+profiles take none (as the Go kubemark's fake runtime); benchmarks that hold hollow
+nodes against real ones put the real nodes' runtime on top (`runtime_profile`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from pykubemark.provision.releases import Release
 
 log = logging.getLogger(__name__)
 RELEASES = Path(__file__).parent / "releases"
+RUNTIMES = Path(__file__).parent / "runtime"
+#: The runtime of `up --real-nodes` on this project's machine: what benchmarks that hold
+#: hollow nodes against real ones put on the hollow side.
+REAL_NODES_RUNTIME = "containerd-one-machine"
+#: A mapping of these keys is a distribution (hollow.profile.Distribution): replaced
+#: whole, never merged key by key (a ``fixed`` over a ``uniform`` is not both).
+DISTRIBUTION_KEYS = frozenset({"fixed", "uniform", "lognormal"})
 
 
 @dataclass(frozen=True)
@@ -62,16 +74,27 @@ def _read(minor: tuple[int, int]) -> dict[str, object]:
     if parent is None:
         return loaded
     major, _, sub = str(parent).partition(".")
-    return _merge(_read((int(major), int(sub))), loaded)
+    return merge(_read((int(major), int(sub))), loaded)
 
 
-def _merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+def merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+    """``over`` on top of ``base``: sections (mappings) merge key by key; anything else —
+    lists and distributions included — is replaced."""
     merged = dict(base)
     for key, value in over.items():
         old = merged.get(key)
-        merged[key] = (_merge(old, value) if isinstance(old, dict) and isinstance(value, dict)
-                       else value)
+        merged[key] = (merge(old, value) if isinstance(old, dict) and isinstance(value, dict)
+                       and not set(value) <= DISTRIBUTION_KEYS else value)
     return merged
+
+
+def runtime_profile(name: str) -> Path:
+    """The packaged runtime profile ``name`` (``runtime/<name>.yaml``)."""
+    path = RUNTIMES / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in RUNTIMES.glob("*.yaml")))
+        raise UserError(f"no runtime profile {name!r} (known: {known})")
+    return path
 
 
 def release_profile(release: Release) -> ReleaseProfile:

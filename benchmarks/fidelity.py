@@ -528,6 +528,24 @@ def extra_errors(sides: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
             for s, data in sides.items() if s != "real"}
 
 
+def real_side(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The real side of an earlier run, if it ran this release on this schedule."""
+    try:
+        earlier = json.loads(path.read_text())
+        real = earlier["sides"]["real"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--real-from: {path} is not a fidelity result with a real side") \
+            from None
+    if earlier.get("release") != data["release"]:
+        raise UserError(f"--real-from: {path} ran {earlier.get('release')}, not "
+                        f"{data['release']}")
+    theirs = {k: v for k, v in earlier.get("schedule", {}).items() if k != "hollow_runtime"}
+    ours = {k: v for k, v in data["schedule"].items() if k != "hollow_runtime"}
+    if theirs != ours:
+        raise UserError(f"--real-from: {path} ran another schedule ({theirs})")
+    return real
+
+
 def print_table(data: dict[str, Any]) -> None:
     sides = [s for s in SIDES if s in data["sides"]]
     table = Table(title=f"requests per node (idle, hold: per node-minute) or per pod, "
@@ -602,6 +620,9 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
 @click.option("--record-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Write the reference from this result file (of a run with "
               "the real side) instead of running.")
+@click.option("--real-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Take the real side from this result file (a run of the "
+              "same release and schedule) instead of running real nodes again.")
 @click.option("--name", default="bench-fidelity", show_default=True,
               help="Cluster name prefix (one cluster per side, one after the other).")
 @click.option("--hollow-runtime", default=REAL_NODES_RUNTIME, show_default=True,
@@ -611,8 +632,8 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
 @results_dir_option()
 def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
          idle_minutes: float, pods_per_node: int, hold_seconds: float, settle_seconds: float,
-         baseline_minutes: float, record: bool, record_from: Path | None, name: str,
-         hollow_runtime: str, results_dir: Path) -> None:
+         baseline_minutes: float, record: bool, record_from: Path | None,
+         real_from: Path | None, name: str, hollow_runtime: str, results_dir: Path) -> None:
     """Each side on its own control plane of the release, the same schedule; rates from
     the audit log, compared with the real nodes'."""
     if record_from is not None:
@@ -630,6 +651,8 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                         f"(known: {', '.join(SIDES)})")
     if record and "real" not in chosen:
         raise UserError("--record needs the real side (--sides real,...)")
+    if real_from is not None and "real" in chosen:
+        raise UserError("--real-from takes the real side from a file: leave it out of --sides")
     runtime = None if hollow_runtime == "none" else runtime_profile(hollow_runtime)
     wanted = parse_release(release) if release else default_release()
     binaries = ensure_binaries(release=wanted)
@@ -644,6 +667,9 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                               "baseline_minutes": baseline_minutes,
                               "hollow_runtime": hollow_runtime},
                  "environment": environment(), "sides": {}})
+    if real_from is not None:
+        data["sides"]["real"] = real_side(real_from, data)
+        data["real_from"] = real_from.name
     with recording_status(data):
         try:
             for side in chosen:

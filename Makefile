@@ -48,7 +48,7 @@ test: unit lint provision
 # `make bench`: the quick ones, cost, real nodes and failures (about half an hour).
 bench: bench-cost bench-real-nodes bench-failures
 
-# Requests per node and per pod: real nodes, pykubemark, the Go kubemark (~40 min).
+# Requests per node and per pod: real nodes, pykubemark, the Go kubemark, KWOK (~65 min).
 bench-fidelity: provision
 	$(BIN)/python benchmarks/fidelity.py
 

@@ -510,7 +510,8 @@ def test_containers_start_after_the_sandbox_and_its_delay() -> None:
     async def body(delay: Distribution | None) -> tuple[str, str, str]:
         lc = lifecycle()
         lc.profile = Profile(start=StartProfile(relist_period=0, status_delay=0.01,
-                                                mount_time=0, sandbox_delay=0.01,
+                                                mount_time=0, sandbox_status=True,
+                                                sandbox_delay=0.01,
                                                 containers_delay=delay))
         lc.on_event("ADDED", pod())
         record = lc.pods["uid-web-1"]
@@ -527,6 +528,24 @@ def test_containers_start_after_the_sandbox_and_its_delay() -> None:
     assert apart(sandbox, started) >= 1 and apart(started, ready) >= 0
     sandbox, started, _ = asyncio.run(body(None))
     assert apart(sandbox, started) <= 1
+
+
+def test_without_a_sandbox_status_the_runtimes_delays_add_up() -> None:
+    """A release that writes no sandbox status (1.35) with a runtime's delays: two
+    status writes (Pending, Running), the containers started after both delays."""
+    async def body() -> None:
+        lc = lifecycle()
+        lc.profile = Profile(start=StartProfile(relist_period=0, status_delay=0.01,
+                                                mount_time=0,
+                                                sandbox_delay=Distribution(fixed=0.6),
+                                                containers_delay=Distribution(fixed=0.6)))
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        assert lc._delay(pods.STARTED, record) == pytest.approx(1.2)
+        await until(lambda: record.phase == "Running", "Running", limit=5.0)
+        assert phases(lc, "uid-web-1") == ["Pending", "Running"]
+        await lc.close()
+    run(body)
 
 
 def test_killed_after_start_before_running_keeps_startedat() -> None:

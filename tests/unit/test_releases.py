@@ -121,7 +121,7 @@ def test_a_profile_file_holds_only_what_changed_since_the_one_it_inherits() -> N
     p35, p36, p37 = (load_profile(None, Release(1, minor, 0)) for minor in (35, 36, 37))
     assert [w.path for w in p37.kubelet_watches if w not in p36.kubelet_watches] == [
         "/apis/certificates.k8s.io/v1/podcertificaterequests"]
-    assert p35.start.sandbox_delay is None and p36.start.sandbox_delay is not None
+    assert not p35.start.sandbox_status and p36.start.sandbox_status
     assert p36.start.token_delay == p35.start.token_delay  # merged key by key
     assert p35.proxy_watches != p36.proxy_watches == p37.proxy_watches
     assert p35.register == p36.register == p37.register
@@ -149,3 +149,9 @@ def test_a_runtime_profile_merges_into_the_release_and_takes_nothing_of_the_kube
 def test_an_unknown_runtime_profile_is_refused_by_name() -> None:
     with pytest.raises(UserError, match=f"known: {REAL_NODES_RUNTIME}"):
         runtime_profile("gvisor-on-the-moon")
+
+
+def test_a_runtime_profile_adds_no_status_write_a_release_does_not_make() -> None:
+    """On 1.35 (no sandbox status of its own) the runtime's sandbox time is only time."""
+    timed = load_profile(runtime_profile(REAL_NODES_RUNTIME), Release(1, 35, 4))
+    assert not timed.start.sandbox_status and timed.start.sandbox_delay is not None

@@ -222,9 +222,10 @@ FIRST_SYNC = Stage("first_sync", "start.first_sync", ("Pending",), needs="no sta
 TOKENS = Stage("request_tokens", "start.token_delay")
 #: Later kubelets: the sandbox is ready (a Pending status of its own); the containers
 #: start at once.
-SANDBOX_READY = Stage("sandbox_ready", "volumes + start.sandbox_delay", ("Pending",))
-#: The runtime starts the containers (startedAt) once the volumes are mounted.
-STARTED = Stage("containers_started", "volumes", ("Pending",))
+SANDBOX_READY = Stage("sandbox_ready", "volumes + sandbox", ("Pending",))
+#: The runtime starts the containers (startedAt) once the volumes are mounted (and the
+#: runtime has made the sandbox and them: without a sandbox status, their delays add up).
+STARTED = Stage("containers_started", "volumes + sandbox + containers", ("Pending",))
 #: Later kubelets: the runtime starts them after the sandbox is ready.
 STARTED_AFTER_SANDBOX = STARTED._replace(after="start.containers_delay")
 #: The next relist sees them running: the Running (and Ready) status.
@@ -416,8 +417,7 @@ class PodLifecycle:
                         container.name)
             self._event(record, "Created", f"Created container {container.name}", container.name)
         self._next(record, TOKENS)
-        self._next(record, STARTED if self.profile.start.sandbox_delay is None
-                   else SANDBOX_READY)
+        self._next(record, SANDBOX_READY if self.profile.start.sandbox_status else STARTED)
         return record
 
     def _first_sync(self, record: PodRecord) -> None:
@@ -723,15 +723,15 @@ class PodLifecycle:
                                                                              self.rng)
             case "volumes":  # the volume poll finds them mounted; then the plan's slow start
                 return self._mount_delay(record.pod) + record.plan.start_delay
-            case "volumes + start.sandbox_delay":
-                sandbox = start.sandbox_delay
-                assert sandbox is not None
-                if isinstance(sandbox, Distribution):
-                    sandbox = failures.sample(sandbox, self.rng)
-                return self._mount_delay(record.pod) + record.plan.start_delay + sandbox
-            case "start.containers_delay":  # a distribution; without one, at once
-                return None if start.containers_delay is None else failures.sample(
-                    start.containers_delay, self.rng)
+            case "volumes + sandbox":
+                return self._mount_delay(record.pod) + record.plan.start_delay \
+                    + self._sample(start.sandbox_delay)
+            case "volumes + sandbox + containers":
+                return self._mount_delay(record.pod) + record.plan.start_delay \
+                    + self._sample(start.sandbox_delay) + self._sample(start.containers_delay)
+            case "start.containers_delay":  # without one, at once
+                return None if start.containers_delay is None else self._sample(
+                    start.containers_delay)
             case "relist":  # the next runtime relist, then the status write
                 return self._start_delay()
             case "run":  # how long the containers run
@@ -741,6 +741,12 @@ class PodLifecycle:
             case "flap":
                 return record.plan.flap_period
         return attrgetter(stage.after)(self.profile)
+
+    def _sample(self, delay: float | Distribution | None) -> float:
+        """Seconds of a profile's delay: none, a number, or drawn from a distribution."""
+        if delay is None:
+            return 0.0
+        return failures.sample(delay, self.rng) if isinstance(delay, Distribution) else delay
 
     def _set_status(self, record: PodRecord, phase: str) -> None:
         record.phase = phase

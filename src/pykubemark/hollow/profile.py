@@ -86,13 +86,15 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     mount_retry_period: float = 0.3
     mount_time: float = 0.1
     #: Later kubelets write the sandbox's readiness (PodReadyToStartContainers True) as a
-    #: status of its own, this long after the volumes are mounted (seconds, or a
-    #: distribution: the runtime making the sandbox and its network), and start the
-    #: containers then; None: no such status (1.20).
+    #: status of its own once it is ready, and start the containers then; False: no
+    #: such status (1.20 to 1.35).
+    sandbox_status: bool = False
+    #: How long after the volumes are mounted the sandbox is ready (seconds, or a
+    #: distribution: the runtime making the sandbox and its network); none: at once.
     sandbox_delay: float | Distribution | None = None
-    #: After that sandbox status, until the runtime has created and started the
-    #: containers (``startedAt``): a real kubelet on containerd takes a while, the Go
-    #: kubemark's fake runtime none. None: at once.
+    #: After the sandbox, until the runtime has created and started the containers
+    #: (``startedAt``): a real kubelet on containerd takes a while, the Go kubemark's
+    #: fake runtime none. None: at once.
     containers_delay: Distribution | None = None
     #: Seconds from seeing a pod to its first sync and status write (admission, the pod
     #: worker's start): none by default. A node's GET of a pod it has just been handed

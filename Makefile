@@ -35,11 +35,13 @@ unit: venv
 # Unit tests and lint first: they fail in seconds, before any build. The integration
 # tests run on TEST_WORKERS pytest-xdist workers, each with its own session cluster; a
 # file's tests stay together (tests/conftest.py). Much of the suite waits on
-# controllers and grace periods, so two workers on two cores nearly halve it.
+# controllers and grace periods, so two workers on two cores nearly halve it. Tests
+# marked `quiet` (a statistical verdict another test's load can flip) run after, alone.
 TEST_WORKERS ?= 2
 test: unit lint provision
 	$(BIN)/pytest -v -rs --durations=25 -n $(TEST_WORKERS) --dist loadfile \
-		--no-loadscope-reorder tests --ignore=tests/unit
+		--no-loadscope-reorder -m "not quiet" tests --ignore=tests/unit
+	$(BIN)/pytest -v -rs -m quiet tests --ignore=tests/unit
 
 # The benchmarks, each at the defaults the docs (docs/results/) quote. Each starts and
 # stops its own clusters and writes its JSON to benchmarks/results/ as it goes; `make

@@ -221,7 +221,7 @@ FIRST_SYNC = Stage("first_sync", "start.first_sync", ("Pending",), needs="no sta
 #: The volume manager asks for the pod's service-account tokens.
 TOKENS = Stage("request_tokens", "start.token_delay")
 #: Later kubelets: the sandbox is ready (a Pending status of its own); the containers
-#: start at once.
+#: start after ``start.containers_delay``.
 SANDBOX_READY = Stage("sandbox_ready", "volumes + sandbox", ("Pending",))
 #: The runtime starts the containers (startedAt) once the volumes are mounted (and the
 #: runtime has made the sandbox and them: without a sandbox status, their delays add up).
@@ -718,9 +718,9 @@ class PodLifecycle:
         profile (``stop.kill_delay``), or one of these."""
         start = self.profile.start
         match stage.after:
-            case "start.first_sync":  # a distribution; without one, the first sync is at once
-                return None if start.first_sync is None else failures.sample(start.first_sync,
-                                                                             self.rng)
+            case "start.first_sync" | "start.containers_delay":  # without one, at once
+                delay = attrgetter(stage.after)(self.profile)
+                return None if delay is None else self._sample(delay)
             case "volumes":  # the volume poll finds them mounted; then the plan's slow start
                 return self._mount_delay(record.pod) + record.plan.start_delay
             case "volumes + sandbox":
@@ -729,9 +729,6 @@ class PodLifecycle:
             case "volumes + sandbox + containers":
                 return self._mount_delay(record.pod) + record.plan.start_delay \
                     + self._sample(start.sandbox_delay) + self._sample(start.containers_delay)
-            case "start.containers_delay":  # without one, at once
-                return None if start.containers_delay is None else self._sample(
-                    start.containers_delay)
             case "relist":  # the next runtime relist, then the status write
                 return self._start_delay()
             case "run":  # how long the containers run

@@ -36,6 +36,7 @@ from pykubemark.kube.blocking import call
 from pykubemark.kube.client import JSON, ApiError
 from pykubemark.kube.config import KubeConfig
 from pykubemark.load import templates
+from pykubemark.profiles import REAL_NODES_RUNTIME, runtime_profile
 from pykubemark.provision.releases import default_release
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,6 +145,25 @@ def results_dir_option(default: Path = RESULTS_DIR) -> Callable[[Callable[..., A
     missing directory must not wait until the first one to fail)."""
     return click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
                         default=default, show_default=True, callback=_results_dir)
+
+
+def _hollow_runtime(ctx: click.Context, param: click.Parameter, value: str) -> Path | None:
+    return None if value == "none" else runtime_profile(value)
+
+
+def hollow_runtime_option(why: str = "") -> Callable[[Callable[..., Any]], Any]:
+    """``--hollow-runtime`` of the benchmarks that put hollow nodes beside real ones: the
+    real nodes' runtime time on the hollow side (a profile file, or None)."""
+    return click.option("--hollow-runtime", "runtime", default=REAL_NODES_RUNTIME,
+                        show_default=True, callback=_hollow_runtime,
+                        help="The runtime profile (src/pykubemark/profiles/runtime/) put on "
+                        f"the hollow nodes' release profile: the real nodes' runtime time{why}; "
+                        "'none' for the release profile alone.")
+
+
+def runtime_name(runtime: Path | None) -> str:
+    """What a result file records of ``--hollow-runtime``."""
+    return runtime.stem if runtime else "none"
 
 
 def tear_down(cluster: LocalCluster, label: str, *, say_stopped: bool = True) -> None:

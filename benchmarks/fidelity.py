@@ -53,11 +53,13 @@ from benchlib import (
     ResultFile,
     console,
     environment,
+    hollow_runtime_option,
     iso,
     out,
     recording_status,
     results_dir_option,
     run_cli,
+    runtime_name,
     sleep_checked,
     tear_down,
     utcnow,
@@ -69,7 +71,6 @@ from pykubemark.cluster.hollow import HollowArgs, start_hollow
 from pykubemark.errors import UserError
 from pykubemark.measure.audit import Request, read_audit, watch_set
 from pykubemark.measure.resources import cpu_seconds, process_tree
-from pykubemark.profiles import REAL_NODES_RUNTIME, runtime_profile
 from pykubemark.provision import Binaries, ensure_binaries
 from pykubemark.provision.releases import default_release, parse_release
 
@@ -625,15 +626,12 @@ def record_reference(data: dict[str, Any], command: str) -> Path:
               "same release and schedule) instead of running real nodes again.")
 @click.option("--name", default="bench-fidelity", show_default=True,
               help="Cluster name prefix (one cluster per side, one after the other).")
-@click.option("--hollow-runtime", default=REAL_NODES_RUNTIME, show_default=True,
-              help="The runtime profile (src/pykubemark/profiles/runtime/) put on the "
-              "pykubemark side's release profile: the real nodes' runtime time; 'none' "
-              "for the release profile alone.")
+@hollow_runtime_option()
 @results_dir_option()
 def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
          idle_minutes: float, pods_per_node: int, hold_seconds: float, settle_seconds: float,
          baseline_minutes: float, record: bool, record_from: Path | None,
-         real_from: Path | None, name: str, hollow_runtime: str, results_dir: Path) -> None:
+         real_from: Path | None, name: str, runtime: Path | None, results_dir: Path) -> None:
     """Each side on its own control plane of the release, the same schedule; rates from
     the audit log, compared with the real nodes'."""
     if record_from is not None:
@@ -653,7 +651,6 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
         raise UserError("--record needs the real side (--sides real,...)")
     if real_from is not None and "real" in chosen:
         raise UserError("--real-from takes the real side from a file: leave it out of --sides")
-    runtime = None if hollow_runtime == "none" else runtime_profile(hollow_runtime)
     wanted = parse_release(release) if release else default_release()
     binaries = ensure_binaries(release=wanted)
     result = ResultFile(f"fidelity-{wanted}", results_dir)
@@ -665,7 +662,7 @@ def main(release: str | None, sides: str, nodes: int, startup_seconds: float,
                               "idle_minutes": idle_minutes, "pods_per_node": pods_per_node,
                               "hold_seconds": hold_seconds, "settle_seconds": settle_seconds,
                               "baseline_minutes": baseline_minutes,
-                              "hollow_runtime": hollow_runtime},
+                              "hollow_runtime": runtime_name(runtime)},
                  "environment": environment(), "sides": {}})
     if real_from is not None:
         data["sides"]["real"] = real_side(real_from, data)

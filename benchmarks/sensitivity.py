@@ -40,9 +40,11 @@ from benchlib import (
     ResultFile,
     console,
     environment,
+    hollow_runtime_option,
     recording_status,
     results_dir_option,
     run_cli,
+    runtime_name,
     shielded,
     utcnow,
 )
@@ -51,7 +53,6 @@ from pykubemark.ab import metrics as ab_metrics
 from pykubemark.ab.stats import NO_CHANGE, compare_values
 from pykubemark.errors import UserError
 from pykubemark.load.scenario import scenario_text
-from pykubemark.profiles import REAL_NODES_RUNTIME, runtime_profile
 
 #: name: (component, flags). Each moves the SLIs one known way: the watch cache off sends
 #: every LIST and WATCH to etcd; a tenth of the in-flight limits (APF's seats) queues
@@ -204,16 +205,13 @@ def judge(runs: list[dict[str, Any]], fleets: list[str], changes: list[str],
               help="Comma-separated, of the names in CHANGES.")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--name", default="sens", show_default=True, help="Cluster name prefix.")
-@click.option("--hollow-runtime", default=REAL_NODES_RUNTIME, show_default=True,
-              help="The runtime profile (src/pykubemark/profiles/runtime/) put on the "
-              "pykubemark fleet's release profile: the real nodes' runtime time, so that a "
-              "change's share of pod start-up compares; 'none' for the release's alone.")
+@hollow_runtime_option(", so that a change's share of pod start-up compares")
 @click.option("--work-dir", type=click.Path(path_type=Path),
               default=Path("/tmp/pykubemark-sensitivity"), show_default=True,
               help="Where the runs' directories go (kept: each has its report).")
 @results_dir_option()
 def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str,
-         confidence: float, name: str, hollow_runtime: str, work_dir: Path,
+         confidence: float, name: str, runtime: Path | None, work_dir: Path,
          results_dir: Path) -> None:
     """A density run on real and hollow nodes under control-plane changes, side by side."""
     fleet_list = [f.strip() for f in fleets.split(",") if f.strip()]
@@ -226,7 +224,6 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
             raise UserError(f"--changes: {change} is not one of {', '.join(CHANGES)}")
     if nodes < 1 or repeat < 1 or pods_per_node < 1:
         raise UserError("--nodes, --repeat and --pods-per-node must be at least 1")
-    runtime = None if hollow_runtime == "none" else runtime_profile(hollow_runtime)
     work_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenario_file(work_dir)
     result = ResultFile("sensitivity", results_dir)
@@ -236,7 +233,7 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
         "params": {"nodes": nodes, "pods_per_node": pods_per_node, "repeat": repeat,
                    "fleets": fleet_list, "confidence": confidence, "tolerance": TOLERANCE,
                    "scenario": "density (image " + REAL_IMAGE + ")",
-                   "hollow_runtime": hollow_runtime},
+                   "hollow_runtime": runtime_name(runtime)},
         "changes": {c: {"component": CHANGES[c][0], "flags": list(CHANGES[c][1])}
                     for c in change_list},
         "environment": environment(), "runs": []}

@@ -133,9 +133,10 @@ class Refs:
         self.calls.append((set(added), set(removed)))
 
 
-def lifecycle(refs: Refs | None = None, images: list[str] | None = None) -> PodLifecycle:
+def lifecycle(refs: Refs | None = None, images: list[str] | None = None,
+              profile: Profile = PROFILE) -> PodLifecycle:
     client = Client(KubeConfig(server="https://127.0.0.1:1", ssl_context=None))
-    return PodLifecycle(NODE, HOST_IP, Ipam("10.64.0.0/24"), client, PROFILE, on_refs=refs,
+    return PodLifecycle(NODE, HOST_IP, Ipam("10.64.0.0/24"), client, profile, on_refs=refs,
                         on_image=images.append if images is not None else None)
 
 
@@ -278,6 +279,27 @@ def test_deleted_before_running_never_runs() -> None:
         # waiting (Pending), then killed, resynced and reclaimed: no container ever ran
         states = [list(s["containerStatuses"][0]["state"]) for _, _, s in lc.channel]
         assert states == [["waiting"], ["terminated"], ["terminated"], ["terminated"]]
+        await lc.close()
+    run(body)
+
+
+def test_references_are_watched_from_the_first_sync() -> None:
+    """Not on the pod's first sight: the Node authorizer may not know the binding yet
+    (a 403 on the watch), and a pod deleted before its first sync is never watched."""
+    async def body() -> None:
+        refs = Refs()
+        start = msgspec.structs.replace(PROFILE.start, first_sync=Distribution(fixed=0.05))
+        lc = lifecycle(refs, profile=msgspec.structs.replace(PROFILE, start=start))
+        watched = pod(volumes=[{"name": "s", "secret": {"secretName": "tok"}}])
+        lc.on_event("ADDED", watched)
+        assert refs.calls == []
+        await until(lambda: refs.calls, "the secret watched")
+        assert refs.calls == [({("secrets", "default", "tok")}, set())]
+        gone = pod("web-2", volumes=[{"name": "c", "configMap": {"name": "cfg"}}])
+        lc.on_event("ADDED", gone)
+        lc.on_event("DELETED", gone)
+        await asyncio.sleep(0.1)
+        assert len(refs.calls) == 1
         await lc.close()
     run(body)
 

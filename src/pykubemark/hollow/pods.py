@@ -372,12 +372,9 @@ class PodLifecycle:
     def _admit(self, pod: Pod) -> PodRecord:
         record = PodRecord(pod)
         self.pods[record.uid] = record
-        refs = referenced_objects(pod)
-        self.refs[record.uid] = refs
-        if refs and self.on_refs:
-            self.on_refs(refs, set())
         phase = pod.status.phase
         if phase in TERMINAL or (phase == "Running" and pod.status.podIP):
+            self._register_refs(record)
             # Already started before we (re)started: adopt it, do not restart it.
             self.adopted += 1
             record.phase = phase
@@ -422,6 +419,18 @@ class PodLifecycle:
 
     def _first_sync(self, record: PodRecord) -> None:
         self._set_status(record, "Pending")
+        self._register_refs(record)
+
+    def _register_refs(self, record: PodRecord) -> None:
+        """Watch what the pod references, from its first sync on, as the kubelet's
+        syncPod registers it after generating the first status: not on the pod's first
+        sight, where the watch can reach the apiserver before the Node authorizer's graph
+        has the binding (a 403)."""
+        if record.uid in self.refs or record.terminating:
+            return
+        refs = self.refs[record.uid] = referenced_objects(record.pod)
+        if refs and self.on_refs:
+            self.on_refs(refs, set())
 
     def _sandbox_ready(self, record: PodRecord) -> None:
         record.times.sandbox = objects.now_seconds()

@@ -50,9 +50,11 @@ test: unit lint provision
 # `make bench`: the quick ones, cost, real nodes and failures (about half an hour).
 bench: bench-cost bench-real-nodes bench-failures
 
-# Requests per node and per pod: real nodes, pykubemark, the Go kubemark, KWOK (~65 min).
+# Requests per node and per pod: real nodes, pykubemark, the Go kubemark, KWOK (~65 min);
+# then the control plane's CPU per real and per hollow node, paired on one cluster (~30 min).
 bench-fidelity: provision
 	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/paired_cpu.py
 
 # Memory and CPU per hollow node and CPU per pod, against the Go kubemark (~15 min).
 bench-cost: provision

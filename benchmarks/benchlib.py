@@ -306,7 +306,7 @@ def wait_namespace(cluster: LocalCluster, namespace: str, timeout: float = 60.0)
 
 
 # -- the pod cycle -------------------------------------------------------------------------
-def deployment(name: str, replicas: int, nodes: list[str]) -> dict[str, Any]:
+def deployment(name: str, replicas: int, nodes: list[str], image: str = IMAGE) -> dict[str, Any]:
     """The load generator's Deployment (`pykubemark.load.templates`), pinned to ``nodes``
     and spread evenly over them.
 
@@ -316,7 +316,7 @@ def deployment(name: str, replicas: int, nodes: list[str]) -> dict[str, Any]:
     ``replicas / len(nodes)`` on every node of both sides.
     """
     body = templates.workload("Deployment", name, replicas=replicas, labels={"app": name},
-                              image=IMAGE, config=False, node_selector={})
+                              image=image, config=False, node_selector={})
     spec = body["spec"]["template"]["spec"]
     spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": [{
@@ -343,7 +343,7 @@ class PodCycle:
 
     def __init__(self, cluster: LocalCluster, sides: dict[str, list[str]], *,
                  pods_per_node: int, hold: float, settle: float, namespace: str = "bench",
-                 mark: Callable[[str], None] = lambda _name: None) -> None:
+                 mark: Callable[[str], None] = lambda _name: None, image: str = IMAGE) -> None:
         self.cluster = cluster
         self.api = Api(cluster)
         self.sides = sides
@@ -352,6 +352,7 @@ class PodCycle:
         self.settle = settle
         self.namespace = namespace
         self.mark = mark
+        self.image = image
         self.times: dict[str, dt.datetime] = {}
         self.running_after: dict[str, float] = {}
         self.gone_after: dict[str, float] = {}
@@ -373,7 +374,8 @@ class PodCycle:
         self._mark("create")
         created = time.monotonic()
         for side, nodes in self.sides.items():
-            self.api.request("POST", base, deployment(self.name(side), self.pods(side), nodes))
+            self.api.request("POST", base, deployment(self.name(side), self.pods(side), nodes,
+                                                    self.image))
         total = sum(self.pods(s) for s in self.sides)
         self._wait("Running", created, self.running_after, check, timeout=180 + total / 5,
                    done=lambda side, pods: self._all_running(side, pods))

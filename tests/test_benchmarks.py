@@ -51,6 +51,9 @@ RUNS = {
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
     "real_nodes.py": (["--nodes", "1", "--settle", "0", "--idle", "10"], ["per_node"]),
+    # a real node and a hollow one on one control plane, two rounds of each pairing
+    "paired_cpu.py": (["--nodes", "1", "--rounds", "2", "--window-seconds", "5",
+                       "--settle-seconds", "1", "--pods-per-node", "1"], ["rounds", "summary"]),
     "addons_cost.py": (["--nodes", "2", "--pods-per-node", "1", "--seconds", "30"],
                        ["nodes"]),
     # one A/A pair of runs (no figures from one run a side: the file and its rows)

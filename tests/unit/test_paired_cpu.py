@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
-import paired_cpu  # noqa: E402
+import paired_cpu
 
 
 def test_a_ratio_its_interval_holds_and_one_does_not() -> None:

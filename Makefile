@@ -51,7 +51,7 @@ test: unit lint provision
 bench: bench-cost bench-real-nodes bench-failures
 
 # Requests per node and per pod: real nodes, pykubemark, the Go kubemark, KWOK (~65 min);
-# then the control plane's CPU per real and per hollow node, paired on one cluster (~30 min).
+# then the control plane's CPU per real and per hollow node, paired on one cluster (~20 min).
 bench-fidelity: provision
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/paired_cpu.py

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 import orjson
+import psutil
 from rich.console import Console
 
 from pykubemark.cluster.control_plane import LocalCluster, UpOptions, python_argv
@@ -36,6 +37,7 @@ from pykubemark.kube.blocking import call
 from pykubemark.kube.client import JSON, ApiError
 from pykubemark.kube.config import KubeConfig
 from pykubemark.load import templates
+from pykubemark.measure.resources import process_tree
 from pykubemark.profiles import REAL_NODES_RUNTIME, runtime_profile
 from pykubemark.provision.releases import default_release
 
@@ -194,6 +196,12 @@ def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
     return cluster.add_process(f"hollow-{prefix}", argv)
+
+
+def live_tree(proc: Proc | None) -> list[psutil.Process]:
+    """``proc`` and its descendants as they are now; empty when it is gone (or none)."""
+    live = proc.process() if proc else None
+    return [] if live is None else process_tree(live)
 
 
 def check_proc(proc: Proc) -> None:
@@ -438,8 +446,6 @@ class PodCycle:
 def environment() -> dict[str, Any]:
     """What the numbers depend on: the machine and the software versions."""
     import platform
-
-    import psutil
 
     return {
         # what start_cluster runs (fidelity.py records its --release apart)

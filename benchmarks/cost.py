@@ -46,6 +46,7 @@ from benchlib import (
     console,
     environment,
     iso,
+    live_tree,
     out,
     recording_status,
     results_dir_option,
@@ -63,7 +64,7 @@ from rich.table import Table
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.cluster.state import Proc
 from pykubemark.engines.gokubemark import GoFleet
-from pykubemark.measure.resources import cpu_seconds, process_tree
+from pykubemark.measure.resources import cpu_seconds
 
 #: Process groups: the Go nodes' kubelets and proxies, pykubemark's idle fleet and its
 #: pod fleet.
@@ -156,9 +157,7 @@ class Cost:
             check_proc(proc)
 
     def py_processes(self, group: str) -> list[psutil.Process]:
-        proc = self.procs.get(group)
-        live = proc.process() if proc else None
-        return [] if live is None else process_tree(live)
+        return live_tree(self.procs.get(group))
 
     def nodes(self, group: str) -> int:
         return {"py": self.py_nodes, "py-pods": self.pod_nodes}.get(group, self.go_nodes)

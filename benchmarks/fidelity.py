@@ -55,6 +55,7 @@ from benchlib import (
     environment,
     hollow_runtime_option,
     iso,
+    live_tree,
     out,
     recording_status,
     results_dir_option,
@@ -70,7 +71,7 @@ from pykubemark.cluster.control_plane import LocalCluster, UpOptions
 from pykubemark.cluster.hollow import HollowArgs, start_hollow
 from pykubemark.errors import UserError
 from pykubemark.measure.audit import Request, read_audit, watch_set
-from pykubemark.measure.resources import cpu_seconds, process_tree
+from pykubemark.measure.resources import cpu_seconds
 from pykubemark.provision import Binaries, ensure_binaries
 from pykubemark.provision.releases import default_release, parse_release
 
@@ -149,9 +150,7 @@ class Snapshot:
     def take(cls, cluster: LocalCluster, api: Api) -> Snapshot:
         cpu = {}
         for name in ("kube-apiserver", "etcd"):
-            proc = cluster.state.proc(name)
-            live = proc.process() if proc else None
-            cpu[name] = cpu_seconds(process_tree(live)) if live else 0.0
+            cpu[name] = cpu_seconds(live_tree(cluster.state.proc(name)))
         text = api.text("/metrics")
         sizes: Counter[str] = Counter()
         for m in re.finditer(r'^apiserver_response_sizes_sum\{([^}]*)\} (\S+)$', text, re.M):

@@ -51,6 +51,7 @@ from benchlib import (
     console,
     environment,
     hollow_runtime_option,
+    live_tree,
     recording_status,
     results_dir_option,
     run_cli,
@@ -65,7 +66,7 @@ from scipy import stats
 from pykubemark.cluster.control_plane import LocalCluster, UpOptions
 from pykubemark.cluster.hollow import HollowArgs, start_hollow
 from pykubemark.errors import UserError
-from pykubemark.measure.resources import cpu_seconds, process_tree
+from pykubemark.measure.resources import cpu_seconds
 from pykubemark.provision import ensure_binaries
 from pykubemark.provision.releases import default_release, parse_release
 
@@ -83,20 +84,17 @@ class Fleets:
     real: list[str]
     hollow: list[str]
 
+    def names(self, fleet: str) -> list[str]:
+        """The fleet's node names."""
+        return self.real if fleet == "real" else self.hollow
+
     def processes(self, fleet: str) -> list[psutil.Process]:
         if fleet == "hollow":
             names = ["hollow"]
         else:
             names = [p.name for p in self.cluster.state.processes
                      if p.name.endswith(("-kubelet", "-kube-proxy"))]
-        procs = []
-        for name in names:
-            proc = self.cluster.state.proc(name)
-            live = proc.process() if proc else None
-            if live is None:
-                raise UserError(f"{name} is not running (log: {proc.log if proc else '-'})")
-            procs += process_tree(live)
-        return procs
+        return [p for name in names for p in running_tree(self.cluster, name)]
 
     @contextlib.contextmanager
     def paused(self, fleet: str | None) -> Iterator[None]:
@@ -115,16 +113,19 @@ class Fleets:
                         proc.send_signal(signal.SIGCONT)
 
 
+def running_tree(cluster: LocalCluster, name: str) -> list[psutil.Process]:
+    """The cluster's process ``name`` and its descendants; an error once it is gone (a
+    figure without it would be wrong, not smaller)."""
+    proc = cluster.state.proc(name)
+    tree = live_tree(proc)
+    if not tree:
+        raise UserError(f"{name} is not running (log: {proc.log if proc else '-'})")
+    return tree
+
+
 def control_plane_cpu(cluster: LocalCluster) -> float:
     """CPU seconds kube-apiserver and etcd have spent so far."""
-    total = 0.0
-    for name in CONTROL_PLANE:
-        proc = cluster.state.proc(name)
-        live = proc.process() if proc else None
-        if live is None:
-            raise UserError(f"{name} exited (log: {proc.log if proc else '-'})")
-        total += cpu_seconds(process_tree(live))
-    return total
+    return sum(cpu_seconds(running_tree(cluster, name)) for name in CONTROL_PLANE)
 
 
 def measure(cluster: LocalCluster, body: Callable[[], None]) -> tuple[float, float]:
@@ -185,8 +186,8 @@ def idle_round(fleets: Fleets, index: int, window: float, settle: float) -> dict
     out: dict[str, Any] = {"order": list(order),
                            "cpu_seconds_per_second": rate}
     for fleet in FLEETS:
-        per_node = len(fleets.real if fleet == "real" else fleets.hollow)
-        out[f"{fleet}_ms_per_node_minute"] = (rate["both"] - rate[fleet]) * 60_000 / per_node
+        out[f"{fleet}_ms_per_node_minute"] = \
+            (rate["both"] - rate[fleet]) * 60_000 / len(fleets.names(fleet))
     return out
 
 
@@ -195,8 +196,8 @@ def pod_round(fleets: Fleets, index: int, both_rate: float, pods_per_node: int,
     order = FLEETS if index % 2 == 0 else FLEETS[::-1]
     out: dict[str, Any] = {"order": list(order)}
     for fleet in order:
-        nodes = fleets.real if fleet == "real" else fleets.hollow
-        cycle = PodCycle(fleets.cluster, {fleet: nodes}, pods_per_node=pods_per_node,
+        cycle = PodCycle(fleets.cluster, {fleet: fleets.names(fleet)},
+                         pods_per_node=pods_per_node,
                          hold=settle, settle=settle, namespace="paired", image=image)
         cpu, wall = measure(fleets.cluster, cycle.run)
         pods = cycle.pods(fleet)

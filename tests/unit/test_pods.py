@@ -912,3 +912,41 @@ def test_deletions_racing_requests_and_late_events_leave_nothing_behind(
     for seed in range(2):
         left = asyncio.run(race(seed, 120, stale=stale, relists=relists))
         assert left == dict.fromkeys(left, 0), seed
+
+
+def test_pods_on_a_shared_runtime_wait_their_turn_and_a_deleted_one_leaves_it() -> None:
+    """With ``runtime_slots``: every starting pod's work is in the node's one runtime at
+    once; one deleted before it started leaves the runtime and never starts."""
+    async def body() -> None:
+        lc = lifecycle(profile=Profile(start=StartProfile(
+            relist_period=0, status_delay=0.01, mount_time=0, sandbox_status=True,
+            sandbox_delay=Distribution(fixed=0.2), containers_delay=Distribution(fixed=0.1),
+            runtime_slots=1), stop=PROFILE.stop))
+        for i in range(3):
+            lc.on_event("ADDED", pod(f"web-{i}"))
+        await until(lambda: lc.runtime is not None and len(lc.runtime) == 3,
+                    "three sandboxes in the runtime")
+        lc.on_event("MODIFIED", pod("web-0", deleting=True))
+        assert lc.runtime is not None and len(lc.runtime) == 2
+        await until(lambda: all(lc.pods[f"uid-web-{i}"].phase == "Running" for i in (1, 2)),
+                    "the others Running")
+        assert lc.pods["uid-web-0"].times.started == ""
+        assert len(lc.runtime) == 0
+        await lc.close()
+    run(body)
+
+
+def test_the_shared_runtimes_work_is_the_profiles_delays() -> None:
+    """Without a sandbox status (1.35) one job holds both delays' work."""
+    async def body() -> None:
+        lc = lifecycle(profile=Profile(start=StartProfile(
+            relist_period=0, status_delay=0.01, mount_time=0,
+            sandbox_delay=Distribution(fixed=0.6), containers_delay=Distribution(fixed=0.6),
+            runtime_slots=2)))
+        lc.on_event("ADDED", pod())
+        await until(lambda: lc.runtime is not None and len(lc.runtime) == 1, "in the runtime")
+        assert lc.runtime is not None
+        assert lc.runtime._sharing.next_finish() == pytest.approx(
+            lc.runtime._sharing.at + 1.2)
+        await lc.close()
+    run(body)

@@ -122,3 +122,9 @@ def test_yaml_not_a_mapping(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     assert str(path) in _user_error(path).format_message()
+
+
+def test_a_runtime_without_slots_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("start: {runtime_slots: 0}\n")
+    assert "runtime_slots" in _user_error(path).format_message()

@@ -33,6 +33,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -41,6 +42,7 @@ from pykubemark.hollow.failures import Plan
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import ContainerView, Exited
 from pykubemark.hollow.profile import Distribution, Profile
+from pykubemark.hollow.runtime import RuntimeJob, SharedRuntime
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import Pod
 
@@ -114,7 +116,7 @@ class PodRecord:
         self.deletable = False
         self.exit_code = 0
         self.exit_reason = ""
-        self.timers: list[asyncio.TimerHandle] = []
+        self.timers: list[asyncio.TimerHandle | RuntimeJob] = []
         self.plan = Plan()
         #: Set once the pod fails: the containers as the runtime would report them.
         self.view: ContainerView | None = None
@@ -257,6 +259,13 @@ KILLED = Stage("killed", "stop.kill_delay", deleting=True)
 #: runs has nothing to kill: reclaimed when it would have been killed.
 RECLAIMED = Stage("reclaimed", "stop.delete_after", deleting=True)
 RECLAIMED_AT_ONCE = RECLAIMED._replace(after="stop.kill_delay")
+#: The stages whose delay is the runtime's work, and which of its delays make it up: on
+#: a node whose runtime is shared (``start.runtime_slots``) they wait their turn.
+RUNTIME_WORK = {
+    "volumes + sandbox": ("sandbox_delay",),
+    "volumes + sandbox + containers": ("sandbox_delay", "containers_delay"),
+    "start.containers_delay": ("containers_delay",),
+}
 
 
 class PodLifecycle:
@@ -287,6 +296,8 @@ class PodLifecycle:
         self._fields = frozenset(profile.pod_status_fields)
         self.rng = random.Random()
         self._background: set[asyncio.Task[Any]] = set()
+        #: The node's runtime, when its pods share it (made at the first pod's start).
+        self.runtime: SharedRuntime | None = None
         #: Pods found already started (after a restart) and adopted as they were.
         self.adopted = 0
         #: Deleted pods (our DELETE, a 404, a DELETED event) and when their tombstones
@@ -704,6 +715,9 @@ class PodLifecycle:
     # -- stages: when they come, and whether they apply ----------------------------------
     def _next(self, record: PodRecord, stage: Stage) -> None:
         """Ask for ``stage`` after its delay (at once, if it has none)."""
+        if stage.after in RUNTIME_WORK and self.profile.start.runtime_slots:
+            self._in_runtime(record, stage)
+            return
         delay = self._delay(stage, record)
         if delay is None:
             self._enter(record, stage)
@@ -715,6 +729,25 @@ class PodLifecycle:
             return
         loop = asyncio.get_running_loop()
         record.timers.append(loop.call_later(max(0.0, delay), self._enter, record, stage))
+
+    def _in_runtime(self, record: PodRecord, stage: Stage) -> None:
+        """A runtime stage on a node whose runtime is shared: the pod waits for its volumes
+        (and its plan's slow start), then its work joins the runtime's other pods, and
+        ``stage`` comes when the work is done."""
+        start = self.profile.start
+        wait = 0.0 if stage.after == "start.containers_delay" else \
+            self._mount_delay(record.pod) + record.plan.start_delay
+        work = sum(self._sample(getattr(start, delay)) for delay in RUNTIME_WORK[stage.after])
+        runtime = self._shared_runtime(start.runtime_slots or 1)
+
+        def submit() -> None:
+            record.timers.append(runtime.submit(work, partial(self._enter, record, stage)))
+        record.timers.append(asyncio.get_running_loop().call_later(wait, submit))
+
+    def _shared_runtime(self, slots: int) -> SharedRuntime:
+        if self.runtime is None or self.runtime.slots != slots:
+            self.runtime = SharedRuntime(slots)
+        return self.runtime
 
     def _enter(self, record: PodRecord, stage: Stage) -> None:
         """``stage`` has come: it runs if it applies to the pod (a pod forgotten meanwhile

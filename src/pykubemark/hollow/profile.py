@@ -96,6 +96,11 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     #: (``startedAt``): a real kubelet on containerd takes a while, the Go kubemark's
     #: fake runtime none. None: at once.
     containers_delay: Distribution | None = None
+    #: How many pods the node's runtime makes at full speed at once; more share its time
+    #: (processor sharing: with k pods in it, each advances at slots/k), and the two
+    #: delays above are then each pod's work at full speed. None: each pod takes its
+    #: delays as drawn, however many start at once (the Go kubemark's fake runtime).
+    runtime_slots: int | None = None
     #: Seconds from seeing a pod to its first sync and status write (admission, the pod
     #: worker's start): none by default. A node's GET of a pod it has just been handed
     #: races the Node authorizer's graph, which refuses it (403) until it links the pod.
@@ -107,6 +112,10 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     #: Seconds a pod with restartPolicy Never/OnFailure runs before it succeeds;
     #: the annotation ``pykubemark.io/run-seconds`` overrides it per pod.
     job_run_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.runtime_slots is not None and self.runtime_slots < 1:
+            raise ValueError("runtime_slots must be at least 1")
 
 
 class StopProfile(msgspec.Struct, forbid_unknown_fields=True):

@@ -51,7 +51,7 @@ from benchlib import (
 
 from pykubemark.ab import metrics as ab_metrics
 from pykubemark.ab.stats import NO_CHANGE, compare_values
-from pykubemark.errors import UserError
+from pykubemark.errors import Interrupted, UserError
 from pykubemark.load.scenario import scenario_text
 
 #: name: (component, flags). Each moves the SLIs one known way: the watch cache off sends
@@ -121,6 +121,8 @@ def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nod
     try:
         try:
             up(cluster, fleet, change, nodes, runtime)
+        except Interrupted:
+            raise KeyboardInterrupt from None  # the whole benchmark stops, keeping its runs
         except UserError as exc:  # this run is lost, not the others
             console.print(f"  [red]{exc.message}[/]")
             row.update(usable=False, error=exc.message)

@@ -950,3 +950,22 @@ def test_the_shared_runtimes_work_is_the_profiles_delays() -> None:
             lc.runtime._sharing.at + 1.2)
         await lc.close()
     run(body)
+
+
+def test_a_sync_that_started_containers_relists_the_pod_at_once_in_later_kubelets() -> None:
+    """PLEGOnDemandRelist: Running is written the status delay after the start; without
+    it, after the next periodic relist (up to a period later)."""
+    async def body() -> None:
+        lc = lifecycle()
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        start = StartProfile(relist_period=1.0, status_delay=0.2)
+        lc.profile = Profile(start=start)
+        delays = {lc._delay(pods.RUNNING, record) for _ in range(20)}
+        assert all(0.2 <= d <= 1.2 for d in delays) and len(delays) > 1
+        lc.profile = Profile(start=msgspec.structs.replace(start, relist_on_sync=True))
+        assert lc._delay(pods.RUNNING, record) == 0.2
+        assert lc._delay(pods.RESTARTED, record) == 0.2
+        assert lc._delay(pods.FINISHED, record) != 0.2  # an exit is seen by the periodic one
+        await lc.close()
+    run(body)

@@ -146,6 +146,12 @@ def test_a_runtime_profile_merges_into_the_release_and_takes_nothing_of_the_kube
     assert load_profile(own, release).start.first_sync == Distribution(fixed=0.5)
 
 
+def test_the_pod_is_relisted_after_a_start_from_1_36() -> None:
+    assert not load_profile(None, Release(1, 35, 4)).start.relist_on_sync
+    assert load_profile(None, Release(1, 36, 3)).start.relist_on_sync
+    assert load_profile(None, Release(1, 37, 2)).start.relist_on_sync
+
+
 def test_an_unknown_runtime_profile_is_refused_by_name() -> None:
     with pytest.raises(UserError, match=f"known: {REAL_NODES_RUNTIME}"):
         runtime_profile("gvisor-on-the-moon")

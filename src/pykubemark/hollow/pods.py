@@ -230,8 +230,9 @@ SANDBOX_READY = Stage("sandbox_ready", "volumes + sandbox", ("Pending",))
 STARTED = Stage("containers_started", "volumes + sandbox + containers", ("Pending",))
 #: Later kubelets: the runtime starts them after the sandbox is ready.
 STARTED_AFTER_SANDBOX = STARTED._replace(after="start.containers_delay")
-#: The next relist sees them running: the Running (and Ready) status.
-RUNNING = Stage("running", "relist", ("Pending",))
+#: The next relist sees them running (a relist of the pod asked for by the sync that
+#: started them, in later kubelets): the Running (and Ready) status.
+RUNNING = Stage("running", "relist after start", ("Pending",))
 #: The containers of a Job's pod, or crashing ones, exit: Succeeded or Failed at once, or
 #: (a failing pod's view) at the next relist, or restarted.
 EXITED = Stage("exited", "run", ("Running",))
@@ -241,7 +242,7 @@ FINISHED = Stage("finished", "relist")
 CRASH_SYNC = Stage("crash_sync", "relist", ("Pending", "Running"), needs="view")
 CRASH_RETRY = CRASH_SYNC._replace(after="retry")
 #: The relist after a restart: Running (and Ready) again.
-RESTARTED = Stage("restarted", "relist", needs="running")
+RESTARTED = Stage("restarted", "relist after start", needs="running")
 #: A readiness probe that fails and recovers every period.
 FLAP = Stage("flap", "flap", needs="running")
 #: An image pull that fails, and the syncs that retry it once the back-off allows.
@@ -773,6 +774,8 @@ class PodLifecycle:
                     + self._sample(start.sandbox_delay) + self._sample(start.containers_delay)
             case "relist":  # the next runtime relist, then the status write
                 return self._start_delay()
+            case "relist after start":  # the same, or a relist of this pod at once
+                return start.status_delay if start.relist_on_sync else self._start_delay()
             case "run":  # how long the containers run
                 return self._run_seconds(record)
             case "retry":  # a failed sync, requeued with jitter

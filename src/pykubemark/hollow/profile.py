@@ -83,6 +83,10 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
 
     relist_period: float = 1.0
     status_delay: float = 0.2
+    #: Later kubelets (PLEGOnDemandRelist, on from 1.36): a sync that started containers
+    #: asks the PLEG to relist that pod at once, so the Running status is written
+    #: ``status_delay`` after the start rather than after the next periodic relist.
+    relist_on_sync: bool = False
     mount_retry_period: float = 0.3
     mount_time: float = 0.1
     #: Later kubelets write the sandbox's readiness (PodReadyToStartContainers True) as a

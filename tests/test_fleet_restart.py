@@ -3,7 +3,8 @@
 The worker of a 10-node fleet running 20 pods is killed with SIGKILL. Its supervisor
 starts it again under the same shard index: the nodes come back under the same names
 and adopt their pods — same uid, same podIP, still Running, containers not restarted —
-no node is ever marked NotReady, and `pykubemark status` counts the restart.
+no node is ever marked NotReady, and `pykubemark status` counts the restart. Then the
+supervisor itself is killed: its workers exit with it and `status` says it died.
 """
 
 from __future__ import annotations
@@ -125,3 +126,28 @@ def test_killed_fleet_process_is_replaced_and_adopts_its_pods(heal: Cluster) -> 
     row = next(line for line in status.splitlines() if re.search(r"\bhollow\b", line))
     cells = [cell.strip() for cell in re.split(r"[│|]", row) if cell.strip()]
     assert cells[0] == "hollow" and cells[-1] == "1", status
+
+
+def test_a_killed_supervisor_takes_its_workers_with_it_and_status_says_it_died(
+        heal: Cluster) -> None:
+    """The supervisor is not restarted; its workers must not outlive it as orphans still
+    renewing leases, and `status` must not call it stopped."""
+    cluster = heal
+    supervisor = cluster.state.proc("hollow")
+    assert supervisor is not None and supervisor.alive()
+    workers = [shard["pid"] for shard in restarts_record(cluster)["shards"]]
+    assert workers and all(psutil.Process(pid).ppid() == supervisor.pid for pid in workers)
+    os.kill(supervisor.pid, signal.SIGKILL)
+
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for("the workers to exit after their supervisor", lambda: all(map(gone, workers)),
+             30, 0.5)
+    status = run_cli("status", "--name", "heal").stdout
+    row = next(line for line in status.splitlines() if re.search(r"\bhollow\b", line))
+    cells = [cell.strip() for cell in re.split(r"[│|]", row) if cell.strip()]
+    assert cells[0] == "hollow" and "died" in cells, status

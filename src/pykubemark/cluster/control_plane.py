@@ -453,10 +453,13 @@ class LocalCluster:
 
     def status(self) -> list[dict[str, object]]:
         rows = []
+        # A process gone from a cluster nobody stopped died (killed, or crashed: its log
+        # says which).
+        gone = "stopped" if self.state.options.get("stopped") else "died"
         for proc in self.state.processes:
             alive = proc.alive()
             if not alive:
-                verdict = "stopped"
+                verdict = gone
             elif proc.health_url is None:
                 verdict = "running"
             else:

@@ -247,8 +247,10 @@ class Counters:
             began = time.monotonic()
             try:
                 text = (await self.client.get("/metrics")).decode()
-                self.samples.append(Sample(round(began - self.started, 2), utcnow().isoformat(),
-                                           *read_counters(text)))
+                # timed when the answer came, as its counters were read then: a scrape
+                # the apiserver held for seconds counts the increase over those seconds
+                self.samples.append(Sample(round(time.monotonic() - self.started, 2),
+                                           utcnow().isoformat(), *read_counters(text)))
             except (ApiError, *NETWORK_ERRORS):
                 self.failed += 1
             await asyncio.sleep(max(0.0, self.every - (time.monotonic() - began)))

@@ -735,11 +735,9 @@ class PodLifecycle:
         """A runtime stage on a node whose runtime is shared: the pod waits for its volumes
         (and its plan's slow start), then its work joins the runtime's other pods, and
         ``stage`` comes when the work is done."""
-        start = self.profile.start
-        wait = 0.0 if stage.after == "start.containers_delay" else \
-            self._mount_delay(record.pod) + record.plan.start_delay
-        work = sum(self._sample(getattr(start, delay)) for delay in RUNTIME_WORK[stage.after])
-        runtime = self._shared_runtime(start.runtime_slots or 1)
+        wait = 0.0 if stage.after == "start.containers_delay" else self._volumes_wait(record)
+        work = self._runtime_work(stage)
+        runtime = self._shared_runtime(self.profile.start.runtime_slots or 1)
 
         def submit() -> None:
             record.timers.append(runtime.submit(work, partial(self._enter, record, stage)))
@@ -764,14 +762,10 @@ class PodLifecycle:
             case "start.first_sync" | "start.containers_delay":  # without one, at once
                 delay = attrgetter(stage.after)(self.profile)
                 return None if delay is None else self._sample(delay)
-            case "volumes":  # the volume poll finds them mounted; then the plan's slow start
-                return self._mount_delay(record.pod) + record.plan.start_delay
-            case "volumes + sandbox":
-                return self._mount_delay(record.pod) + record.plan.start_delay \
-                    + self._sample(start.sandbox_delay)
-            case "volumes + sandbox + containers":
-                return self._mount_delay(record.pod) + record.plan.start_delay \
-                    + self._sample(start.sandbox_delay) + self._sample(start.containers_delay)
+            case "volumes":
+                return self._volumes_wait(record)
+            case "volumes + sandbox" | "volumes + sandbox + containers":  # then the runtime
+                return self._volumes_wait(record) + self._runtime_work(stage)
             case "relist":  # the next runtime relist, then the status write
                 return self._start_delay()
             case "relist after start":  # the same, or a relist of this pod at once
@@ -783,6 +777,15 @@ class PodLifecycle:
             case "flap":
                 return record.plan.flap_period
         return attrgetter(stage.after)(self.profile)
+
+    def _volumes_wait(self, record: PodRecord) -> float:
+        """The volume poll finds the volumes mounted; then the plan's slow start."""
+        return self._mount_delay(record.pod) + record.plan.start_delay
+
+    def _runtime_work(self, stage: Stage) -> float:
+        """The runtime's seconds for ``stage``: its delays (``RUNTIME_WORK``), drawn."""
+        start = self.profile.start
+        return sum(self._sample(getattr(start, delay)) for delay in RUNTIME_WORK[stage.after])
 
     def _sample(self, delay: float | Distribution | None) -> float:
         """Seconds of a profile's delay: none, a number, or drawn from a distribution."""

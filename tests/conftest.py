@@ -25,6 +25,28 @@ def pytest_configure(config: pytest.Config) -> None:
         import tempfile
 
         os.environ["PYKUBEMARK_STATE"] = tempfile.mkdtemp(prefix="pykubemark-test-state-")
+        config.stash[OWN_STATE] = Path(os.environ["PYKUBEMARK_STATE"])
+
+
+#: The state directory this session made (not a user's PYKUBEMARK_STATE).
+OWN_STATE = pytest.StashKey[Path]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A passing session's state goes: an integration run leaves gigabytes there (etcd
+    data, logs, run directories), and /tmp filled up run after run. A failing session's
+    stays, for its logs, and says where."""
+    state = session.config.stash.get(OWN_STATE, None)
+    if state is None or hasattr(session.config, "workerinput"):
+        return
+    mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+               if line.split()[1].startswith(f"{state}/")]
+    if exitstatus == 0 and not mounted:
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
+    elif any(state.iterdir()):
+        print(f"\nthe tests' clusters, logs and runs are kept in {state}")
 
 
 #: Files whose tests share nothing but the session cluster: each test is its own unit.

@@ -938,6 +938,32 @@ def test_pods_on_a_shared_runtime_wait_their_turn_and_a_deleted_one_leaves_it() 
     run(body)
 
 
+def test_a_queued_runtime_makes_sandboxes_in_turn_and_starts_containers_beside_them() -> None:
+    """``runtime_order: queue``: the sandboxes one after another in the order the pods came;
+    the first pod's containers start while the last one's sandbox still waits its turn."""
+    async def body() -> None:
+        lc = lifecycle(profile=Profile(start=StartProfile(
+            relist_period=0, status_delay=0.01, mount_time=0, sandbox_status=True,
+            sandbox_delay=Distribution(fixed=0.15), containers_delay=Distribution(fixed=0.05),
+            runtime_slots=1, runtime_order="queue"), stop=PROFILE.stop))
+        for i in range(3):
+            lc.on_event("ADDED", pod(f"web-{i}"))
+        await until(lambda: lc.runtime is not None and len(lc.runtime) == 3,
+                    "three sandboxes in the queue")
+        await until(lambda: lc.pods["uid-web-0"].phase == "Running", "the first Running")
+        assert lc.runtime is not None and len(lc.runtime) >= 1  # the last one's sandbox
+        assert lc.pods["uid-web-2"].phase == "Pending"
+        await until(lambda: all(r.phase == "Running" for r in lc.pods.values()), "all Running")
+        assert len(lc.runtime) == 0
+        await lc.close()
+    run(body)
+
+
+def test_a_runtime_order_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(ValueError, match="runtime_order"):
+        StartProfile(runtime_order="lifo")
+
+
 def test_the_shared_runtimes_work_is_the_profiles_delays() -> None:
     """Without a sandbox status (1.35) one job holds both delays' work."""
     async def body() -> None:

@@ -1,5 +1,5 @@
 """The shared runtime's processor sharing: its arithmetic on a clock of our own, and the
-asyncio wrapper's order of completion and cancellation."""
+asyncio wrapper's order of completion and cancellation; the queued runtime's order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from pykubemark.hollow.runtime import ProcessorSharing, SharedRuntime
+from pykubemark.hollow.runtime import ProcessorSharing, QueuedRuntime, SharedRuntime
 
 
 def test_one_slot_shares_its_time_among_the_jobs_in_it() -> None:
@@ -71,3 +71,47 @@ def test_the_shared_runtime_calls_back_in_order_of_work_and_not_once_cancelled()
         return done
 
     assert asyncio.run(body()) == ["short", "long"]
+
+
+def test_the_queued_runtime_serves_in_the_order_of_arrival_one_slot_at_a_time() -> None:
+    """The long job that came first is done first, whatever the work of those behind it;
+    one cancelled while waiting never runs, one cancelled while served frees its slot."""
+    async def body() -> tuple[list[str], list[int]]:
+        runtime = QueuedRuntime(1)
+        done: list[str] = []
+        sizes: list[int] = []
+        finished = asyncio.Event()
+        served = runtime.submit(10.0, lambda: done.append("cancelled while served"))
+        runtime.submit(0.03, lambda: (done.append("first"), sizes.append(len(runtime))))
+        waiting = runtime.submit(0.01, lambda: done.append("cancelled while waiting"))
+        runtime.submit(0.01, lambda: (done.append("last"), finished.set()))
+        sizes.append(len(runtime))
+        waiting.cancel()
+        served.cancel()
+        sizes.append(len(runtime))
+        await finished.wait()
+        return done, sizes
+
+    done, sizes = asyncio.run(body())
+    assert done == ["first", "last"]
+    assert sizes == [4, 2, 1]  # at the first's end, the last is still there
+
+
+def test_a_queued_runtime_with_two_slots_serves_two_at_once() -> None:
+    async def body() -> list[str]:
+        runtime = QueuedRuntime(2)
+        done: list[str] = []
+        finished = asyncio.Event()
+        runtime.submit(0.05, lambda: done.append("a"))
+        runtime.submit(0.02, lambda: done.append("b"))  # beside a, not behind it
+        runtime.submit(0.01, lambda: (done.append("c"), finished.set()))  # after b
+        await finished.wait()
+        await asyncio.sleep(0.06)
+        return done
+
+    assert asyncio.run(body()) == ["b", "c", "a"]
+
+
+def test_a_queued_runtime_needs_a_slot() -> None:
+    with pytest.raises(ValueError, match="slot"):
+        QueuedRuntime(0)

@@ -32,7 +32,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -42,7 +42,7 @@ from pykubemark.hollow.failures import Plan
 from pykubemark.hollow.ipam import Ipam
 from pykubemark.hollow.objects import ContainerView, Exited
 from pykubemark.hollow.profile import Distribution, Profile
-from pykubemark.hollow.runtime import RuntimeJob, SharedRuntime
+from pykubemark.hollow.runtime import QueuedRuntime, RuntimeJob, SharedRuntime
 from pykubemark.kube.client import NETWORK_ERRORS, ApiError, Client
 from pykubemark.kube.types import Pod
 
@@ -267,6 +267,9 @@ RUNTIME_WORK = {
     "volumes + sandbox + containers": ("sandbox_delay", "containers_delay"),
     "start.containers_delay": ("containers_delay",),
 }
+#: What waits its turn in a queued runtime (``runtime_order: queue``); the rest of a
+#: stage's work follows, in parallel with the other pods'.
+QUEUED_WORK = frozenset({"sandbox_delay"})
 
 
 class PodLifecycle:
@@ -298,7 +301,7 @@ class PodLifecycle:
         self.rng = random.Random()
         self._background: set[asyncio.Task[Any]] = set()
         #: The node's runtime, when its pods share it (made at the first pod's start).
-        self.runtime: SharedRuntime | None = None
+        self.runtime: SharedRuntime | QueuedRuntime | None = None
         #: Pods found already started (after a restart) and adopted as they were.
         self.adopted = 0
         #: Deleted pods (our DELETE, a 404, a DELETED event) and when their tombstones
@@ -734,18 +737,29 @@ class PodLifecycle:
     def _in_runtime(self, record: PodRecord, stage: Stage) -> None:
         """A runtime stage on a node whose runtime is shared: the pod waits for its volumes
         (and its plan's slow start), then its work joins the runtime's other pods, and
-        ``stage`` comes when the work is done."""
+        ``stage`` comes when the work is done (in a queue, what follows the queued part
+        once that is done)."""
+        start = self.profile.start
         wait = 0.0 if stage.after == "start.containers_delay" else self._volumes_wait(record)
-        work = self._runtime_work(stage)
-        runtime = self._shared_runtime(self.profile.start.runtime_slots or 1)
+        queued = start.runtime_order == "queue"
+        delays = RUNTIME_WORK[stage.after]
+        work = self._runtime_work(d for d in delays if not queued or d in QUEUED_WORK)
+        then = self._runtime_work(d for d in delays if queued and d not in QUEUED_WORK)
+        if queued and not any(d in QUEUED_WORK for d in delays):
+            self._later(record, wait + then, stage)
+            return
+        runtime = self._shared_runtime(start.runtime_slots or 1, start.runtime_order)
+        done = partial(self._later, record, then, stage) if then else \
+            partial(self._enter, record, stage)
 
         def submit() -> None:
-            record.timers.append(runtime.submit(work, partial(self._enter, record, stage)))
+            record.timers.append(runtime.submit(work, done))
         record.timers.append(asyncio.get_running_loop().call_later(wait, submit))
 
-    def _shared_runtime(self, slots: int) -> SharedRuntime:
-        if self.runtime is None or self.runtime.slots != slots:
-            self.runtime = SharedRuntime(slots)
+    def _shared_runtime(self, slots: int, order: str) -> SharedRuntime | QueuedRuntime:
+        kind = QueuedRuntime if order == "queue" else SharedRuntime
+        if not isinstance(self.runtime, kind) or self.runtime.slots != slots:
+            self.runtime = kind(slots)
         return self.runtime
 
     def _enter(self, record: PodRecord, stage: Stage) -> None:
@@ -765,7 +779,7 @@ class PodLifecycle:
             case "volumes":
                 return self._volumes_wait(record)
             case "volumes + sandbox" | "volumes + sandbox + containers":  # then the runtime
-                return self._volumes_wait(record) + self._runtime_work(stage)
+                return self._volumes_wait(record) + self._runtime_work(RUNTIME_WORK[stage.after])
             case "relist":  # the next runtime relist, then the status write
                 return self._start_delay()
             case "relist after start":  # the same, or a relist of this pod at once
@@ -782,10 +796,10 @@ class PodLifecycle:
         """The volume poll finds the volumes mounted; then the plan's slow start."""
         return self._mount_delay(record.pod) + record.plan.start_delay
 
-    def _runtime_work(self, stage: Stage) -> float:
-        """The runtime's seconds for ``stage``: its delays (``RUNTIME_WORK``), drawn."""
+    def _runtime_work(self, delays: Iterable[str]) -> float:
+        """The runtime's seconds for these of its delays (``RUNTIME_WORK``), drawn."""
         start = self.profile.start
-        return sum(self._sample(getattr(start, delay)) for delay in RUNTIME_WORK[stage.after])
+        return sum(self._sample(getattr(start, delay)) for delay in delays)
 
     def _sample(self, delay: float | Distribution | None) -> float:
         """Seconds of a profile's delay: none, a number, or drawn from a distribution."""

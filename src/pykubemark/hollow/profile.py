@@ -61,6 +61,9 @@ class Capacity(msgspec.Struct, forbid_unknown_fields=True):
     ephemeral_storage: str = msgspec.field(default="0", name="ephemeral-storage")
 
 
+RUNTIME_ORDERS = ("shared", "queue")
+
+
 class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     """The Go kubelet's start sequence, with its delays (kubelet 1.20, kubemark's fake
     runtime), measured side by side by ``benchmarks/timestamps.py``:
@@ -105,6 +108,12 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     #: delays above are then each pod's work at full speed. None: each pod takes its
     #: delays as drawn, however many start at once (the Go kubemark's fake runtime).
     runtime_slots: int | None = None
+    #: How the runtime's slots serve its pods (hollow/runtime.py): ``shared`` — the
+    #: sandbox and the containers' work of every pod in it advance together (processor
+    #: sharing); ``queue`` — the sandboxes one after another in the order the pods came
+    #: (as the CNI plugins' lock makes them on a real node), the containers then started
+    #: in parallel, each after its ``containers_delay``.
+    runtime_order: str = "shared"
     #: Seconds from seeing a pod to its first sync and status write (admission, the pod
     #: worker's start): none by default. A node's GET of a pod it has just been handed
     #: races the Node authorizer's graph, which refuses it (403) until it links the pod.
@@ -120,6 +129,9 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.runtime_slots is not None and self.runtime_slots < 1:
             raise ValueError("runtime_slots must be at least 1")
+        if self.runtime_order not in RUNTIME_ORDERS:
+            raise ValueError(f"runtime_order must be one of {', '.join(RUNTIME_ORDERS)}, "
+                             f"not {self.runtime_order!r}")
 
 
 class StopProfile(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,13 +4,19 @@ A real node's runtime makes the sandboxes and starts the containers of every pod
 kubelet hands it at once, on the node's few cores: on the real nodes of
 ``benchmarks/sensitivity.py`` a pod took about four seconds from its binding to Running
 when ten arrived at once, under one second when a slower scheduler spread their arrival.
-A fixed delay per pod cannot show that; processor sharing does: each pod's work (seconds
-at full speed) advances at ``min(1, slots / k)`` while ``k`` pods are in the runtime.
+A fixed delay per pod cannot show that. Two disciplines can:
+
+- processor sharing (`SharedRuntime`): each pod's work (seconds at full speed) advances
+  at ``min(1, slots / k)`` while ``k`` pods are in the runtime, so pods that arrive
+  together finish together;
+- a queue (`QueuedRuntime`): ``slots`` pods at a time, in the order they came, so they
+  finish one after another — as the real nodes' sandboxes were ready, evenly spaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -69,8 +75,9 @@ class RuntimeJob:
 
     __slots__ = ("_done", "_runtime")
 
-    def __init__(self, runtime: SharedRuntime, done: Callable[[], None]) -> None:
-        self._runtime: SharedRuntime | None = runtime
+    def __init__(self, runtime: SharedRuntime | QueuedRuntime, done: Callable[[], None]
+                 ) -> None:
+        self._runtime: SharedRuntime | QueuedRuntime | None = runtime
         self._done = done
 
     def cancel(self) -> None:
@@ -123,3 +130,45 @@ class SharedRuntime:
         self._reschedule()
         for job in done:
             job.finish()
+
+
+class QueuedRuntime:
+    """First come, first served, ``slots`` jobs at a time, on the running loop's clock;
+    a job that leaves before its turn gives its place up, one that leaves while served
+    frees its slot for the next."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("a runtime needs at least one slot")
+        self.slots = slots
+        self._waiting: deque[tuple[RuntimeJob, float]] = deque()
+        self._serving: dict[RuntimeJob, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._serving)
+
+    def submit(self, work: float, done: Callable[[], None]) -> RuntimeJob:
+        """``done`` is called once the jobs before it and then ``work`` seconds are done."""
+        job = RuntimeJob(self, done)
+        self._waiting.append((job, max(0.0, work)))
+        self._serve()
+        return job
+
+    def leave(self, job: RuntimeJob) -> None:
+        timer = self._serving.pop(job, None)
+        if timer is not None:
+            timer.cancel()
+        else:
+            self._waiting = deque(item for item in self._waiting if item[0] is not job)
+        self._serve()
+
+    def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting and len(self._serving) < self.slots:
+            job, work = self._waiting.popleft()
+            self._serving[job] = loop.call_later(work, self._finish, job)
+
+    def _finish(self, job: RuntimeJob) -> None:
+        del self._serving[job]
+        self._serve()
+        job.finish()

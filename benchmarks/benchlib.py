@@ -178,11 +178,11 @@ def tear_down(cluster: LocalCluster, label: str, *, say_stopped: bool = True) ->
 
 def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
                     processes: int = 1, fidelity: str | None = None, cpu: int | None = None,
-                    extra: Iterable[str] = ()) -> Proc:
+                    extra: Iterable[str] = (), wrap: Iterable[str] = ()) -> Proc:
     """`pykubemark hollow` as a child of the cluster (stopped by `down`), unsupervised
     (no supervisor process in what is measured): each kubelet bootstraps its own
     system:node:<name> identity, the proxies are system:kube-proxy. ``cpu``: pinned to
-    that core (taskset)."""
+    that core (taskset); ``wrap``: a command that runs it (nsenter, env)."""
     args = ["hollow", "--kubeconfig", str(cluster.kubeconfig_for("kubelet-bootstrap")),
             "--proxy-kubeconfig", str(cluster.kubeconfig_for("hollow-proxy")),
             "--nodes", str(nodes), "--prefix", prefix, "--processes", str(processes)]
@@ -195,7 +195,7 @@ def start_py_hollow(cluster: LocalCluster, nodes: int, *, prefix: str = "py",
     argv = python_argv(*args, *extra)
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
-    return cluster.add_process(f"hollow-{prefix}", argv)
+    return cluster.add_process(f"hollow-{prefix}", [*wrap, *argv])
 
 
 def live_tree(proc: Proc | None) -> list[psutil.Process]:

@@ -38,10 +38,14 @@ from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.errors import UserError
 from pykubemark.kube import ApiError, Client
 from pykubemark.kube.client import NETWORK_ERRORS
+from pykubemark.provision.releases import default_release
 
-#: kube-controller-manager's --node-monitor-grace-period (default): a lease older than
-#: this makes a node NotReady (Unknown).
-GRACE = 40.0
+
+def grace_period() -> float:
+    """kube-controller-manager's --node-monitor-grace-period default in the release the
+    benchmarks' clusters run: a lease older than this makes a node NotReady (Unknown).
+    40 s, and 50 s since 1.32."""
+    return 50.0 if default_release().minor_version >= (1, 32) else 40.0
 
 
 def parse_time(value: str | None) -> dt.datetime | None:

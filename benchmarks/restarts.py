@@ -32,7 +32,6 @@ from typing import Any
 import click
 from benchlib import console, results_dir_option, run_cli, utcnow
 from observe import (
-    GRACE,
     SHARED,
     Counters,
     Leases,
@@ -40,6 +39,7 @@ from observe import (
     admin_client,
     default_processes,
     fleet_processes,
+    grace_period,
     own_cluster,
     result_file,
     start_fleet,
@@ -81,7 +81,8 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
     console.print(f"leases renewed after {component} back: {len(delays)}/{len(names)}, "
                   f"last after {max(delays, default=float('nan')):.1f}s")
     # Observe the storm, and past the node-monitor grace period since the kill.
-    end = max(back + dt.timedelta(seconds=observe), killed + dt.timedelta(seconds=GRACE + 5))
+    end = max(back + dt.timedelta(seconds=observe),
+              killed + dt.timedelta(seconds=grace_period() + 5))
     while utcnow() < end:
         check()
         await asyncio.sleep(1.0)
@@ -101,7 +102,7 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
         "down_s": round((back - killed).total_seconds(), 2),
         # NotReady is expected only when the outage outlasts the controller-manager's
         # grace period (the bound applies to shorter outages).
-        "down_shorter_than_grace": (back - killed).total_seconds() < GRACE,
+        "down_shorter_than_grace": (back - killed).total_seconds() < grace_period(),
         "observed_until": until.isoformat(),
         "leases": {
             "nodes": len(names),

@@ -38,7 +38,6 @@ from typing import Any
 import click
 from benchlib import IMAGE, console, results_dir_option, run_cli, utcnow, wait_namespace
 from observe import (
-    GRACE,
     SHARED,
     Leases,
     Nodes,
@@ -46,6 +45,7 @@ from observe import (
     default_processes,
     fleet_tasks,
     fleet_usage,
+    grace_period,
     own_cluster,
     result_file,
     start_fleet,
@@ -166,8 +166,8 @@ def lease_summary(leases: Leases) -> dict[str, Any]:
         "nodes": len(leases.last),
         "max_gap_s": round(max(gaps, default=0.0), 2),
         "max_gap_per_node_s": {k: round(v, 2) for k, v in percentiles(gaps).items()},
-        "grace_period_s": GRACE,
-        "nodes_late_beyond_grace": sum(g > GRACE for g in gaps),
+        "grace_period_s": grace_period(),
+        "nodes_late_beyond_grace": sum(g > grace_period() for g in gaps),
     }
 
 

@@ -2,7 +2,8 @@
 
 Benchmarks are not tests: nothing here looks at a figure. What is checked is that each
 script runs end to end against its own real cluster, writes its result JSON with the
-sections a full run fills, and leaves no process of its cluster behind.
+sections a full run fills, and leaves no process of its cluster behind (and for the
+network cut, that the shard came back: an outcome, not a speed).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ RUNS = {
     "overload.py": (["--nodes", "2", "--pods", "4", "--quiet", "3", "--hold", "5",
                      "--server-concurrency", "30", "--timeout", "120"],
                     ["throttle", "after_lift", "fleet_request_rate", "http_429_served"]),
+    # client-go's HTTP/2 health check shortened (its environment variables), so that the
+    # cut outlasts it
+    "partition.py": (["--nodes", "2", "--pods-per-node", "1", "--cut", "12", "--read-idle",
+                      "4", "--ping-timeout", "2", "--timeout", "120"],
+                     ["during_cut", "after_lift", "pods", "shard"]),
     "real_nodes.py": (["--nodes", "1", "--settle", "0", "--idle", "10"], ["per_node"]),
     # a real node and a hollow one on one control plane, two rounds of each pairing
     "paired_cpu.py": (["--nodes", "1", "--rounds", "2", "--window-seconds", "5",
@@ -112,6 +118,14 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         assert summary["CPU-s per pod (net of idle)"]["py"] is not None
     if script == "fidelity.py":
         assert set(data["sides"]) == {"real", "pykubemark", "kubemark", "kwok"}
+    if script == "partition.py":  # a fault's outcome, not a speed
+        assert data["during_cut"]["connections_closed_by_ping"] >= 2  # a kubelet's, a proxy's
+        assert data["after_lift"]["all_nodes_ready_after_s"] is not None
+        assert data["after_lift"]["all_leases_renewed_after_s"] is not None
+        pods = data["pods"]
+        assert pods["same_uids"] and pods["restarts_after"] == 0 and pods["running_after"] == 2
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        assert f"pkm-cut-{name} " not in namespaces.stdout + " "
     # fidelity.py's per-side runs use clusters of their own (NAME-<side>).
     assert not any(cluster_processes(n) for n in (
         name, f"{name}-real", f"{name}-pykubemark", f"{name}-kubemark", f"{name}-kwok",

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from helpers import Cluster, Fleet, wait_for
 
+from pykubemark import telemetry
 from pykubemark.kube import ApiError, Client, load_kubeconfig
 from pykubemark.kube import protobuf as pb
 from pykubemark.kube.http2 import H2Pool
@@ -202,6 +203,8 @@ def test_half_open_connection_is_detected_by_ping(cluster: Cluster, kubeconfig: 
             await client.get("/api/v1/namespaces/default")
             return conn.usable, pool.dials
 
+    found_dead = telemetry.CONNECTIONS_CLOSED["ping"]
     first_usable, dials = asyncio.run(run())
     assert not first_usable
     assert dials == 2
+    assert telemetry.CONNECTIONS_CLOSED["ping"] == found_dead + 1  # the fleet's /metrics

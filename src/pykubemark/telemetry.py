@@ -20,6 +20,9 @@ RETRIES: Counter[tuple[str, str]] = Counter()
 WATCH_RESTARTS: Counter[str] = Counter()
 #: resource -> lists of a reflector after its first (after a failed watch, an expiry).
 RELISTS: Counter[str] = Counter()
+#: why -> HTTP/2 connections closed under a client: "ping" (found dead: no PING answer),
+#: "lost" (closed or reset by the peer or the network), "goaway" (the server's).
+CONNECTIONS_CLOSED: Counter[str] = Counter()
 
 
 class Histogram:
@@ -84,7 +87,7 @@ def classify(method: str, path: str, params: Mapping[str, str] | None = None
 
 def reset() -> None:
     """For tests."""
-    for counter in (REQUESTS, RETRIES, WATCH_RESTARTS, RELISTS):
+    for counter in (REQUESTS, RETRIES, WATCH_RESTARTS, RELISTS, CONNECTIONS_CLOSED):
         counter.clear()
     for histogram in (LEASE_RENEWAL, LEASE_GAP, LOOP_LAG):
         histogram.__init__(histogram.bounds)  # type: ignore[misc]

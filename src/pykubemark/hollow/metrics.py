@@ -40,6 +40,13 @@ def _histogram(name: str, doc: str, histogram: telemetry.Histogram) -> Histogram
                                  sum_value=histogram.sum)
 
 
+def _by_label(name: str, doc: str, label: str, counts: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
+
+
 class FleetCollector(Collector):
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -92,19 +99,15 @@ class FleetCollector(Collector):
         throttled.add_metric([], sum(c for (_, _, code), c in telemetry.REQUESTS.items()
                                      if code == "429"))
         yield throttled
-        restarts = CounterMetricFamily("pykubemark_watch_restarts",
-                                       "Watches opened again after a reflector's first "
-                                       "(timeouts, errors, cut connections).",
-                                       labels=["resource"])
-        for resource, count in sorted(telemetry.WATCH_RESTARTS.items()):
-            restarts.add_metric([resource], count)
-        yield restarts
-        relists = CounterMetricFamily("pykubemark_relists",
-                                      "Lists of a reflector after its first (a watch that "
-                                      "failed or expired).", labels=["resource"])
-        for resource, count in sorted(telemetry.RELISTS.items()):
-            relists.add_metric([resource], count)
-        yield relists
+        yield _by_label("pykubemark_watch_restarts", "Watches opened again after a "
+                        "reflector's first (timeouts, errors, cut connections).", "resource",
+                        telemetry.WATCH_RESTARTS)
+        yield _by_label("pykubemark_relists", "Lists of a reflector after its first (a watch "
+                        "that failed or expired).", "resource", telemetry.RELISTS)
+        yield _by_label("pykubemark_http2_connections_closed", "HTTP/2 connections to the "
+                        "apiserver that ended under their clients, by why: ping (no answer "
+                        "to a PING: found dead), lost (closed or reset), goaway.", "why",
+                        telemetry.CONNECTIONS_CLOSED)
         yield _histogram("pykubemark_event_loop_lag_seconds",
                          "How late the process's event loop ran a timer, sampled twice a "
                          "second.", telemetry.LOOP_LAG)

@@ -11,15 +11,18 @@ pod's CPU (README, "Where a pod's CPU goes").
 Health, as client-go 1.20's ``http2.Transport``: TCP keepalive every 30 s, and when no
 frame has arrived for ``read_idle`` seconds a PING that must be answered within
 ``ping_timeout`` or the connection is closed and every stream on it fails (the next
-request dials again). Flow control windows are client-go's (4 MiB per stream, 1 GiB per
-connection) and are topped up as client-go does; request headers are indexed as its
-HPACK encoder indexes them.
+request dials again): 30 s and 15 s, or client-go's environment variables
+``HTTP2_READ_IDLE_TIMEOUT_SECONDS`` and ``HTTP2_PING_TIMEOUT_SECONDS``. Flow control
+windows are client-go's (4 MiB per stream, 1 GiB per connection) and are topped up as
+client-go does; request headers are indexed as its HPACK encoder indexes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import socket
 import ssl
 import time
@@ -29,12 +32,30 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
+from pykubemark import telemetry
 from pykubemark.kube import h2wire as wire
+
+log = logging.getLogger(__name__)
 
 STREAM_WINDOW = 4 << 20
 CONNECTION_WINDOW = 1 << 30
-READ_IDLE = 30.0
-PING_TIMEOUT = 15.0
+
+
+def _seconds(variable: str, default: float) -> float:
+    """client-go's HTTP/2 health knobs (k8s.io/apimachinery/pkg/util/net): whole seconds
+    from the environment, 0 turning the PING off; a bad value keeps the default, said."""
+    text = os.environ.get(variable, "")
+    if not text:
+        return default
+    try:
+        return float(int(text))
+    except ValueError:
+        log.warning("illegal %s (%r): the default %g s is used", variable, text, default)
+        return default
+
+
+READ_IDLE = _seconds("HTTP2_READ_IDLE_TIMEOUT_SECONDS", 30.0)
+PING_TIMEOUT = _seconds("HTTP2_PING_TIMEOUT_SECONDS", 15.0)
 KEEPALIVE = 30
 #: client-go tops a stream's window up once this much of it is used.
 STREAM_REFRESH = 4 << 10
@@ -244,6 +265,8 @@ class H2Connection(asyncio.Protocol):
             self.close(ConnectionClosed(f"HTTP/2 protocol error: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            telemetry.CONNECTIONS_CLOSED["lost"] += 1
         self._fail(ConnectionClosed(f"connection lost: {exc or 'closed'}"))
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -354,6 +377,8 @@ class H2Connection(asyncio.Protocol):
         the others may finish (the next request dials again)."""
         last = int.from_bytes(payload[:4]) & wire.MAX_STREAM_ID if len(payload) >= 8 else 0
         code = int.from_bytes(payload[4:8]) if len(payload) >= 8 else -1
+        if not self._goaway:
+            telemetry.CONNECTIONS_CLOSED["goaway"] += 1
         self._goaway = True
         error = ConnectionClosed(f"GOAWAY (error code {code})")
         for stream_id in [s for s in self._streams if s > last]:
@@ -462,6 +487,7 @@ class H2Connection(asyncio.Protocol):
                 try:
                     await asyncio.wait_for(self._ping_ack, self._ping_timeout)
                 except TimeoutError:
+                    telemetry.CONNECTIONS_CLOSED["ping"] += 1
                     self.close(ConnectionClosed("no PING answer: connection is dead"))
                     return
 

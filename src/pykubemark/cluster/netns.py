@@ -124,10 +124,14 @@ def delete_link(name: str) -> None:
     _run(["ip", "link", "delete", name], f"deleting {name}", ok_if=("Cannot find device",))
 
 
-def add_namespace(name: str) -> None:
+def refuse_taken(name: str) -> None:
     if (NETNS_DIR / name).exists():
         raise UserError(f"network namespace {name} already exists (not made by this "
                         f"command): delete it with `ip netns delete {name}`")
+
+
+def add_namespace(name: str) -> None:
+    refuse_taken(name)
     _run(["ip", "netns", "add", name], f"cannot create network namespace {name}")
 
 

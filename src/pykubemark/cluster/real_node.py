@@ -332,13 +332,16 @@ def _prepare(cluster: LocalCluster, index: int, host_network: bool) -> RealNode:
     if not host_network:
         assert state.network is not None
         namespace = netns.namespace_name(state.name, index)
+        netns.refuse_taken(namespace)
+        # Recorded before they are made, as the cgroup below: a crash between the two
+        # left a namespace `down` did not know of. Both names are this cluster's alone.
         with interrupts.critical():
-            netns.add_namespace(namespace)
             _record(cluster, node, netns=namespace)
+            netns.add_namespace(namespace)
         veth = netns.veth_name(state.network, index)
         with interrupts.critical():
-            netns.add_veth(state.network, namespace, veth)
             _record(cluster, node, veth=veth)
+            netns.add_veth(state.network, namespace, veth)
         netns.configure_node(state.network, namespace, veth, address, SERVICE_CIDR)
     # Recorded first: the name is this cluster's alone, and a half-made tree is ours.
     _record(cluster, node, cgroup=f"/pkm-{state.name}-{'node' if host_network else index}",

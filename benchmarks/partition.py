@@ -59,6 +59,7 @@ from observe import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from pykubemark.cluster import forwarder
+from pykubemark.cluster import netns as namespaces
 from pykubemark.cluster.control_plane import LocalCluster, wait_until
 from pykubemark.cluster.state import Proc
 from pykubemark.errors import UserError
@@ -70,25 +71,18 @@ NAMESPACE = "partition"
 METRICS_PORT = 10299
 
 
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()
-        raise UserError(f"{what}: {' '.join(argv)}: {last[-1] if last else done.returncode}")
-
-
 @contextlib.contextmanager
 def own_netns(name: str) -> Iterator[str]:
     """A network namespace with its loopback up, deleted whatever happens; its path.
     One of the same name is a killed run's (the name is the cluster's): it goes first."""
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
-    _run(["ip", "netns", "add", name], "a network namespace for the shard (needs root)")
+    namespaces.delete_namespace(name)
+    namespaces.add_namespace(name)
     try:
-        _run(["ip", "-n", name, "link", "set", "lo", "up"], "its loopback")
-        yield f"/run/netns/{name}"
+        namespaces.run(["ip", "-n", name, "link", "set", "lo", "up"], "its loopback")
+        yield str(namespaces.NETNS_DIR / name)
     finally:
         with shielded():
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            namespaces.delete_namespace(name)
 
 
 def inside(netns: str) -> list[str]:
@@ -103,8 +97,8 @@ def drop_rules(port: int) -> list[list[str]]:
 
 def set_cut(netns: str, port: int, on: bool) -> None:
     for rule in drop_rules(port):
-        _run([*inside(netns), "iptables", "-w", "-I" if on else "-D", *rule],
-             "the cut" if on else "the lift")
+        namespaces.run([*inside(netns), "iptables", "-w", "-I" if on else "-D", *rule],
+                       "the cut" if on else "the lift")
 
 
 def shard_metrics(netns: str) -> dict[str, dict[str, float]]:

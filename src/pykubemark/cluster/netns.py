@@ -41,7 +41,7 @@ NETNS_DIR = Path("/run/netns")
 SERVICE_BRIDGE = "pkmsvc"
 
 
-def _run(argv: list[str], what: str, *, ok_if: tuple[str, ...] = ()) -> str:
+def run(argv: list[str], what: str, *, ok_if: tuple[str, ...] = ()) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip()
@@ -78,12 +78,12 @@ def veth_name(network: NodeNetwork, index: int) -> str:
 def _host_networks() -> list[ipaddress.IPv4Network]:
     """The host's IPv4 addresses' networks and routes' destinations."""
     found = []
-    addrs = json.loads(_run(["ip", "-j", "-4", "addr", "show"], "listing addresses") or "[]")
+    addrs = json.loads(run(["ip", "-j", "-4", "addr", "show"], "listing addresses") or "[]")
     for link in addrs:
         for info in link.get("addr_info", []):
             found.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}",
                                               strict=False))
-    for route in json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"],
+    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"],
                                  "listing routes") or "[]"):
         dst = route.get("dst", "")
         if dst and dst != "default":
@@ -112,16 +112,16 @@ def claim_network() -> NodeNetwork:
 def configure_bridge(network: NodeNetwork) -> None:
     bridge = network.bridge
     prefix = ipaddress.ip_network(network.subnet).prefixlen
-    _run(["ip", "addr", "add", f"{network.gateway}/{prefix}", "dev", bridge],
+    run(["ip", "addr", "add", f"{network.gateway}/{prefix}", "dev", bridge],
          f"addressing bridge {bridge}")
     # The host must never route what comes in on the bridge (module doc).
-    _run(["sysctl", "-q", "-w", f"net.ipv4.conf.{bridge}.forwarding=0",
+    run(["sysctl", "-q", "-w", f"net.ipv4.conf.{bridge}.forwarding=0",
           f"net.ipv6.conf.{bridge}.disable_ipv6=1"], f"configuring bridge {bridge}")
-    _run(["ip", "link", "set", bridge, "up"], f"bringing up bridge {bridge}")
+    run(["ip", "link", "set", bridge, "up"], f"bringing up bridge {bridge}")
 
 
 def delete_link(name: str) -> None:
-    _run(["ip", "link", "delete", name], f"deleting {name}", ok_if=("Cannot find device",))
+    run(["ip", "link", "delete", name], f"deleting {name}", ok_if=("Cannot find device",))
 
 
 def refuse_taken(name: str) -> None:
@@ -132,17 +132,17 @@ def refuse_taken(name: str) -> None:
 
 def add_namespace(name: str) -> None:
     refuse_taken(name)
-    _run(["ip", "netns", "add", name], f"cannot create network namespace {name}")
+    run(["ip", "netns", "add", name], f"cannot create network namespace {name}")
 
 
 def delete_namespace(name: str) -> None:
     if (NETNS_DIR / name).exists():
-        _run(["ip", "netns", "delete", name], f"deleting network namespace {name}",
+        run(["ip", "netns", "delete", name], f"deleting network namespace {name}",
              ok_if=("No such file",))
 
 
 def add_veth(network: NodeNetwork, netns: str, veth: str) -> None:
-    _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
+    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
          f"cannot create veth pair {veth}")
 
 
@@ -150,7 +150,7 @@ def configure_node(network: NodeNetwork, netns: str, veth: str, address: str,
                    service_cidr: str) -> None:
     """Addresses, sysctls, the service route and the masquerade rule of a node's
     namespace (module doc); its veth's host end on the bridge."""
-    _run(["ip", "link", "set", veth, "master", network.bridge, "up"],
+    run(["ip", "link", "set", veth, "master", network.bridge, "up"],
          f"attaching {veth} to {network.bridge}")
     inside = enter(netns)
     prefix = ipaddress.ip_network(network.subnet).prefixlen
@@ -166,14 +166,14 @@ def configure_node(network: NodeNetwork, netns: str, veth: str, address: str,
                  ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", CLUSTER_CIDR,
                   "!", "-d", CLUSTER_CIDR, "-m", "comment", "--comment",
                   "pykubemark: pods to nodes", "-j", "MASQUERADE"]):
-        _run([*inside, *argv], f"setting up network namespace {netns}")
+        run([*inside, *argv], f"setting up network namespace {netns}")
     # kube-proxy's rules must see bridged traffic (a pod reaching a service whose
     # endpoint is on its own node); the sysctl exists only with br_netfilter loaded.
     if Path("/proc/sys/net/bridge").is_dir():
-        _run([*inside, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"],
+        run([*inside, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"],
              f"setting up network namespace {netns}")
 
 
 def add_pod_route(netns: str, cidr: str, via: str) -> None:
-    _run([*enter(netns), "ip", "route", "replace", cidr, "via", via],
+    run([*enter(netns), "ip", "route", "replace", cidr, "via", via],
          f"routing {cidr} in {netns}")

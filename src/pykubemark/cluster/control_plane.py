@@ -433,9 +433,9 @@ class LocalCluster:
         return health.healthy(url)
 
     def down(self) -> list[str]:
-        """Stop every process this cluster started, newest first; return their names."""
+        """Stop every process this cluster started, servers last; return their names."""
         live = self.state.running()
-        processes.stop(list(reversed(live)))
+        processes.stop_in_waves(list(reversed(live)))
         if self.state.real_nodes or self.state.network or self.state.options.get("real_node"):
             from pykubemark.cluster.real_node import teardown
 

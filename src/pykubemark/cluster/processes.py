@@ -74,6 +74,25 @@ def stop(procs: list[Proc], timeout: float = 15.0) -> list[int]:
     return killed
 
 
+# Stopped last, in this order. Signalled together with their clients, the apiserver
+# outlived etcd and waited out the whole timeout (a 5-node cluster's down took 17 s;
+# clients first, then each server, about 7 s).
+SERVERS = ("kube-apiserver", "etcd")
+
+
+def shutdown_waves(procs: list[Proc]) -> list[list[Proc]]:
+    """The apiserver's clients (nodes, scheduler, controllers, addons), then the
+    apiserver, then etcd: each shuts down while what it talks to still answers."""
+    waves = [[p for p in procs if p.name not in SERVERS]]
+    waves += [[p for p in procs if p.name == server] for server in SERVERS]
+    return [wave for wave in waves if wave]
+
+
+def stop_in_waves(procs: list[Proc], timeout: float = 15.0) -> list[int]:
+    """`stop` each of `shutdown_waves` in turn; the pids that needed a kill."""
+    return [pid for wave in shutdown_waves(procs) for pid in stop(wave, timeout)]
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)

@@ -7,7 +7,8 @@ def test_freeze_exempts_survivors_and_a_rebaseline_waits_to_be_asked() -> None:
     baseline = heap.Baseline()
     try:
         frozen = baseline.freeze()
-        assert frozen > 0 and gc.get_freeze_count() == frozen
+        # a frozen object that dies later leaves the permanent generation: never more
+        assert frozen > 0 and 0 < gc.get_freeze_count() <= frozen
         assert baseline.frozen_at is not None
         now = baseline.frozen_at + heap.REBASELINE_EVERY
         assert not baseline.due(now)  # nobody asked

@@ -94,12 +94,13 @@ bench-scale: provision
 bench-headline: provision
 	$(BIN)/python benchmarks/headline.py
 
-# About 1 h 50 min in all: restarts at 2000 nodes ~15 min, overload at 500 ~10 min, a
-# network cut under 100 nodes ~5 min, soak at 2000 ~70 min.
+# About 2 h in all: restarts at 2000 nodes ~15 min, overload at 500 ~10 min, a network
+# cut under 100 nodes ~5 min, etcd throttled under 1000 nodes ~10 min, soak at 2000 ~70 min.
 bench-reliability: provision
 	$(BIN)/python benchmarks/restarts.py
 	$(BIN)/python benchmarks/overload.py
 	$(BIN)/python benchmarks/partition.py
+	$(BIN)/python benchmarks/slow_etcd.py
 	$(BIN)/python benchmarks/soak.py
 
 demo: provision

@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -108,3 +109,61 @@ def remove(path: str, timeout: float = 10.0) -> list[str]:
             else:
                 stuck.append(str(sub))
     return stuck
+
+
+# -- a process throttled -----------------------------------------------------------------
+#: The CFS period of a throttle: the quota is spent in slices of this (v1 and v2 alike).
+PERIOD_US = 100_000
+
+
+def _cpu_hierarchy() -> tuple[Path, str]:
+    """Where the cpu controller is, and its version: a v1 hierarchy with the CFS quota,
+    or the v2 root when it offers ``cpu``."""
+    for hierarchy in hierarchies():
+        if (hierarchy / "cpu.cfs_quota_us").is_file():
+            return hierarchy, "v1"
+        controllers = hierarchy / "cgroup.controllers"
+        if controllers.is_file() and "cpu" in controllers.read_text().split():
+            return hierarchy, "v2"
+    raise OSError("no cgroup hierarchy with the cpu controller")
+
+
+def _current(pid: int, hierarchy: Path, version: str) -> Path:
+    """The cgroup ``pid`` is in, in ``hierarchy``."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _id, controllers, path = line.split(":", 2)
+        wanted = controllers == "" if version == "v2" else "cpu" in controllers.split(",")
+        if wanted:
+            return hierarchy / path.strip("/")
+    raise OSError(f"process {pid} is in no cpu cgroup")
+
+
+@contextlib.contextmanager
+def throttled(pid: int, cores: float, path: str) -> Iterator[Path]:
+    """Process ``pid`` (every thread) held to ``cores`` of CPU by a CFS quota in a cgroup
+    of its own, ``path``; on leaving it goes back where it was and the cgroup is removed.
+    A real slow disk or a noisy neighbour, for a component that must not know it."""
+    hierarchy, version = _cpu_hierarchy()
+    home = _current(pid, hierarchy, version)
+    group = hierarchy / path.strip("/")
+    group.mkdir(parents=True, exist_ok=True)
+    quota = max(1000, round(cores * PERIOD_US))
+    try:
+        if version == "v1":
+            (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+        (group / "cgroup.procs").write_text(str(pid))
+        yield group
+    finally:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            (home / "cgroup.procs").write_text(str(pid))
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)

@@ -183,6 +183,19 @@ def slow_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "other_regressions": dict(sorted(other_regressions.items()))}
 
 
+def figures(rows: list[dict[str, Any]], designs: list[str]) -> dict[str, Any]:
+    """The A/A and slowdown figures of the completed comparisons (one cut short by an
+    interrupt judged fewer runs than the settings say: it does not count)."""
+    done = [r for r in rows if r["status"] == "completed"]
+    aa = {d: aa_figures([r for r in done if r["kind"] == "aa" and r["design"] == d])
+          for d in designs}
+    if "together" in designs:
+        aa["together-paired"] = aa_figures(
+            [r for r in done if r["kind"] == "aa" and r["design"] == "together"],
+            key="paired_metrics")
+    return {"aa": aa, "slow": slow_figures([r for r in done if r["kind"] == "slow"])}
+
+
 @click.command()
 @click.option("--scenario", default="density", show_default=True)
 @click.option("--nodes", type=int, default=5, show_default=True)
@@ -232,13 +245,7 @@ def main(scenario: str, nodes: int, pods_per_node: int | None, repeat: int, aa: 
         console.print(f"pooled {len(pooled)} comparisons from {path.name}")
 
     def summarise() -> None:
-        result.data["aa"] = {d: aa_figures([r for r in rows if r["kind"] == "aa"
-                                            and r["design"] == d]) for d in designs}
-        if "together" in designs:
-            result.data["aa"]["together-paired"] = aa_figures(
-                [r for r in rows if r["kind"] == "aa" and r["design"] == "together"],
-                key="paired_metrics")
-        result.data["slow"] = slow_figures([r for r in rows if r["kind"] == "slow"])
+        result.data.update(figures(rows, designs))
         result.save()
 
     work_dir.mkdir(parents=True, exist_ok=True)

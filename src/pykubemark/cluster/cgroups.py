@@ -152,7 +152,9 @@ def throttled(pid: int, cores: float, path: str) -> Iterator[Path]:
         if version == "v1":
             (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (group / "cpu.cfs_quota_us").write_text(str(quota))
-        else:
+        else:  # a child offers cpu.max once its parent hands the controller down
+            with contextlib.suppress(OSError):
+                (group.parent / "cgroup.subtree_control").write_text("+cpu")
             (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
         (group / "cgroup.procs").write_text(str(pid))
         yield group

@@ -36,7 +36,7 @@ import json
 import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,19 +92,21 @@ def read_fleet(ports: list[int]) -> Counts:
     return counts
 
 
+def gained(after: Counts, before: Counts, name: str, where: str = "") -> dict[str, float]:
+    """What counter ``name`` gained between two scrapes, per label set containing
+    ``where``."""
+    return {key[len(name) + 1:-1]: value - before.get(key, 0.0)
+            for key, value in sorted(after.items())
+            if key.startswith(name + "{") and where in key}
+
+
 def grown(after: Counts, before: Counts, name: str, *, where: str = "") -> float:
-    return sum(v - before.get(k, 0.0) for k, v in after.items()
-               if k.startswith(name + "{") and where in k)
+    return sum(gained(after, before, name, where).values())
 
 
 def by_labels(after: Counts, before: Counts, name: str, where: str) -> dict[str, int]:
-    """What a counter gained, per label set containing ``where`` (those that grew)."""
-    out = {}
-    for key, value in sorted(after.items()):
-        gained = round(value - before.get(key, 0.0))
-        if key.startswith(name + "{") and where in key and gained:
-            out[key[len(name) + 1:-1]] = gained
-    return out
+    """`gained`, rounded, of the label sets that grew."""
+    return {k: round(v) for k, v in gained(after, before, name, where).items() if round(v)}
 
 
 def bucket_bound(after: Counts, before: Counts, name: str, q: float = 1.0) -> float | None:
@@ -134,7 +136,6 @@ class Window:
     fleet: Counts
     etcd_cpu: float
     ended: dt.datetime | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -212,7 +213,6 @@ class Observer:
                                                             until)),
             },
         }
-        window.summary = summary
         gap = summary["lease_gap_s"].get("Max")
         console.print(f"  {window.name}: etcd {summary['etcd_cores']} cores, lease gap max "
                       f"{gap}s, slowest PUT ≤{put}s, {summary['nodes_not_ready']} NotReady, "

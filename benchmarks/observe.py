@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import re
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from benchlib import (
     tear_down,
     utcnow,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.errors import UserError
@@ -326,6 +328,77 @@ def lists_by_resource(counters: Counters, since: str, until: str) -> dict[str, i
 
 
 # -- the fleet, from outside ------------------------------------------------------------------
+# -- the fleet's own counters ----------------------------------------------------------------
+#: Counter samples by ``name{labels}`` (labels sorted): summable over processes and
+#: comparable between two scrapes.
+Counts = dict[str, float]
+
+
+def parse_counts(text: str, counts: Counts | None = None) -> Counts:
+    """The counter and histogram samples of one /metrics text, added to ``counts``."""
+    counts = {} if counts is None else counts
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith(("_total", "_sum", "_count", "_bucket")):
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                key = f"{s.name}{{{labels}}}"
+                counts[key] = counts.get(key, 0.0) + s.value
+    return counts
+
+
+def fleet_ports(cluster: LocalCluster, processes: int) -> list[int]:
+    """The /metrics port of each fleet process (`up --nodes` gives them in a row)."""
+    first = cluster.state.ports.get("hollow-metrics") or 0
+    return [first + k for k in range(processes)] if first else []
+
+
+def read_fleet(ports: list[int]) -> Counts:
+    """The fleet's counters summed over its processes (one that does not answer adds
+    nothing)."""
+    counts: Counts = {}
+    for port in ports:
+        with contextlib.suppress(OSError):
+            parse_counts(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                timeout=5).read().decode(), counts)
+    return counts
+
+
+def gained(after: Counts, before: Counts, name: str, where: str = "") -> dict[str, float]:
+    """What counter ``name`` gained between two scrapes, per label set containing
+    ``where``."""
+    return {key[len(name) + 1:-1]: value - before.get(key, 0.0)
+            for key, value in sorted(after.items())
+            if key.startswith(name + "{") and where in key}
+
+
+def grown(after: Counts, before: Counts, name: str, *, where: str = "") -> float:
+    return sum(gained(after, before, name, where).values())
+
+
+def by_labels(after: Counts, before: Counts, name: str, where: str = "") -> dict[str, int]:
+    """`gained`, rounded, of the label sets that grew."""
+    return {k: round(v) for k, v in gained(after, before, name, where).items() if round(v)}
+
+
+def bucket_bound(after: Counts, before: Counts, name: str, q: float = 1.0) -> float | None:
+    """The upper bound of the bucket of histogram ``name`` where its ``q`` quantile of
+    what it gained between two scrapes lies (q=1: no observation took longer). None:
+    nothing gained, or it lies in +Inf."""
+    bounds = []
+    for key, value in after.items():
+        if key.startswith(name + "_bucket{"):
+            le = key.split("le=", 1)[1].rstrip("}").split(",")[0]
+            bounds.append((float(le), value - before.get(key, 0.0)))
+    bounds.sort()
+    total = bounds[-1][1] if bounds else 0.0
+    if not total:
+        return None
+    for bound, cumulative in bounds:
+        if cumulative >= q * total:
+            return None if bound == float("inf") else bound
+    return None
+
+
 def fleet_processes(cluster: LocalCluster, name: str = "hollow") -> list[psutil.Process]:
     """The supervisor `up --nodes` started and its workers."""
     proc = cluster.state.proc(name)

@@ -49,14 +49,17 @@ from benchlib import (
 )
 from observe import (
     Counters,
+    Counts,
     Leases,
     Nodes,
     admin_client,
+    by_labels,
+    grown,
     lists_by_resource,
     own_cluster,
+    parse_counts,
     result_file,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 from pykubemark.cluster import forwarder
 from pykubemark.cluster import netns as namespaces
@@ -101,33 +104,13 @@ def set_cut(netns: str, port: int, on: bool) -> None:
                        "the cut" if on else "the lift")
 
 
-def shard_metrics(netns: str) -> dict[str, dict[str, float]]:
-    """The shard's counters (metric → labels → value), read from inside its namespace."""
+def shard_metrics(netns: str) -> Counts:
+    """The shard's counters, read from inside its namespace (none if it does not answer)."""
     code = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
             f"'http://127.0.0.1:{METRICS_PORT}/metrics', timeout=5).read().decode())")
     done = subprocess.run([*inside(netns), sys.executable, "-c", code], capture_output=True,
                           text=True, check=False, timeout=30)
-    out: dict[str, dict[str, float]] = {}
-    if done.returncode != 0:
-        return out
-    for family in text_string_to_metric_families(done.stdout):
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                key = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                out.setdefault(sample.name, {})[key] = sample.value
-    return out
-
-
-def total(metrics: dict[str, dict[str, float]], name: str, label: str = "") -> float:
-    return sum(v for k, v in metrics.get(name, {}).items() if not label or k == label)
-
-
-def increase(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]],
-             name: str) -> dict[str, int]:
-    """By label set, how much a counter of the shard grew (only those that did)."""
-    earlier = before.get(name, {})
-    grown = {k: round(v - earlier.get(k, 0.0)) for k, v in sorted(after.get(name, {}).items())}
-    return {k: v for k, v in grown.items() if v}
+    return parse_counts(done.stdout) if done.returncode == 0 else {}
 
 
 async def pods_now(client: Client) -> dict[str, dict[str, Any]]:
@@ -187,9 +170,8 @@ async def partition(cluster: LocalCluster, result: Any, *, netns: str, port: int
             while time.monotonic() - cut_clock < cut:
                 check_proc(shard)
                 metrics = await asyncio.to_thread(shard_metrics, netns)
-                pinged = total(metrics, "pykubemark_http2_connections_closed_total", "why=ping")
-                pinged -= total(metrics_before, "pykubemark_http2_connections_closed_total",
-                                "why=ping")
+                pinged = grown(metrics, metrics_before,
+                               "pykubemark_http2_connections_closed_total", where="why=ping")
                 ready = nodes.count_ready()
                 if first_ping is None and pinged > 0:
                     first_ping = seconds_since(cut_clock)
@@ -229,8 +211,8 @@ async def partition(cluster: LocalCluster, result: Any, *, netns: str, port: int
             result.data.update({
                 "lifted": lifted.isoformat(),
                 "during_cut": {
-                    "connections_closed_by_ping": increase(at_lift, metrics_before,
-                                                           closed).get("why=ping", 0),
+                    "connections_closed_by_ping": round(grown(at_lift, metrics_before, closed,
+                                                                 where="why=ping")),
                     "first_closed_by_ping_after_s": first_ping,
                     "first_not_ready_after_s": first_not_ready,
                     "ready_nodes_at_lift": ready_at_lift,
@@ -251,11 +233,11 @@ async def partition(cluster: LocalCluster, result: Any, *, netns: str, port: int
                                  for u in set(before) & set(after)),
                 },
                 "shard": {
-                    "connections_closed": increase(metrics_after, metrics_before, closed),
-                    "relists": increase(metrics_after, metrics_before,
-                                        "pykubemark_relists_total"),
-                    "watch_restarts": increase(metrics_after, metrics_before,
-                                               "pykubemark_watch_restarts_total"),
+                    "connections_closed": by_labels(metrics_after, metrics_before, closed),
+                    "relists": by_labels(metrics_after, metrics_before,
+                                         "pykubemark_relists_total"),
+                    "watch_restarts": by_labels(metrics_after, metrics_before,
+                                                "pykubemark_watch_restarts_total"),
                 },
                 "apiserver_lists_after_lift": lists_by_resource(counters, lifted.isoformat(),
                                                                 until),

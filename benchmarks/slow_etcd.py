@@ -34,7 +34,6 @@ import contextlib
 import datetime as dt
 import json
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +44,20 @@ import psutil
 from benchlib import console, results_dir_option, run_cli, shielded, utcnow
 from observe import (
     Counters,
+    Counts,
     Leases,
     Nodes,
     admin_client,
+    bucket_bound,
+    by_labels,
     default_processes,
+    fleet_ports,
+    grown,
     own_cluster,
+    read_fleet,
     result_file,
     start_fleet,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 from pykubemark.cluster import cgroups
 from pykubemark.cluster.control_plane import LocalCluster
@@ -64,68 +68,6 @@ from pykubemark.measure.stats import percentiles
 #: 40 s / 4), jittered by up to 4 %.
 RENEW_INTERVAL = 10.0 * 1.04
 PREFIX = "se"
-
-
-# -- the fleet's counters --------------------------------------------------------------------
-Counts = dict[str, float]
-
-
-def fleet_ports(cluster: LocalCluster, processes: int) -> list[int]:
-    """The /metrics port of each fleet process (`up --nodes` gives them in a row)."""
-    first = cluster.state.ports.get("hollow-metrics") or 0
-    return [first + k for k in range(processes)] if first else []
-
-
-def read_fleet(ports: list[int]) -> Counts:
-    """The fleet's counters summed over its processes: sample name{labels} → value."""
-    counts: Counts = {}
-    for port in ports:
-        with contextlib.suppress(OSError):
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                          timeout=5).read().decode()
-            for family in text_string_to_metric_families(text):
-                for s in family.samples:
-                    if s.name.endswith(("_total", "_sum", "_count", "_bucket")):
-                        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-                        key = f"{s.name}{{{labels}}}"
-                        counts[key] = counts.get(key, 0.0) + s.value
-    return counts
-
-
-def gained(after: Counts, before: Counts, name: str, where: str = "") -> dict[str, float]:
-    """What counter ``name`` gained between two scrapes, per label set containing
-    ``where``."""
-    return {key[len(name) + 1:-1]: value - before.get(key, 0.0)
-            for key, value in sorted(after.items())
-            if key.startswith(name + "{") and where in key}
-
-
-def grown(after: Counts, before: Counts, name: str, *, where: str = "") -> float:
-    return sum(gained(after, before, name, where).values())
-
-
-def by_labels(after: Counts, before: Counts, name: str, where: str) -> dict[str, int]:
-    """`gained`, rounded, of the label sets that grew."""
-    return {k: round(v) for k, v in gained(after, before, name, where).items() if round(v)}
-
-
-def bucket_bound(after: Counts, before: Counts, name: str, q: float = 1.0) -> float | None:
-    """The upper bound of the bucket of histogram ``name`` where its ``q`` quantile of
-    what it gained between two scrapes lies (q=1: no observation took longer). None:
-    nothing gained, or it lies in +Inf."""
-    bounds = []
-    for key, value in after.items():
-        if key.startswith(name + "_bucket{"):
-            le = key.split("le=", 1)[1].rstrip("}").split(",")[0]
-            bounds.append((float(le), value - before.get(key, 0.0)))
-    bounds.sort()
-    total = bounds[-1][1] if bounds else 0.0
-    if not total:
-        return None
-    for bound, cumulative in bounds:
-        if cumulative >= q * total:
-            return None if bound == float("inf") else bound
-    return None
 
 
 # -- windows ----------------------------------------------------------------------------------

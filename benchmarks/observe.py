@@ -327,7 +327,6 @@ def lists_by_resource(counters: Counters, since: str, until: str) -> dict[str, i
     return dict(sorted(((r, n) for r, n in counts.items() if n), key=lambda p: -p[1]))
 
 
-# -- the fleet, from outside ------------------------------------------------------------------
 # -- the fleet's own counters ----------------------------------------------------------------
 #: Counter samples by ``name{labels}`` (labels sorted): summable over processes and
 #: comparable between two scrapes.
@@ -399,6 +398,7 @@ def bucket_bound(after: Counts, before: Counts, name: str, q: float = 1.0) -> fl
     return None
 
 
+# -- the fleet, from outside ------------------------------------------------------------------
 def fleet_processes(cluster: LocalCluster, name: str = "hollow") -> list[psutil.Process]:
     """The supervisor `up --nodes` started and its workers."""
     proc = cluster.state.proc(name)

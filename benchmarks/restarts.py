@@ -34,13 +34,19 @@ from benchlib import console, results_dir_option, run_cli, utcnow
 from observe import (
     SHARED,
     Counters,
+    Counts,
     Leases,
     Nodes,
     admin_client,
+    bucket_bound,
+    by_labels,
     default_processes,
+    fleet_ports,
     fleet_processes,
     grace_period,
+    grown,
     own_cluster,
+    read_fleet,
     result_file,
     start_fleet,
     storm,
@@ -57,8 +63,9 @@ OLDEST_BOUND = 30.0
 
 
 async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases, nodes: Nodes,
-                       counters: Counters, names: set[str], quiet: float, downtime: float,
-                       observe: float, renew_timeout: float) -> dict[str, Any]:
+                       counters: Counters, names: set[str], processes: int, quiet: float,
+                       downtime: float, observe: float, renew_timeout: float
+                       ) -> dict[str, Any]:
     check = lambda: fleet_processes(cluster)  # noqa: E731 - raises if the fleet died
     console.print(f"[bold]{component}[/]: {quiet:.0f}s quiet before the kill")
     quiet_from = utcnow()
@@ -66,6 +73,8 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
     own_before = leases.lists + nodes.lists
     transitions = {n: nodes.transition.get(n) for n in names}
     leases.reset_gaps()  # from here: each node's longest time between renewals
+    ports = fleet_ports(cluster, processes)
+    fleet_before = await asyncio.to_thread(read_fleet, ports)
     killed = utcnow()
     proc = await asyncio.to_thread(cluster.restart, component, downtime=downtime, kill=True)
     back = utcnow()
@@ -76,6 +85,8 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
     while not names <= mark.first.keys() and utcnow() < deadline:
         check()
         await asyncio.sleep(0.5)
+    renewed_by = utcnow()
+    fleet_renewed = await asyncio.to_thread(read_fleet, ports)
     delays = [(mark.first[n] - back).total_seconds() for n in names if n in mark.first]
     missing = len(names - mark.first.keys())
     console.print(f"leases renewed after {component} back: {len(delays)}/{len(names)}, "
@@ -125,12 +136,38 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
             "ready_now": sum(nodes.ready.get(n, False) for n in names),
         },
         "list_storm": list_storm,
+        "fleet_until_renewed": fleet_breakdown(fleet_renewed, fleet_before,
+                                               (renewed_by - killed).total_seconds()),
+    }
+
+
+def fleet_breakdown(after: Counts, before: Counts, seconds: float) -> dict[str, Any]:
+    """From the kill until every lease was renewed, by the fleet's own counters: whether
+    the last renewals waited for the fleet (its cores, its event loop running late) or for
+    the apiserver (the slowest PUT, the answers 429 and 5xx, the relists it served)."""
+    seconds = max(seconds, 1e-3)
+    requests = "pykubemark_api_requests_total"
+    return {
+        "seconds": round(seconds, 1),
+        "cores": round(grown(after, before, "pykubemark_process_cpu_seconds_total") / seconds,
+                       2),
+        "loop_lag_p99_s": bucket_bound(after, before, "pykubemark_event_loop_lag_seconds",
+                                       0.99),
+        "loop_lag_max_s": bucket_bound(after, before, "pykubemark_event_loop_lag_seconds"),
+        "slowest_lease_put_s": bucket_bound(after, before,
+                                            "pykubemark_lease_renewal_duration_seconds"),
+        "lease_requests": by_labels(after, before, requests, "resource=leases"),
+        "lists": round(grown(after, before, requests, where="verb=LIST")),
+        "relists": round(grown(after, before, "pykubemark_relists_total")),
+        "answers_429": round(grown(after, before, requests, where="code=429")),
+        "answers_5xx": round(sum(grown(after, before, requests, where=f"code={c}")
+                                 for c in range(500, 505))),
     }
 
 
 async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_wanted: int,
-                  components: list[str], quiet: float, downtime: float, observe: float,
-                  renew_timeout: float, every: float) -> None:
+                  processes: int, components: list[str], quiet: float, downtime: float,
+                  observe: float, renew_timeout: float, every: float) -> None:
     async with admin_client(cluster) as client:
         leases, nodes, counters = Leases(client, prefix), Nodes(client, prefix), \
             Counters(client, every)
@@ -144,8 +181,8 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
             for component in components:
                 entry = await restart_once(
                     cluster, component, leases=leases, nodes=nodes, counters=counters,
-                    names=names, quiet=quiet, downtime=downtime, observe=observe,
-                    renew_timeout=renew_timeout)
+                    names=names, processes=processes, quiet=quiet, downtime=downtime,
+                    observe=observe, renew_timeout=renew_timeout)
                 result.data["restarts"].append(entry)
                 result.save()
                 storm_ = entry["list_storm"]
@@ -205,9 +242,9 @@ def main(nodes: int, processes: int | None, fidelity: str, components: str, quie
                 own_cluster(name, nodes) as cluster:
             start_fleet(cluster, nodes, prefix="rs", fidelity=fidelity, processes=processes)
             asyncio.run(measure(cluster, result, prefix="rs", nodes_wanted=nodes,
-                                components=wanted, quiet=quiet, downtime=downtime,
-                                observe=observe, renew_timeout=renew_timeout,
-                                every=sample_every))
+                                processes=processes, components=wanted, quiet=quiet,
+                                downtime=downtime, observe=observe,
+                                renew_timeout=renew_timeout, every=sample_every))
 
     run_cli(body)
 

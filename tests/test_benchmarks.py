@@ -130,6 +130,9 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         assert pods["same_uids"] and pods["restarts_after"] == 0 and pods["running_after"] == 2
         namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
         assert f"pkm-cut-{name} " not in namespaces.stdout + " "
+    if script == "restarts.py":  # the renewals after the restart, by the fleet's counters
+        fleet = data["restarts"][0]["fleet_until_renewed"]
+        assert any("code=200" in k and "verb=PUT" in k for k in fleet["lease_requests"])
     if script == "slow_etcd.py":  # throttled, then let go: its cgroup gone
         assert set(data["windows"]) == {"quiet", "load", "throttled", "after"}
         assert data["run"]["status"] == "completed"

@@ -997,3 +997,39 @@ def test_a_sync_that_started_containers_relists_the_pod_at_once_in_later_kubelet
         assert lc._delay(pods.FINISHED, record) != 0.2  # an exit is seen by the periodic one
         await lc.close()
     run(body)
+
+
+@pytest.mark.parametrize("relist_work", [0.3, None])
+def test_the_relist_after_a_start_waits_for_a_shared_runtime_when_it_costs_time(
+        relist_work: float | None) -> None:
+    """``relist_work``: the relist that the start asked for is the runtime's work too, so
+    Running waits for it beside the pods still starting; without it, only the status
+    delay."""
+    async def body() -> None:
+        lc = lifecycle(profile=Profile(start=StartProfile(
+            relist_period=5.0, relist_on_sync=True, status_delay=0.01, mount_time=0,
+            sandbox_status=True, sandbox_delay=Distribution(fixed=0.02),
+            containers_delay=Distribution(fixed=0.02), runtime_slots=1,
+            relist_work=None if relist_work is None else Distribution(fixed=relist_work)),
+            stop=PROFILE.stop))
+        lc.on_event("ADDED", pod())
+        record = lc.pods["uid-web-1"]
+        await until(lambda: record.times.started != "", "the containers started")
+        relisting = lambda: lc.runtime is not None and len(lc.runtime) == 1  # noqa: E731
+        if relist_work is not None:
+            await until(lambda: relisting() and record.phase == "Pending", "the relist's turn")
+        await until(lambda: record.phase == "Running", "Running")
+        assert lc.runtime is not None and len(lc.runtime) == 0
+        await lc.close()
+    run(body)
+
+
+def test_the_relist_takes_no_runtime_time_where_the_sync_does_not_ask_for_it() -> None:
+    """Before PLEGOnDemandRelist the periodic relist finds the start: no runtime work."""
+    lc = lifecycle(profile=Profile(start=StartProfile(
+        runtime_slots=1, relist_work=Distribution(fixed=0.1))))
+    assert not lc._in_shared_runtime(pods.RUNNING)
+    assert lc._in_shared_runtime(pods.STARTED)
+    lc.profile = Profile(start=StartProfile(runtime_slots=1, relist_on_sync=True,
+                                            relist_work=Distribution(fixed=0.1)))
+    assert lc._in_shared_runtime(pods.RUNNING)

@@ -266,6 +266,7 @@ RUNTIME_WORK = {
     "volumes + sandbox": ("sandbox_delay",),
     "volumes + sandbox + containers": ("sandbox_delay", "containers_delay"),
     "start.containers_delay": ("containers_delay",),
+    "relist after start": ("relist_work",),
 }
 #: What waits its turn in a queued runtime (``runtime_order: queue``); the rest of a
 #: stage's work follows, in parallel with the other pods'.
@@ -719,7 +720,7 @@ class PodLifecycle:
     # -- stages: when they come, and whether they apply ----------------------------------
     def _next(self, record: PodRecord, stage: Stage) -> None:
         """Ask for ``stage`` after its delay (at once, if it has none)."""
-        if stage.after in RUNTIME_WORK and self.profile.start.runtime_slots:
+        if self._in_shared_runtime(stage):
             self._in_runtime(record, stage)
             return
         delay = self._delay(stage, record)
@@ -734,17 +735,29 @@ class PodLifecycle:
         loop = asyncio.get_running_loop()
         record.timers.append(loop.call_later(max(0.0, delay), self._enter, record, stage))
 
+    def _in_shared_runtime(self, stage: Stage) -> bool:
+        """Whether ``stage`` waits for a shared runtime: the start's work does; the relist
+        after a start only when the sync asks for it and it costs the runtime time."""
+        start = self.profile.start
+        if not start.runtime_slots or stage.after not in RUNTIME_WORK:
+            return False
+        if stage.after == "relist after start":
+            return start.relist_on_sync and start.relist_work is not None
+        return True
+
     def _in_runtime(self, record: PodRecord, stage: Stage) -> None:
         """A runtime stage on a node whose runtime is shared: the pod waits for its volumes
         (and its plan's slow start), then its work joins the runtime's other pods, and
         ``stage`` comes when the work is done (in a queue, what follows the queued part
         once that is done)."""
         start = self.profile.start
-        wait = 0.0 if stage.after == "start.containers_delay" else self._volumes_wait(record)
+        wait = self._volumes_wait(record) if stage.after.startswith("volumes") else 0.0
         queued = start.runtime_order == "queue"
         delays = RUNTIME_WORK[stage.after]
         work = self._runtime_work(d for d in delays if not queued or d in QUEUED_WORK)
         then = self._runtime_work(d for d in delays if queued and d not in QUEUED_WORK)
+        if stage.after == "relist after start":  # the relist, then the status write
+            then += start.status_delay
         if queued and not any(d in QUEUED_WORK for d in delays):
             self._later(record, wait + then, stage)
             return

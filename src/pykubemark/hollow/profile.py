@@ -108,6 +108,12 @@ class StartProfile(msgspec.Struct, forbid_unknown_fields=True):
     #: delays above are then each pod's work at full speed. None: each pod takes its
     #: delays as drawn, however many start at once (the Go kubemark's fake runtime).
     runtime_slots: int | None = None
+    #: The runtime's own work for the relist of one pod that a sync asks for after
+    #: starting its containers (``relist_on_sync``): on a shared runtime it waits its
+    #: turn beside the pods still starting, so that Running is written late on a busy
+    #: node and at once on an idle one, then ``status_delay`` after it. None: the relist
+    #: takes no runtime time.
+    relist_work: float | Distribution | None = None
     #: How the runtime's slots serve its pods (hollow/runtime.py): ``shared`` — the
     #: sandbox and the containers' work of every pod in it advance together (processor
     #: sharing); ``queue`` — the sandboxes one after another in the order the pods came

@@ -14,7 +14,7 @@ detection of a known slowdown.
   POST events, PATCH pods/status) go up with it and are counted apart. The saturation
   pods' start-up is not among the affected: at 5 nodes and 50 pods created at 20/s the
   queue is short-lived: a first comparison found their start-up unchanged (×0.95,
-  interval 0.88–1.01), and its p99 was flagged in 1 of the 8 since. `UNAFFECTED` are
+  interval 0.88–1.01), and its p99 was flagged in 1 of the 10 since. `UNAFFECTED` are
   metrics that no queue holds: the memory of etcd, the scheduler and the
   controller-manager (a regression flagged there is a false one).
 - ``--design both``: the A/A comparisons are run once per design (interleaved, then

@@ -5,7 +5,10 @@ divides the increase by the interval; the summary is p50/p90/p99/max of those wi
 We keep the pod set current with one LIST+WATCH instead of a LIST every 5 s (cheaper on a
 large cluster, same count), count each pod once when first seen bound (a pod deleted
 later does not make a window negative), leave out pods already bound at ``start()``, and
-divide by the measured length of each window rather than the nominal 5 s.
+divide by the measured length of each window rather than the nominal 5 s. A run whose
+pods were all bound before the first window closed would have no window at all
+(clusterloader2 then reports zeros, and a comparison of runs loses the metric): its one
+partial window, from the start to the end, counts instead.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class SchedulingThroughput(Measurement):
         self.scheduled: set[str] = set()
         self.windows: list[tuple[float, float]] = []   # (seconds since run start, pods/s)
         self._before: set[str] | None = None
+        #: The count and the clock where the open window began (None: not sampling yet).
+        self._last: tuple[int, float] | None = None
         self._reflector = Reflector(ctx.client, "/api/v1/pods", Pod, self,
                                     params={"labelSelector": selector}, name=self.name)
 
@@ -55,13 +60,20 @@ class SchedulingThroughput(Measurement):
         self._spawn(self._sample(), "sampler")
 
     async def _sample(self) -> None:
-        last_count, last_time = len(self.scheduled), time.monotonic()
+        self._last = (len(self.scheduled), time.monotonic())
         while True:
             await asyncio.sleep(self.interval)
-            count, now = len(self.scheduled), time.monotonic()
-            rate = (count - last_count) / (now - last_time)
-            self.windows.append((round(self.output.elapsed(), 3), rate))
-            last_count, last_time = count, now
+            self._close_window()
+
+    def _close_window(self) -> None:
+        (last_count, last_time), count, now = self._last, len(self.scheduled), time.monotonic()
+        rate = (count - last_count) / max(now - last_time, 1e-3)
+        self.windows.append((round(self.output.elapsed(), 3), rate))
+        self._last = (count, now)
+
+    async def _end(self) -> None:
+        if not self.windows and self._last is not None and len(self.scheduled) > self._last[0]:
+            self._close_window()
 
     def write(self) -> None:
         data = percentiles((rate for _, rate in self.windows), with_max=True)

@@ -28,6 +28,7 @@ file (verdicts need 3 or more runs a side).
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import time
@@ -114,6 +115,8 @@ def down(name: str) -> None:
 def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nodes: int,
             pods_per_node: int, name: str, runtime: Path | None = None) -> dict[str, Any]:
     out = work / f"{fleet}-{change}-{index:02d}"
+    # a directory of an earlier sitting: its files would stand in for any this run lacks
+    shutil.rmtree(out, ignore_errors=True)
     cluster = f"{name}-{fleet}"
     row: dict[str, Any] = {"fleet": fleet, "change": change, "index": index,
                            "directory": str(out), "started": utcnow()}

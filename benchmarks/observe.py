@@ -331,6 +331,8 @@ def lists_by_resource(counters: Counters, since: str, until: str) -> dict[str, i
 #: Counter samples by ``name{labels}`` (labels sorted): summable over processes and
 #: comparable between two scrapes.
 Counts = dict[str, float]
+#: The fleet's requests by verb, resource and code (code "error": no answer).
+REQUESTS = "pykubemark_api_requests_total"
 
 
 def parse_counts(text: str, counts: Counts | None = None) -> Counts:
@@ -377,6 +379,14 @@ def grown(after: Counts, before: Counts, name: str, *, where: str = "") -> float
 def by_labels(after: Counts, before: Counts, name: str, where: str = "") -> dict[str, int]:
     """`gained`, rounded, of the label sets that grew."""
     return {k: round(v) for k, v in gained(after, before, name, where).items() if round(v)}
+
+
+def refusals(after: Counts, before: Counts) -> dict[str, int]:
+    """The fleet's requests the apiserver answered 5xx or 429 (priority and fairness,
+    max-in-flight) between two scrapes."""
+    return {"answers_5xx": round(sum(grown(after, before, REQUESTS, where=f"code={c}")
+                                     for c in range(500, 505))),
+            "answers_429": round(grown(after, before, REQUESTS, where="code=429"))}
 
 
 def bucket_bound(after: Counts, before: Counts, name: str, q: float = 1.0) -> float | None:

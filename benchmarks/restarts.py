@@ -32,6 +32,7 @@ from typing import Any
 import click
 from benchlib import console, results_dir_option, run_cli, utcnow
 from observe import (
+    REQUESTS,
     SHARED,
     Counters,
     Counts,
@@ -47,6 +48,7 @@ from observe import (
     grown,
     own_cluster,
     read_fleet,
+    refusals,
     result_file,
     start_fleet,
     storm,
@@ -146,7 +148,6 @@ def fleet_breakdown(after: Counts, before: Counts, seconds: float) -> dict[str, 
     the last renewals waited for the fleet (its cores, its event loop running late) or for
     the apiserver (the slowest PUT, the answers 429 and 5xx, the relists it served)."""
     seconds = max(seconds, 1e-3)
-    requests = "pykubemark_api_requests_total"
     return {
         "seconds": round(seconds, 1),
         "cores": round(grown(after, before, "pykubemark_process_cpu_seconds_total") / seconds,
@@ -156,12 +157,10 @@ def fleet_breakdown(after: Counts, before: Counts, seconds: float) -> dict[str, 
         "loop_lag_max_s": bucket_bound(after, before, "pykubemark_event_loop_lag_seconds"),
         "slowest_lease_put_s": bucket_bound(after, before,
                                             "pykubemark_lease_renewal_duration_seconds"),
-        "lease_requests": by_labels(after, before, requests, "resource=leases"),
-        "lists": round(grown(after, before, requests, where="verb=LIST")),
+        "lease_requests": by_labels(after, before, REQUESTS, "resource=leases"),
+        "lists": round(grown(after, before, REQUESTS, where="verb=LIST")),
         "relists": round(grown(after, before, "pykubemark_relists_total")),
-        "answers_429": round(grown(after, before, requests, where="code=429")),
-        "answers_5xx": round(sum(grown(after, before, requests, where=f"code={c}")
-                                 for c in range(500, 505))),
+        **refusals(after, before),
     }
 
 

@@ -43,6 +43,7 @@ import click
 import psutil
 from benchlib import console, results_dir_option, run_cli, shielded, utcnow
 from observe import (
+    REQUESTS,
     Counters,
     Counts,
     Leases,
@@ -55,6 +56,7 @@ from observe import (
     grown,
     own_cluster,
     read_fleet,
+    refusals,
     result_file,
     start_fleet,
 )
@@ -116,9 +118,8 @@ class Observer:
         put = bucket_bound(fleet, earlier, "pykubemark_lease_renewal_duration_seconds")
         lag = bucket_bound(fleet, window.fleet, "pykubemark_event_loop_lag_seconds", 0.99)
         since, until = window.started.isoformat(), window.ended.isoformat()
-        requests = grown(fleet, window.fleet, "pykubemark_api_requests_total")
-        lease_puts = grown(fleet, window.fleet, "pykubemark_api_requests_total",
-                           where="resource=leases")
+        requests = grown(fleet, window.fleet, REQUESTS)
+        lease_puts = grown(fleet, window.fleet, REQUESTS, where="resource=leases")
         summary = {
             "seconds": round(seconds, 1),
             "etcd_cores": round((cpu_seconds(self.etcd_pid) - window.etcd_cpu) / seconds, 3),
@@ -136,17 +137,11 @@ class Observer:
             "fleet": {
                 "requests_per_s": round(requests / seconds, 2),
                 "lease_requests_per_s": round(lease_puts / seconds, 2),
-                "lease_requests": by_labels(fleet, window.fleet, "pykubemark_api_requests_total",
-                                            "resource=leases"),
+                "lease_requests": by_labels(fleet, window.fleet, REQUESTS, "resource=leases"),
                 "retries": round(grown(fleet, window.fleet,
                                        "pykubemark_api_request_retries_total")),
-                "errors": round(grown(fleet, window.fleet, "pykubemark_api_requests_total",
-                                      where="code=error")),
-                "answers_5xx": round(sum(grown(fleet, window.fleet,
-                                               "pykubemark_api_requests_total",
-                                               where=f"code={c}") for c in range(500, 505))),
-                "answers_429": round(grown(fleet, window.fleet, "pykubemark_api_requests_total",
-                                           where="code=429")),
+                "errors": round(grown(fleet, window.fleet, REQUESTS, where="code=error")),
+                **refusals(fleet, window.fleet),
             },
             "apiserver": {
                 "requests_per_s": round(self.counters.increase(lambda s: s.requests, since,

@@ -13,17 +13,28 @@ phases and those figures.
     .venv/bin/python benchmarks/headline.py                  # 2000 nodes x 30 pods
     .venv/bin/python benchmarks/headline.py --nodes 20 --pods-per-node 2   # tiny
     .venv/bin/python benchmarks/headline.py --reanalyse benchmarks/results/headline-....json
+    .venv/bin/python benchmarks/headline.py --nodes 5000 --processes 3 --idle 1800 \
+        --pods-per-node 3                  # Kubernetes' 5000 nodes: 30 idle minutes first
+
+``--idle`` leaves the Ready fleet alone that many seconds before the density run and
+keeps, from the apiserver's side, every gap between two renewals of a node's Lease and
+every node it reported NotReady, with each component's cores and memory over the window:
+whether a fleet that size is carried at all, before pods make it harder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+import psutil
 from benchlib import (
     REPO,
     RESULTS_DIR,
@@ -35,12 +46,64 @@ from benchlib import (
     shielded,
     timestamp,
 )
+from observe import Leases, Nodes, admin_client, cores_between, cpu_readings
 
-from pykubemark.cluster.control_plane import python_argv
+from pykubemark.cluster.control_plane import LocalCluster, python_argv
 from pykubemark.errors import UserError
+from pykubemark.measure.resources import process_tree
 
 #: What the SLO table of the report calls the component rows of ResourceUsage.
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler")
+
+
+#: What `pykubemark up --nodes` names its nodes (hollow-0, hollow-1, ...).
+PREFIX = "hollow"
+
+
+def rss(procs: list[psutil.Process]) -> int:
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+async def idle_window(cluster: LocalCluster, seconds: float, result: ResultFile,
+                      every: float = 60.0) -> None:
+    """The Ready fleet left alone for ``seconds``: lease gaps and NotReady nodes as the
+    apiserver sees them (watched), and each process's cores over the window and memory
+    at its end; ``result`` saved every ``every`` seconds, so a cut run keeps them."""
+    async with admin_client(cluster) as client:
+        leases, nodes = Leases(client, PREFIX), Nodes(client, PREFIX)
+        watches = [asyncio.create_task(o.run()) for o in (leases, nodes)]
+        try:
+            await asyncio.wait_for(asyncio.gather(leases.synced.wait(), nodes.synced.wait()),
+                                   300)
+            leases.reset_gaps()
+            before = cpu_readings(cluster)
+            began, figures = time.monotonic(), {"ready_at_start": nodes.count_ready()}
+            result.data["idle"] = figures
+            while (elapsed := time.monotonic() - began) < seconds:
+                await asyncio.sleep(min(every, seconds - elapsed))
+                elapsed = time.monotonic() - began
+                figures.update({
+                    "seconds": round(elapsed, 1),
+                    "cores": cores_between(cpu_readings(cluster), before, elapsed),
+                    "rss_mib": {p.name: round(rss(process_tree(p.pid)) / (1 << 20), 1)
+                                for p in cluster.state.running()},
+                    "leases": leases.summary(),
+                    "ready_at_end": nodes.count_ready(),
+                    "nodes_seen_not_ready": len({event[1] for event in nodes.not_ready}),
+                    "not_ready": nodes.not_ready[:50],
+                })
+                result.save()
+                console.print(f"idle {elapsed / 60:.1f} min: {figures['ready_at_end']} Ready, "
+                              f"lease gap max {figures['leases']['max_gap_s']} s, cores "
+                              f"{figures['cores']}")
+        finally:
+            for task in watches:
+                task.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
 
 
 def _when(text: str) -> dt.datetime:
@@ -190,12 +253,15 @@ def _pykubemark(*args: str, check: bool = True) -> int:
               help="Run directory (default: results/headline-<time>, or under "
               "--results-dir when that is given).")
 @results_dir_option()
+@click.option("--idle", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds the Ready fleet is left alone (and watched) before the density "
+              "run.")
 @click.option("--keep-cluster", is_flag=True, help="Leave the cluster running afterwards.")
 @click.option("--reanalyse", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Read the run directory of this result file again with this script's "
               "analysis and rewrite the file in place; no cluster is started.")
 def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
-         out: Path | None, results_dir: Path, keep_cluster: bool,
+         out: Path | None, results_dir: Path, idle: float, keep_cluster: bool,
          reanalyse: Path | None) -> None:
     if reanalyse is not None:
         analyse_again(reanalyse)
@@ -208,7 +274,8 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
         "what": f"{nodes} hollow nodes (kubelet fidelity), density at {pods_per_node} pods "
                 "per node, one local control plane, all on this machine",
         "command": f"python benchmarks/headline.py --nodes {nodes} --pods-per-node "
-                   f"{pods_per_node} --qps {qps:g} --processes {processes}",
+                   f"{pods_per_node} --qps {qps:g} --processes {processes}"
+                   + (f" --idle {idle:g}" if idle else ""),
         "environment": environment(),
         "commit": _commit(),
         "run_dir": str(out),
@@ -217,6 +284,8 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
           "--etcd-tmpfs"]
     try:
         _pykubemark(*up)
+        if idle:
+            asyncio.run(idle_window(LocalCluster.load(name), idle, result))
         # exit 1: an SLO failed, which the result records; anything else is an error
         code = _pykubemark("run", "density", "--cluster", name, "--pods-per-node",
                            str(pods_per_node), "--qps", f"{qps:g}", "--quiet",

@@ -40,6 +40,8 @@ from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.errors import UserError
 from pykubemark.kube import ApiError, Client
 from pykubemark.kube.client import NETWORK_ERRORS
+from pykubemark.measure.resources import cpu_seconds, process_tree
+from pykubemark.measure.stats import percentiles
 from pykubemark.provision.releases import default_release
 
 
@@ -120,6 +122,8 @@ class Leases(Watched):
                          prefix)
         self.last: dict[str, dt.datetime] = {}
         self.max_gap: dict[str, float] = {}
+        #: Every gap since the last reset, for percentiles over all renewals.
+        self.gaps: list[float] = []
         self.marks: list[Renewals] = []
 
     def see(self, obj: dict[str, Any]) -> None:
@@ -131,6 +135,7 @@ class Leases(Watched):
         if previous is not None and renewed > previous:
             gap = (renewed - previous).total_seconds()
             self.max_gap[name] = max(self.max_gap.get(name, 0.0), gap)
+            self.gaps.append(gap)
         if previous is None or renewed > previous:
             self.last[name] = renewed
         for mark in self.marks:
@@ -139,6 +144,22 @@ class Leases(Watched):
 
     def reset_gaps(self) -> None:
         self.max_gap.clear()
+        self.gaps.clear()
+
+    def summary(self) -> dict[str, Any]:
+        """Gaps between renewals since the last reset: over all renewals and each node's
+        longest, against the controller-manager's grace period."""
+        longest = list(self.max_gap.values())
+        return {
+            "nodes": len(self.last),
+            "nodes_renewing": len(longest),
+            "renewals": len(self.gaps),
+            "max_gap_s": round(max(longest, default=0.0), 2),
+            "gap_s": {k: round(v, 2) for k, v in percentiles(self.gaps).items()},
+            "max_gap_per_node_s": {k: round(v, 2) for k, v in percentiles(longest).items()},
+            "grace_period_s": grace_period(),
+            "nodes_late_beyond_grace": sum(g > grace_period() for g in longest),
+        }
 
     def mark(self, at: dt.datetime) -> Renewals:
         mark = Renewals(at)
@@ -429,6 +450,32 @@ def fleet_usage(cluster: LocalCluster) -> dict[str, Any]:
             conns += len(p.net_connections(kind="tcp"))
     return {"processes": len(procs), "rss_mib": round(rss / (1 << 20), 1),
             "open_fds": fds, "tcp_connections": conns}
+
+
+#: What psutil counts as the machine busy (all but idle and iowait).
+BUSY = ("user", "nice", "system", "irq", "softirq", "steal")
+
+
+def cpu_readings(cluster: LocalCluster) -> dict[str, tuple[int, float]]:
+    """(pid, CPU seconds since it started) of each of the cluster's processes with its
+    children, and the whole machine's busy seconds under "machine"."""
+    readings = {p.name: (p.pid, cpu_seconds(process_tree(p.pid)))
+                for p in cluster.state.running()}
+    times = psutil.cpu_times()
+    readings["machine"] = (0, sum(getattr(times, f, 0.0) for f in BUSY))
+    return readings
+
+
+def cores_between(after: dict[str, tuple[int, float]], before: dict[str, tuple[int, float]],
+                  seconds: float) -> dict[str, float]:
+    """Mean cores of each process over the window; a process started within it (a
+    restarted component: another pid) counts all its CPU."""
+    cores = {}
+    for name, (pid, used) in after.items():
+        earlier = before.get(name)
+        used -= earlier[1] if earlier and earlier[0] == pid else 0.0
+        cores[name] = round(used / max(seconds, 1e-3), 2)
+    return cores
 
 
 _TASKS = re.compile(r"shard (\d+): .*; (\d+) asyncio tasks$", re.M)

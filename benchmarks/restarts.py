@@ -41,6 +41,8 @@ from observe import (
     admin_client,
     bucket_bound,
     by_labels,
+    cores_between,
+    cpu_readings,
     default_processes,
     fleet_ports,
     fleet_processes,
@@ -77,6 +79,7 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
     leases.reset_gaps()  # from here: each node's longest time between renewals
     ports = fleet_ports(cluster, processes)
     fleet_before = await asyncio.to_thread(read_fleet, ports)
+    cpu_before = cpu_readings(cluster)
     killed = utcnow()
     proc = await asyncio.to_thread(cluster.restart, component, downtime=downtime, kill=True)
     back = utcnow()
@@ -89,6 +92,7 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
         await asyncio.sleep(0.5)
     renewed_by = utcnow()
     fleet_renewed = await asyncio.to_thread(read_fleet, ports)
+    cores = cores_between(cpu_readings(cluster), cpu_before, (renewed_by - killed).total_seconds())
     delays = [(mark.first[n] - back).total_seconds() for n in names if n in mark.first]
     missing = len(names - mark.first.keys())
     console.print(f"leases renewed after {component} back: {len(delays)}/{len(names)}, "
@@ -140,6 +144,8 @@ async def restart_once(cluster: LocalCluster, component: str, *, leases: Leases,
         "list_storm": list_storm,
         "fleet_until_renewed": fleet_breakdown(fleet_renewed, fleet_before,
                                                (renewed_by - killed).total_seconds()),
+        # whether the machine's 2 cores were the limit, and who used them
+        "cores_until_renewed": cores,
     }
 
 
@@ -206,6 +212,9 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
               help="Fleet processes (default: one per 1000 nodes).")
 @click.option("--fidelity", type=click.Choice(["kubelet", "lite"]), default="kubelet",
               show_default=True)
+@click.option("--fleet-nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Niceness of the fleet's processes: above 0 the control plane has the "
+              "machine's cores first, as on a master of its own.")
 @click.option("--components", default="apiserver,etcd", show_default=True,
               help="Restarted in this order, one at a time.")
 @click.option("--quiet", type=click.FloatRange(2), default=60.0, show_default=True,
@@ -221,15 +230,17 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
 @click.option("--note", default="", help="Stored in the result (e.g. the machine's state).")
 @click.option("--name", default="bench-restarts", show_default=True)
 @results_dir_option()
-def main(nodes: int, processes: int | None, fidelity: str, components: str, quiet: float,
+def main(nodes: int, processes: int | None, fidelity: str, fleet_nice: int, components: str,
+         quiet: float,
          downtime: float, observe: float, renew_timeout: float, sample_every: float, note: str,
          name: str, results_dir: Path) -> None:
     """Kill -9 the apiserver, then etcd, under N hollow nodes; measure the recovery."""
     processes = processes or default_processes(nodes)
     wanted = [c.strip() for c in components.split(",") if c.strip()]
     parameters = {"nodes": nodes, "processes": processes, "fidelity": fidelity,
-                  "components": wanted, "quiet_s": quiet, "downtime_s": downtime,
-                  "observe_s": observe, "signal": "SIGKILL", "sample_every_s": sample_every}
+                  "fleet_nice": fleet_nice, "components": wanted, "quiet_s": quiet,
+                  "downtime_s": downtime, "observe_s": observe, "signal": "SIGKILL",
+                  "sample_every_s": sample_every}
 
     def body() -> None:
         known = {"etcd", *ALIASES, *ALIASES.values()}
@@ -240,6 +251,8 @@ def main(nodes: int, processes: int | None, fidelity: str, components: str, quie
                          note or (SHARED if nodes < 2000 else "")) as result, \
                 own_cluster(name, nodes) as cluster:
             start_fleet(cluster, nodes, prefix="rs", fidelity=fidelity, processes=processes)
+            for proc in fleet_processes(cluster):  # a replaced worker inherits it
+                proc.nice(fleet_nice)
             asyncio.run(measure(cluster, result, prefix="rs", nodes_wanted=nodes,
                                 processes=processes, components=wanted, quiet=quiet,
                                 downtime=downtime, observe=observe,

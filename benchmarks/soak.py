@@ -45,7 +45,6 @@ from observe import (
     default_processes,
     fleet_tasks,
     fleet_usage,
-    grace_period,
     own_cluster,
     result_file,
     start_fleet,
@@ -56,7 +55,6 @@ from pykubemark.files import write_atomic
 from pykubemark.kube import ApiError, Client
 from pykubemark.kube.client import NETWORK_ERRORS
 from pykubemark.load import templates
-from pykubemark.measure.stats import percentiles
 
 NAMESPACE = "soak"
 
@@ -160,17 +158,6 @@ def rss_summary(samples: list[dict[str, Any]], window: float,
     }
 
 
-def lease_summary(leases: Leases) -> dict[str, Any]:
-    gaps = list(leases.max_gap.values())
-    return {
-        "nodes": len(leases.last),
-        "max_gap_s": round(max(gaps, default=0.0), 2),
-        "max_gap_per_node_s": {k: round(v, 2) for k, v in percentiles(gaps).items()},
-        "grace_period_s": grace_period(),
-        "nodes_late_beyond_grace": sum(g > grace_period() for g in gaps),
-    }
-
-
 def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
     """RSS of the fleet over the soak, as SVG (rewritten atomically with each sample)."""
     import matplotlib
@@ -228,7 +215,7 @@ async def soak(cluster: LocalCluster, result: Any, *, prefix: str, duration: flo
                           "pods": await pods_present(client), "churn": churn.stats()}
                 samples.append(sample)
                 result.data["rss"] = rss_summary(samples, window, tolerance)
-                result.data["leases"] = lease_summary(leases)
+                result.data["leases"] = leases.summary()
                 result.data["not_ready"] = nodes.not_ready[:50]
                 result.save()
                 await asyncio.to_thread(plot, samples, svg, title)
@@ -247,7 +234,7 @@ async def soak(cluster: LocalCluster, result: Any, *, prefix: str, duration: flo
                                   "at": utcnow().isoformat(),
                                   "pods": await pods_present(client)}
             result.data["churn"] = churn.stats()
-            result.data["leases"] = lease_summary(leases)
+            result.data["leases"] = leases.summary()
             result.data["not_ready"] = nodes.not_ready[:50]
             result.data["nodes_seen_not_ready"] = len({e[1] for e in nodes.not_ready})
             result.data["plot"] = svg.name

@@ -37,8 +37,8 @@ RUNS = {
     # long enough for a second lease renewal of each node (its first Lease is created a
     # renew period after the node registers)
     "scale.py": (["--sizes", "2", "--window", "40"], ["sizes", "nodes_per_core"]),
-    "headline.py": (["--nodes", "3", "--pods-per-node", "2", "--processes", "1"],
-                    ["slos", "phases", "saturation", "cpu_by_phase"]),
+    "headline.py": (["--nodes", "3", "--pods-per-node", "2", "--processes", "1", "--idle", "25"],
+                    ["slos", "phases", "saturation", "cpu_by_phase", "idle"]),
     "failures.py": (["--nodes", "2", "--pods-per-node", "5", "--crash-fraction", "0.5",
                      "--node-flap-fraction", "1", "--node-flap-period", "5",
                      "--hold-seconds", "5"], ["without", "with", "ratio", "compare"]),
@@ -120,6 +120,10 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         summary = data["summary"]
         assert summary["RSS MiB per node, idle"]["py"] is not None
         assert summary["CPU-s per pod (net of idle)"]["py"] is not None
+    if script == "headline.py":  # the idle window watched every node Ready and renewing
+        idle = data["idle"]
+        assert idle["ready_at_start"] == idle["ready_at_end"] == 3
+        assert idle["leases"]["nodes_renewing"] >= 1 and idle["cores"]["kube-apiserver"] > 0
     if script == "fidelity.py":
         assert set(data["sides"]) == {"real", "pykubemark", "kubemark", "kwok"}
     if script == "partition.py":  # a fault's outcome, not a speed

@@ -62,8 +62,8 @@ class FakeHeartbeat(Client):
         return orjson.dumps(self.node)
 
 
-def kubelet(heartbeat: Client) -> HollowKubelet:
-    profile = Profile()
+def kubelet(heartbeat: Client, profile: Profile | None = None) -> HollowKubelet:
+    profile = profile or Profile()
     node = HollowKubelet(NodeIdentity("n-0", 0, profile), heartbeat, profile,
                          heartbeat=heartbeat)
     node.node_uid = "uid-1"
@@ -77,6 +77,31 @@ def test_node_status_is_retried_from_etcd_after_a_failure() -> None:
     # the first read from the apiserver's cache, the retries consistent reads
     assert fake.gets == [{"resourceVersion": "0"}, None, None]
     assert fake.patches == 1
+
+
+NOT_FOUND = ApiError(404, b'{"reason": "NotFound"}', "GET", "/api/v1/nodes/n-0")
+
+
+@pytest.mark.parametrize("read", ["get", "informer"])
+def test_a_node_missing_from_the_cache_is_read_from_etcd_not_taken_for_deleted(
+        read: str) -> None:
+    """A Node just registered may be missing from the apiserver's cache or the kubelet's
+    informer (the first read): that is no deletion (at 5000 nodes a third of the fleet
+    logged one); the retry reads etcd, finds it, and writes its status."""
+    failures = [NOT_FOUND] if read == "get" else []
+    fake = FakeHeartbeat(failures, {"metadata": {"uid": "uid-1"}, "status": {}})
+    node = kubelet(fake, Profile(node_status_read=read))
+    asyncio.run(node._sync_status())
+    assert not node.node_gone and fake.patches == 1
+    assert fake.gets[-1] is None  # the consistent read found it
+
+
+def test_a_node_missing_from_etcd_is_deleted() -> None:
+    fake = FakeHeartbeat([aiohttp.ClientConnectionError(), NOT_FOUND, NOT_FOUND, NOT_FOUND,
+                          NOT_FOUND], {"metadata": {"uid": "uid-1"}, "status": {}})
+    node = kubelet(fake)
+    asyncio.run(node._sync_status())
+    assert node.node_gone and fake.patches == 0
 
 
 def test_node_status_gives_up_after_5_tries() -> None:

@@ -305,7 +305,7 @@ class HollowKubelet:
             self._reregister.set()
         elif not self.node_gone:
             self.node_gone = True
-            log.warning("%s: Node deleted; not registering again (as kubelet 1.20)", self.name)
+            log.warning("%s: Node deleted; not registering again (as the kubelet)", self.name)
 
     async def _reregister_loop(self) -> None:
         while True:
@@ -430,7 +430,9 @@ class HollowKubelet:
                 return
             except ApiError as exc:
                 log.debug("%s: node status: %s", self.name, exc)
-                if exc.not_found:
+                # Only a read from etcd proves it gone: the first one is the apiserver's
+                # cache or the kubelet's informer, which lag a Node just registered.
+                if exc.not_found and attempt > 0:
                     self.node_deleted()
                     if self.profile.reregister_deleted_node:
                         return

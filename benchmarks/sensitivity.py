@@ -23,11 +23,19 @@ control plane), 10 pods a node, the first four changes (``--changes`` adds
 the fewest for which Mann–Whitney can reach 95 %: 40 runs for two fleets, about 40
 minutes here. Smaller, e.g. ``--repeat 1 --changes inflight-tenth``, writes the same
 file (verdicts need 3 or more runs a side).
+
+Each run's metric values are kept in the result, so ``--pool FILE`` judges this
+sitting's runs together with an earlier result's (same nodes and pods per node): the
+emulators' columns can be run apart from the real nodes' reference, e.g.
+``--fleets kubemark,kwok --pool sensitivity-....json``. Pooled runs come from another
+sitting, and its drift is not spread over them as within one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -113,7 +121,8 @@ def down(name: str) -> None:
 
 
 def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nodes: int,
-            pods_per_node: int, name: str, runtime: Path | None = None) -> dict[str, Any]:
+            pods_per_node: int, name: str, runtime: Path | None = None,
+            table: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     out = work / f"{fleet}-{change}-{index:02d}"
     # a directory of an earlier sitting: its files would stand in for any this run lacks
     shutil.rmtree(out, ignore_errors=True)
@@ -139,21 +148,71 @@ def one_run(work: Path, scenario: Path, fleet: str, change: str, index: int, nod
                 check=False).returncode
         row["exit_code"] = code
         row["usable"] = (out / "summary.json").is_file() and code in (0, 1)
+        if row["usable"] and table is not None:
+            row.update(kept_values(out, table))
     finally:
         down(cluster)
         row["seconds"] = round(time.monotonic() - began, 1)
     return row
 
 
-def judge(runs: list[dict[str, Any]], fleets: list[str], changes: list[str],
-          confidence: float) -> dict[str, Any]:
+def kept_values(out: Path, table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A run's metrics as the result keeps them: values and sample counts by name, the
+    definitions in ``table`` (one for all runs). API calls sampled too rarely to be
+    judged in this run are left out: `ab_metrics.select` would drop them anyway."""
+    values: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for metric, sample in ab_metrics.run_values(out).items():
+        stat = metric.name.rsplit(".", 1)[-1]
+        if metric.group == ab_metrics.GROUPS[2] and \
+                (sample.count or 0) < ab_metrics.samples_needed(stat):
+            continue
+        table[metric.name] = dataclasses.asdict(metric)
+        values[metric.name] = sample.value
+        if sample.count is not None:
+            counts[metric.name] = sample.count
+    return {"values": values, "counts": counts}
+
+
+def run_values(run: dict[str, Any], table: dict[str, dict[str, Any]]
+               ) -> dict[ab_metrics.Metric, ab_metrics.Sample]:
+    """A run's metrics from the result, or (one written before they were kept) read
+    again from its directory."""
+    if "values" not in run:
+        return ab_metrics.run_values(Path(run["directory"]))
+    counts = run.get("counts", {})
+    return {ab_metrics.Metric(**table[name]): ab_metrics.Sample(value, counts.get(name))
+            for name, value in run["values"].items()}
+
+
+def pooled_runs(paths: tuple[Path, ...], nodes: int, pods_per_node: int,
+                table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of earlier results of the same size, each marked with its file; their
+    metric definitions join ``table``."""
+    runs = []
+    for path in paths:
+        try:
+            earlier = json.loads(path.read_text())
+            params = earlier["params"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"--pool {path}: not a sensitivity result ({exc})") from None
+        if (params.get("nodes"), params.get("pods_per_node")) != (nodes, pods_per_node):
+            raise UserError(f"--pool {path}: {params.get('nodes')} nodes and "
+                            f"{params.get('pods_per_node')} pods a node, not {nodes} and "
+                            f"{pods_per_node}")
+        table.update(earlier.get("metrics", {}))
+        runs += [{**run, "pooled_from": path.name} for run in earlier.get("runs", [])]
+    return runs
+
+
+def judge(runs: list[dict[str, Any]], table: dict[str, dict[str, Any]], fleets: list[str],
+          changes: list[str], confidence: float) -> dict[str, Any]:
     """Per fleet and change, every metric's verdict against the fleet's baseline; then the
     rows where the real nodes moved, with each emulator beside them."""
     values: dict[tuple[str, str], list[dict[ab_metrics.Metric, ab_metrics.Sample]]] = {}
     for run in runs:
         if run.get("usable"):
-            values.setdefault((run["fleet"], run["change"]), []).append(
-                ab_metrics.run_values(Path(run["directory"])))
+            values.setdefault((run["fleet"], run["change"]), []).append(run_values(run, table))
     verdicts: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for fleet in fleets:
         base = values.get((fleet, BASELINE), [])
@@ -217,10 +276,14 @@ def judge(runs: list[dict[str, Any]], fleets: list[str], changes: list[str],
 @click.option("--work-dir", type=click.Path(path_type=Path),
               default=Path("/tmp/pykubemark-sensitivity"), show_default=True,
               help="Where the runs' directories go (kept: each has its report).")
+@click.option("--pool", multiple=True, type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path),
+              help="An earlier result of the same size whose runs are judged with these "
+              "(e.g. the real nodes' reference); may be given more than once.")
 @results_dir_option()
 def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str,
          confidence: float, name: str, runtime: Path | None, work_dir: Path,
-         results_dir: Path) -> None:
+         pool: tuple[Path, ...], results_dir: Path) -> None:
     """A density run on real and hollow nodes under control-plane changes, side by side."""
     fleet_list = [f.strip() for f in fleets.split(",") if f.strip()]
     change_list = [c.strip() for c in changes_.split(",") if c.strip()]
@@ -232,6 +295,12 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
             raise UserError(f"--changes: {change} is not one of {', '.join(CHANGES)}")
     if nodes < 1 or repeat < 1 or pods_per_node < 1:
         raise UserError("--nodes, --repeat and --pods-per-node must be at least 1")
+    table: dict[str, dict[str, Any]] = {}
+    pooled = pooled_runs(pool, nodes, pods_per_node, table)
+    # real first, as the reference; then the emulators, this sitting's before the pool's
+    judged = [f for f in FLEETS if f == "real" and any(r["fleet"] == f for r in pooled)]
+    judged += [f for f in [*fleet_list, *(r["fleet"] for r in pooled)] if f not in judged]
+    judged = list(dict.fromkeys(judged))
     work_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenario_file(work_dir)
     result = ResultFile("sensitivity", results_dir)
@@ -241,15 +310,16 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
         "params": {"nodes": nodes, "pods_per_node": pods_per_node, "repeat": repeat,
                    "fleets": fleet_list, "confidence": confidence, "tolerance": TOLERANCE,
                    "scenario": "density (image " + REAL_IMAGE + ")",
-                   "hollow_runtime": runtime_name(runtime)},
+                   "hollow_runtime": runtime_name(runtime),
+                   "pooled_with": [p.name for p in pool]},
         "changes": {c: {"component": CHANGES[c][0], "flags": list(CHANGES[c][1])}
                     for c in change_list},
-        "environment": environment(), "runs": []}
+        "environment": environment(), "runs": [], "metrics": table}
     runs: list[dict[str, Any]] = result.data["runs"]
     total = repeat * len(configs) * len(fleet_list)
 
     def analyse() -> None:
-        result.data.update(judge(runs, fleet_list, change_list, confidence))
+        result.data.update(judge([*pooled, *runs], table, judged, change_list, confidence))
         result.save()
 
     try:
@@ -260,7 +330,7 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
                     console.print(f"run {len(runs) + 1} of {total}: {fleet}, {change} "
                                   f"(round {round_})")
                     runs.append(one_run(work_dir, scenario, fleet, change, round_, nodes,
-                                        pods_per_node, name, runtime))
+                                        pods_per_node, name, runtime, table))
                     result.save()
     finally:
         analyse()  # with how it ended

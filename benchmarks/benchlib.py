@@ -226,7 +226,7 @@ def wait_ready(cluster: LocalCluster, expected: dict[str, int], *,
             ready = {prefix: ready_nodes(cluster, prefix) for prefix in expected}
             status.update("hollow nodes Ready: " + ", ".join(
                 f"{p} {ready[p]}/{n}" for p, n in expected.items()))
-            if all(ready[p] >= n for p, n in expected.items()):
+            if all((ready[p] or 0) >= n for p, n in expected.items()):
                 break
             if time.monotonic() > deadline:
                 raise NotReadyInTime(f"hollow nodes not Ready after {timeout:.0f}s: {ready}")

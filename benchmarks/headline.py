@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,18 @@ from benchlib import (
     shielded,
     timestamp,
 )
-from observe import Leases, Nodes, admin_client, cores_between, cpu_readings
+from observe import (
+    REQUESTS,
+    Counts,
+    Leases,
+    Nodes,
+    admin_client,
+    by_labels,
+    cores_between,
+    cpu_readings,
+    fleet_ports,
+    read_fleet,
+)
 
 from pykubemark.cluster.control_plane import LocalCluster, python_argv
 from pykubemark.errors import UserError
@@ -232,6 +244,58 @@ def analyse_again(path: Path) -> None:
     console.print(f"result: {result.path}")
 
 
+#: The fleet's gauge of its nodes by state, as `observe.parse_counts` keys it.
+NODES = "pykubemark_nodes{state="
+
+
+class Ramp(threading.Thread):
+    """While `up` starts the fleet: every ``every`` s the nodes the fleet has registered,
+    each process's cores since the last sample and memory, and the fleet's requests by
+    answer since the last sample — where registration slows, and which side was short."""
+
+    def __init__(self, name: str, processes: int, result: ResultFile,
+                 every: float = 30.0) -> None:
+        super().__init__(daemon=True)
+        self.name, self.processes, self.result, self.every = name, processes, result, every
+        self.stopped = threading.Event()
+        self.samples: list[dict[str, Any]] = result.data.setdefault("ramp", [])
+
+    def run(self) -> None:
+        began = time.monotonic()
+        last: tuple[float, dict[str, tuple[int, float]], Counts] | None = None
+        while not self.stopped.wait(self.every):
+            with contextlib.suppress(UserError, OSError, ValueError, psutil.Error):
+                cluster = LocalCluster.load(self.name)
+                now, cpu = time.monotonic(), cpu_readings(cluster)
+                counts = read_fleet(fleet_ports(cluster, self.processes))
+                sample: dict[str, Any] = {
+                    "t": round(now - began),
+                    "nodes": {key[len(NODES):-1]: int(v) for key, v in counts.items()
+                              if key.startswith(NODES)},
+                    "rss_mib": {p.name: round(rss(process_tree(p.pid)) / (1 << 20))
+                                for p in cluster.state.running()}}
+                if last is not None:
+                    sample["cores"] = cores_between(cpu, last[1], now - last[0])
+                    sample["answers"] = {code: n for code, n in _by_code(
+                        by_labels(counts, last[2], REQUESTS)).items() if n}
+                last = (now, cpu, counts)
+                self.samples.append(sample)
+                self.result.save()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5)
+
+
+def _by_code(requests: dict[str, int]) -> dict[str, int]:
+    """Requests by answer: "code=200,resource=...,verb=..." summed per code."""
+    codes: dict[str, int] = {}
+    for labels, n in requests.items():
+        code = dict(part.split("=", 1) for part in labels.split(",")).get("code", "?")
+        codes[code] = codes.get(code, 0) + n
+    return codes
+
+
 def _pykubemark(*args: str, check: bool = True) -> int:
     console.print(f"[dim]$ pykubemark {' '.join(args)}[/]")
     code = subprocess.call(python_argv(*args))
@@ -256,12 +320,15 @@ def _pykubemark(*args: str, check: bool = True) -> int:
 @click.option("--idle", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Seconds the Ready fleet is left alone (and watched) before the density "
               "run.")
+@click.option("--ramp-every", type=click.FloatRange(1), default=30.0, show_default=True,
+              help="Seconds between samples of the fleet while `up` starts it.")
 @click.option("--keep-cluster", is_flag=True, help="Leave the cluster running afterwards.")
 @click.option("--reanalyse", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Read the run directory of this result file again with this script's "
               "analysis and rewrite the file in place; no cluster is started.")
 def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
-         out: Path | None, results_dir: Path, idle: float, keep_cluster: bool,
+         out: Path | None, results_dir: Path, idle: float, ramp_every: float,
+         keep_cluster: bool,
          reanalyse: Path | None) -> None:
     if reanalyse is not None:
         analyse_again(reanalyse)
@@ -282,8 +349,14 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
     })
     up = ["up", "--name", name, "--nodes", str(nodes), "--processes", str(processes),
           "--etcd-tmpfs"]
+    ramp = Ramp(name, processes, result, ramp_every)
     try:
-        _pykubemark(*up)
+        ramp.start()
+        try:
+            _pykubemark(*up)
+        finally:
+            ramp.stop()
+            result.save()
         if idle:
             asyncio.run(idle_window(LocalCluster.load(name), idle, result))
         # exit 1: an SLO failed, which the result records; anything else is an error
@@ -292,14 +365,17 @@ def main(nodes: int, pods_per_node: int, qps: float, processes: int, name: str,
                            "--out", str(out), check=False)
         if code not in (0, 1):
             raise UserError(f"pykubemark run exited with {code} (run directory: {out})")
+    except (UserError, KeyboardInterrupt) as exc:
+        result.data["status"] = getattr(exc, "message", None) or "interrupted"
+        raise
     finally:
         with shielded():
             if (out / "summary.json").exists():
                 result.data.update(analyse(out))
                 if result.data["run_status"] == "completed":
                     result.data["status"] = "complete"
-                result.save()
-                console.print(f"result: {result.path}")
+            result.save()  # a run cut short keeps what it measured (the ramp, the idle)
+            console.print(f"result: {result.path}")
         with shielded():
             if not keep_cluster:
                 _pykubemark("down", "--name", name, check=False)

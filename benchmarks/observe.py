@@ -357,11 +357,14 @@ REQUESTS = "pykubemark_api_requests_total"
 
 
 def parse_counts(text: str, counts: Counts | None = None) -> Counts:
-    """The counter and histogram samples of one /metrics text, added to ``counts``."""
+    """The counter, histogram and gauge samples of one /metrics text, added to
+    ``counts``."""
     counts = {} if counts is None else counts
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name.endswith(("_total", "_sum", "_count", "_bucket")):
+            # gauges too: summed over processes, as the fleet's nodes by state
+            if family.type == "gauge" or s.name.endswith(("_total", "_sum", "_count",
+                                                          "_bucket")):
                 labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
                 key = f"{s.name}{{{labels}}}"
                 counts[key] = counts.get(key, 0.0) + s.value

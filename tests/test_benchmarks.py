@@ -37,7 +37,8 @@ RUNS = {
     # long enough for a second lease renewal of each node (its first Lease is created a
     # renew period after the node registers)
     "scale.py": (["--sizes", "2", "--window", "40"], ["sizes", "nodes_per_core"]),
-    "headline.py": (["--nodes", "3", "--pods-per-node", "2", "--processes", "1", "--idle", "25"],
+    "headline.py": (["--nodes", "3", "--pods-per-node", "2", "--processes", "1", "--idle", "25",
+                     "--ramp-every", "2"],
                     ["slos", "phases", "saturation", "cpu_by_phase", "idle"]),
     "failures.py": (["--nodes", "2", "--pods-per-node", "5", "--crash-fraction", "0.5",
                      "--node-flap-fraction", "1", "--node-flap-period", "5",
@@ -124,6 +125,8 @@ def test_benchmark_runs_at_a_tiny_size(script: str, binaries, tmp_path: Path) ->
         idle = data["idle"]
         assert idle["ready_at_start"] == idle["ready_at_end"] == 3
         assert idle["leases"]["nodes_renewing"] >= 1 and idle["cores"]["kube-apiserver"] > 0
+        # and while `up` started the fleet, its nodes by state (registered at the end)
+        assert data["ramp"][-1]["nodes"]["started"] == 3 and "cores" in data["ramp"][-1]
     if script == "fidelity.py":
         assert set(data["sides"]) == {"real", "pykubemark", "kubemark", "kwok"}
     if script == "partition.py":  # a fault's outcome, not a speed

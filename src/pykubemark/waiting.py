@@ -35,9 +35,11 @@ class ReadyCount:
         self.best = 0
         self.ready = self.wanted = 0
 
-    def done(self, ready: int, wanted: int) -> bool:
-        """One poll's count (said to ``progress``): True once ``wanted`` are ready."""
-        self.ready, self.wanted = ready, wanted
+    def done(self, ready: int | None, wanted: int) -> bool:
+        """One poll's count (said to ``progress``): True once ``wanted`` are ready. None:
+        the poll got no answer, and the last count stands."""
+        self.ready, self.wanted = self.ready if ready is None else ready, wanted
+        ready = self.ready
         if self.progress is not None:
             self.progress(f"{self.what}: {ready}/{wanted}")
         if ready > self.best:

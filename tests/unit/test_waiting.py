@@ -40,3 +40,14 @@ def test_a_wait_gives_up_after_its_timeout_or_a_stall(monkeypatch) -> None:
     clock[0] += 30
     assert count.overdue() == "only 2/3 nodes Ready after 60s"
     assert count.done(3, 3)
+
+
+def test_a_poll_without_an_answer_keeps_the_last_count() -> None:
+    """An overloaded apiserver's list timing out is not every node gone: at 5000 nodes
+    `up` reported "only 0/5000 Ready" after thousands were."""
+    lines: list[str] = []
+    count = ReadyCount("nodes Ready", stall=20, progress=lines.append)
+    assert not count.done(4000, 5000)
+    assert not count.done(None, 5000)
+    assert count.ready == 4000 and lines[-1] == "nodes Ready: 4000/5000"
+    assert count.done(5000, 5000)

@@ -90,13 +90,15 @@ class HollowArgs:
 STALL = 120.0
 
 
-def ready_nodes(cluster: LocalCluster, prefix: str) -> int:
+def ready_nodes(cluster: LocalCluster, prefix: str) -> int | None:
+    """Nodes of ``prefix`` Ready; None when the apiserver did not answer the list (an
+    overloaded one times out), which is not none Ready."""
     # resourceVersion=0: from the watch cache, not a quorum read of every node from etcd
     status, body = health.get(cluster.state.server + "/api/v1/nodes?resourceVersion=0",
                               token=cluster.token("admin"), ca_cert=cluster.dir / "pki" / "ca.crt",
                               timeout=30)
     if status != 200:
-        return 0
+        return None
     return count_ready(json.loads(body).get("items", []), prefix)
 
 
@@ -117,7 +119,8 @@ def start_hollow(cluster: LocalCluster, args: HollowArgs,
     proc = cluster.add_process("hollow", args.argv(cluster), port=args.metrics_port)
     # A busy machine registers slowly but steadily: give up only when no node turned Ready
     # for STALL seconds. Listing every node is itself load at thousands, so poll less often.
-    interval = min(5.0, 1.0 + args.nodes / 1000)
+    # (a list of 5000 Nodes is some 50 MB the apiserver serializes: every 20 s, not 6)
+    interval = min(20.0, 1.0 + args.nodes / 250)
     waiting = ReadyCount("hollow nodes Ready", stall=STALL, progress=progress)
     while not waiting.done(ready_nodes(cluster, args.prefix), args.nodes):
         if not proc.alive():

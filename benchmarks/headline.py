@@ -14,7 +14,7 @@ phases and those figures.
     .venv/bin/python benchmarks/headline.py --nodes 20 --pods-per-node 2   # tiny
     .venv/bin/python benchmarks/headline.py --reanalyse benchmarks/results/headline-....json
     .venv/bin/python benchmarks/headline.py --nodes 5000 --processes 3 --idle 1800 \
-        --pods-per-node 3                  # Kubernetes' 5000 nodes: 30 idle minutes first
+        --pods-per-node 1                  # Kubernetes' 5000 nodes: 30 idle minutes first
 
 ``--idle`` leaves the Ready fleet alone that many seconds before the density run and
 keeps, from the apiserver's side, every gap between two renewals of a node's Lease and
@@ -256,7 +256,7 @@ class Ramp(threading.Thread):
     def __init__(self, name: str, processes: int, result: ResultFile,
                  every: float = 30.0) -> None:
         super().__init__(daemon=True)
-        self.name, self.processes, self.result, self.every = name, processes, result, every
+        self.cluster, self.processes, self.result, self.every = name, processes, result, every
         self.stopped = threading.Event()
         self.samples: list[dict[str, Any]] = result.data.setdefault("ramp", [])
 
@@ -265,7 +265,7 @@ class Ramp(threading.Thread):
         last: tuple[float, dict[str, tuple[int, float]], Counts] | None = None
         while not self.stopped.wait(self.every):
             with contextlib.suppress(UserError, OSError, ValueError, psutil.Error):
-                cluster = LocalCluster.load(self.name)
+                cluster = LocalCluster.load(self.cluster)
                 now, cpu = time.monotonic(), cpu_readings(cluster)
                 counts = read_fleet(fleet_ports(cluster, self.processes))
                 sample: dict[str, Any] = {

@@ -231,9 +231,8 @@ async def measure(cluster: LocalCluster, result: Any, *, prefix: str, nodes_want
 @click.option("--name", default="bench-restarts", show_default=True)
 @results_dir_option()
 def main(nodes: int, processes: int | None, fidelity: str, fleet_nice: int, components: str,
-         quiet: float,
-         downtime: float, observe: float, renew_timeout: float, sample_every: float, note: str,
-         name: str, results_dir: Path) -> None:
+         quiet: float, downtime: float, observe: float, renew_timeout: float,
+         sample_every: float, note: str, name: str, results_dir: Path) -> None:
     """Kill -9 the apiserver, then etcd, under N hollow nodes; measure the recovery."""
     processes = processes or default_processes(nodes)
     wanted = [c.strip() for c in components.split(",") if c.strip()]

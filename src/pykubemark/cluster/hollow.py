@@ -119,7 +119,7 @@ def start_hollow(cluster: LocalCluster, args: HollowArgs,
     proc = cluster.add_process("hollow", args.argv(cluster), port=args.metrics_port)
     # A busy machine registers slowly but steadily: give up only when no node turned Ready
     # for STALL seconds. Listing every node is itself load at thousands, so poll less often.
-    # (a list of 5000 Nodes is some 50 MB the apiserver serializes: every 20 s, not 6)
+    # (at 5000 nodes every 20 s, not 6: each list serializes every Node)
     interval = min(20.0, 1.0 + args.nodes / 250)
     waiting = ReadyCount("hollow nodes Ready", stall=STALL, progress=progress)
     while not waiting.done(ready_nodes(cluster, args.prefix), args.nodes):

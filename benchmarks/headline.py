@@ -263,7 +263,10 @@ class Ramp(threading.Thread):
     def run(self) -> None:
         began = time.monotonic()
         last: tuple[float, dict[str, tuple[int, float]], Counts] | None = None
-        while not self.stopped.wait(self.every):
+        done = False
+        while not done:
+            # one sample more once `up` is done: the fleet as it left it
+            done = self.stopped.wait(self.every)
             with contextlib.suppress(UserError, OSError, ValueError, psutil.Error):
                 cluster = LocalCluster.load(self.cluster)
                 now, cpu = time.monotonic(), cpu_readings(cluster)
@@ -284,7 +287,7 @@ class Ramp(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
-        self.join(5)
+        self.join(30)
 
 
 def _by_code(requests: dict[str, int]) -> dict[str, int]:

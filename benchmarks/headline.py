@@ -58,11 +58,11 @@ from observe import (
     cpu_readings,
     fleet_ports,
     read_fleet,
+    rss_readings,
 )
 
 from pykubemark.cluster.control_plane import LocalCluster, python_argv
 from pykubemark.errors import UserError
-from pykubemark.measure.resources import process_tree
 
 #: What the SLO table of the report calls the component rows of ResourceUsage.
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler")
@@ -70,14 +70,6 @@ CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-sche
 
 #: What `pykubemark up --nodes` names its nodes (hollow-0, hollow-1, ...).
 PREFIX = "hollow"
-
-
-def rss(procs: list[psutil.Process]) -> int:
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
 
 
 async def idle_window(cluster: LocalCluster, seconds: float, result: ResultFile,
@@ -101,8 +93,7 @@ async def idle_window(cluster: LocalCluster, seconds: float, result: ResultFile,
                 figures.update({
                     "seconds": round(elapsed, 1),
                     "cores": cores_between(cpu_readings(cluster), before, elapsed),
-                    "rss_mib": {p.name: round(rss(process_tree(p.pid)) / (1 << 20), 1)
-                                for p in cluster.state.running()},
+                    "rss_mib": rss_readings(cluster),
                     "leases": leases.summary(),
                     "ready_at_end": nodes.count_ready(),
                     "nodes_seen_not_ready": len({event[1] for event in nodes.not_ready}),
@@ -275,8 +266,7 @@ class Ramp(threading.Thread):
                     "t": round(now - began),
                     "nodes": {key[len(NODES):-1]: int(v) for key, v in counts.items()
                               if key.startswith(NODES)},
-                    "rss_mib": {p.name: round(rss(process_tree(p.pid)) / (1 << 20))
-                                for p in cluster.state.running()}}
+                    "rss_mib": rss_readings(cluster, None)}
                 if last is not None:
                     sample["cores"] = cores_between(cpu, last[1], now - last[0])
                     sample["answers"] = {code: n for code, n in _by_code(

@@ -40,7 +40,7 @@ from pykubemark.cluster.control_plane import LocalCluster
 from pykubemark.errors import UserError
 from pykubemark.kube import ApiError, Client
 from pykubemark.kube.client import NETWORK_ERRORS
-from pykubemark.measure.resources import cpu_seconds, process_tree
+from pykubemark.measure.resources import cpu_seconds, process_tree, rss_bytes
 from pykubemark.measure.stats import percentiles
 from pykubemark.provision.releases import default_release
 
@@ -467,6 +467,12 @@ def cpu_readings(cluster: LocalCluster) -> dict[str, tuple[int, float]]:
     times = psutil.cpu_times()
     readings["machine"] = (0, sum(getattr(times, f, 0.0) for f in BUSY))
     return readings
+
+
+def rss_readings(cluster: LocalCluster, digits: int | None = 1) -> dict[str, float]:
+    """MiB resident of each of the cluster's processes with its children, now."""
+    return {p.name: round(rss_bytes(process_tree(p.pid)) / (1 << 20), digits)
+            for p in cluster.state.running()}
 
 
 def cores_between(after: dict[str, tuple[int, float]], before: dict[str, tuple[int, float]],

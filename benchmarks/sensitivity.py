@@ -297,10 +297,8 @@ def main(nodes: int, pods_per_node: int, repeat: int, fleets: str, changes_: str
         raise UserError("--nodes, --repeat and --pods-per-node must be at least 1")
     table: dict[str, dict[str, Any]] = {}
     pooled = pooled_runs(pool, nodes, pods_per_node, table)
-    # real first, as the reference; then the emulators, this sitting's before the pool's
-    judged = [f for f in FLEETS if f == "real" and any(r["fleet"] == f for r in pooled)]
-    judged += [f for f in [*fleet_list, *(r["fleet"] for r in pooled)] if f not in judged]
-    judged = list(dict.fromkeys(judged))
+    # this sitting's fleets and the pool's, in FLEETS' order (`judge` finds real by name)
+    judged = sorted({*fleet_list, *(r["fleet"] for r in pooled)}, key=FLEETS.index)
     work_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenario_file(work_dir)
     result = ResultFile("sensitivity", results_dir)

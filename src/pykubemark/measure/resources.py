@@ -48,6 +48,15 @@ def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
     return total
 
 
+def rss_bytes(procs: Iterable[psutil.Process]) -> int:
+    """Resident memory of ``procs`` now; one that is gone counts nothing."""
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
 @dataclass
 class Tree:
     """One named process and its descendants, with the CPU seconds last read per pid."""
